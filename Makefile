@@ -1,0 +1,71 @@
+# llmtap — one entry point: deps, all, test, demo, bench, clean
+OUTPUT   := .output
+ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+CC       ?= cc
+VERSION  := 0.1.0
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DLLMTAP_VERSION='"$(VERSION)"'
+INCLUDES := -I$(OUTPUT) -Iinclude -Iuser
+LIBS     := -lbpf -lelf -lz -lm
+BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
+	-Ivmlinux/$(ARCH) -Iinclude
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
+SKELS     := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
+USER_SRCS := $(wildcard user/*.c)
+USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/%.o,$(USER_SRCS))
+LIB_OBJS  := $(filter-out $(OUTPUT)/main.o,$(USER_OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
+
+.SECONDARY:
+.PHONY: all deps test unit e2e demo bench clean target
+all: llmtap
+
+deps:
+	tools/install-deps.sh
+
+$(OUTPUT) $(OUTPUT)/tests:
+	mkdir -p $@
+
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c include/*.h | $(OUTPUT)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< > $@
+
+$(OUTPUT)/%.o: user/%.c $(wildcard user/*.h) include/*.h $(SKELS) | $(OUTPUT)
+	$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+
+llmtap: $(USER_OBJS)
+	$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+
+$(OUTPUT)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(OUTPUT)/tests
+	$(CC) $(CFLAGS) $(INCLUDES) $< $(LIB_OBJS) $(LIBS) -lcmocka -o $@
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e: llmtap
+	tests/e2e/run.sh
+
+test: llmtap unit e2e
+
+target:
+	tools/build-llama.sh shared >/dev/null
+	tools/make-model.sh >/dev/null
+
+demo:
+	tools/install-deps.sh
+	$(MAKE) all
+	tools/demo.sh
+
+bench: llmtap
+	tools/bench.sh
+
+clean:
+	rm -rf $(OUTPUT) llmtap

@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""Write a tiny llama-architecture GGUF with random weights.
+
+The tokenizer is copied from llama.cpp's models/ggml-vocab-llama-spm.gguf, so the
+server tokenizes real text; the weights are random, so the output is gibberish,
+but every code path (decode, KV cache, sampling, HTTP) is the real one.
+
+usage: make-tiny-model.py LLAMA_SRC OUT.gguf
+Runs under Debian's /usr/bin/python3 with python3-numpy and llama.cpp's gguf-py.
+"""
+import sys
+
+if len(sys.argv) != 3:
+    sys.exit("usage: make-tiny-model.py LLAMA_SRC OUT.gguf")
+src, out = sys.argv[1], sys.argv[2]
+sys.path.insert(0, f"{src}/gguf-py")
+
+import numpy as np  # noqa: E402
+from gguf import GGUFReader, GGUFWriter, GGUFValueType  # noqa: E402
+
+N_EMBD, N_LAYER, N_HEAD, N_FF, N_CTX = 64, 2, 4, 128, 4096
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+vocab = GGUFReader(f"{src}/models/ggml-vocab-llama-spm.gguf")
+n_vocab = len(vocab.fields["tokenizer.ggml.tokens"].data)
+
+w = GGUFWriter(out, "llama")
+w.add_name("llmtap-tiny-llama")
+w.add_context_length(N_CTX)
+w.add_embedding_length(N_EMBD)
+w.add_block_count(N_LAYER)
+w.add_feed_forward_length(N_FF)
+w.add_head_count(N_HEAD)
+w.add_head_count_kv(N_HEAD)
+w.add_layer_norm_rms_eps(1e-5)
+w.add_rope_dimension_count(N_EMBD // N_HEAD)
+w.add_vocab_size(n_vocab)
+w.add_file_type(0)  # all f32
+
+for name, field in vocab.fields.items():
+    if not name.startswith("tokenizer."):
+        continue
+    vtype = field.types[0]
+    if vtype == GGUFValueType.ARRAY:
+        w.add_key_value(name, field.contents(), vtype, field.types[-1])
+    else:
+        w.add_key_value(name, field.contents(), vtype)
+w.add_chat_template(CHATML)
+
+rng = np.random.default_rng(42)
+
+
+def t(name, *shape, scale=0.02):
+    w.add_tensor(name, (rng.standard_normal(shape) * scale).astype(np.float32))
+
+
+def ones(name, n):
+    w.add_tensor(name, np.ones(n, dtype=np.float32))
+
+
+t("token_embd.weight", n_vocab, N_EMBD)
+ones("output_norm.weight", N_EMBD)
+t("output.weight", n_vocab, N_EMBD)
+for i in range(N_LAYER):
+    ones(f"blk.{i}.attn_norm.weight", N_EMBD)
+    for p in ("q", "k", "v", "output"):
+        t(f"blk.{i}.attn_{p}.weight", N_EMBD, N_EMBD)
+    ones(f"blk.{i}.ffn_norm.weight", N_EMBD)
+    t(f"blk.{i}.ffn_gate.weight", N_FF, N_EMBD)
+    t(f"blk.{i}.ffn_up.weight", N_FF, N_EMBD)
+    t(f"blk.{i}.ffn_down.weight", N_EMBD, N_FF)
+
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "attach.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "preflight.h"
+#include "probes.h"
+#include "sinks.h"
+#include "target.h"
+#include "telemetry.h"
+
+#define POLL_MS 100
+
+/* set by the signal handler, read by the loop */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+struct session {
+	struct telemetry tm;
+	uint64_t bad_records;
+};
+
+static int on_event(void *arg, const void *data, size_t size)
+{
+	struct session *s = arg;
+	struct step st;
+
+	if (event_decode(data, size, &st)) {
+		s->bad_records++;
+		return 0;
+	}
+	telemetry_step(&s->tm, &st);
+	return 0;
+}
+
+static uint64_t lost_total(struct probes *p, const struct session *s)
+{
+	uint64_t st[LLMTAP_STAT_MAX];
+
+	if (probes_stats(p, st))
+		return s->tm.lost_seen;
+	return st[LLMTAP_STAT_RB_LOST] + st[LLMTAP_STAT_ENTRY_LOST] +
+	       st[LLMTAP_STAT_ENTRY_FULL] + s->bad_records;
+}
+
+static int target_gone(int pidfd, int pid)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	if (pidfd >= 0)
+		return poll(&pfd, 1, 0) > 0;
+	return kill(pid, 0) && errno == ESRCH;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int add_sinks(struct session *s, const struct attach_opts *o)
+{
+	struct sink sk;
+
+	if (o->json ? sink_json_new(stdout, o->json_steps, &sk) : sink_console_new(stdout, &sk))
+		return -ENOMEM;
+	return telemetry_add_sink(&s->tm, sk);
+}
+
+static const char *run_loop(struct session *s, struct probes *p, const struct attach_opts *o,
+			    int pidfd)
+{
+	uint64_t start = monotonic_ns(), next_tick = start + o->interval_ns;
+	char *reason = NULL;
+
+	while (!reason) {
+		int n = probes_poll(p, POLL_MS);
+		uint64_t now = monotonic_ns();
+
+		if (n < 0 && n != -EINTR) {
+			fprintf(stderr, "llmtap: reading the ring buffer failed: %s\n", strerror(-n));
+			return "ring buffer error";
+		}
+		if (now >= next_tick) {
+			telemetry_tick(&s->tm, now, lost_total(p, s));
+			next_tick += o->interval_ns;
+			if (next_tick <= now)
+				next_tick = now + o->interval_ns;
+		}
+		if (ferror(stdout))
+			return "output closed";
+		if (stop_signal)
+			return stop_signal == SIGINT ? "interrupted (SIGINT)" :
+			       stop_signal == SIGTERM ? "terminated (SIGTERM)" : "hung up (SIGHUP)";
+		if (o->duration_ns && now - start >= o->duration_ns)
+			return "duration elapsed";
+		if (target_gone(pidfd, o->pid))
+			return "target exited";
+	}
+	return reason;
+}
+
+int cmd_attach(const struct attach_opts *o)
+{
+	struct probes_opts po = { .ringbuf_bytes = o->ringbuf_bytes, .verbose = o->verbose };
+	struct session *s = NULL;
+	struct probes *p = NULL;
+	struct target t;
+	struct tm_target tt;
+	char err[2048];
+	const char *reason;
+	int pidfd = -1, ret = 1;
+
+	if (preflight_check(err, sizeof(err)) || target_find(o->pid, &t, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		return 1;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		fprintf(stderr, "llmtap: out of memory\n");
+		return 1;
+	}
+	/* watch for the target's exit without racing PID reuse */
+	pidfd = (int)syscall(SYS_pidfd_open, o->pid, 0);
+	if (pidfd < 0 && errno == ESRCH) {
+		fprintf(stderr, "llmtap: PID %d exited before llmtap could attach\n", o->pid);
+		goto cleanup;
+	}
+	install_signals();
+	if (probes_open(&t, &po, on_event, s, &p, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
+	tt = (struct tm_target){
+		.pid = o->pid,
+		.comm = t.comm,
+		.library = t.lib_path,
+		.in_executable = t.in_executable,
+		.probes = probes_attached(p),
+	};
+	telemetry_init(&s->tm, &tt, monotonic_ns());
+	if (add_sinks(s, o)) {
+		fprintf(stderr, "llmtap: out of memory\n");
+		goto cleanup;
+	}
+	telemetry_attached(&s->tm);
+
+	reason = run_loop(s, p, o, pidfd);
+	probes_poll(p, 0); /* whatever is still in the ring buffer */
+	telemetry_finish(&s->tm, monotonic_ns(), lost_total(p, s), reason);
+	ret = 0;
+cleanup:
+	probes_close(p);
+	if (s)
+		telemetry_destroy(&s->tm);
+	free(s);
+	if (pidfd >= 0)
+		close(pidfd);
+	return ret;
+}

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* `llmtap attach`: trace one running process until stopped. */
+#ifndef LLMTAP_ATTACH_H
+#define LLMTAP_ATTACH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct attach_opts {
+	int pid;
+	uint64_t duration_ns;  /* 0: until interrupted or the target exits */
+	uint64_t interval_ns;  /* live output period */
+	size_t ringbuf_bytes;
+	bool json;             /* JSON lines on stdout instead of the console view */
+	bool json_steps;       /* with json: one record per engine step */
+	bool verbose;
+};
+
+/* Returns the process exit code: 0 traced and summarised, 1 failure. */
+int cmd_attach(const struct attach_opts *o);
+
+#endif

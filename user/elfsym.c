@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "elfsym.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <string.h>
+#include <unistd.h>
+
+static int vaddr_to_offset(Elf *elf, uint64_t vaddr, uint64_t *off)
+{
+	size_t i, n;
+	GElf_Phdr ph;
+
+	if (elf_getphdrnum(elf, &n))
+		return -ENOEXEC;
+	for (i = 0; i < n; i++) {
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_filesz) {
+			*off = vaddr - ph.p_vaddr + ph.p_offset;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynamic,
+			 struct elf_sym_req *reqs, size_t n)
+{
+	Elf_Data *data = elf_getdata(scn, NULL);
+	size_t i, k, count;
+	GElf_Sym sym;
+
+	if (!data || !sh->sh_entsize)
+		return;
+	count = sh->sh_size / sh->sh_entsize;
+	for (i = 0; i < count; i++) {
+		const char *name;
+		int type;
+
+		if (!gelf_getsym(data, (int)i, &sym) || sym.st_shndx == SHN_UNDEF)
+			continue;
+		type = GELF_ST_TYPE(sym.st_info);
+		if (type != STT_FUNC && type != STT_GNU_IFUNC)
+			continue;
+		name = elf_strptr(elf, sh->sh_link, sym.st_name);
+		if (!name)
+			continue;
+		for (k = 0; k < n; k++) {
+			if (strcmp(name, reqs[k].name))
+				continue;
+			if (reqs[k].found) {
+				reqs[k].exported |= dynamic;
+				continue;
+			}
+			if (vaddr_to_offset(elf, sym.st_value, &reqs[k].offset))
+				continue;
+			reqs[k].found = true;
+			reqs[k].exported = dynamic;
+			reqs[k].size = sym.st_size;
+		}
+	}
+}
+
+int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
+		struct elf_file_info *info)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Ehdr eh;
+	GElf_Shdr sh;
+	Elf *elf = NULL;
+	int fd, ret = 0;
+	size_t k;
+
+	memset(info, 0, sizeof(*info));
+	for (k = 0; k < n; k++) {
+		reqs[k].found = reqs[k].exported = false;
+		reqs[k].offset = reqs[k].size = 0;
+	}
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -ENOEXEC;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf || elf_kind(elf) != ELF_K_ELF || !gelf_getehdr(elf, &eh)) {
+		ret = -ENOEXEC;
+		goto cleanup;
+	}
+	info->is_dyn = eh.e_type == ET_DYN;
+	while ((scn = elf_nextscn(elf, scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		if (sh.sh_type == SHT_SYMTAB)
+			info->has_symtab = true;
+		else if (sh.sh_type == SHT_DYNSYM)
+			info->has_dynsym = true;
+		else
+			continue;
+		scan_symbols(elf, scn, &sh, sh.sh_type == SHT_DYNSYM, reqs, n);
+	}
+cleanup:
+	if (elf)
+		elf_end(elf);
+	close(fd);
+	return ret;
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Function symbols of an ELF file, resolved to file offsets for uprobes (libelf). */
+#ifndef LLMTAP_ELFSYM_H
+#define LLMTAP_ELFSYM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct elf_sym_req {
+	const char *name;  /* in: exact symbol name */
+	bool found;        /* out */
+	bool exported;     /* out: found in .dynsym */
+	uint64_t offset;   /* out: file offset of the first instruction */
+	uint64_t size;     /* out: st_size */
+};
+
+struct elf_file_info {
+	bool has_symtab;   /* a .symtab section: not stripped */
+	bool has_dynsym;
+	bool is_dyn;       /* ET_DYN (shared library or PIE) */
+};
+
+/*
+ * Resolve every request in reqs[0..n) against path's .dynsym and .symtab.
+ * Returns 0 (individual symbols may still be unfound), -errno when the file
+ * cannot be opened, -ENOEXEC when it is not a readable ELF file.
+ */
+int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
+		struct elf_file_info *info);
+
+#endif

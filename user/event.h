@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Decoding ring-buffer records into the loader's own engine-step model. */
+#ifndef LLMTAP_EVENT_H
+#define LLMTAP_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmtap_events.h"
+
+enum step_kind {
+	STEP_PREFILL = 0,   /* every sequence feeds prompt tokens */
+	STEP_GENERATE,      /* every sequence feeds one sampled token */
+	STEP_MIXED,
+	STEP_KIND_MAX,
+};
+
+struct step {
+	uint32_t pid;
+	uint32_t tid;
+	uint64_t ctx;
+	uint64_t start_ns; /* CLOCK_MONOTONIC */
+	uint64_t end_ns;
+	int32_t ret;
+	uint32_t op; /* enum llmtap_step_op */
+	int32_t n_tokens;
+	uint32_t n_outputs;
+	uint32_t n_seqs;
+	uint32_t flags;
+	enum step_kind kind;
+	uint32_t n_runs;
+	struct llmtap_run runs[LLMTAP_MAX_RUNS];
+};
+
+/* Decode one record. Returns 0, or -EINVAL for a short/unknown/bad-version record. */
+int event_decode(const void *data, size_t size, struct step *out);
+
+const char *step_kind_name(enum step_kind k);
+const char *step_op_name(uint32_t op);
+
+#endif

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* llmtap: trace llama.cpp inference servers from outside, with eBPF. */
+#include <argp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attach.h"
+#include "util.h"
+
+const char *argp_program_version = "llmtap " LLMTAP_VERSION;
+const char *argp_program_bug_address = "the llmtap issue tracker";
+error_t argp_err_exit_status = 2;
+
+static const char attach_doc[] =
+	"Trace a running llama.cpp process (llama-server, or anything that loads libllama).\n"
+	"\n"
+	"Finds the library in the process (by its symbols, under any file name, or the\n"
+	"executable itself when llama.cpp is linked statically), attaches uprobes to\n"
+	"llama_decode and llama_encode for that process only, and prints a line per\n"
+	"interval (engine steps/s, tokens/s, step time p50/p99, batch-size mix, lost\n"
+	"events) and a summary when you press Ctrl-C, send SIGTERM, --duration ends or\n"
+	"the target exits. The target is never stopped or changed; killing llmtap at\n"
+	"any moment leaves it running untouched.\n"
+	"\n"
+	"Needs root (or CAP_BPF + CAP_PERFMON, and CAP_SYS_PTRACE for another user's\n"
+	"process), a kernel with BTF and uprobes.\n"
+	"\n"
+	"Examples:\n"
+	"  sudo llmtap attach --pid $(pgrep -o llama-server)\n"
+	"  sudo llmtap attach -p 4242 --duration 60s --json > steps.jsonl\n"
+	"\n"
+	"Exit status: 0 traced and summarised, 1 could not trace, 2 bad usage.\n"
+	"\v"
+	"DURATION: a number with an optional unit: 500ms, 30s (the default unit), 5m, 1h.\n"
+	"SIZE: bytes with an optional k, M or G suffix (powers of 1024).";
+
+enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL };
+
+static const struct argp_option attach_options[] = {
+	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
+	{ "duration", 'd', "DURATION", 0, "Stop after this long (default: until Ctrl-C or the target exits)", 0 },
+	{ "interval", OPT_INTERVAL, "DURATION", 0, "Live output period (default 1s)", 0 },
+	{ "json", 'j', NULL, 0, "Write JSON lines to stdout: attach, step, interval and summary records", 0 },
+	{ "no-steps", OPT_NO_STEPS, NULL, 0, "With --json, leave out the per-step records", 0 },
+	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer size, a power of two >= 4k (default 4M)", 0 },
+	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics (verifier log on load failures)", 0 },
+	{ 0 },
+};
+
+static error_t attach_parse(int key, char *arg, struct argp_state *state)
+{
+	struct attach_opts *o = state->input;
+
+	switch (key) {
+	case 'p':
+		if (parse_pid(arg, &o->pid))
+			argp_error(state, "--pid: '%s' is not a process ID (a positive number)", arg);
+		break;
+	case 'd':
+		if (parse_duration(arg, &o->duration_ns) || !o->duration_ns)
+			argp_error(state, "--duration: '%s' is not a positive duration (e.g. 30s, 500ms, 5m)", arg);
+		break;
+	case OPT_INTERVAL:
+		if (parse_duration(arg, &o->interval_ns) || o->interval_ns < 10000000ull)
+			argp_error(state, "--interval: '%s' is not a duration of at least 10ms", arg);
+		break;
+	case 'j':
+		o->json = true;
+		break;
+	case OPT_NO_STEPS:
+		o->json_steps = false;
+		break;
+	case OPT_RINGBUF:
+		if (parse_size(arg, &o->ringbuf_bytes) || o->ringbuf_bytes < 4096 ||
+		    (o->ringbuf_bytes & (o->ringbuf_bytes - 1)) || o->ringbuf_bytes > (1ul << 30))
+			argp_error(state, "--ringbuf-size: '%s' is not a power of two between 4k and 1G", arg);
+		break;
+	case 'v':
+		o->verbose = true;
+		break;
+	case ARGP_KEY_ARG:
+		argp_error(state, "unexpected argument '%s'", arg);
+		break;
+	case ARGP_KEY_END:
+		if (!o->pid)
+			argp_error(state, "which process? give --pid PID (e.g. --pid $(pgrep -o llama-server))");
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static int run_attach(int argc, char **argv)
+{
+	static const struct argp argp = { attach_options, attach_parse, NULL, attach_doc, NULL, NULL, NULL };
+	struct attach_opts o = {
+		.interval_ns = 1000000000ull,
+		.ringbuf_bytes = 4u << 20,
+		.json_steps = true,
+	};
+
+	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
+		return 2;
+	return cmd_attach(&o);
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: llmtap COMMAND [OPTION...]\n"
+		"Trace llama.cpp inference servers from outside the process, with eBPF.\n"
+		"\n"
+		"Commands:\n"
+		"  attach   trace a running process: llmtap attach --pid PID\n"
+		"\n"
+		"'llmtap COMMAND --help' shows a command's options; 'llmtap --version' the version.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("%s\n", argp_program_version);
+		return 0;
+	}
+	if (!strcmp(argv[1], "attach")) {
+		argv[1] = "llmtap attach";
+		return run_attach(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "llmtap: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "proc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+int proc_parse_maps_line(const char *line, struct proc_map *m)
+{
+	int path_at = -1;
+
+	memset(m, 0, sizeof(*m));
+	if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64 " %n",
+		   &m->start, &m->end, m->perms, &m->offset, &m->dev_major,
+		   &m->dev_minor, &m->inode, &path_at) < 7 || path_at < 0)
+		return -EINVAL;
+	if (m->end < m->start || strlen(m->perms) != 4)
+		return -EINVAL;
+	snprintf(m->path, sizeof(m->path), "%s", line + path_at);
+	m->path[strcspn(m->path, "\n")] = '\0';
+	return 0;
+}
+
+int proc_for_each_map(pid_t pid, proc_map_cb cb, void *arg)
+{
+	struct proc_map m;
+	char fn[64], line[PATH_MAX + 128];
+	FILE *f;
+	int ret = 0;
+
+	snprintf(fn, sizeof(fn), "/proc/%d/maps", (int)pid);
+	f = fopen(fn, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (proc_parse_maps_line(line, &m))
+			continue;
+		ret = cb(&m, arg);
+		if (ret)
+			break;
+	}
+	fclose(f);
+	return ret;
+}
+
+int proc_check(pid_t pid)
+{
+	if (pid <= 0)
+		return -EINVAL;
+	if (kill(pid, 0) && errno == ESRCH)
+		return -ESRCH;
+	return 0;
+}
+
+void proc_comm(pid_t pid, char *buf, size_t len)
+{
+	char fn[64];
+	FILE *f;
+
+	snprintf(buf, len, "?");
+	snprintf(fn, sizeof(fn), "/proc/%d/comm", (int)pid);
+	f = fopen(fn, "re");
+	if (!f)
+		return;
+	if (fgets(buf, (int)len, f))
+		buf[strcspn(buf, "\n")] = '\0';
+	fclose(f);
+}
+
+int proc_root_path(pid_t pid, const char *path, char *out, size_t len)
+{
+	int n = snprintf(out, len, "/proc/%d/root%s", (int)pid, path);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Console sink: a live line per interval and a summary when tracing ends. */
+#include "sinks.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+struct console {
+	FILE *out;
+};
+
+static double rate(uint64_t n, const struct tm_window *w)
+{
+	double secs = (double)(w->end_ns - w->start_ns) / 1e9;
+
+	return secs > 0 ? (double)n / secs : 0;
+}
+
+static void print_mix(FILE *out, const struct tm_window *w)
+{
+	bool any = false;
+
+	for (int c = 0; c < BATCH_CLASSES; c++) {
+		if (!w->batch_mix[c])
+			continue;
+		fprintf(out, "%s%s:%llu", any ? " " : "", batch_class_name(c),
+			(unsigned long long)w->batch_mix[c]);
+		any = true;
+	}
+	if (!any)
+		fputs("-", out);
+}
+
+static void console_attached(void *self, const struct tm_target *t)
+{
+	struct console *c = self;
+
+	fprintf(c->out, "llmtap: tracing PID %d (%s): %s in %s%s\n", t->pid, t->comm, t->probes,
+		t->library, t->in_executable ? " (linked into the executable)" : "");
+	fprintf(c->out, "llmtap: a line per interval; Ctrl-C for the summary\n");
+	fflush(c->out);
+}
+
+static void console_interval(void *self, const struct tm_snapshot *snap)
+{
+	const struct tm_window *w = snap->interval;
+	struct console *c = self;
+	time_t now = time(NULL);
+	struct tm tm;
+	char ts[16];
+
+	localtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+	fprintf(c->out, "%s  decode %6.1f/s  tokens %7.1f/s  p50 %7.3f ms  p99 %7.3f ms  batch ",
+		ts, rate(w->steps, w), rate(w->tokens, w),
+		(double)hist_quantile(&w->duration_ns, 0.50) / 1e6,
+		(double)hist_quantile(&w->duration_ns, 0.99) / 1e6);
+	print_mix(c->out, w);
+	fprintf(c->out, "  errors %llu  lost %llu\n", (unsigned long long)w->step_errors,
+		(unsigned long long)w->lost);
+	fflush(c->out);
+}
+
+static void console_summary(void *self, const struct tm_snapshot *snap)
+{
+	const struct tm_window *w = snap->total;
+	const struct hist *d = &w->duration_ns, *b = &w->batch_tokens;
+	struct console *c = self;
+
+	fprintf(c->out, "\nllmtap summary: PID %d (%s), %.1f s traced, ended: %s\n",
+		snap->target->pid, snap->target->comm, (double)(w->end_ns - w->start_ns) / 1e9,
+		snap->end_reason ? snap->end_reason : "?");
+	fprintf(c->out, "  steps       %llu (prefill %llu, generate %llu, mixed %llu), failed %llu\n",
+		(unsigned long long)w->steps, (unsigned long long)w->by_kind[STEP_PREFILL],
+		(unsigned long long)w->by_kind[STEP_GENERATE],
+		(unsigned long long)w->by_kind[STEP_MIXED], (unsigned long long)w->step_errors);
+	fprintf(c->out, "  tokens      %llu in batches, %llu outputs\n",
+		(unsigned long long)w->tokens, (unsigned long long)w->outputs);
+	fprintf(c->out, "  throughput  %.1f steps/s, %.1f tokens/s\n", rate(w->steps, w),
+		rate(w->tokens, w));
+	if (d->count)
+		fprintf(c->out,
+			"  step time   p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n",
+			(double)hist_quantile(d, 0.5) / 1e6, (double)hist_quantile(d, 0.9) / 1e6,
+			(double)hist_quantile(d, 0.99) / 1e6, (double)d->max / 1e6,
+			(double)d->sum / (double)d->count / 1e6);
+	if (b->count)
+		fprintf(c->out, "  batch size  p50 %llu  p99 %llu  max %llu  mean %.1f\n",
+			(unsigned long long)hist_quantile(b, 0.5),
+			(unsigned long long)hist_quantile(b, 0.99), (unsigned long long)b->max,
+			(double)b->sum / (double)b->count);
+	fputs("  batch mix   ", c->out);
+	print_mix(c->out, w);
+	fprintf(c->out, "\n  lost events %llu\n", (unsigned long long)w->lost);
+	fflush(c->out);
+}
+
+static void console_destroy(void *self)
+{
+	free(self);
+}
+
+static const struct sink_ops console_ops = {
+	.attached = console_attached,
+	.interval = console_interval,
+	.summary = console_summary,
+	.destroy = console_destroy,
+};
+
+int sink_console_new(FILE *out, struct sink *s)
+{
+	struct console *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -1;
+	c->out = out;
+	s->ops = &console_ops;
+	s->self = c;
+	return 0;
+}

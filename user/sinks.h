@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Sinks that read the telemetry model: a human console view and JSON lines. */
+#ifndef LLMTAP_SINKS_H
+#define LLMTAP_SINKS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "telemetry.h"
+
+/* Live one-line-per-interval view and a summary block, for people. */
+int sink_console_new(FILE *out, struct sink *s);
+/* One JSON object per line: attach, step (when steps), interval, summary. */
+int sink_json_new(FILE *out, bool steps, struct sink *s);
+
+#endif
