@@ -53,7 +53,12 @@ unit: $(UNIT_BINS)
 e2e: llmtap
 	tests/e2e/run.sh
 
-test: llmtap unit e2e
+# the README's test command: installs what is missing, builds, runs every test
+test:
+	tools/install-deps.sh
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) e2e
 
 target:
 	tools/build-llama.sh shared >/dev/null
@@ -64,7 +69,9 @@ demo:
 	$(MAKE) all
 	tools/demo.sh
 
-bench: llmtap
+bench:
+	tools/install-deps.sh
+	$(MAKE) all
 	tools/bench.sh
 
 clean:

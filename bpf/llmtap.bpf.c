@@ -57,10 +57,11 @@ struct {
 	__uint(max_entries, 1 << 20); /* resized by the loader */
 } events SEC(".maps");
 
+/* the call in flight on each thread: task-local, no hashing, freed with the thread */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct entry);
 } entries SEC(".maps");
 
@@ -88,12 +89,18 @@ static __always_inline void stat_inc(__u32 idx)
 
 static __always_inline int step_enter(struct pt_regs *regs, __u32 op)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct entry e = {};
+	struct entry *e;
 	const void *src;
 
-	e.ctx = PT_REGS_PARM1(regs);
-	e.op = op;
+	e = bpf_task_storage_get(&entries, bpf_get_current_task_btf(), NULL,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!e) {
+		stat_inc(LLMTAP_STAT_ENTRY_FULL);
+		return 0;
+	}
+	e->ctx = PT_REGS_PARM1(regs);
+	e->op = op;
+	e->flags = 0;
 #if defined(__TARGET_ARCH_x86)
 	src = (const void *)(PT_REGS_SP(regs) + 8);
 #elif defined(__TARGET_ARCH_arm64)
@@ -101,11 +108,9 @@ static __always_inline int step_enter(struct pt_regs *regs, __u32 op)
 #else
 #error "unsupported architecture"
 #endif
-	if (bpf_probe_read_user(&e.b, sizeof(e.b), src))
-		e.flags |= LLMTAP_STEP_READ_ERR;
-	e.start_ns = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&entries, &id, &e, BPF_ANY))
-		stat_inc(LLMTAP_STAT_ENTRY_FULL);
+	if (bpf_probe_read_user(&e->b, sizeof(e->b), src))
+		e->flags |= LLMTAP_STEP_READ_ERR;
+	e->start_ns = bpf_ktime_get_ns(); /* last, so the copy above is not timed */
 	return 0;
 }
 
@@ -148,9 +153,13 @@ static __always_inline void mask_set(struct llmtap_step_event *ev, __s32 seq)
 		ev->seq_mask[(seq >> 6) & (LLMTAP_SEQ_WORDS - 1)] |= 1ULL << (seq & 63);
 }
 
-static int scan_token(__u32 i, void *unused)
+struct scan_ctx {
+	struct scratch *s;
+};
+
+static int scan_token(__u32 i, struct scan_ctx *sc)
 {
-	__u32 zero = 0, j = i % LLMTAP_SCAN_CHUNK, n_seq = 1, k;
+	__u32 j = i % LLMTAP_SCAN_CHUNK, n_seq = 1, k;
 	__s32 seqs[LLMTAP_MAX_SEQ_PER_TOKEN] = {};
 	struct llmtap_step_event *ev;
 	struct llmtap_run *run;
@@ -158,7 +167,7 @@ static int scan_token(__u32 i, void *unused)
 	__s32 pos = -1;
 	int out;
 
-	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	s = sc->s;
 	if (!s)
 		return 1;
 	ev = &s->ev;
@@ -226,8 +235,8 @@ static __always_inline int step_exit(struct pt_regs *regs)
 	__u32 zero = 0, n;
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	e = bpf_map_lookup_elem(&entries, &id);
-	if (!e) {
+	e = bpf_task_storage_get(&entries, bpf_get_current_task_btf(), NULL, 0);
+	if (!e || !e->start_ns) {
 		stat_inc(LLMTAP_STAT_ENTRY_LOST);
 		return 0;
 	}
@@ -266,14 +275,14 @@ static __always_inline int step_exit(struct pt_regs *regs)
 		ev->flags |= LLMTAP_STEP_SCAN_TRUNC;
 	}
 	if (!(ev->flags & LLMTAP_STEP_READ_ERR) && n)
-		bpf_loop(n, scan_token, NULL, 0);
+		bpf_loop(n, scan_token, &(struct scan_ctx){ .s = s }, 0);
 
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), flags))
 		stat_inc(LLMTAP_STAT_RB_LOST);
 out:
-	bpf_map_delete_elem(&entries, &id);
+	e->start_ns = 0; /* consumed */
 	return 0;
 }
 

@@ -47,8 +47,8 @@ enum llmtap_step_flags {
 /* counters in the BPF "stats" per-CPU array, indexed by this enum */
 enum llmtap_stat {
 	LLMTAP_STAT_RB_LOST = 0,   /* ring buffer full: event dropped */
-	LLMTAP_STAT_ENTRY_LOST,    /* no entry record at return (map full or attached mid-call) */
-	LLMTAP_STAT_ENTRY_FULL,    /* entry map update failed */
+	LLMTAP_STAT_ENTRY_LOST,    /* a return without its entry: the call began before attach */
+	LLMTAP_STAT_ENTRY_FULL,    /* no task storage for an entry: that call is lost */
 	LLMTAP_STAT_MAX,
 };
 

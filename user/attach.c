@@ -51,8 +51,8 @@ static uint64_t lost_total(struct probes *p, const struct session *s)
 
 	if (probes_stats(p, st))
 		return s->tm.lost_seen;
-	return st[LLMTAP_STAT_RB_LOST] + st[LLMTAP_STAT_ENTRY_LOST] +
-	       st[LLMTAP_STAT_ENTRY_FULL] + s->bad_records;
+	/* LLMTAP_STAT_ENTRY_LOST is a call already running at attach: not traced, not lost */
+	return st[LLMTAP_STAT_RB_LOST] + st[LLMTAP_STAT_ENTRY_FULL] + s->bad_records;
 }
 
 static int target_gone(int pidfd, int pid)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "hist.h"
 
+#include <math.h>
 #include <string.h>
 
 void hist_reset(struct hist *h)
@@ -71,9 +72,8 @@ uint64_t hist_quantile(const struct hist *h, double q)
 	if (q >= 1)
 		return h->max;
 	/* nearest-rank: the smallest value with at least q*count values <= it */
-	rank = (uint64_t)(q * (double)h->count);
-	if ((double)rank < q * (double)h->count)
-		rank++;
+	/* the tolerance keeps 0.07 * 100 = 7.000000000000001 at rank 7 */
+	rank = (uint64_t)ceil(q * (double)h->count - 1e-9);
 	if (rank == 0)
 		rank = 1;
 	for (i = 0; i < HIST_BUCKETS; i++) {

@@ -51,6 +51,12 @@ static void console_interval(void *self, const struct tm_snapshot *snap)
 
 	localtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+	if (!w->steps) {
+		fprintf(c->out, "%s  idle: no engine steps  lost %llu\n", ts,
+			(unsigned long long)w->lost);
+		fflush(c->out);
+		return;
+	}
 	fprintf(c->out, "%s  decode %6.1f/s  tokens %7.1f/s  p50 %7.3f ms  p99 %7.3f ms  batch ",
 		ts, rate(w->steps, w), rate(w->tokens, w),
 		(double)hist_quantile(&w->duration_ns, 0.50) / 1e6,

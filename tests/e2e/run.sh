@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run the end-to-end tests: builds (or reuses the cached) llama-server, shared and
+# static, and the tiny model, then runs every test against them. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export LLAMA_SERVER_SHARED=${LLAMA_SERVER_SHARED:-$(tools/build-llama.sh shared)}
+export LLAMA_SERVER_STATIC=${LLAMA_SERVER_STATIC:-$(tools/build-llama.sh static)}
+export LLMTAP_MODEL=${LLMTAP_MODEL:-$(tools/make-model.sh)}
+export LLMTAP=${LLMTAP:-$PWD/llmtap}
+exec /usr/bin/python3 tests/e2e/test_attach.py "$@"

@@ -1,0 +1,765 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Unit tests for user/telemetry.c and the sinks that read it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sinks.h"
+#include "telemetry.h"
+
+#define MS 1000000ull
+#define SEC 1000000000ull
+#define MAX_SNAPS 4
+
+/* A sink that keeps copies of everything it is handed. */
+struct fake_sink {
+	int attached;
+	int attached_pid;
+	int steps;
+	struct step last_step;
+	int64_t step_offset;
+	int n_intervals;
+	struct tm_window intervals[MAX_SNAPS];
+	struct tm_window interval_totals[MAX_SNAPS];
+	int summaries;
+	bool summary_had_interval;
+	struct tm_window summary_total;
+	char reason[32];
+	int destroyed;
+};
+
+static void fake_attached(void *self, const struct tm_target *t)
+{
+	struct fake_sink *f = self;
+
+	f->attached++;
+	f->attached_pid = t->pid;
+}
+
+static void fake_step(void *self, const struct step *s, int64_t off)
+{
+	struct fake_sink *f = self;
+
+	f->steps++;
+	f->last_step = *s;
+	f->step_offset = off;
+}
+
+static void fake_interval(void *self, const struct tm_snapshot *snap)
+{
+	struct fake_sink *f = self;
+
+	assert_non_null(snap->interval);
+	assert_non_null(snap->total);
+	assert_null(snap->end_reason);
+	assert_true(f->n_intervals < MAX_SNAPS);
+	f->intervals[f->n_intervals] = *snap->interval;
+	f->interval_totals[f->n_intervals] = *snap->total;
+	f->n_intervals++;
+}
+
+static void fake_summary(void *self, const struct tm_snapshot *snap)
+{
+	struct fake_sink *f = self;
+
+	f->summaries++;
+	f->summary_had_interval = snap->interval != NULL;
+	f->summary_total = *snap->total;
+	snprintf(f->reason, sizeof(f->reason), "%s", snap->end_reason ? snap->end_reason : "(null)");
+}
+
+static void fake_destroy(void *self)
+{
+	struct fake_sink *f = self;
+
+	f->destroyed++;
+}
+
+static const struct sink_ops fake_ops = {
+	.attached = fake_attached,
+	.step = fake_step,
+	.interval = fake_interval,
+	.summary = fake_summary,
+	.destroy = fake_destroy,
+};
+
+static const struct tm_target target = {
+	.pid = 4242,
+	.comm = "llama-server",
+	.library = "/usr/lib/libllama.so",
+	.in_executable = false,
+	.probes = "llama_decode,llama_encode",
+};
+
+static struct step mkstep(uint64_t start_ns, uint64_t dur_ns, int32_t n_tokens,
+			  uint32_t n_outputs, enum step_kind kind, int32_t ret)
+{
+	struct step s;
+
+	memset(&s, 0, sizeof(s));
+	s.pid = 4242;
+	s.tid = 4243;
+	s.ctx = 0xabc0;
+	s.start_ns = start_ns;
+	s.end_ns = start_ns + dur_ns;
+	s.n_tokens = n_tokens;
+	s.n_outputs = n_outputs;
+	s.n_seqs = 1;
+	s.kind = kind;
+	s.ret = ret;
+	s.n_runs = 1;
+	s.runs[0].n_tokens = n_tokens > 0 ? (uint32_t)n_tokens : 0;
+	s.runs[0].pos_last = n_tokens - 1;
+	s.runs[0].n_outputs = n_outputs;
+	return s;
+}
+
+static void feed(struct telemetry *tm, uint64_t t0, struct step *s)
+{
+	s->start_ns += t0;
+	s->end_ns += t0;
+	telemetry_step(tm, s);
+}
+
+static void test_batch_class(void **state)
+{
+	static const struct {
+		int32_t n;
+		int c;
+	} cases[] = {
+		{ -5, BATCH_1 }, { 0, BATCH_1 }, { 1, BATCH_1 },
+		{ 2, BATCH_2_4 }, { 4, BATCH_2_4 },
+		{ 5, BATCH_5_16 }, { 16, BATCH_5_16 },
+		{ 17, BATCH_17_64 }, { 64, BATCH_17_64 },
+		{ 65, BATCH_65_512 }, { 512, BATCH_65_512 },
+		{ 513, BATCH_513_UP }, { 1 << 30, BATCH_513_UP },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (batch_class(cases[i].n) != cases[i].c)
+			fail_msg("batch_class(%d) = %d, want %d", cases[i].n,
+				 batch_class(cases[i].n), cases[i].c);
+	}
+	assert_string_equal(batch_class_name(BATCH_1), "1");
+	assert_string_equal(batch_class_name(BATCH_2_4), "2-4");
+	assert_string_equal(batch_class_name(BATCH_17_64), "17-64");
+	assert_string_equal(batch_class_name(BATCH_513_UP), "513+");
+	assert_string_equal(batch_class_name(BATCH_CLASSES), "?");
+	assert_string_equal(batch_class_name(-1), "?");
+}
+
+static void test_sinks_called(void **state)
+{
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	struct fake_sink *f = calloc(1, sizeof(*f)), *g = calloc(1, sizeof(*g));
+	struct step s = mkstep(10 * MS, 2 * MS, 30, 1, STEP_PREFILL, 0);
+	struct sink extra = { .ops = &fake_ops, .self = g };
+	(void)state;
+
+	assert_non_null(tm);
+	assert_non_null(f);
+	assert_non_null(g);
+	telemetry_init(tm, &target, 0);
+	assert_int_equal(tm->target.pid, 4242);
+	assert_string_equal(tm->target.probes, "llama_decode,llama_encode");
+	assert_int_equal(telemetry_add_sink(tm, (struct sink){ .ops = &fake_ops, .self = f }), 0);
+	for (int i = 1; i < TM_MAX_SINKS; i++)
+		assert_int_equal(telemetry_add_sink(tm, extra), 0);
+	assert_int_equal(telemetry_add_sink(tm, extra), -1);
+	assert_int_equal(tm->n_sinks, TM_MAX_SINKS);
+
+	telemetry_attached(tm);
+	assert_int_equal(f->attached, 1);
+	assert_int_equal(f->attached_pid, 4242);
+	assert_int_equal(g->attached, TM_MAX_SINKS - 1);
+
+	telemetry_step(tm, &s);
+	assert_int_equal(f->steps, 1);
+	assert_int_equal(f->last_step.n_tokens, 30);
+	assert_true(f->step_offset == tm->realtime_offset_ns);
+	assert_int_equal(g->steps, TM_MAX_SINKS - 1);
+
+	telemetry_destroy(tm);
+	assert_int_equal(f->destroyed, 1);
+	assert_int_equal(g->destroyed, TM_MAX_SINKS - 1);
+	assert_int_equal(tm->n_sinks, 0);
+	free(g);
+	free(f);
+	free(tm);
+}
+
+/* A sink with only some callbacks must not be called through NULL. */
+static void test_partial_sink(void **state)
+{
+	static const struct sink_ops ops = { .summary = fake_summary };
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	struct fake_sink *f = calloc(1, sizeof(*f));
+	struct step s = mkstep(0, MS, 1, 1, STEP_GENERATE, 0);
+	(void)state;
+
+	assert_non_null(tm);
+	assert_non_null(f);
+	telemetry_init(tm, &target, 0);
+	assert_int_equal(telemetry_add_sink(tm, (struct sink){ .ops = &ops, .self = f }), 0);
+	telemetry_attached(tm);
+	telemetry_step(tm, &s);
+	telemetry_tick(tm, SEC, 0);
+	telemetry_finish(tm, 2 * SEC, 0, "done");
+	telemetry_destroy(tm);
+	assert_int_equal(f->summaries, 1);
+	assert_int_equal(f->summary_total.steps, 1);
+	assert_int_equal(f->steps, 0);
+	free(f);
+	free(tm);
+}
+
+static void test_intervals(void **state)
+{
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	struct fake_sink *f = calloc(1, sizeof(*f));
+	const uint64_t t0 = 1000 * SEC;
+	const struct tm_window *w, *tot;
+	struct step s;
+	(void)state;
+
+	assert_non_null(tm);
+	assert_non_null(f);
+	telemetry_init(tm, &target, t0);
+	assert_int_equal(telemetry_add_sink(tm, (struct sink){ .ops = &fake_ops, .self = f }), 0);
+
+	/* interval 1: a prompt, two generate steps, one failing, a 600-token prompt */
+	s = mkstep(10 * MS, 40 * MS, 30, 1, STEP_PREFILL, 0);
+	feed(tm, t0, &s);
+	s = mkstep(60 * MS, 5 * MS, 1, 1, STEP_GENERATE, 0);
+	feed(tm, t0, &s);
+	s = mkstep(70 * MS, 7 * MS, 1, 1, STEP_GENERATE, -1);
+	feed(tm, t0, &s);
+	s = mkstep(80 * MS, 90 * MS, 600, 1, STEP_PREFILL, 0);
+	feed(tm, t0, &s);
+	telemetry_tick(tm, t0 + SEC, 5);
+
+	assert_int_equal(f->n_intervals, 1);
+	w = &f->intervals[0];
+	assert_true(w->start_ns == t0);
+	assert_true(w->end_ns == t0 + SEC);
+	assert_int_equal(w->steps, 4);
+	assert_int_equal(w->step_errors, 1);
+	assert_int_equal(w->tokens, 632);
+	assert_int_equal(w->outputs, 4);
+	assert_int_equal(w->by_kind[STEP_PREFILL], 2);
+	assert_int_equal(w->by_kind[STEP_GENERATE], 2);
+	assert_int_equal(w->by_kind[STEP_MIXED], 0);
+	assert_int_equal(w->batch_mix[BATCH_1], 2);
+	assert_int_equal(w->batch_mix[BATCH_17_64], 1);
+	assert_int_equal(w->batch_mix[BATCH_513_UP], 1);
+	assert_int_equal(w->batch_mix[BATCH_2_4] + w->batch_mix[BATCH_5_16] +
+			 w->batch_mix[BATCH_65_512], 0);
+	assert_int_equal(w->lost, 5);
+	assert_int_equal(w->duration_ns.count, 4);
+	assert_true(w->duration_ns.sum == 142 * MS);
+	assert_true(w->duration_ns.min == 5 * MS);
+	assert_true(w->duration_ns.max == 90 * MS);
+	assert_int_equal(w->batch_tokens.count, 4);
+	assert_int_equal(w->batch_tokens.sum, 632);
+	assert_int_equal(w->batch_tokens.max, 600);
+	assert_int_equal(f->interval_totals[0].lost, 5);
+	assert_int_equal(f->interval_totals[0].steps, 4);
+
+	/* the interval window starts over at the tick */
+	assert_int_equal(tm->interval.steps, 0);
+	assert_int_equal(tm->interval.tokens, 0);
+	assert_int_equal(tm->interval.lost, 0);
+	assert_int_equal(tm->interval.duration_ns.count, 0);
+	assert_true(tm->interval.start_ns == t0 + SEC);
+	assert_int_equal(tm->total.steps, 4);
+
+	/* interval 2: a mixed step; 3 more lost */
+	s = mkstep(SEC + 10 * MS, 20 * MS, 9, 3, STEP_MIXED, 0);
+	feed(tm, t0, &s);
+	telemetry_tick(tm, t0 + 2 * SEC, 8);
+
+	assert_int_equal(f->n_intervals, 2);
+	w = &f->intervals[1];
+	assert_true(w->start_ns == t0 + SEC);
+	assert_true(w->end_ns == t0 + 2 * SEC);
+	assert_int_equal(w->steps, 1);
+	assert_int_equal(w->step_errors, 0);
+	assert_int_equal(w->tokens, 9);
+	assert_int_equal(w->outputs, 3);
+	assert_int_equal(w->by_kind[STEP_MIXED], 1);
+	assert_int_equal(w->by_kind[STEP_PREFILL], 0);
+	assert_int_equal(w->batch_mix[BATCH_5_16], 1);
+	assert_int_equal(w->batch_mix[BATCH_1], 0);
+	assert_int_equal(w->lost, 3);
+	assert_true(w->duration_ns.min == 20 * MS);
+	tot = &f->interval_totals[1];
+	assert_int_equal(tot->lost, 8);
+	assert_int_equal(tot->steps, 5);
+	assert_int_equal(tot->tokens, 641);
+	assert_true(tot->start_ns == t0);
+	assert_true(tot->end_ns == t0 + 2 * SEC);
+
+	/* interval 3: nothing happened */
+	telemetry_tick(tm, t0 + 3 * SEC, 8);
+	assert_int_equal(f->n_intervals, 3);
+	assert_int_equal(f->intervals[2].steps, 0);
+	assert_int_equal(f->intervals[2].lost, 0);
+	assert_int_equal(f->intervals[2].duration_ns.count, 0);
+
+	/* the end: 2 more lost, reason passed through, no interval window */
+	telemetry_finish(tm, t0 + 3 * SEC + 500 * MS, 10, "test");
+	assert_int_equal(f->summaries, 1);
+	assert_false(f->summary_had_interval);
+	assert_string_equal(f->reason, "test");
+	tot = &f->summary_total;
+	assert_int_equal(tot->steps, 5);
+	assert_int_equal(tot->step_errors, 1);
+	assert_int_equal(tot->tokens, 641);
+	assert_int_equal(tot->outputs, 7);
+	assert_int_equal(tot->lost, 10);
+	assert_int_equal(tot->by_kind[STEP_PREFILL], 2);
+	assert_int_equal(tot->by_kind[STEP_GENERATE], 2);
+	assert_int_equal(tot->by_kind[STEP_MIXED], 1);
+	assert_int_equal(tot->batch_mix[BATCH_1], 2);
+	assert_int_equal(tot->duration_ns.count, 5);
+	assert_true(tot->duration_ns.sum == 162 * MS);
+	assert_true(tot->start_ns == t0);
+	assert_true(tot->end_ns == t0 + 3 * SEC + 500 * MS);
+
+	telemetry_destroy(tm);
+	free(f);
+	free(tm);
+}
+
+static void test_lost_counter_reset(void **state)
+{
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	struct fake_sink *f = calloc(1, sizeof(*f));
+	(void)state;
+
+	assert_non_null(tm);
+	assert_non_null(f);
+	telemetry_init(tm, &target, 0);
+	assert_int_equal(telemetry_add_sink(tm, (struct sink){ .ops = &fake_ops, .self = f }), 0);
+	telemetry_tick(tm, SEC, 6);
+	/* the cumulative count went backwards: no negative delta */
+	telemetry_tick(tm, 2 * SEC, 2);
+	telemetry_tick(tm, 3 * SEC, 4);
+	assert_int_equal(f->n_intervals, 3);
+	assert_int_equal(f->intervals[0].lost, 6);
+	assert_int_equal(f->intervals[1].lost, 0);
+	assert_int_equal(f->intervals[2].lost, 2);
+	assert_int_equal(f->interval_totals[2].lost, 8);
+
+	/* finish without a tick in between still counts the last delta */
+	telemetry_finish(tm, 4 * SEC, 9, NULL);
+	assert_int_equal(f->summary_total.lost, 13);
+	assert_string_equal(f->reason, "(null)");
+	free(f);
+	free(tm);
+}
+
+static void test_negative_tokens(void **state)
+{
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	struct step s = mkstep(0, MS, -7, 0, STEP_PREFILL, -1);
+	(void)state;
+
+	/* a garbage negative n_tokens counts as a step, not as 2^64 tokens */
+	assert_non_null(tm);
+	telemetry_init(tm, &target, 0);
+	telemetry_step(tm, &s);
+	assert_int_equal(tm->total.steps, 1);
+	assert_int_equal(tm->total.tokens, 0);
+	assert_int_equal(tm->total.batch_tokens.max, 0);
+	assert_int_equal(tm->total.batch_mix[BATCH_1], 1);
+	assert_int_equal(tm->total.step_errors, 1);
+	free(tm);
+}
+
+/* ---- a small JSON syntax checker, enough for one JSON-lines record ---- */
+
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+		p++;
+	return p;
+}
+
+static const char *json_str(const char *p)
+{
+	if (*p++ != '"')
+		return NULL;
+	for (; *p != '"'; p++) {
+		if ((unsigned char)*p < 0x20)
+			return NULL; /* also catches the end of the string */
+		if (*p != '\\')
+			continue;
+		p++;
+		if (*p == 'u') {
+			for (int i = 1; i <= 4; i++)
+				if (!isxdigit((unsigned char)p[i]))
+					return NULL;
+			p += 4;
+		} else if (!*p || !strchr("\"\\/bfnrt", *p)) {
+			return NULL;
+		}
+	}
+	return p + 1;
+}
+
+static const char *json_num(const char *p)
+{
+	const char *d;
+
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (isdigit((unsigned char)*p))
+			p++;
+	else
+		return NULL;
+	if (*p == '.') {
+		d = ++p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == d)
+			return NULL;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		d = p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == d)
+			return NULL;
+	}
+	return p;
+}
+
+static const char *json_seq(const char *p, char close, bool keys)
+{
+	p = json_ws(p + 1);
+	if (*p == close)
+		return p + 1;
+	for (;;) {
+		if (keys) {
+			p = json_str(json_ws(p));
+			if (!p)
+				return NULL;
+			p = json_ws(p);
+			if (*p++ != ':')
+				return NULL;
+		}
+		p = json_value(p);
+		if (!p)
+			return NULL;
+		p = json_ws(p);
+		if (*p == close)
+			return p + 1;
+		if (*p++ != ',')
+			return NULL;
+	}
+}
+
+static const char *json_value(const char *p)
+{
+	p = json_ws(p);
+	switch (*p) {
+	case '{':
+		return json_seq(p, '}', true);
+	case '[':
+		return json_seq(p, ']', false);
+	case '"':
+		return json_str(p);
+	case 't':
+		return strncmp(p, "true", 4) ? NULL : p + 4;
+	case 'f':
+		return strncmp(p, "false", 5) ? NULL : p + 5;
+	case 'n':
+		return strncmp(p, "null", 4) ? NULL : p + 4;
+	default:
+		return json_num(p);
+	}
+}
+
+static bool json_valid_object(const char *line)
+{
+	const char *end;
+
+	if (*line != '{')
+		return false;
+	end = json_value(line);
+	return end && !*json_ws(end);
+}
+
+static void test_json_checker(void **state)
+{
+	(void)state;
+
+	/* make sure the checker itself rejects what it should */
+	assert_true(json_valid_object("{\"a\":1,\"b\":[1,-2.5e3,\"x\\\"y\",true,null],\"c\":{}}"));
+	assert_false(json_valid_object("{\"a\":nan}"));
+	assert_false(json_valid_object("{\"a\":inf}"));
+	assert_false(json_valid_object("{\"a\":1,}"));
+	assert_false(json_valid_object("{\"a\":\"x\"y\"}"));
+	assert_false(json_valid_object("{\"a\":\"\n\"}"));
+	assert_false(json_valid_object("{\"a\":1"));
+	assert_false(json_valid_object("{\"a\":01}"));
+	assert_false(json_valid_object("[1]"));
+}
+
+/* Lines of a memstream buffer, split in place. */
+static int split_lines(char *buf, char **lines, int max)
+{
+	int n = 0;
+
+	for (char *p = buf; *p && n < max;) {
+		char *nl = strchr(p, '\n');
+
+		assert_non_null(nl); /* every record ends with a newline */
+		*nl = '\0';
+		lines[n++] = p;
+		p = nl + 1;
+	}
+	return n;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+	if (!strstr(hay, needle))
+		fail_msg("missing %s in: %s", needle, hay);
+}
+
+static long long json_ll(const char *line, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "\"%s\":", key);
+	p = strstr(line, k);
+	if (!p)
+		fail_msg("missing %s in: %s", k, line);
+	return strtoll(p + strlen(k), NULL, 10);
+}
+
+static void run_json_session(bool steps, char **buf, size_t *len)
+{
+	static const struct tm_target odd = {
+		.pid = 77,
+		.comm = "llama\"srv\\x\n",
+		.library = "/opt/my models/libllama.so",
+		.in_executable = true,
+		.probes = "llama_decode",
+	};
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	uint64_t t0 = monotonic_ns();
+	struct sink s;
+	struct step st;
+	FILE *f;
+
+	assert_non_null(tm);
+	f = open_memstream(buf, len);
+	assert_non_null(f);
+	assert_int_equal(sink_json_new(f, steps, &s), 0);
+	telemetry_init(tm, &odd, t0);
+	assert_int_equal(telemetry_add_sink(tm, s), 0);
+	telemetry_attached(tm);
+
+	st = mkstep(10 * MS, 250000, 30, 1, STEP_PREFILL, 0);
+	st.runs[0].seq_id = 3;
+	st.runs[0].pos_first = 0;
+	feed(tm, t0, &st);
+	st = mkstep(20 * MS, 4 * MS, 1, 1, STEP_GENERATE, -2);
+	st.op = LLMTAP_OP_ENCODE;
+	feed(tm, t0, &st);
+	telemetry_tick(tm, t0 + SEC, 5);
+	telemetry_finish(tm, t0 + 2 * SEC, 8, "test");
+	telemetry_destroy(tm);
+	assert_int_equal(fclose(f), 0);
+	free(tm);
+}
+
+static void test_json_sink(void **state)
+{
+	char *buf = NULL, *lines[16];
+	size_t len = 0;
+	long long now = (long long)time(NULL) * (long long)SEC, t;
+	int n;
+	(void)state;
+
+	run_json_session(true, &buf, &len);
+	assert_non_null(buf);
+	assert_int_equal(strlen(buf), len);
+	n = split_lines(buf, lines, 16);
+	assert_int_equal(n, 5);
+	for (int i = 0; i < n; i++)
+		if (!json_valid_object(lines[i]))
+			fail_msg("line %d is not a JSON object: %s", i, lines[i]);
+
+	/* attach: the comm's quote, backslash and newline are escaped */
+	assert_contains(lines[0], "\"type\":\"attach\"");
+	assert_contains(lines[0], "\"pid\":77");
+	assert_contains(lines[0], "\"comm\":\"llama\\\"srv\\\\x\\u000a\"");
+	assert_contains(lines[0], "\"library\":\"/opt/my models/libllama.so\"");
+	assert_contains(lines[0], "\"in_executable\":true");
+	assert_contains(lines[0], "\"probes\":\"llama_decode\"");
+
+	/* the two steps */
+	assert_contains(lines[1], "\"type\":\"step\"");
+	assert_contains(lines[1], "\"op\":\"decode\"");
+	assert_contains(lines[1], "\"kind\":\"prefill\"");
+	assert_contains(lines[1], "\"n_tokens\":30");
+	assert_contains(lines[1], "\"duration_ns\":250000");
+	assert_contains(lines[1], "\"ret\":0");
+	assert_contains(lines[1], "\"pid\":4242");
+	assert_contains(lines[1], "\"ctx\":\"0xabc0\"");
+	assert_contains(lines[1],
+			"\"seqs\":[{\"seq\":3,\"n_tokens\":30,\"pos_first\":0,\"pos_last\":29,\"n_outputs\":1}]");
+	t = json_ll(lines[1], "start_unix_nano");
+	assert_true(t > now - 60 * (long long)SEC && t < now + 60 * (long long)SEC);
+	assert_contains(lines[2], "\"op\":\"encode\"");
+	assert_contains(lines[2], "\"kind\":\"generate\"");
+	assert_contains(lines[2], "\"ret\":-2");
+	assert_true(json_ll(lines[2], "start_unix_nano") - json_ll(lines[1], "start_unix_nano") ==
+		    (long long)(10 * MS));
+
+	/* the interval */
+	assert_contains(lines[3], "\"type\":\"interval\"");
+	assert_contains(lines[3], "\"steps\":2");
+	assert_contains(lines[3], "\"failed_steps\":1");
+	assert_contains(lines[3], "\"tokens\":31");
+	assert_contains(lines[3], "\"lost_events\":5");
+	assert_contains(lines[3], "\"steps_by_kind\":{\"prefill\":1,\"generate\":1,\"mixed\":0}");
+	assert_contains(lines[3],
+			"\"batch_mix\":{\"1\":1,\"2-4\":0,\"5-16\":0,\"17-64\":1,\"65-512\":0,\"513+\":0}");
+	assert_contains(lines[3], "\"batch_tokens\":{\"count\":2,\"sum\":31,\"min\":1,\"max\":30");
+	assert_true(json_ll(lines[3], "end_unix_nano") - json_ll(lines[3], "start_unix_nano") ==
+		    (long long)SEC);
+
+	/* the summary */
+	assert_contains(lines[4], "\"type\":\"summary\"");
+	assert_contains(lines[4], "\"end_reason\":\"test\"");
+	assert_contains(lines[4], "\"lost_events\":8");
+	assert_contains(lines[4], "\"steps\":2");
+	assert_contains(lines[4], "\"step_duration_s\":{\"count\":2,");
+	assert_true(json_ll(lines[4], "end_unix_nano") - json_ll(lines[4], "start_unix_nano") ==
+		    2 * (long long)SEC);
+	free(buf);
+
+	/* without steps: attach, interval, summary */
+	buf = NULL;
+	run_json_session(false, &buf, &len);
+	n = split_lines(buf, lines, 16);
+	assert_int_equal(n, 3);
+	assert_contains(lines[0], "\"type\":\"attach\"");
+	assert_contains(lines[1], "\"type\":\"interval\"");
+	assert_contains(lines[2], "\"type\":\"summary\"");
+	free(buf);
+}
+
+static void test_json_empty_session(void **state)
+{
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	char *buf = NULL, *lines[4];
+	size_t len = 0;
+	struct sink s;
+	FILE *f;
+	int n;
+	(void)state;
+
+	/* no steps at all: empty histograms must still print as valid JSON */
+	assert_non_null(tm);
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(sink_json_new(f, true, &s), 0);
+	telemetry_init(tm, &target, 5 * SEC);
+	assert_int_equal(telemetry_add_sink(tm, s), 0);
+	telemetry_tick(tm, 6 * SEC, 0);
+	telemetry_finish(tm, 6 * SEC, 0, NULL);
+	telemetry_destroy(tm);
+	assert_int_equal(fclose(f), 0);
+
+	n = split_lines(buf, lines, 4);
+	assert_int_equal(n, 2);
+	for (int i = 0; i < n; i++)
+		if (!json_valid_object(lines[i]))
+			fail_msg("line %d is not a JSON object: %s", i, lines[i]);
+	assert_contains(lines[1], "\"end_reason\":\"\"");
+	assert_contains(lines[1], "\"steps\":0");
+	assert_contains(lines[1], "\"p99\":0");
+	free(buf);
+	free(tm);
+}
+
+static void test_console_sink(void **state)
+{
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	char *buf = NULL;
+	size_t len = 0;
+	struct sink s;
+	struct step st;
+	FILE *f;
+	(void)state;
+
+	assert_non_null(tm);
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(sink_console_new(f, &s), 0);
+	telemetry_init(tm, &target, 0);
+	assert_int_equal(telemetry_add_sink(tm, s), 0);
+	telemetry_attached(tm);
+	st = mkstep(0, 2 * MS, 1, 1, STEP_GENERATE, 0);
+	telemetry_step(tm, &st);
+	st = mkstep(0, 4 * MS, 100, 1, STEP_PREFILL, 1);
+	telemetry_step(tm, &st);
+	telemetry_tick(tm, 2 * SEC, 3);
+	telemetry_finish(tm, 4 * SEC, 3, "target exited");
+	telemetry_destroy(tm);
+	assert_int_equal(fclose(f), 0);
+
+	assert_contains(buf, "tracing PID 4242 (llama-server): llama_decode,llama_encode in /usr/lib/libllama.so\n");
+	assert_contains(buf, "decode    1.0/s");
+	assert_contains(buf, "tokens    50.5/s");
+	assert_contains(buf, "batch 1:1 65-512:1  errors 1  lost 3\n");
+	assert_contains(buf, "PID 4242 (llama-server), 4.0 s traced, ended: target exited\n");
+	assert_contains(buf, "steps       2 (prefill 1, generate 1, mixed 0), failed 1\n");
+	assert_contains(buf, "tokens      101 in batches, 2 outputs\n");
+	assert_contains(buf, "lost events 3\n");
+	free(buf);
+	free(tm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_batch_class),
+		cmocka_unit_test(test_sinks_called),
+		cmocka_unit_test(test_partial_sink),
+		cmocka_unit_test(test_intervals),
+		cmocka_unit_test(test_lost_counter_reset),
+		cmocka_unit_test(test_negative_tokens),
+		cmocka_unit_test(test_json_checker),
+		cmocka_unit_test(test_json_sink),
+		cmocka_unit_test(test_json_empty_session),
+		cmocka_unit_test(test_console_sink),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""llmtap overhead benchmark (`make bench`): not a test, a measurement.
+
+1. Probe cost per hit: tools/probe-cost exports a llama_decode with the real
+   signature and calls it in a loop; timed untraced and with `llmtap attach`,
+   for a generation-like batch (1 token), a 4-sequence batch and a 512-token
+   prefill-like batch.
+2. Server overhead: the same load against one llama-server on the tiny model,
+   rounds ordered ABBA (A untraced, B with llmtap attached), each round with
+   prompts of its own; tokens/s and server CPU per generated token per round,
+   the median of each and the traced/untraced ratio, llmtap's own CPU and RSS.
+"""
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+from harness import LLMTAP, LlamaServer, Tracer, prompt  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE_COST = os.path.join(ROOT, ".output", "probe-cost")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "12"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "16"))
+N_PREDICT = int(os.environ.get("BENCH_N_PREDICT", "128"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def first_instruction(binary, symbol):
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", f"--disassemble={symbol}", binary],
+                         capture_output=True, text=True).stdout.splitlines()
+    for i, line in enumerate(out):
+        if line.endswith(f"<{symbol}>:") and i + 1 < len(out):
+            return " ".join(out[i + 1].split()[1:])
+    return "?"
+
+
+def probe_cost_once(calls, n_tokens, n_seqs, traced):
+    p = subprocess.Popen([PROBE_COST, str(calls), str(n_tokens), str(n_seqs)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pid = int(p.stdout.readline())
+    tr = Tracer(pid, ["--no-steps"]).wait_attached() if traced else None
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    ns = float(p.stdout.readline())
+    p.wait()
+    summary = None
+    if tr:
+        tr.wait(10)
+        summary = tr.records("summary")[0]
+    return ns, summary
+
+
+def bench_probe_cost():
+    print("== probe cost per hit (llama_decode entry + return, BPF scan, ring buffer)")
+    print(f"   probe site: llama_decode+0 in probe-cost is `{first_instruction(PROBE_COST, 'llama_decode')}`")
+    rows = []
+    for n_tokens, n_seqs, calls in ((1, 1, 200000), (4, 4, 200000), (512, 1, 20000)):
+        base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False)[0] for _ in range(3))
+        runs = [probe_cost_once(calls, n_tokens, n_seqs, True) for _ in range(3)]
+        traced = statistics.median(r[0] for r in runs)
+        seen = runs[-1][1]
+        rows.append((n_tokens, n_seqs, base, traced))
+        print(f"   batch {n_tokens:4d} tokens / {n_seqs} seq: untraced {base:8.1f} ns/call, "
+              f"traced {traced:8.1f} ns/call -> {(traced - base) / 1000:6.2f} us per hit "
+              f"(llmtap saw {seen['steps']} of {calls} calls, lost {seen['lost_events']})")
+    return rows
+
+
+def load_round(srv, first):
+    """REQUESTS completions, 2 at a time; returns (generated tokens, seconds, server CPU s)."""
+    lock, idx, tokens = threading.Lock(), [0], [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = idx[0]
+                idx[0] += 1
+            if i >= REQUESTS:
+                return
+            r = srv.complete(prompt(first + i, 16), N_PREDICT)
+            with lock:
+                tokens[0] += r["timings"]["predicted_n"]
+
+    cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return tokens[0], time.monotonic() - t0, cpu_seconds(srv.pid) - cpu0
+
+
+def bench_server():
+    print(f"== llama-server throughput, {ROUNDS} rounds ABBA, {REQUESTS} requests x "
+          f"{N_PREDICT} tokens per round, 2 concurrent, -np 2")
+    order = ["A", "B", "B", "A"] * ((ROUNDS + 3) // 4)
+    res = {"A": [], "B": []}
+    lt_cpu, lt_rss, lt_lost, lt_steps = [], 0, 0, 0
+    with LlamaServer(np=2, ctx=4096) as srv:
+        print(f"   probe site: llama_decode+0 in libllama is "
+              f"`{first_instruction(os.path.join(os.path.dirname(srv.binary), 'libllama.so'), 'llama_decode')}`")
+        load_round(srv, 10**6)  # warm-up
+        for k, mode in enumerate(order[:ROUNDS]):
+            tr = Tracer(srv.pid, ["--no-steps"]).wait_attached() if mode == "B" else None
+            c0 = cpu_seconds(tr.proc.pid) if tr else 0
+            tokens, secs, cpu = load_round(srv, 1000 * k)
+            if tr:
+                lt_cpu.append(cpu_seconds(tr.proc.pid) - c0)
+                lt_rss = max(lt_rss, peak_rss_kib(tr.proc.pid))
+                tr.stop()
+                s = tr.records("summary")[0]
+                lt_lost += s["lost_events"]
+                lt_steps += s["steps"]
+            res[mode].append((tokens / secs, cpu / tokens * 1e6, secs))
+            print(f"   round {k + 1:2d} {mode}: {tokens / secs:7.1f} tokens/s, "
+                  f"server CPU {cpu / tokens * 1e6:6.1f} us/token")
+    tps = {m: statistics.median(r[0] for r in res[m]) for m in res}
+    cpt = {m: statistics.median(r[1] for r in res[m]) for m in res}
+    spread = {m: (min(r[0] for r in res[m]), max(r[0] for r in res[m])) for m in res}
+    print(f"   untraced: median {tps['A']:.1f} tokens/s (range {spread['A'][0]:.1f}-{spread['A'][1]:.1f}), "
+          f"{cpt['A']:.1f} us CPU/token")
+    print(f"   traced:   median {tps['B']:.1f} tokens/s (range {spread['B'][0]:.1f}-{spread['B'][1]:.1f}), "
+          f"{cpt['B']:.1f} us CPU/token")
+    print(f"   RATIO traced/untraced tokens/s: {tps['B'] / tps['A']:.4f}; "
+          f"server CPU per token traced/untraced: {cpt['B'] / cpt['A']:.4f}")
+    secs_b = sum(r[2] for r in res["B"])
+    print(f"   llmtap itself: {sum(lt_cpu) / secs_b * 100:.2f}% of one CPU while traced, "
+          f"peak RSS {lt_rss / 1024:.1f} MiB, {lt_steps} steps, {lt_lost} lost")
+    return tps, cpt
+
+
+def main():
+    for f in (LLMTAP, PROBE_COST):
+        if not os.access(f, os.X_OK):
+            raise SystemExit(f"bench: {f} is missing; run `make bench`")
+    rows = bench_probe_cost()
+    tps, cpt = bench_server()
+    per_hit_us = (rows[0][3] - rows[0][2]) / 1000
+    per_token_us = 1e6 / tps["A"]
+    print("== cross-check: one llama_decode hit per generated token per step (np 2, 2 clients: "
+          "about 0.5 hit per token)")
+    print(f"   {per_hit_us:.2f} us per hit x 0.5 / {per_token_us:.0f} us wall per token = "
+          f"{per_hit_us * 0.5 / per_token_us * 100:.3f}% expected overhead")
+
+
+if __name__ == "__main__":
+    main()

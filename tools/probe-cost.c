@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Probe-cost microbenchmark target: exports a llama_decode with the real
+ * signature (a 56-byte llama_batch passed by value) and calls it in a loop, so
+ * `llmtap attach` finds it like a statically linked llama.cpp and the cost of
+ * one traced call (uprobe + uretprobe + BPF scan + ring buffer) can be timed.
+ *
+ *   probe-cost N_CALLS N_TOKENS N_SEQS   prints its PID, waits for a line on
+ *                                        stdin, then prints ns per call
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+struct llama_batch {
+	int32_t n_tokens;
+	int32_t *token;
+	float *embd;
+	int32_t *pos;
+	int32_t *n_seq_id;
+	int32_t **seq_id;
+	int8_t *logits;
+};
+
+__attribute__((noinline, used, visibility("default")))
+int llama_decode(void *ctx, struct llama_batch batch)
+{
+	/* like the real one: the batch is read, nothing else happens */
+	__asm__ volatile("" : : "r"(ctx), "r"(batch.token) : "memory");
+	return batch.n_tokens > 0 ? 0 : -1;
+}
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	long calls, n, seqs;
+	struct llama_batch b;
+	char line[16];
+	double t0, t1;
+
+	if (argc != 4 || (calls = atol(argv[1])) <= 0 || (n = atol(argv[2])) <= 0 ||
+	    (seqs = atol(argv[3])) <= 0 || seqs > n) {
+		fprintf(stderr, "usage: probe-cost N_CALLS N_TOKENS N_SEQS (N_SEQS <= N_TOKENS)\n");
+		return 2;
+	}
+	b.n_tokens = (int32_t)n;
+	b.token = calloc((size_t)n, sizeof(*b.token));
+	b.embd = NULL;
+	b.pos = calloc((size_t)n, sizeof(*b.pos));
+	b.n_seq_id = calloc((size_t)n, sizeof(*b.n_seq_id));
+	b.seq_id = calloc((size_t)n, sizeof(*b.seq_id));
+	b.logits = calloc((size_t)n, sizeof(*b.logits));
+	if (!b.token || !b.pos || !b.n_seq_id || !b.seq_id || !b.logits)
+		return 1;
+	for (long i = 0; i < n; i++) {
+		long s = i * seqs / n; /* seqs contiguous runs, like llama-server's batches */
+
+		b.pos[i] = (int32_t)i;
+		b.n_seq_id[i] = 1;
+		b.seq_id[i] = malloc(sizeof(int32_t));
+		if (!b.seq_id[i])
+			return 1;
+		b.seq_id[i][0] = (int32_t)s;
+		b.logits[i] = i == n - 1 || (i + 1) * seqs / n != s;
+	}
+	printf("%d\n", (int)getpid());
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	t0 = now_ns();
+	for (long i = 0; i < calls; i++)
+		llama_decode(&b, b);
+	t1 = now_ns();
+	printf("%.1f\n", (t1 - t0) / (double)calls);
+	return 0;
+}
