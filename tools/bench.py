@@ -22,16 +22,21 @@ from harness import LLMTAP, LlamaServer, Tracer, prompt  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_COST = os.path.join(ROOT, ".output", "probe-cost")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "12"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "16"))
 N_PREDICT = int(os.environ.get("BENCH_N_PREDICT", "128"))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    """CPU time of every thread of pid, in ns resolution (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just exited
+    return total / 1e9
 
 
 def peak_rss_kib(pid):
@@ -84,7 +89,9 @@ def bench_probe_cost():
 
 
 def load_round(srv, first):
-    """REQUESTS completions, 2 at a time; returns (generated tokens, seconds, server CPU s)."""
+    """REQUESTS completions, 2 at a time.
+
+    Returns (generated tokens, wall seconds, server CPU seconds, the server's own tokens/s)."""
     lock, idx, tokens = threading.Lock(), [0], [0]
 
     def worker():
@@ -98,13 +105,17 @@ def load_round(srv, first):
             with lock:
                 tokens[0] += r["timings"]["predicted_n"]
 
-    cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+    m0, cpu0, t0 = srv.metrics(), cpu_seconds(srv.pid), time.monotonic()
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return tokens[0], time.monotonic() - t0, cpu_seconds(srv.pid) - cpu0
+    secs, cpu, m1 = time.monotonic() - t0, cpu_seconds(srv.pid) - cpu0, srv.metrics()
+    # the server's own generation throughput: tokens over the time its slots spent generating
+    gen = ((m1["tokens_predicted_total"] - m0["tokens_predicted_total"]) /
+           (m1["tokens_predicted_seconds_total"] - m0["tokens_predicted_seconds_total"]))
+    return tokens[0], secs, cpu, gen
 
 
 def bench_server():
@@ -120,7 +131,7 @@ def bench_server():
         for k, mode in enumerate(order[:ROUNDS]):
             tr = Tracer(srv.pid, ["--no-steps"]).wait_attached() if mode == "B" else None
             c0 = cpu_seconds(tr.proc.pid) if tr else 0
-            tokens, secs, cpu = load_round(srv, 1000 * k)
+            tokens, secs, cpu, gen = load_round(srv, 1000 * k)
             if tr:
                 lt_cpu.append(cpu_seconds(tr.proc.pid) - c0)
                 lt_rss = max(lt_rss, peak_rss_kib(tr.proc.pid))
@@ -128,18 +139,34 @@ def bench_server():
                 s = tr.records("summary")[0]
                 lt_lost += s["lost_events"]
                 lt_steps += s["steps"]
-            res[mode].append((tokens / secs, cpu / tokens * 1e6, secs))
-            print(f"   round {k + 1:2d} {mode}: {tokens / secs:7.1f} tokens/s, "
+            res[mode].append((tokens / secs, cpu / tokens * 1e6, secs, gen))
+            print(f"   round {k + 1:2d} {mode}: {tokens / secs:7.1f} tokens/s (client), "
+                  f"{gen:7.1f} tokens/s (server's generation time), "
                   f"server CPU {cpu / tokens * 1e6:6.1f} us/token")
-    tps = {m: statistics.median(r[0] for r in res[m]) for m in res}
-    cpt = {m: statistics.median(r[1] for r in res[m]) for m in res}
-    spread = {m: (min(r[0] for r in res[m]), max(r[0] for r in res[m])) for m in res}
-    print(f"   untraced: median {tps['A']:.1f} tokens/s (range {spread['A'][0]:.1f}-{spread['A'][1]:.1f}), "
-          f"{cpt['A']:.1f} us CPU/token")
-    print(f"   traced:   median {tps['B']:.1f} tokens/s (range {spread['B'][0]:.1f}-{spread['B'][1]:.1f}), "
-          f"{cpt['B']:.1f} us CPU/token")
-    print(f"   RATIO traced/untraced tokens/s: {tps['B'] / tps['A']:.4f}; "
-          f"server CPU per token traced/untraced: {cpt['B'] / cpt['A']:.4f}")
+
+    def med(m, i):
+        return statistics.median(r[i] for r in res[m])
+
+    def rng(m, i):
+        return f"{min(r[i] for r in res[m]):.1f}-{max(r[i] for r in res[m]):.1f}"
+
+    tps = {m: med(m, 0) for m in res}
+    cpt = {m: med(m, 1) for m in res}
+    gen = {m: med(m, 3) for m in res}
+    for m, name in (("A", "untraced"), ("B", "traced  ")):
+        print(f"   {name}: median {tps[m]:.1f} tokens/s client (range {rng(m, 0)}), "
+              f"{gen[m]:.1f} tokens/s server (range {rng(m, 3)}), {cpt[m]:.1f} us CPU/token")
+    print(f"   RATIO of medians traced/untraced: tokens/s client {tps['B'] / tps['A']:.4f}, "
+          f"tokens/s server {gen['B'] / gen['A']:.4f}, "
+          f"server CPU per token {cpt['B'] / cpt['A']:.4f}")
+    # each ABBA block compares rounds run side by side, which cancels slow drift
+    blocks = []
+    for b in range(len(res["A"]) // 2):
+        a_rounds, b_rounds = res["A"][2 * b:2 * b + 2], res["B"][2 * b:2 * b + 2]
+        blocks.append(sum(r[0] for r in b_rounds) / sum(r[0] for r in a_rounds))
+    if blocks:
+        print(f"   RATIO per ABBA block (client tokens/s): median {statistics.median(blocks):.4f}, "
+              f"range {min(blocks):.4f}-{max(blocks):.4f} over {len(blocks)} blocks")
     secs_b = sum(r[2] for r in res["B"])
     print(f"   llmtap itself: {sum(lt_cpu) / secs_b * 100:.2f}% of one CPU while traced, "
           f"peak RSS {lt_rss / 1024:.1f} MiB, {lt_steps} steps, {lt_lost} lost")
