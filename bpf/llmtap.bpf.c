@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Engine-step probes: llama_decode / llama_encode entry and return.
+ * Also: sampling, KV-cache edits, and llama-server's task/slot and HTTP
+ * handling (small records; the loader correlates them).
  *
  * Entry copies the 56-byte struct llama_batch (by value: on the stack at sp+8
  * on x86-64, a pointer in x1 on arm64) and the time into a per-thread map.
@@ -14,6 +16,14 @@
 #include "llmtap_events.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#ifndef PT_REGS_PARM6 /* libbpf 1.1 stops at 5 */
+#if defined(__TARGET_ARCH_x86)
+#define PT_REGS_PARM6(x) (((const struct pt_regs *)(x))->r9)
+#elif defined(__TARGET_ARCH_arm64)
+#define PT_REGS_PARM6(x) (((const struct user_pt_regs *)(x))->regs[5])
+#endif
+#endif
 
 /* Wake the consumer only once this much data is waiting; it also drains on a timer. */
 const volatile __u64 wakeup_bytes = 64 * 1024;
@@ -29,12 +39,18 @@ struct batch_raw {
 	__u64 logits;
 };
 
+/* per thread: the engine call in flight, and the last batch it decoded */
 struct entry {
-	__u64 start_ns;
+	__u64 start_ns; /* a decode/encode in flight; 0 when none */
 	__u64 ctx;
 	__u32 op;
 	__u32 flags;
-	struct batch_raw b;
+	struct batch_raw b; /* kept after return: sampling reads its sequence ids */
+	__u64 sample_ctx;
+	__s32 sample_idx;
+	__u32 sample_depth; /* nested sampler calls: only the outermost is a token */
+	__u32 has_batch;
+	__u32 _pad;
 };
 
 struct scan_buf {
@@ -101,6 +117,7 @@ static __always_inline int step_enter(struct pt_regs *regs, __u32 op)
 	e->ctx = PT_REGS_PARM1(regs);
 	e->op = op;
 	e->flags = 0;
+	e->has_batch = 1;
 #if defined(__TARGET_ARCH_x86)
 	src = (const void *)(PT_REGS_SP(regs) + 8);
 #elif defined(__TARGET_ARCH_arm64)
@@ -308,4 +325,261 @@ SEC("uretprobe")
 int BPF_KRETPROBE(encode_exit)
 {
 	return step_exit(ctx);
+}
+
+/* ---- sampling: one token per outermost sampler call ---- */
+
+static __always_inline struct entry *thread_entry(bool create)
+{
+	return bpf_task_storage_get(&entries, bpf_get_current_task_btf(), NULL,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/* common_sampler_sample(gsmpl, ctx, idx, ...) and llama_sampler_sample(smpl, ctx, idx) */
+SEC("uprobe")
+int BPF_KPROBE(sample_enter, void *smpl, void *lctx, int idx)
+{
+	struct entry *e = thread_entry(true);
+
+	if (!e)
+		return 0;
+	if (e->sample_depth++ == 0) {
+		e->sample_ctx = (__u64)lctx;
+		e->sample_idx = idx;
+	}
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(sample_exit, int token)
+{
+	struct llmtap_sample_event *ev;
+	struct entry *e = thread_entry(false);
+	__u64 id = bpf_get_current_pid_tgid(), ptr = 0;
+	__s32 idx, seq = -1;
+
+	if (!e || !e->sample_depth) {
+		stat_inc(LLMTAP_STAT_ENTRY_LOST);
+		return 0;
+	}
+	if (--e->sample_depth)
+		return 0;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(LLMTAP_STAT_RB_LOST);
+		return 0;
+	}
+	ev->hdr.version = LLMTAP_EVENT_VERSION;
+	ev->hdr.kind = LLMTAP_EV_SAMPLE;
+	ev->hdr.size = sizeof(*ev);
+	ev->pid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->ctx = e->sample_ctx;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->token = token;
+	ev->flags = 0;
+	idx = e->sample_idx;
+	if (idx < 0) /* counted from the end of the batch */
+		idx += e->b.n_tokens;
+	ev->idx = idx;
+	if (!e->has_batch || idx < 0 || idx >= e->b.n_tokens) {
+		ev->flags |= LLMTAP_SAMPLE_NO_BATCH;
+	} else if (!e->b.seq_id) {
+		seq = 0;
+	} else if (bpf_probe_read_user(&ptr, sizeof(ptr), (const void *)(e->b.seq_id + (__u64)idx * 8)) ||
+		   bpf_probe_read_user(&seq, sizeof(seq), (const void *)ptr)) {
+		seq = -1;
+		ev->flags |= LLMTAP_SAMPLE_READ_ERR;
+	}
+	ev->seq_id = seq;
+	bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* ---- small records: KV edits, llama-server lifecycle, HTTP ---- */
+
+static __always_inline void *small_reserve(__u32 size, __u16 kind)
+{
+	struct llmtap_hdr *h = bpf_ringbuf_reserve(&events, size, 0);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 *ids;
+
+	if (!h) {
+		stat_inc(LLMTAP_STAT_RB_LOST);
+		return NULL;
+	}
+	h->version = LLMTAP_EVENT_VERSION;
+	h->kind = kind;
+	h->size = size;
+	ids = (__u32 *)(h + 1); /* pid, tid follow the header in every record */
+	ids[0] = id >> 32;
+	ids[1] = (__u32)id;
+	return h;
+}
+
+/* Copy a libstdc++ std::string ({char *p; size_t len; ...}) at src, truncated to cap - 1. */
+static __always_inline __u32 read_string(char *dst, __u32 cap, __u64 src)
+{
+	struct {
+		__u64 p;
+		__u64 len;
+	} str = {};
+	__u64 n;
+
+	dst[0] = '\0';
+	if (!src || bpf_probe_read_user(&str, sizeof(str), (const void *)src))
+		return 0;
+	n = str.len < cap - 1 ? str.len : cap - 1;
+	barrier_var(n);
+	if (n > cap - 1 || bpf_probe_read_user(dst, n, (const void *)str.p))
+		return 0;
+	dst[n] = '\0';
+	return (__u32)n;
+}
+
+/* cookie: enum llmtap_kv_op. The integer arguments follow the memory handle. */
+SEC("uprobe")
+int BPF_KPROBE(kv_enter)
+{
+	struct llmtap_kv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_KV);
+
+	if (!ev)
+		return 0;
+	ev->mem = PT_REGS_PARM1(ctx);
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->op = (__u32)bpf_get_attach_cookie(ctx);
+	ev->args[0] = (__s32)PT_REGS_PARM2(ctx);
+	ev->args[1] = (__s32)PT_REGS_PARM3(ctx);
+	ev->args[2] = (__s32)PT_REGS_PARM4(ctx);
+	ev->args[3] = (__s32)PT_REGS_PARM5(ctx);
+	ev->_pad = 0;
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* cookie: enum llmtap_srv_op (not NEW_ID). Member functions: PARM1 is `this`. */
+SEC("uprobe")
+int BPF_KPROBE(srv_enter)
+{
+	struct llmtap_srv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_SERVER);
+	__u32 op = (__u32)bpf_get_attach_cookie(ctx);
+	__s32 first = -1;
+
+	if (!ev)
+		return 0;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->op = op;
+	ev->task_id = -1;
+	ev->slot_id = -1;
+	ev->err_type = -1;
+	ev->msg_len = 0;
+	ev->_pad = 0;
+	ev->msg[0] = '\0';
+	switch (op) {
+	case LLMTAP_SRV_DEFER: /* (server_task &&): id is its first field */
+		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM2(ctx));
+		ev->task_id = first;
+		break;
+	case LLMTAP_SRV_LAUNCH: /* (server_slot &, server_task &&) */
+		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM2(ctx));
+		ev->slot_id = first;
+		first = -1;
+		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM3(ctx));
+		ev->task_id = first;
+		break;
+	case LLMTAP_SRV_FINAL: /* (server_slot &) */
+	case LLMTAP_SRV_PARTIAL: /* (server_slot &, ...) */
+		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM2(ctx));
+		ev->slot_id = first;
+		break;
+	case LLMTAP_SRV_ERROR: /* (int id_task, const std::string &, error_type, ...) */
+		ev->task_id = (__s32)PT_REGS_PARM2(ctx);
+		ev->err_type = (__s32)PT_REGS_PARM4(ctx);
+		ev->msg_len = read_string(ev->msg, sizeof(ev->msg), PT_REGS_PARM3(ctx));
+		break;
+	}
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* server_queue::get_new_id() */
+SEC("uretprobe")
+int BPF_KRETPROBE(new_id_exit, int id)
+{
+	struct llmtap_srv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_SERVER);
+
+	if (!ev)
+		return 0;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->op = LLMTAP_SRV_NEW_ID;
+	ev->task_id = id;
+	ev->slot_id = -1;
+	ev->err_type = -1;
+	ev->msg_len = 0;
+	ev->_pad = 0;
+	ev->msg[0] = '\0';
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+static __always_inline struct llmtap_http_event *http_reserve(__u32 op)
+{
+	struct llmtap_http_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_HTTP);
+
+	if (!ev)
+		return NULL;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->op = op;
+	ev->value = ev->value2 = 0;
+	ev->len0 = ev->len1 = 0;
+	ev->_pad = 0;
+	ev->s0[0] = ev->s1[0] = '\0';
+	return ev;
+}
+
+/* cookie: LLMTAP_HTTP_BEGIN, _ROUTE or _STATUS */
+SEC("uprobe")
+int BPF_KPROBE(http_enter)
+{
+	__u32 op = (__u32)bpf_get_attach_cookie(ctx);
+	struct llmtap_http_event *ev = http_reserve(op);
+	__u64 req;
+	__s32 status = 0;
+
+	if (!ev)
+		return 0;
+	switch (op) {
+	case LLMTAP_HTTP_BEGIN:
+		/* process_request(strm, remote_addr, remote_port, local_addr, local_port, ...) */
+		ev->len0 = read_string(ev->s0, sizeof(ev->s0), PT_REGS_PARM3(ctx));
+		ev->value = (__s32)PT_REGS_PARM4(ctx);
+		ev->value2 = (__s32)PT_REGS_PARM6(ctx);
+		break;
+	case LLMTAP_HTTP_ROUTE:
+		/* routing(Request &req, ...): req.method at 0, req.path at 32 */
+		req = PT_REGS_PARM2(ctx);
+		ev->len0 = read_string(ev->s0, sizeof(ev->s0), req);
+		ev->len1 = read_string(ev->s1, sizeof(ev->s1), req + 32);
+		break;
+	case LLMTAP_HTTP_STATUS:
+		/* write_response_core(strm, close, req, Response &res, ...): res.status at 32 */
+		bpf_probe_read_user(&status, sizeof(status), (const void *)(PT_REGS_PARM5(ctx) + 32));
+		ev->value = status;
+		break;
+	}
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* process_request return */
+SEC("uretprobe")
+int BPF_KRETPROBE(http_end, int ret)
+{
+	struct llmtap_http_event *ev = http_reserve(LLMTAP_HTTP_END);
+
+	if (!ev)
+		return 0;
+	ev->value = ret & 0xff;
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
 }

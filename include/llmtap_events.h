@@ -24,8 +24,16 @@
 #define LLMTAP_MAX_SEQ_PER_TOKEN 4
 
 enum llmtap_event_kind {
-	LLMTAP_EV_STEP = 1, /* one llama_decode / llama_encode call */
+	LLMTAP_EV_STEP = 1,   /* one llama_decode / llama_encode call */
+	LLMTAP_EV_SAMPLE = 2, /* one sampled token */
+	LLMTAP_EV_KV = 3,     /* a KV-cache (memory) edit */
+	LLMTAP_EV_SERVER = 4, /* llama-server task and slot lifecycle */
+	LLMTAP_EV_HTTP = 5,   /* llama-server HTTP request handling */
 };
+
+#define LLMTAP_ADDR_LEN 48
+#define LLMTAP_PATH_LEN 128
+#define LLMTAP_MSG_LEN 160
 
 enum llmtap_step_op {
 	LLMTAP_OP_DECODE = 0,
@@ -83,6 +91,94 @@ struct llmtap_step_event {
 	__u32 n_runs; /* runs[] entries filled (<= LLMTAP_MAX_RUNS) */
 	__u64 seq_mask[LLMTAP_SEQ_WORDS]; /* sequences present in the batch */
 	struct llmtap_run runs[LLMTAP_MAX_RUNS];
+};
+
+/* one token sampled for a sequence (common_sampler_sample / llama_sampler_sample return) */
+struct llmtap_sample_event {
+	struct llmtap_hdr hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 ctx;
+	__u64 ts_ns;
+	__s32 idx;    /* output index in the last batch this thread decoded */
+	__s32 seq_id; /* that output's sequence, -1 when unknown */
+	__s32 token;
+	__u32 flags;  /* LLMTAP_SAMPLE_* */
+};
+
+enum llmtap_sample_flags {
+	LLMTAP_SAMPLE_NO_BATCH = 1 << 0, /* no decode seen on this thread: seq unknown */
+	LLMTAP_SAMPLE_READ_ERR = 1 << 1,
+};
+
+/* the cookie of a KV probe: which edit */
+enum llmtap_kv_op {
+	LLMTAP_KV_SEQ_RM = 0, /* (mem, seq, p0, p1) */
+	LLMTAP_KV_SEQ_CP,     /* (mem, src, dst, p0, p1) */
+	LLMTAP_KV_SEQ_KEEP,   /* (mem, seq) */
+	LLMTAP_KV_SEQ_ADD,    /* (mem, seq, p0, p1, delta) */
+	LLMTAP_KV_SEQ_DIV,    /* (mem, seq, p0, p1, d) */
+	LLMTAP_KV_CLEAR,      /* (mem, data) */
+	LLMTAP_KV_OP_MAX,
+};
+
+struct llmtap_kv_event {
+	struct llmtap_hdr hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 mem; /* llama_memory_t, or the context for the older llama_kv_* names */
+	__u64 ts_ns;
+	__u32 op;  /* enum llmtap_kv_op */
+	__s32 args[4]; /* the integer arguments after mem, in order */
+	__u32 _pad;
+};
+
+/* the cookie of a llama-server probe */
+enum llmtap_srv_op {
+	LLMTAP_SRV_NEW_ID = 0, /* server_queue::get_new_id() returned task_id (on an HTTP thread) */
+	LLMTAP_SRV_DEFER,      /* server_queue::defer(task): no free slot */
+	LLMTAP_SRV_LAUNCH,     /* launch_slot_with_task(slot, task) */
+	LLMTAP_SRV_FINAL,      /* send_final_response(slot) */
+	LLMTAP_SRV_ERROR,      /* send_error(task_id, message, type) */
+	LLMTAP_SRV_PARTIAL,    /* send_partial_response(slot, ...): the task streams */
+	LLMTAP_SRV_OP_MAX,
+};
+
+struct llmtap_srv_event {
+	struct llmtap_hdr hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 ts_ns;
+	__u32 op;
+	__s32 task_id;
+	__s32 slot_id;
+	__s32 err_type;
+	__u32 msg_len;
+	__u32 _pad;
+	char msg[LLMTAP_MSG_LEN];
+};
+
+enum llmtap_http_op {
+	LLMTAP_HTTP_BEGIN = 0, /* process_request entry: s0 client address, value port, value2 local port */
+	LLMTAP_HTTP_ROUTE,     /* routing entry: s0 method, s1 path */
+	LLMTAP_HTTP_STATUS,    /* write_response_core entry: value status */
+	LLMTAP_HTTP_END,       /* process_request return: value its result */
+	LLMTAP_HTTP_OP_MAX,
+};
+
+struct llmtap_http_event {
+	struct llmtap_hdr hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 ts_ns;
+	__u32 op;
+	__s32 value;
+	__s32 value2;
+	__u32 len0;
+	__u32 len1;
+	__u32 _pad;
+	char s0[LLMTAP_ADDR_LEN];
+	char s1[LLMTAP_PATH_LEN];
 };
 
 #endif /* LLMTAP_EVENTS_H */

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "correlate.h"
 #include "event.h"
 #include "preflight.h"
 #include "probes.h"
@@ -29,20 +30,39 @@ static void on_signal(int sig)
 
 struct session {
 	struct telemetry tm;
+	struct correlator *corr;
 	uint64_t bad_records;
+	bool debug;      /* print every record to stderr */
+	struct event ev; /* decoding buffer */
 };
 
 static int on_event(void *arg, const void *data, size_t size)
 {
 	struct session *s = arg;
-	struct step st;
 
-	if (event_decode(data, size, &st)) {
+	if (event_decode(data, size, &s->ev)) {
 		s->bad_records++;
 		return 0;
 	}
-	telemetry_step(&s->tm, &st);
+	if (s->debug)
+		event_print(stderr, &s->ev);
+	correlator_event(s->corr, &s->ev);
 	return 0;
+}
+
+static void update_gauges(struct session *s)
+{
+	struct corr_gauges cg;
+	struct tm_gauges g;
+
+	correlator_gauges(s->corr, &cg);
+	g = (struct tm_gauges){
+		.active_requests = cg.active_requests,
+		.queued_tasks = cg.queued_tasks,
+		.busy_slots = cg.busy_slots,
+		.kv_cells = cg.kv_cells,
+	};
+	telemetry_set_gauges(&s->tm, &g);
 }
 
 static uint64_t lost_total(struct probes *p, const struct session *s)
@@ -99,6 +119,7 @@ static const char *run_loop(struct session *s, struct probes *p, const struct at
 			return "ring buffer error";
 		}
 		if (now >= next_tick) {
+			update_gauges(s);
 			telemetry_tick(&s->tm, now, lost_total(p, s));
 			next_tick += o->interval_ns;
 			if (next_tick <= now)
@@ -119,7 +140,11 @@ static const char *run_loop(struct session *s, struct probes *p, const struct at
 
 int cmd_attach(const struct attach_opts *o)
 {
-	struct probes_opts po = { .ringbuf_bytes = o->ringbuf_bytes, .verbose = o->verbose };
+	struct probes_opts po = {
+		.ringbuf_bytes = o->ringbuf_bytes,
+		.verbose = o->verbose,
+		.layers = { true, true, true, true },
+	};
 	struct session *s = NULL;
 	struct probes *p = NULL;
 	struct target t;
@@ -143,6 +168,7 @@ int cmd_attach(const struct attach_opts *o)
 		fprintf(stderr, "llmtap: PID %d exited before llmtap could attach\n", o->pid);
 		goto cleanup;
 	}
+	s->debug = o->debug_events;
 	install_signals();
 	if (probes_open(&t, &po, on_event, s, &p, err, sizeof(err))) {
 		fprintf(stderr, "llmtap: %s\n", err);
@@ -151,12 +177,13 @@ int cmd_attach(const struct attach_opts *o)
 	tt = (struct tm_target){
 		.pid = o->pid,
 		.comm = t.comm,
-		.library = t.lib_path,
+		.library = target_core(&t)->path,
 		.in_executable = t.in_executable,
-		.probes = probes_attached(p),
+		.layers = probes_attached(p),
 	};
 	telemetry_init(&s->tm, &tt, monotonic_ns());
-	if (add_sinks(s, o)) {
+	s->corr = correlator_new(&s->tm);
+	if (!s->corr || add_sinks(s, o)) {
 		fprintf(stderr, "llmtap: out of memory\n");
 		goto cleanup;
 	}
@@ -164,12 +191,16 @@ int cmd_attach(const struct attach_opts *o)
 
 	reason = run_loop(s, p, o, pidfd);
 	probes_poll(p, 0); /* whatever is still in the ring buffer */
+	update_gauges(s);
+	correlator_flush(s->corr, monotonic_ns());
 	telemetry_finish(&s->tm, monotonic_ns(), lost_total(p, s), reason);
 	ret = 0;
 cleanup:
 	probes_close(p);
-	if (s)
+	if (s) {
+		correlator_free(s->corr);
 		telemetry_destroy(&s->tm);
+	}
 	free(s);
 	if (pidfd >= 0)
 		close(pidfd);

@@ -15,6 +15,7 @@ struct attach_opts {
 	bool json;             /* JSON lines on stdout instead of the console view */
 	bool json_steps;       /* with json: one record per engine step */
 	bool verbose;
+	bool debug_events;     /* every decoded record on stderr */
 };
 
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,6 +25,21 @@ static int vaddr_to_offset(Elf *elf, uint64_t vaddr, uint64_t *off)
 		}
 	}
 	return -ENOENT;
+}
+
+/*
+ * "name" matches exactly; "prefix*" matches any symbol that starts with prefix
+ * (a C++ name whatever its parameters), except compiler clones (.cold, .isra...).
+ */
+static bool name_matches(const char *want, const char *name)
+{
+	size_t n = strlen(want);
+
+	if (!n)
+		return false;
+	if (want[n - 1] == '*')
+		return !strncmp(want, name, n - 1) && !strchr(name, '.');
+	return !strcmp(want, name);
 }
 
 static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynamic,
@@ -49,10 +65,11 @@ static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynam
 		if (!name)
 			continue;
 		for (k = 0; k < n; k++) {
-			if (strcmp(name, reqs[k].name))
+			if (!name_matches(reqs[k].name, name))
 				continue;
 			if (reqs[k].found) {
-				reqs[k].exported |= dynamic;
+				if (!strcmp(reqs[k].symbol, name))
+					reqs[k].exported |= dynamic;
 				continue;
 			}
 			if (vaddr_to_offset(elf, sym.st_value, &reqs[k].offset))
@@ -60,6 +77,7 @@ static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynam
 			reqs[k].found = true;
 			reqs[k].exported = dynamic;
 			reqs[k].size = sym.st_size;
+			snprintf(reqs[k].symbol, sizeof(reqs[k].symbol), "%s", name);
 		}
 	}
 }
@@ -78,6 +96,7 @@ int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
 	for (k = 0; k < n; k++) {
 		reqs[k].found = reqs[k].exported = false;
 		reqs[k].offset = reqs[k].size = 0;
+		reqs[k].symbol[0] = '\0';
 	}
 	if (elf_version(EV_CURRENT) == EV_NONE)
 		return -ENOEXEC;

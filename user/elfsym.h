@@ -7,12 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define ELF_SYM_NAME_MAX 256
+
 struct elf_sym_req {
-	const char *name;  /* in: exact symbol name */
+	const char *name;  /* in: exact symbol name, or "prefix*" (no compiler clones) */
 	bool found;        /* out */
 	bool exported;     /* out: found in .dynsym */
 	uint64_t offset;   /* out: file offset of the first instruction */
 	uint64_t size;     /* out: st_size */
+	char symbol[ELF_SYM_NAME_MAX]; /* out: the name that matched */
 };
 
 struct elf_file_info {

@@ -23,7 +23,7 @@ static enum step_kind classify(const struct llmtap_step_event *ev)
 	return gen ? STEP_MIXED : STEP_PREFILL;
 }
 
-int event_decode(const void *data, size_t size, struct step *out)
+int event_decode_step(const void *data, size_t size, struct step *out)
 {
 	const struct llmtap_step_event *ev = data;
 	uint32_t n_seqs = 0;
@@ -56,6 +56,59 @@ int event_decode(const void *data, size_t size, struct step *out)
 	return 0;
 }
 
+/* A small record is copied as it is; its strings are bounded and terminated here. */
+#define COPY_RECORD(out, data, size, field)                                    \
+	({                                                                     \
+		int ret_ = -EINVAL;                                            \
+		if ((size) >= sizeof((out)->field) &&                          \
+		    ((const struct llmtap_hdr *)(data))->size == sizeof((out)->field)) { \
+			memcpy(&(out)->field, (data), sizeof((out)->field));   \
+			ret_ = 0;                                              \
+		}                                                              \
+		ret_;                                                          \
+	})
+
+static void terminate(char *s, uint32_t *len, size_t cap)
+{
+	if (*len >= cap)
+		*len = (uint32_t)cap - 1;
+	s[*len] = '\0';
+}
+
+int event_decode(const void *data, size_t size, struct event *out)
+{
+	const struct llmtap_hdr *h = data;
+	int ret;
+
+	if (size < sizeof(*h) || h->version != LLMTAP_EVENT_VERSION)
+		return -EINVAL;
+	out->kind = h->kind;
+	switch (h->kind) {
+	case LLMTAP_EV_STEP:
+		return event_decode_step(data, size, &out->step);
+	case LLMTAP_EV_SAMPLE:
+		return COPY_RECORD(out, data, size, sample);
+	case LLMTAP_EV_KV:
+		ret = COPY_RECORD(out, data, size, kv);
+		return ret ? ret : out->kv.op < LLMTAP_KV_OP_MAX ? 0 : -EINVAL;
+	case LLMTAP_EV_SERVER:
+		ret = COPY_RECORD(out, data, size, srv);
+		if (ret || out->srv.op >= LLMTAP_SRV_OP_MAX)
+			return -EINVAL;
+		terminate(out->srv.msg, &out->srv.msg_len, sizeof(out->srv.msg));
+		return 0;
+	case LLMTAP_EV_HTTP:
+		ret = COPY_RECORD(out, data, size, http);
+		if (ret || out->http.op >= LLMTAP_HTTP_OP_MAX)
+			return -EINVAL;
+		terminate(out->http.s0, &out->http.len0, sizeof(out->http.s0));
+		terminate(out->http.s1, &out->http.len1, sizeof(out->http.s1));
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
 const char *step_kind_name(enum step_kind k)
 {
 	switch (k) {
@@ -69,4 +122,40 @@ const char *step_kind_name(enum step_kind k)
 const char *step_op_name(uint32_t op)
 {
 	return op == LLMTAP_OP_ENCODE ? "encode" : "decode";
+}
+
+void event_print(FILE *out, const struct event *ev)
+{
+	switch (ev->kind) {
+	case LLMTAP_EV_STEP:
+		fprintf(out, "step tid=%u t=%llu %s ret=%d n_tokens=%d runs=%u", ev->step.tid,
+			(unsigned long long)ev->step.start_ns, step_op_name(ev->step.op), ev->step.ret,
+			ev->step.n_tokens, ev->step.n_runs);
+		for (uint32_t i = 0; i < ev->step.n_runs; i++)
+			fprintf(out, " [seq %d x%u pos %d..%d out %u]", ev->step.runs[i].seq_id,
+				ev->step.runs[i].n_tokens, ev->step.runs[i].pos_first,
+				ev->step.runs[i].pos_last, ev->step.runs[i].n_outputs);
+		fputc('\n', out);
+		break;
+	case LLMTAP_EV_SAMPLE:
+		fprintf(out, "sample tid=%u t=%llu idx=%d seq=%d token=%d flags=%u\n", ev->sample.tid,
+			(unsigned long long)ev->sample.ts_ns, ev->sample.idx, ev->sample.seq_id,
+			ev->sample.token, ev->sample.flags);
+		break;
+	case LLMTAP_EV_KV:
+		fprintf(out, "kv tid=%u t=%llu op=%u args=%d,%d,%d,%d\n", ev->kv.tid,
+			(unsigned long long)ev->kv.ts_ns, ev->kv.op, ev->kv.args[0], ev->kv.args[1],
+			ev->kv.args[2], ev->kv.args[3]);
+		break;
+	case LLMTAP_EV_SERVER:
+		fprintf(out, "server tid=%u t=%llu op=%u task=%d slot=%d err=%d msg=%s\n", ev->srv.tid,
+			(unsigned long long)ev->srv.ts_ns, ev->srv.op, ev->srv.task_id, ev->srv.slot_id,
+			ev->srv.err_type, ev->srv.msg);
+		break;
+	case LLMTAP_EV_HTTP:
+		fprintf(out, "http tid=%u t=%llu op=%u value=%d,%d s0=%s s1=%s\n", ev->http.tid,
+			(unsigned long long)ev->http.ts_ns, ev->http.op, ev->http.value,
+			ev->http.value2, ev->http.s0, ev->http.s1);
+		break;
+	}
 }

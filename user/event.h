@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "llmtap_events.h"
 
@@ -30,11 +31,28 @@ struct step {
 	enum step_kind kind;
 	uint32_t n_runs;
 	struct llmtap_run runs[LLMTAP_MAX_RUNS];
+	uint64_t request_ids[LLMTAP_MAX_RUNS]; /* the request each run served, 0 = none (correlator) */
+};
+
+/* One decoded ring-buffer record. The small records keep their wire layout. */
+struct event {
+	uint32_t kind; /* enum llmtap_event_kind */
+	union {
+		struct step step;
+		struct llmtap_sample_event sample;
+		struct llmtap_kv_event kv;
+		struct llmtap_srv_event srv;
+		struct llmtap_http_event http;
+	};
 };
 
 /* Decode one record. Returns 0, or -EINVAL for a short/unknown/bad-version record. */
-int event_decode(const void *data, size_t size, struct step *out);
+int event_decode(const void *data, size_t size, struct event *out);
+/* Decode a step record only (the step part of event_decode). */
+int event_decode_step(const void *data, size_t size, struct step *out);
 
+/* One line describing a record, for --debug-events. */
+void event_print(FILE *out, const struct event *ev);
 const char *step_kind_name(enum step_kind k);
 const char *step_op_name(uint32_t op);
 

@@ -35,7 +35,7 @@ static const char attach_doc[] =
 	"DURATION: a number with an optional unit: 500ms, 30s (the default unit), 5m, 1h.\n"
 	"SIZE: bytes with an optional k, M or G suffix (powers of 1024).";
 
-enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL };
+enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS };
 
 static const struct argp_option attach_options[] = {
 	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
@@ -45,6 +45,7 @@ static const struct argp_option attach_options[] = {
 	{ "no-steps", OPT_NO_STEPS, NULL, 0, "With --json, leave out the per-step records", 0 },
 	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer size, a power of two >= 4k (default 4M)", 0 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics (verifier log on load failures)", 0 },
+	{ "debug-events", OPT_DEBUG_EVENTS, NULL, 0, "Print every raw probe record to stderr (for debugging llmtap)", 0 },
 	{ 0 },
 };
 
@@ -78,6 +79,9 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 		break;
 	case 'v':
 		o->verbose = true;
+		break;
+	case OPT_DEBUG_EVENTS:
+		o->debug_events = true;
 		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);

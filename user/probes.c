@@ -15,11 +15,12 @@
 struct probes {
 	struct llmtap_bpf *skel;
 	struct ring_buffer *rb;
-	struct bpf_link *links[2 * TSYM_MAX];
+	struct bpf_link *links[2 * SITE_MAX * TARGET_MAX_LOCS];
 	int n_links;
 	int ncpus;
 	probes_event_fn fn;
 	void *fn_arg;
+	bool layers[LAYER_MAX];
 	char attached[128];
 };
 
@@ -40,23 +41,100 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 }
 
 static int attach_one(struct probes *p, struct bpf_program *prog, const struct target *t,
-		      enum target_sym sym, bool retprobe, char *err, size_t errlen)
+		      enum target_site site, const struct target_loc *loc, bool retprobe,
+		      __u64 cookie, char *err, size_t errlen)
 {
-	LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = retprobe);
+	LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = retprobe, .bpf_cookie = cookie);
 	struct bpf_link *link;
 
-	link = bpf_program__attach_uprobe_opts(prog, t->pid, t->host_path,
-					       (size_t)t->offset[sym], &uo);
+	link = bpf_program__attach_uprobe_opts(prog, t->pid, t->files[loc->file].host,
+					       (size_t)loc->offset, &uo);
 	if (!link) {
 		int e = -errno;
 
 		snprintf(err, errlen, "cannot attach a %s to %s in %s (PID %d): %s",
-			 retprobe ? "uretprobe" : "uprobe", target_sym_name(sym), t->lib_path,
-			 (int)t->pid, strerror(-e));
+			 retprobe ? "uretprobe" : "uprobe", target_site_name(site),
+			 t->files[loc->file].path, (int)t->pid, strerror(-e));
 		return e ? e : -EINVAL;
 	}
 	p->links[p->n_links++] = link;
 	return 0;
+}
+
+/* The programs of one site: a return probe (attached first, so that an entry
+ * never lacks its return), an entry probe, and the entry's cookie. */
+static void site_programs(const struct llmtap_bpf *skel, enum target_site site,
+			  struct bpf_program **ret, struct bpf_program **enter, __u64 *cookie)
+{
+	*ret = *enter = NULL;
+	*cookie = 0;
+	switch (site) {
+	case SITE_DECODE:
+		*ret = skel->progs.decode_exit;
+		*enter = skel->progs.decode_enter;
+		break;
+	case SITE_ENCODE:
+		*ret = skel->progs.encode_exit;
+		*enter = skel->progs.encode_enter;
+		break;
+	case SITE_SAMPLE_COMMON:
+	case SITE_SAMPLE:
+		*ret = skel->progs.sample_exit;
+		*enter = skel->progs.sample_enter;
+		break;
+	case SITE_KV_SEQ_RM ... SITE_KV_CLEAR:
+		*enter = skel->progs.kv_enter;
+		*cookie = LLMTAP_KV_SEQ_RM + (site - SITE_KV_SEQ_RM);
+		break;
+	case SITE_SRV_NEW_ID:
+		*ret = skel->progs.new_id_exit;
+		break;
+	case SITE_SRV_DEFER:
+	case SITE_SRV_LAUNCH:
+	case SITE_SRV_FINAL:
+	case SITE_SRV_ERROR:
+	case SITE_SRV_PARTIAL:
+		*enter = skel->progs.srv_enter;
+		*cookie = LLMTAP_SRV_DEFER + (site - SITE_SRV_DEFER);
+		break;
+	case SITE_HTTP_PROCESS:
+		*ret = skel->progs.http_end;
+		*enter = skel->progs.http_enter;
+		*cookie = LLMTAP_HTTP_BEGIN;
+		break;
+	case SITE_HTTP_ROUTING:
+		*enter = skel->progs.http_enter;
+		*cookie = LLMTAP_HTTP_ROUTE;
+		break;
+	case SITE_HTTP_WRITE:
+		*enter = skel->progs.http_enter;
+		*cookie = LLMTAP_HTTP_STATUS;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Attach one site's probes; on failure detach what this site attached. */
+static int attach_site(struct probes *p, const struct target *t, enum target_site site,
+		       char *err, size_t errlen)
+{
+	struct bpf_program *ret_prog, *enter;
+	int before = p->n_links, e = 0;
+	__u64 cookie;
+
+	site_programs(p->skel, site, &ret_prog, &enter, &cookie);
+	for (int i = 0; !e && i < t->sites[site].n_locs; i++) {
+		const struct target_loc *loc = &t->sites[site].locs[i];
+
+		if (ret_prog)
+			e = attach_one(p, ret_prog, t, site, loc, true, 0, err, errlen);
+		if (!e && enter)
+			e = attach_one(p, enter, t, site, loc, false, cookie, err, errlen);
+	}
+	while (e && p->n_links > before)
+		bpf_link__destroy(p->links[--p->n_links]);
+	return e;
 }
 
 int probes_open(const struct target *t, const struct probes_opts *opts, probes_event_fn fn,
@@ -100,26 +178,30 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 			 strerror(-ret));
 		goto cleanup;
 	}
-	const struct {
-		enum target_sym sym;
-		struct bpf_program *enter, *exit;
-	} sites[] = {
-		{ TSYM_DECODE, p->skel->progs.decode_enter, p->skel->progs.decode_exit },
-		{ TSYM_ENCODE, p->skel->progs.encode_enter, p->skel->progs.encode_exit },
-	};
-	for (size_t i = 0; i < sizeof(sites) / sizeof(sites[0]); i++) {
+	if (attach_site(p, t, SITE_DECODE, err, errlen)) {
+		ret = -EINVAL;
+		goto cleanup;
+	}
+	p->layers[LAYER_ENGINE] = true;
+	for (int site = SITE_DECODE + 1; site < SITE_MAX; site++) {
+		enum target_layer layer = target_site_layer(site);
+		char why[512];
+
+		if (!t->sites[site].found || !opts->layers[layer] || !target_layer_found(t, layer))
+			continue;
+		if (attach_site(p, t, site, why, sizeof(why))) {
+			/* optional sites: say so and go on without them */
+			fprintf(stderr, "llmtap: warning: %s\n", why);
+			continue;
+		}
+		p->layers[layer] = true;
+	}
+	for (int l = 0; l < LAYER_MAX; l++) {
 		size_t used = strlen(p->attached);
 
-		if (!t->found[sites[i].sym])
-			continue;
-		/* return probe first: an entry without its return would leak map entries */
-		ret = attach_one(p, sites[i].exit, t, sites[i].sym, true, err, errlen);
-		if (!ret)
-			ret = attach_one(p, sites[i].enter, t, sites[i].sym, false, err, errlen);
-		if (ret)
-			goto cleanup;
-		snprintf(p->attached + used, sizeof(p->attached) - used, "%s%s", used ? "," : "",
-			 target_sym_name(sites[i].sym));
+		if (p->layers[l])
+			snprintf(p->attached + used, sizeof(p->attached) - used, "%s%s",
+				 used ? "," : "", target_layer_name(l));
 	}
 	p->fn = fn;
 	p->fn_arg = arg;
@@ -169,6 +251,11 @@ int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX])
 const char *probes_attached(const struct probes *p)
 {
 	return p->attached;
+}
+
+bool probes_layer(const struct probes *p, enum target_layer l)
+{
+	return l < LAYER_MAX && p->layers[l];
 }
 
 void probes_close(struct probes *p)

@@ -15,6 +15,7 @@ struct probes;
 struct probes_opts {
 	size_t ringbuf_bytes;  /* power of two, >= 4096 */
 	bool verbose;          /* let libbpf print its diagnostics */
+	bool layers[LAYER_MAX]; /* which layers to attach where found (the engine always) */
 };
 
 /* Called for every record; a non-zero return stops the drain. */
@@ -30,8 +31,9 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 int probes_poll(struct probes *p, int timeout_ms);
 /* Sum the per-CPU counters (enum llmtap_stat). */
 int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX]);
-/* "llama_decode,llama_encode": the probe sites attached. */
+/* "engine,sampling,server,http": the layers attached. */
 const char *probes_attached(const struct probes *p);
+bool probes_layer(const struct probes *p, enum target_layer l);
 void probes_close(struct probes *p);
 
 #endif

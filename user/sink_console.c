@@ -31,12 +31,24 @@ static void print_mix(FILE *out, const struct tm_window *w)
 		fputs("-", out);
 }
 
+static void print_requests(FILE *out, const struct tm_window *w, const struct tm_gauges *g)
+{
+	fprintf(out, "          requests %5.1f/s  active %u  queued %u  slots busy %u  "
+		     "ttft p50 %.3f s p99 %.3f s  tpot p50 %.2f ms  tokens in %llu out %llu  failed %llu\n",
+		rate(w->requests, w), g ? g->active_requests : 0, g ? g->queued_tasks : 0,
+		g ? g->busy_slots : 0, (double)hist_quantile(&w->ttft_ns, 0.5) / 1e9,
+		(double)hist_quantile(&w->ttft_ns, 0.99) / 1e9,
+		(double)hist_quantile(&w->tpot_ns, 0.5) / 1e6, (unsigned long long)w->input_tokens,
+		(unsigned long long)w->output_tokens, (unsigned long long)w->requests_failed);
+}
+
 static void console_attached(void *self, const struct tm_target *t)
 {
 	struct console *c = self;
 
-	fprintf(c->out, "llmtap: tracing PID %d (%s): %s in %s%s\n", t->pid, t->comm, t->probes,
-		t->library, t->in_executable ? " (linked into the executable)" : "");
+	fprintf(c->out, "llmtap: tracing PID %d (%s): llama.cpp in %s%s; layers: %s\n", t->pid,
+		t->comm, t->library, t->in_executable ? " (linked into the executable)" : "",
+		t->layers);
 	fprintf(c->out, "llmtap: a line per interval; Ctrl-C for the summary\n");
 	fflush(c->out);
 }
@@ -64,6 +76,8 @@ static void console_interval(void *self, const struct tm_snapshot *snap)
 	print_mix(c->out, w);
 	fprintf(c->out, "  errors %llu  lost %llu\n", (unsigned long long)w->step_errors,
 		(unsigned long long)w->lost);
+	if (w->requests || (snap->gauges && snap->gauges->active_requests))
+		print_requests(c->out, w, snap->gauges);
 	fflush(c->out);
 }
 
@@ -98,6 +112,18 @@ static void console_summary(void *self, const struct tm_snapshot *snap)
 	fputs("  batch mix   ", c->out);
 	print_mix(c->out, w);
 	fprintf(c->out, "\n  lost events %llu\n", (unsigned long long)w->lost);
+	if (w->requests) {
+		const struct hist *r = &w->req_duration_ns, *t = &w->ttft_ns;
+
+		fprintf(c->out, "  requests    %llu (failed %llu), tokens in %llu (cached %llu), out %llu, context shifts %llu\n",
+			(unsigned long long)w->requests, (unsigned long long)w->requests_failed,
+			(unsigned long long)w->input_tokens, (unsigned long long)w->cached_tokens,
+			(unsigned long long)w->output_tokens, (unsigned long long)w->context_shifts);
+		fprintf(c->out, "  duration    p50 %.3f s  p99 %.3f s;  ttft p50 %.3f s  p99 %.3f s;  tpot p50 %.2f ms\n",
+			(double)hist_quantile(r, 0.5) / 1e9, (double)hist_quantile(r, 0.99) / 1e9,
+			(double)hist_quantile(t, 0.5) / 1e9, (double)hist_quantile(t, 0.99) / 1e9,
+			(double)hist_quantile(&w->tpot_ns, 0.5) / 1e6);
+	}
 	fflush(c->out);
 }
 

@@ -53,6 +53,28 @@ static void json_window(FILE *out, const struct tm_window *w, int64_t off)
 	fprintf(out, "},\"lost_events\":%llu", (unsigned long long)w->lost);
 	json_hist(out, "step_duration_s", &w->duration_ns, 1e-9);
 	json_hist(out, "batch_tokens", &w->batch_tokens, 1);
+	fprintf(out, ",\"requests\":%llu,\"failed_requests\":%llu,\"requests_by_route\":{",
+		(unsigned long long)w->requests, (unsigned long long)w->requests_failed);
+	for (int k = 0, n = 0; k < ROUTE_KIND_MAX; k++)
+		if (w->by_route[k])
+			fprintf(out, "%s\"%s\":%llu", n++ ? "," : "", route_kind_name((enum route_kind)k),
+				(unsigned long long)w->by_route[k]);
+	fprintf(out, "},\"input_tokens\":%llu,\"cached_tokens\":%llu,\"output_tokens\":%llu,"
+		     "\"context_shifts\":%llu",
+		(unsigned long long)w->input_tokens, (unsigned long long)w->cached_tokens,
+		(unsigned long long)w->output_tokens, (unsigned long long)w->context_shifts);
+	json_hist(out, "request_duration_s", &w->req_duration_ns, 1e-9);
+	json_hist(out, "time_to_first_token_s", &w->ttft_ns, 1e-9);
+	json_hist(out, "time_per_output_token_s", &w->tpot_ns, 1e-9);
+	json_hist(out, "queue_duration_s", &w->queue_ns, 1e-9);
+}
+
+static void json_gauges(FILE *out, const struct tm_gauges *g)
+{
+	if (!g)
+		return;
+	fprintf(out, ",\"active_requests\":%u,\"queued_tasks\":%u,\"busy_slots\":%u,\"kv_cells\":%llu",
+		g->active_requests, g->queued_tasks, g->busy_slots, (unsigned long long)g->kv_cells);
 }
 
 static void json_attached(void *self, const struct tm_target *t)
@@ -63,8 +85,8 @@ static void json_attached(void *self, const struct tm_target *t)
 	json_string(j->out, t->comm);
 	fputs(",\"library\":", j->out);
 	json_string(j->out, t->library);
-	fprintf(j->out, ",\"in_executable\":%s,\"probes\":", t->in_executable ? "true" : "false");
-	json_string(j->out, t->probes);
+	fprintf(j->out, ",\"in_executable\":%s,\"layers\":", t->in_executable ? "true" : "false");
+	json_string(j->out, t->layers);
 	fputs("}\n", j->out);
 	fflush(j->out);
 }
@@ -85,10 +107,101 @@ static void json_step(void *self, const struct step *s, int64_t off)
 	for (uint32_t i = 0; i < s->n_runs; i++) {
 		const struct llmtap_run *r = &s->runs[i];
 
-		fprintf(j->out, "%s{\"seq\":%d,\"n_tokens\":%u,\"pos_first\":%d,\"pos_last\":%d,\"n_outputs\":%u}",
+		fprintf(j->out, "%s{\"seq\":%d,\"n_tokens\":%u,\"pos_first\":%d,\"pos_last\":%d,\"n_outputs\":%u",
 			i ? "," : "", r->seq_id, r->n_tokens, r->pos_first, r->pos_last, r->n_outputs);
+		if (s->request_ids[i])
+			fprintf(j->out, ",\"request\":%llu", (unsigned long long)s->request_ids[i]);
+		fputc('}', j->out);
 	}
 	fputs("]}\n", j->out);
+}
+
+static void json_child(FILE *out, bool *first, const char *name, uint64_t start, uint64_t end,
+		       int64_t off)
+{
+	if (!start || end < start)
+		return;
+	fprintf(out, "%s{\"name\":\"%s\",\"start_unix_nano\":%lld,\"duration_ns\":%llu}",
+		*first ? "" : ",", name, (long long)start + off, (unsigned long long)(end - start));
+	*first = false;
+}
+
+static void json_request(void *self, const struct req_span *r, int64_t off)
+{
+	struct json_sink *j = self;
+	const char *op = route_operation(r->route.kind);
+	FILE *out = j->out;
+	bool first = true;
+
+	fprintf(out, "{\"type\":\"request\",\"id\":%llu,\"name\":", (unsigned long long)r->id);
+	{
+		char name[sizeof(r->method) + 64];
+
+		snprintf(name, sizeof(name), "%s %s", r->method[0] ? r->method : "HTTP",
+			 r->route.template);
+		json_string(out, name);
+	}
+	fprintf(out, ",\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"complete\":%s",
+		(long long)r->start_ns + off,
+		(unsigned long long)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0),
+		r->complete ? "true" : "false");
+	fprintf(out, ",\"kind\":\"%s\",\"stream\":%s,\"tasks\":%d,\"slot\":%d,\"queued\":%s",
+		route_kind_name(r->route.kind), r->stream ? "true" : "false", r->n_tasks, r->slot,
+		r->deferred ? "true" : "false");
+	fprintf(out, ",\"queue_ns\":%llu,\"ttft_ns\":%llu,\"tpot_ns\":%llu",
+		(unsigned long long)req_queue_ns(r), (unsigned long long)req_ttft_ns(r),
+		(unsigned long long)req_tpot_ns(r));
+	fprintf(out, ",\"prompt_tokens\":%u,\"cached_tokens\":%u,\"output_tokens\":%u,"
+		     "\"context_shifts\":%u,\"failed\":%s",
+		r->prompt_tokens, r->cached_tokens, r->output_tokens, r->context_shifts,
+		req_failed(r) ? "true" : "false");
+	fputs(",\"attributes\":{\"http.request.method\":", out);
+	json_string(out, r->method);
+	fputs(",\"url.path\":", out);
+	json_string(out, r->path);
+	fputs(",\"http.route\":", out);
+	json_string(out, r->route.template);
+	if (r->status)
+		fprintf(out, ",\"http.response.status_code\":%d", r->status);
+	fputs(",\"client.address\":", out);
+	json_string(out, r->client);
+	fprintf(out, ",\"client.port\":%d,\"server.port\":%d", r->client_port, r->server_port);
+	if (op) {
+		fprintf(out, ",\"gen_ai.operation.name\":\"%s\",\"gen_ai.provider.name\":\"llama.cpp\","
+			     "\"gen_ai.request.stream\":%s,\"gen_ai.usage.input_tokens\":%u,"
+			     "\"gen_ai.usage.output_tokens\":%u,\"gen_ai.usage.cache_read.input_tokens\":%u",
+			op, r->stream ? "true" : "false", r->cached_tokens + r->prompt_tokens,
+			r->output_tokens, r->cached_tokens);
+	}
+	if (req_failed(r)) {
+		char type[32];
+
+		if (!r->complete)
+			snprintf(type, sizeof(type), "incomplete");
+		else if (r->status >= 400)
+			snprintf(type, sizeof(type), "%d", r->status);
+		else
+			snprintf(type, sizeof(type), "server_error_%d", r->err_type);
+		fputs(",\"error.type\":", out);
+		json_string(out, type);
+	}
+	if (r->err_msg[0]) {
+		fputs(",\"llmtap.error.message\":", out);
+		json_string(out, r->err_msg);
+	}
+	fputs("},\"children\":[", out);
+	json_child(out, &first, "queue", r->deferred ? r->enqueue_ns : 0, r->launch_ns, off);
+	json_child(out, &first, "prefill", r->launch_ns, r->first_token_ns ? r->first_token_ns : r->final_ns, off);
+	json_child(out, &first, "generation", r->first_token_ns, r->final_ns, off);
+	fputs("]}\n", out);
+}
+
+static void json_context_shift(void *self, int seq, int n_discard, uint64_t ts, int64_t off)
+{
+	struct json_sink *j = self;
+
+	fprintf(j->out, "{\"type\":\"context_shift\",\"seq\":%d,\"n_discard\":%d,\"time_unix_nano\":%lld}\n",
+		seq, n_discard, (long long)ts + off);
 }
 
 static void json_interval(void *self, const struct tm_snapshot *snap)
@@ -97,6 +210,7 @@ static void json_interval(void *self, const struct tm_snapshot *snap)
 
 	fprintf(j->out, "{\"type\":\"interval\",\"pid\":%d", snap->target->pid);
 	json_window(j->out, snap->interval, snap->realtime_offset_ns);
+	json_gauges(j->out, snap->gauges);
 	fputs("}\n", j->out);
 	fflush(j->out);
 }
@@ -108,6 +222,7 @@ static void json_summary(void *self, const struct tm_snapshot *snap)
 	fprintf(j->out, "{\"type\":\"summary\",\"pid\":%d,\"end_reason\":", snap->target->pid);
 	json_string(j->out, snap->end_reason);
 	json_window(j->out, snap->total, snap->realtime_offset_ns);
+	json_gauges(j->out, snap->gauges);
 	fputs("}\n", j->out);
 	fflush(j->out);
 }
@@ -120,6 +235,8 @@ static void json_destroy(void *self)
 static const struct sink_ops json_ops = {
 	.attached = json_attached,
 	.step = json_step,
+	.request = json_request,
+	.context_shift = json_context_shift,
 	.interval = json_interval,
 	.summary = json_summary,
 	.destroy = json_destroy,

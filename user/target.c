@@ -11,15 +11,94 @@
 #include "proc.h"
 
 #define MAX_SEARCHED 64
+#define MAX_ALTS 3
 
-static const char *const sym_names[TSYM_MAX] = {
-	[TSYM_DECODE] = "llama_decode",
-	[TSYM_ENCODE] = "llama_encode",
+/* Each site: the layer it belongs to and its names, newest first ("prefix*" for C++). */
+static const struct {
+	const char *label;
+	enum target_layer layer;
+	const char *names[MAX_ALTS];
+} sites[SITE_MAX] = {
+	[SITE_DECODE] = { "llama_decode", LAYER_ENGINE, { "llama_decode" } },
+	[SITE_ENCODE] = { "llama_encode", LAYER_ENGINE, { "llama_encode" } },
+	[SITE_SAMPLE_COMMON] = { "common_sampler_sample", LAYER_SAMPLING,
+		{ "_Z21common_sampler_sampleP14common_samplerP13llama_context*" } },
+	[SITE_SAMPLE] = { "llama_sampler_sample", LAYER_SAMPLING, { "llama_sampler_sample" } },
+	[SITE_KV_SEQ_RM] = { "llama_memory_seq_rm", LAYER_ENGINE,
+		{ "llama_memory_seq_rm", "llama_kv_self_seq_rm", "llama_kv_cache_seq_rm" } },
+	[SITE_KV_SEQ_CP] = { "llama_memory_seq_cp", LAYER_ENGINE,
+		{ "llama_memory_seq_cp", "llama_kv_self_seq_cp", "llama_kv_cache_seq_cp" } },
+	[SITE_KV_SEQ_KEEP] = { "llama_memory_seq_keep", LAYER_ENGINE,
+		{ "llama_memory_seq_keep", "llama_kv_self_seq_keep", "llama_kv_cache_seq_keep" } },
+	[SITE_KV_SEQ_ADD] = { "llama_memory_seq_add", LAYER_ENGINE,
+		{ "llama_memory_seq_add", "llama_kv_self_seq_add", "llama_kv_cache_seq_add" } },
+	[SITE_KV_SEQ_DIV] = { "llama_memory_seq_div", LAYER_ENGINE,
+		{ "llama_memory_seq_div", "llama_kv_self_seq_div", "llama_kv_cache_seq_div" } },
+	[SITE_KV_CLEAR] = { "llama_memory_clear", LAYER_ENGINE,
+		{ "llama_memory_clear", "llama_kv_self_clear", "llama_kv_cache_clear" } },
+	[SITE_SRV_NEW_ID] = { "server_queue::get_new_id", LAYER_SERVER,
+		{ "_ZN12server_queue10get_new_idEv" } },
+	[SITE_SRV_DEFER] = { "server_queue::defer", LAYER_SERVER,
+		{ "_ZN12server_queue5deferEO11server_task" } },
+	[SITE_SRV_LAUNCH] = { "launch_slot_with_task", LAYER_SERVER,
+		{ "_ZN19server_context_impl21launch_slot_with_taskER11server_slotO11server_task*",
+		  "_ZN14server_context21launch_slot_with_taskER11server_slotO11server_task*" } },
+	[SITE_SRV_FINAL] = { "send_final_response", LAYER_SERVER,
+		{ "_ZN19server_context_impl19send_final_responseER11server_slot*",
+		  "_ZN14server_context19send_final_responseER11server_slot*" } },
+	[SITE_SRV_ERROR] = { "send_error", LAYER_SERVER,
+		{ "_ZN19server_context_impl10send_errorEiRK*", "_ZN14server_context10send_errorEiRK*" } },
+	[SITE_SRV_PARTIAL] = { "send_partial_response", LAYER_SERVER,
+		{ "_ZN19server_context_impl21send_partial_responseER11server_slot*",
+		  "_ZN14server_context21send_partial_responseER11server_slot*" } },
+	[SITE_HTTP_PROCESS] = { "httplib::Server::process_request", LAYER_HTTP,
+		{ "_ZN7httplib6Server15process_requestERNS_6StreamERKNSt7__cxx1112basic_string*" } },
+	[SITE_HTTP_ROUTING] = { "httplib::Server::routing", LAYER_HTTP,
+		{ "_ZN7httplib6Server7routingERNS_7RequestERNS_8ResponseERNS_6StreamE" } },
+	[SITE_HTTP_WRITE] = { "httplib::Server::write_response_core", LAYER_HTTP,
+		{ "_ZN7httplib6Server19write_response_coreERNS_6StreamEbRKNS_7RequestERNS_8ResponseEb" } },
 };
 
-const char *target_sym_name(enum target_sym s)
+/* sites a layer cannot work without */
+static const enum target_site required[][4] = {
+	[LAYER_ENGINE] = { SITE_DECODE, SITE_MAX },
+	[LAYER_SAMPLING] = { SITE_MAX },
+	[LAYER_SERVER] = { SITE_SRV_NEW_ID, SITE_SRV_LAUNCH, SITE_SRV_FINAL, SITE_MAX },
+	[LAYER_HTTP] = { SITE_HTTP_PROCESS, SITE_HTTP_ROUTING, SITE_HTTP_WRITE, SITE_MAX },
+};
+
+const char *target_site_name(enum target_site s)
 {
-	return s < TSYM_MAX ? sym_names[s] : "?";
+	return s < SITE_MAX ? sites[s].label : "?";
+}
+
+enum target_layer target_site_layer(enum target_site s)
+{
+	return s < SITE_MAX ? sites[s].layer : LAYER_MAX;
+}
+
+const char *target_layer_name(enum target_layer l)
+{
+	static const char *const names[LAYER_MAX] = { "engine", "sampling", "server", "http" };
+
+	return l < LAYER_MAX ? names[l] : "?";
+}
+
+const struct target_file *target_core(const struct target *t)
+{
+	return &t->files[t->sites[SITE_DECODE].locs[0].file];
+}
+
+bool target_layer_found(const struct target *t, enum target_layer l)
+{
+	if (l >= LAYER_MAX)
+		return false;
+	if (l == LAYER_SAMPLING)
+		return t->sites[SITE_SAMPLE_COMMON].found || t->sites[SITE_SAMPLE].found;
+	for (int i = 0; required[l][i] != SITE_MAX; i++)
+		if (!t->sites[required[l][i]].found)
+			return false;
+	return true;
 }
 
 struct search {
@@ -31,6 +110,7 @@ struct search {
 	char stripped[PATH_MAX];
 	int unreadable;
 	int last_err;
+	struct elf_sym_req reqs[SITE_MAX * MAX_ALTS];
 };
 
 static bool already_searched(const struct search *s, const char *path)
@@ -41,16 +121,50 @@ static bool already_searched(const struct search *s, const char *path)
 	return false;
 }
 
+/* Record every site this file defines (per site, the first of its names found here). */
+static bool take_sites(struct search *s, const char *path, const char *host)
+{
+	struct target *t = s->t;
+	int file = -1;
+	bool any = false;
+
+	for (int i = 0; i < SITE_MAX; i++) {
+		struct target_site_locs *site = &t->sites[i];
+
+		for (int a = 0; a < MAX_ALTS && sites[i].names[a]; a++) {
+			const struct elf_sym_req *r = &s->reqs[i * MAX_ALTS + a];
+			struct target_loc *loc;
+
+			if (!r->found || site->n_locs >= TARGET_MAX_LOCS)
+				continue;
+			if (file < 0) {
+				if (t->n_files >= TARGET_MAX_FILES)
+					return any;
+				file = t->n_files++;
+				snprintf(t->files[file].path, PATH_MAX, "%s", path);
+				snprintf(t->files[file].host, PATH_MAX, "%s", host);
+			}
+			loc = &site->locs[site->n_locs++];
+			loc->file = file;
+			loc->offset = r->offset;
+			snprintf(loc->symbol, sizeof(loc->symbol), "%s", r->symbol);
+			site->found = true;
+			any = true;
+			break;
+		}
+	}
+	return any;
+}
+
 static int check_mapping(const struct proc_map *m, void *arg)
 {
 	static const char deleted[] = " (deleted)";
 	struct search *s = arg;
 	struct target *t = s->t;
-	struct elf_sym_req reqs[TSYM_MAX];
 	struct elf_file_info info;
 	char path[PATH_MAX], host[PATH_MAX];
 	size_t len;
-	int err, i;
+	int err;
 
 	if (m->perms[2] != 'x' || m->path[0] != '/')
 		return 0;
@@ -71,27 +185,19 @@ static int check_mapping(const struct proc_map *m, void *arg)
 	else
 		s->n_skipped++;
 
-	for (i = 0; i < TSYM_MAX; i++)
-		reqs[i].name = sym_names[i];
-	err = elf_resolve(host, reqs, TSYM_MAX, &info);
+	err = elf_resolve(host, s->reqs, SITE_MAX * MAX_ALTS, &info);
 	if (err) {
 		s->unreadable++;
 		s->last_err = err;
 		return 0;
 	}
-	if (!reqs[TSYM_DECODE].found) {
-		if (!info.has_symtab && !strcmp(path, s->exe))
-			snprintf(s->stripped, sizeof(s->stripped), "%s", path);
-		return 0;
-	}
-	snprintf(t->lib_path, sizeof(t->lib_path), "%s", path);
-	snprintf(t->host_path, sizeof(t->host_path), "%s", host);
-	t->in_executable = !strcmp(path, s->exe);
-	for (i = 0; i < TSYM_MAX; i++) {
-		t->found[i] = reqs[i].found;
-		t->offset[i] = reqs[i].offset;
-	}
-	return 1;
+	if (!t->sites[SITE_DECODE].found && !s->reqs[SITE_DECODE * MAX_ALTS].found &&
+	    !info.has_symtab && !strcmp(path, s->exe))
+		snprintf(s->stripped, sizeof(s->stripped), "%s", path);
+	if (take_sites(s, path, host) && t->sites[SITE_DECODE].found &&
+	    t->sites[SITE_DECODE].locs[0].file == t->n_files - 1 && !strcmp(path, s->exe))
+		t->in_executable = true;
+	return 0;
 }
 
 static void explain_not_found(const struct search *s, char *err, size_t errlen)
@@ -141,20 +247,21 @@ int target_find(pid_t pid, struct target *t, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	s->t = t;
+	for (int i = 0; i < SITE_MAX; i++)
+		for (int a = 0; a < MAX_ALTS; a++) /* "" never matches */
+			s->reqs[i * MAX_ALTS + a].name = sites[i].names[a] ? sites[i].names[a] : "";
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
 	n = readlink(link, s->exe, sizeof(s->exe) - 1);
 	s->exe[n > 0 ? n : 0] = '\0';
 
 	ret = proc_for_each_map(pid, check_mapping, s);
-	if (ret == 1) {
-		ret = 0;
-	} else if (ret < 0) {
+	if (ret < 0) {
 		snprintf(err, errlen, "cannot read /proc/%d/maps: %s%s", (int)pid, strerror(-ret),
 			 ret == -EACCES || ret == -EPERM ? " (run as root)" : "");
 	} else if (proc_check(pid)) {
 		snprintf(err, errlen, "PID %d exited while llmtap was looking at it", (int)pid);
 		ret = -ESRCH;
-	} else {
+	} else if (!t->sites[SITE_DECODE].found) {
 		explain_not_found(s, err, errlen);
 		ret = -ENOENT;
 	}

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Finding llama.cpp inside a target process: which mapped file exports it, where. */
+/*
+ * Finding llama.cpp inside a target process: which mapped files define the
+ * probe sites (the libllama C API, the sampler, llama-server's C++ functions),
+ * and where.
+ */
 #ifndef LLMTAP_TARGET_H
 #define LLMTAP_TARGET_H
 
@@ -8,27 +12,82 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-enum target_sym {
-	TSYM_DECODE = 0, /* llama_decode */
-	TSYM_ENCODE,     /* llama_encode */
-	TSYM_MAX,
+/* What a group of probe sites lets llmtap see. */
+enum target_layer {
+	LAYER_ENGINE = 0, /* libllama: decode/encode, KV cache */
+	LAYER_SAMPLING,   /* sampled tokens */
+	LAYER_SERVER,     /* llama-server tasks and slots */
+	LAYER_HTTP,       /* llama-server's cpp-httplib request handling */
+	LAYER_MAX,
+};
+
+enum target_site {
+	SITE_DECODE = 0,
+	SITE_ENCODE,
+	SITE_SAMPLE_COMMON, /* common_sampler_sample (llama.cpp's tools) */
+	SITE_SAMPLE,        /* llama_sampler_sample (other embedders) */
+	SITE_KV_SEQ_RM,     /* the KV sites follow enum llmtap_kv_op's order */
+	SITE_KV_SEQ_CP,
+	SITE_KV_SEQ_KEEP,
+	SITE_KV_SEQ_ADD,
+	SITE_KV_SEQ_DIV,
+	SITE_KV_CLEAR,
+	SITE_SRV_NEW_ID,
+	SITE_SRV_DEFER,
+	SITE_SRV_LAUNCH,
+	SITE_SRV_FINAL,
+	SITE_SRV_ERROR,
+	SITE_SRV_PARTIAL,
+	SITE_HTTP_PROCESS,
+	SITE_HTTP_ROUTING,
+	SITE_HTTP_WRITE,
+	SITE_MAX,
+};
+
+#define TARGET_MAX_FILES 8
+
+struct target_file {
+	char path[PATH_MAX]; /* as the target sees it */
+	char host[PATH_MAX]; /* the same file reached from our namespace */
+};
+
+#define TARGET_MAX_LOCS 4
+
+/* Where a site's code is: one place per mapped file that defines it (a C++
+ * library function can be linked into several of the process's libraries). */
+struct target_loc {
+	int file;        /* index in files[] */
+	uint64_t offset; /* file offset of the first instruction */
+	char symbol[256];
+};
+
+struct target_site_locs {
+	bool found;
+	int n_locs;
+	struct target_loc locs[TARGET_MAX_LOCS];
 };
 
 struct target {
 	pid_t pid;
 	char comm[16];
-	char lib_path[PATH_MAX];  /* the file as the target sees it */
-	char host_path[PATH_MAX]; /* the same file reached from our namespace */
-	bool in_executable;       /* llama.cpp is linked into the main executable */
-	bool found[TSYM_MAX];
-	uint64_t offset[TSYM_MAX];
+	bool in_executable; /* llama_decode is linked into the main executable */
+	struct target_file files[TARGET_MAX_FILES];
+	int n_files;
+	struct target_site_locs sites[SITE_MAX];
 };
 
-const char *target_sym_name(enum target_sym s);
+const char *target_site_name(enum target_site s);
+enum target_layer target_site_layer(enum target_site s);
+const char *target_layer_name(enum target_layer l);
+/* The file that defines llama_decode. */
+const struct target_file *target_core(const struct target *t);
+/* true when every site the layer needs was found */
+bool target_layer_found(const struct target *t, enum target_layer l);
 
 /*
- * Find the mapped file of pid that defines llama_decode. Returns 0, or a
- * -errno with a one-line, actionable explanation in err.
+ * Find the mapped files of pid that define the probe sites. llama_decode is
+ * required; the rest is optional. Returns 0, or a -errno with a one-line,
+ * actionable explanation in err.
  */
 int target_find(pid_t pid, struct target *t, char *err, size_t errlen);
 

@@ -47,10 +47,53 @@ const char *batch_class_name(int c)
 
 static void window_reset(struct tm_window *w, uint64_t now_ns)
 {
-	memset(w, 0, sizeof(*w));
-	hist_reset(&w->duration_ns);
-	hist_reset(&w->batch_tokens);
+	memset(w, 0, sizeof(*w)); /* an all-zero hist is an empty one */
 	w->start_ns = w->end_ns = now_ns;
+}
+
+uint64_t req_queue_ns(const struct req_span *r)
+{
+	/* only a task that waited for a free slot was queued; dispatch is not queueing */
+	if (!r->deferred || !r->launch_ns || r->launch_ns < r->enqueue_ns)
+		return 0;
+	return r->launch_ns - r->enqueue_ns;
+}
+
+uint64_t req_ttft_ns(const struct req_span *r)
+{
+	return r->first_token_ns > r->start_ns ? r->first_token_ns - r->start_ns : 0;
+}
+
+uint64_t req_tpot_ns(const struct req_span *r)
+{
+	if (r->output_tokens < 2 || r->final_ns <= r->first_token_ns || !r->first_token_ns)
+		return 0;
+	return (r->final_ns - r->first_token_ns) / (r->output_tokens - 1);
+}
+
+bool req_failed(const struct req_span *r)
+{
+	return !r->complete || r->status >= 400 || r->err_type >= 0;
+}
+
+static void window_add_request(struct tm_window *w, const struct req_span *r)
+{
+	w->requests++;
+	w->requests_failed += req_failed(r);
+	w->by_route[r->route.kind < ROUTE_KIND_MAX ? r->route.kind : ROUTE_OTHER]++;
+	w->input_tokens += r->cached_tokens + r->prompt_tokens;
+	w->cached_tokens += r->cached_tokens;
+	w->output_tokens += r->output_tokens;
+	if (r->end_ns > r->start_ns)
+		hist_add(&w->req_duration_ns, r->end_ns - r->start_ns);
+	if (!route_operation(r->route.kind))
+		return; /* the GenAI instruments count inference only */
+	if (req_ttft_ns(r))
+		hist_add(&w->ttft_ns, req_ttft_ns(r));
+	if (req_tpot_ns(r))
+		hist_add(&w->tpot_ns, req_tpot_ns(r));
+	if (r->launch_ns)
+		hist_add(&w->queue_ns, req_queue_ns(r));
 }
 
 static void window_add(struct tm_window *w, const struct step *s)
@@ -103,6 +146,25 @@ void telemetry_step(struct telemetry *tm, const struct step *s)
 	FOR_EACH_SINK(tm, step, s, tm->realtime_offset_ns);
 }
 
+void telemetry_request(struct telemetry *tm, const struct req_span *r)
+{
+	window_add_request(&tm->interval, r);
+	window_add_request(&tm->total, r);
+	FOR_EACH_SINK(tm, request, r, tm->realtime_offset_ns);
+}
+
+void telemetry_context_shift(struct telemetry *tm, int seq, int n_discard, uint64_t ts_ns)
+{
+	tm->interval.context_shifts++;
+	tm->total.context_shifts++;
+	FOR_EACH_SINK(tm, context_shift, seq, n_discard, ts_ns, tm->realtime_offset_ns);
+}
+
+void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g)
+{
+	tm->gauges = *g;
+}
+
 static void account_lost(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total)
 {
 	uint64_t d = lost_total >= tm->lost_seen ? lost_total - tm->lost_seen : 0;
@@ -120,6 +182,7 @@ void telemetry_tick(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total)
 		.interval = &tm->interval,
 		.total = &tm->total,
 		.realtime_offset_ns = tm->realtime_offset_ns,
+		.gauges = &tm->gauges,
 	};
 
 	account_lost(tm, now_ns, lost_total);
@@ -135,6 +198,7 @@ void telemetry_finish(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total
 		.total = &tm->total,
 		.realtime_offset_ns = tm->realtime_offset_ns,
 		.end_reason = reason,
+		.gauges = &tm->gauges,
 	};
 
 	account_lost(tm, now_ns, lost_total);

@@ -12,6 +12,7 @@
 
 #include "event.h"
 #include "hist.h"
+#include "route.h"
 
 /* batch-size classes for the live "batch mix" */
 enum { BATCH_1 = 0, BATCH_2_4, BATCH_5_16, BATCH_17_64, BATCH_65_512, BATCH_513_UP, BATCH_CLASSES };
@@ -29,6 +30,57 @@ struct tm_window {
 	uint64_t lost;           /* events lost (ring buffer full, missed entries) */
 	struct hist duration_ns; /* llmtap.engine.step.duration */
 	struct hist batch_tokens;/* llmtap.engine.batch.size */
+	/* requests (llama-server's HTTP layer) */
+	uint64_t requests;
+	uint64_t requests_failed;   /* status >= 400, a server error, or cut short */
+	uint64_t by_route[ROUTE_KIND_MAX];
+	uint64_t input_tokens;
+	uint64_t cached_tokens;
+	uint64_t output_tokens;
+	uint64_t context_shifts;
+	struct hist req_duration_ns; /* http.server.request.duration */
+	struct hist ttft_ns;         /* gen_ai.server.time_to_first_token */
+	struct hist tpot_ns;         /* gen_ai.server.time_per_output_token */
+	struct hist queue_ns;        /* llmtap.request.queue.duration */
+};
+
+/* Gauges sampled at each tick (from the correlator). */
+struct tm_gauges {
+	uint32_t active_requests;
+	uint32_t queued_tasks;
+	uint32_t busy_slots;
+	uint64_t kv_cells;
+};
+
+/* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and
+ * its queue / prefill / generation children). Times are CLOCK_MONOTONIC ns; 0 = not seen. */
+struct req_span {
+	uint64_t id;            /* llmtap's own sequence number */
+	uint32_t tid;           /* the HTTP worker thread */
+	uint64_t start_ns;
+	uint64_t end_ns;
+	char method[16];
+	char path[LLMTAP_PATH_LEN];
+	char client[LLMTAP_ADDR_LEN];
+	int client_port;
+	int server_port;
+	int status;             /* HTTP status, 0 when not seen */
+	struct route route;
+	bool stream;            /* the server streamed partial responses */
+	bool complete;          /* seen from its first to its last byte */
+	int n_tasks;            /* engine tasks it created */
+	int slot;               /* slot (= sequence) of its first task, -1 when none */
+	bool deferred;          /* waited in the queue for a free slot */
+	uint64_t enqueue_ns;    /* its first task was created */
+	uint64_t launch_ns;     /* its first task started on a slot */
+	uint64_t first_token_ns;
+	uint64_t final_ns;      /* the server sent its final result */
+	uint32_t cached_tokens; /* prompt tokens reused from the KV cache */
+	uint32_t prompt_tokens; /* prompt tokens decoded */
+	uint32_t output_tokens; /* tokens sampled */
+	uint32_t context_shifts;
+	int err_type;           /* llama-server's error_type, -1 when none */
+	char err_msg[LLMTAP_MSG_LEN];
 };
 
 struct tm_target {
@@ -36,7 +88,7 @@ struct tm_target {
 	const char *comm;
 	const char *library;
 	bool in_executable;
-	const char *probes; /* "llama_decode,llama_encode" */
+	const char *layers; /* "engine,sampling,server,http": what is attached */
 };
 
 struct tm_snapshot {
@@ -45,11 +97,15 @@ struct tm_snapshot {
 	const struct tm_window *total;
 	int64_t realtime_offset_ns; /* add to CLOCK_MONOTONIC to get the Unix time */
 	const char *end_reason;     /* summary only */
+	const struct tm_gauges *gauges;
 };
 
 struct sink_ops {
 	void (*attached)(void *self, const struct tm_target *t);
 	void (*step)(void *self, const struct step *s, int64_t realtime_offset_ns);
+	void (*request)(void *self, const struct req_span *r, int64_t realtime_offset_ns);
+	void (*context_shift)(void *self, int seq, int n_discard, uint64_t ts_ns,
+			      int64_t realtime_offset_ns);
 	void (*interval)(void *self, const struct tm_snapshot *snap);
 	void (*summary)(void *self, const struct tm_snapshot *snap);
 	void (*destroy)(void *self);
@@ -67,6 +123,7 @@ struct telemetry {
 	struct tm_window interval;
 	struct tm_window total;
 	uint64_t lost_seen; /* cumulative lost count at the last tick */
+	struct tm_gauges gauges;
 	int64_t realtime_offset_ns;
 	struct sink sinks[TM_MAX_SINKS];
 	int n_sinks;
@@ -76,8 +133,16 @@ void telemetry_init(struct telemetry *tm, const struct tm_target *t, uint64_t no
 int telemetry_add_sink(struct telemetry *tm, struct sink s);
 void telemetry_attached(struct telemetry *tm);
 void telemetry_step(struct telemetry *tm, const struct step *s);
+void telemetry_request(struct telemetry *tm, const struct req_span *r);
+void telemetry_context_shift(struct telemetry *tm, int seq, int n_discard, uint64_t ts_ns);
+void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g);
 /* lost_total: the probes' cumulative lost-event count. */
 void telemetry_tick(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total);
+/* Derived request times (0 when a phase was not seen). */
+uint64_t req_queue_ns(const struct req_span *r);
+uint64_t req_ttft_ns(const struct req_span *r);
+uint64_t req_tpot_ns(const struct req_span *r);
+bool req_failed(const struct req_span *r);
 void telemetry_finish(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total,
 		      const char *reason);
 void telemetry_destroy(struct telemetry *tm);

@@ -7,4 +7,4 @@ export LLAMA_SERVER_SHARED=${LLAMA_SERVER_SHARED:-$(tools/build-llama.sh shared)
 export LLAMA_SERVER_STATIC=${LLAMA_SERVER_STATIC:-$(tools/build-llama.sh static)}
 export LLMTAP_MODEL=${LLMTAP_MODEL:-$(tools/make-model.sh)}
 export LLMTAP=${LLMTAP:-$PWD/llmtap}
-exec /usr/bin/python3 tests/e2e/test_attach.py "$@"
+exec /usr/bin/python3 tests/e2e/run_all.py "$@"

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """End-to-end tests of `llmtap attach` against a real llama-server (issue: foundation)."""
 import json
 import os
@@ -46,7 +45,7 @@ def steps_match_server(binary, expect_in_executable):
         tr = Tracer(srv.pid).wait_attached()
         attach = tr.records("attach")[0]
         check_eq(attach["in_executable"], expect_in_executable, "attach.in_executable")
-        check("llama_decode" in attach["probes"], f"probes attached: {attach['probes']}")
+        check(attach["layers"].startswith("engine"), f"layers attached: {attach['layers']}")
         m0 = srv.metrics()
         responses = send_load(srv, 12, 4)
         m1 = srv.metrics()
@@ -301,12 +300,3 @@ def usage_errors_and_help():
         check(fragment in out, f"{fragment!r} not in attach --help")
     rc, out, _ = run_llmtap(["--version"])
     check(rc == 0 and out.startswith("llmtap "), f"--version: {rc} {out!r}")
-
-
-if __name__ == "__main__":
-    for name, v in (("LLAMA_SERVER_SHARED", SERVER_SHARED), ("LLMTAP_MODEL", MODEL)):
-        if not v or not os.path.exists(v):
-            raise SystemExit(f"test_attach: {name} is not set to an existing file ({v!r}); "
-                             "run tests/e2e/run.sh")
-    check(os.access(LLMTAP, os.X_OK), f"no llmtap binary at {LLMTAP}")
-    raise SystemExit(run_all())

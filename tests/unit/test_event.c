@@ -54,7 +54,7 @@ static void test_decode_fields(void **state)
 	ev_add_run(&ev, 7, 12, 100, 2);
 
 	memset(&s, 0xa5, sizeof(s));
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.pid, 4242);
 	assert_int_equal(s.tid, 4243);
 	assert_true(s.ctx == 0x55d0c8a01230ull);
@@ -80,7 +80,7 @@ static void test_decode_fields(void **state)
 
 	/* a negative return code survives */
 	ev.ret = -3;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.ret, -3);
 }
 
@@ -92,45 +92,45 @@ static void test_decode_rejects(void **state)
 	(void)state;
 
 	ev_init(&ev);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 
 	ev.hdr.version = LLMTAP_EVENT_VERSION + 1;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), -EINVAL);
 	ev.hdr.version = 0;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), -EINVAL);
 
 	ev_init(&ev);
 	ev.hdr.kind = LLMTAP_EV_STEP + 1;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), -EINVAL);
 	ev.hdr.kind = 0;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), -EINVAL);
 
 	ev_init(&ev);
 	ev.hdr.size = sizeof(ev) - 8;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), -EINVAL);
 	ev.hdr.size = sizeof(ev) + 8;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), -EINVAL);
 
 	/* the buffer is shorter than the record claims */
 	ev_init(&ev);
-	assert_int_equal(event_decode(&ev, sizeof(ev) - 1, &s), -EINVAL);
-	assert_int_equal(event_decode(&ev, sizeof(struct llmtap_hdr), &s), -EINVAL);
-	assert_int_equal(event_decode(&ev, sizeof(struct llmtap_hdr) - 1, &s), -EINVAL);
-	assert_int_equal(event_decode(&ev, 0, &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev) - 1, &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(struct llmtap_hdr), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(struct llmtap_hdr) - 1, &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, 0, &s), -EINVAL);
 
 	/* a longer buffer (ring-buffer records are 8-byte aligned) is fine */
 	memset(big, 0, sizeof(big));
 	memcpy(big, &ev, sizeof(ev));
-	assert_int_equal(event_decode(big, sizeof(big), &s), 0);
+	assert_int_equal(event_decode_step(big, sizeof(big), &s), 0);
 
 	ev_init(&ev);
 	ev.n_runs = LLMTAP_MAX_RUNS;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.n_runs, LLMTAP_MAX_RUNS);
 	ev.n_runs = LLMTAP_MAX_RUNS + 1;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), -EINVAL);
 	ev.n_runs = UINT32_MAX;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), -EINVAL);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), -EINVAL);
 }
 
 static void test_decode_short_heap_buffer(void **state)
@@ -145,7 +145,7 @@ static void test_decode_short_heap_buffer(void **state)
 	ev_init(&ev);
 	assert_non_null(buf);
 	memcpy(buf, &ev, n);
-	assert_int_equal(event_decode(buf, n, &s), -EINVAL);
+	assert_int_equal(event_decode_step(buf, n, &s), -EINVAL);
 	free(buf);
 }
 
@@ -156,7 +156,7 @@ static void test_decode_seq_count(void **state)
 	(void)state;
 
 	ev_init(&ev);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.n_seqs, 0);
 
 	/* one sequence in each word's edge */
@@ -164,16 +164,16 @@ static void test_decode_seq_count(void **state)
 	ev.seq_mask[0] |= 1ull << 63;
 	ev.seq_mask[1] = 1ull << 0;  /* seq 64 */
 	ev.seq_mask[3] = 1ull << 63; /* seq 255 */
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.n_seqs, 4);
 
 	ev.seq_mask[2] = 0xf0f0ull; /* seqs 132..135, 140..143 */
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.n_seqs, 12);
 
 	for (int w = 0; w < LLMTAP_SEQ_WORDS; w++)
 		ev.seq_mask[w] = ~0ull;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.n_seqs, LLMTAP_MAX_SEQ);
 }
 
@@ -186,7 +186,7 @@ static void test_kind_generate(void **state)
 	ev_init(&ev);
 	for (int i = 0; i < 8; i++)
 		ev_add_run(&ev, i, 1, 100 + i, 1);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.kind, STEP_GENERATE);
 	assert_int_equal(s.n_seqs, 8);
 	assert_string_equal(step_kind_name(s.kind), "generate");
@@ -194,7 +194,7 @@ static void test_kind_generate(void **state)
 	/* a single sequence generating */
 	ev_init(&ev);
 	ev_add_run(&ev, 0, 1, 57, 1);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.kind, STEP_GENERATE);
 }
 
@@ -206,7 +206,7 @@ static void test_kind_prefill(void **state)
 
 	ev_init(&ev);
 	ev_add_run(&ev, 0, 30, 0, 1);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.kind, STEP_PREFILL);
 	assert_string_equal(step_kind_name(s.kind), "prefill");
 
@@ -214,13 +214,13 @@ static void test_kind_prefill(void **state)
 	ev_init(&ev);
 	ev_add_run(&ev, 0, 30, 0, 1);
 	ev_add_run(&ev, 1, 5, 0, 5);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.kind, STEP_PREFILL);
 
 	/* one token that outputs nothing is still prompt processing */
 	ev_init(&ev);
 	ev_add_run(&ev, 0, 1, 0, 0);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.kind, STEP_PREFILL);
 }
 
@@ -235,7 +235,7 @@ static void test_kind_mixed(void **state)
 	ev_add_run(&ev, 0, 1, 80, 1);
 	ev_add_run(&ev, 1, 1, 44, 1);
 	ev_add_run(&ev, 2, 30, 0, 1);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.kind, STEP_MIXED);
 	assert_int_equal(s.n_seqs, 3);
 	assert_string_equal(step_kind_name(s.kind), "mixed");
@@ -244,7 +244,7 @@ static void test_kind_mixed(void **state)
 	ev_init(&ev);
 	ev_add_run(&ev, 2, 30, 0, 1);
 	ev_add_run(&ev, 0, 1, 80, 1);
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.kind, STEP_MIXED);
 
 	/* all visible runs generate, but some runs were cut off: unknown rest */
@@ -252,7 +252,7 @@ static void test_kind_mixed(void **state)
 	for (int i = 0; i < LLMTAP_MAX_RUNS; i++)
 		ev_add_run(&ev, i, 1, 10, 1);
 	ev.flags |= LLMTAP_STEP_RUNS_TRUNC;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_int_equal(s.kind, STEP_MIXED);
 	assert_int_equal(s.n_runs, LLMTAP_MAX_RUNS);
 }
@@ -266,18 +266,18 @@ static void test_time_clamp(void **state)
 	ev_init(&ev);
 	ev.start_ns = 5000;
 	ev.end_ns = 4000;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_true(s.start_ns == 5000);
 	assert_true(s.end_ns == 5000);
 	assert_true(s.end_ns - s.start_ns == 0);
 
 	ev.end_ns = 5000;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_true(s.end_ns == 5000);
 
 	ev.start_ns = UINT64_MAX - 10;
 	ev.end_ns = UINT64_MAX;
-	assert_int_equal(event_decode(&ev, sizeof(ev), &s), 0);
+	assert_int_equal(event_decode_step(&ev, sizeof(ev), &s), 0);
 	assert_true(s.end_ns - s.start_ns == 10);
 }
 

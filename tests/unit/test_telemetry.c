@@ -97,7 +97,7 @@ static const struct tm_target target = {
 	.comm = "llama-server",
 	.library = "/usr/lib/libllama.so",
 	.in_executable = false,
-	.probes = "llama_decode,llama_encode",
+	.layers = "engine,sampling",
 };
 
 static struct step mkstep(uint64_t start_ns, uint64_t dur_ns, int32_t n_tokens,
@@ -171,7 +171,7 @@ static void test_sinks_called(void **state)
 	assert_non_null(g);
 	telemetry_init(tm, &target, 0);
 	assert_int_equal(tm->target.pid, 4242);
-	assert_string_equal(tm->target.probes, "llama_decode,llama_encode");
+	assert_string_equal(tm->target.layers, "engine,sampling");
 	assert_int_equal(telemetry_add_sink(tm, (struct sink){ .ops = &fake_ops, .self = f }), 0);
 	for (int i = 1; i < TM_MAX_SINKS; i++)
 		assert_int_equal(telemetry_add_sink(tm, extra), 0);
@@ -566,7 +566,7 @@ static void run_json_session(bool steps, char **buf, size_t *len)
 		.comm = "llama\"srv\\x\n",
 		.library = "/opt/my models/libllama.so",
 		.in_executable = true,
-		.probes = "llama_decode",
+		.layers = "engine",
 	};
 	struct telemetry *tm = calloc(1, sizeof(*tm));
 	uint64_t t0 = monotonic_ns();
@@ -619,7 +619,7 @@ static void test_json_sink(void **state)
 	assert_contains(lines[0], "\"comm\":\"llama\\\"srv\\\\x\\u000a\"");
 	assert_contains(lines[0], "\"library\":\"/opt/my models/libllama.so\"");
 	assert_contains(lines[0], "\"in_executable\":true");
-	assert_contains(lines[0], "\"probes\":\"llama_decode\"");
+	assert_contains(lines[0], "\"layers\":\"engine\"");
 
 	/* the two steps */
 	assert_contains(lines[1], "\"type\":\"step\"");
@@ -734,7 +734,7 @@ static void test_console_sink(void **state)
 	telemetry_destroy(tm);
 	assert_int_equal(fclose(f), 0);
 
-	assert_contains(buf, "tracing PID 4242 (llama-server): llama_decode,llama_encode in /usr/lib/libllama.so\n");
+	assert_contains(buf, "tracing PID 4242 (llama-server): llama.cpp in /usr/lib/libllama.so; layers: engine,sampling\n");
 	assert_contains(buf, "decode    1.0/s");
 	assert_contains(buf, "tokens    50.5/s");
 	assert_contains(buf, "batch 1:1 65-512:1  errors 1  lost 3\n");

@@ -1,0 +1,16 @@
+#!/usr/bin/python3
+"""Run every end-to-end test module; prints 'N passed, N failed'."""
+import os
+import sys
+
+import harness
+import test_attach  # noqa: F401  (registers its tests)
+import test_requests  # noqa: F401
+
+if __name__ == "__main__":
+    for name, v in (("LLAMA_SERVER_SHARED", harness.SERVER_SHARED), ("LLMTAP_MODEL", harness.MODEL)):
+        if not v or not os.path.exists(v):
+            raise SystemExit(f"e2e: {name} is not set to an existing file ({v!r}); run tests/e2e/run.sh")
+    if not os.access(harness.LLMTAP, os.X_OK):
+        raise SystemExit(f"e2e: no llmtap binary at {harness.LLMTAP}")
+    sys.exit(harness.run_all())

@@ -1,0 +1,189 @@
+"""End-to-end tests of per-request tracing against a real llama-server (issue: per-request traces).
+
+Every request is matched to llmtap's record by the client's own TCP port, and llmtap's
+token counts are checked against the server's `timings` for that request and its /metrics.
+"""
+import http.client
+import json
+import threading
+import time
+
+from harness import (LlamaServer, Tracer, check, check_eq, prompt, test)
+
+
+class Call:
+    """One HTTP request on its own connection: its port, status, the server's timings."""
+
+    def __init__(self, srv, path, body, method="POST", raw=None):
+        self.path, self.body = path, body
+        self.stream = bool(body and body.get("stream"))
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+        t0 = time.monotonic()
+        conn.connect()
+        self.port = conn.sock.getsockname()[1]
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        self.status = resp.status
+        self.first_byte_s = None
+        self.timings, self.usage, self.error = None, None, None
+        if self.stream and resp.status == 200:
+            for line in resp:
+                if self.first_byte_s is None:
+                    self.first_byte_s = time.monotonic() - t0
+                line = line.decode().strip()
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                self.timings = chunk.get("timings", self.timings)
+                self.usage = chunk.get("usage", self.usage)
+        else:
+            payload = resp.read()
+            self.first_byte_s = time.monotonic() - t0
+            try:
+                doc = json.loads(payload)
+            except ValueError:
+                doc = {}
+            if isinstance(doc, dict):
+                self.timings, self.usage, self.error = doc.get("timings"), doc.get("usage"), doc.get("error")
+        self.total_s = time.monotonic() - t0
+        conn.close()
+
+
+def completion(srv, i, n_predict, stream, reuse=None):
+    text = prompt(reuse if reuse is not None else i, 10 + i % 7)
+    return Call(srv, "/completion", {"prompt": text, "n_predict": n_predict, "ignore_eos": True,
+                                      "stream": stream})
+
+
+def chat(srv, i, n_predict, stream, reuse=None):
+    text = prompt(reuse if reuse is not None else i, 8 + i % 5)
+    return Call(srv, "/v1/chat/completions",
+                {"messages": [{"role": "user", "content": text}], "max_tokens": n_predict,
+                 "ignore_eos": True, "stream": stream})
+
+
+def run_concurrently(jobs, n_threads):
+    out, errors, lock = [None] * len(jobs), [], threading.Lock()
+    idx = [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = idx[0]
+                idx[0] += 1
+            if i >= len(jobs):
+                return
+            try:
+                out[i] = jobs[i]()
+            except Exception as e:
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, f"client errors: {errors[:3]}")
+    return out
+
+
+def by_port(tracer):
+    reqs = {}
+    for r in tracer.records("request"):
+        port = r["attributes"]["client.port"]
+        check(port not in reqs, f"two llmtap requests on client port {port}")
+        reqs[port] = r
+    return reqs
+
+
+@test
+def every_request_matches_server_accounting():
+    """-np 4, 16 concurrent clients, streamed and not, chat and completion, repeated prompts."""
+    with LlamaServer(np=4, ctx=4096) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        m0 = srv.metrics()
+        jobs = []
+        for i in range(32):
+            kind = (completion, chat)[i % 2]
+            stream = (i // 2) % 2 == 1
+            reuse = 500 + i % 3 if i % 4 == 3 else None  # repeated prompts hit the prompt cache
+            jobs.append(lambda i=i, kind=kind, stream=stream, reuse=reuse:
+                        kind(srv, 1000 + i, 8 + (i * 7) % 25, stream, reuse))
+        calls = run_concurrently(jobs, 16)
+        # a sequential phase: never more requests than slots
+        calls_seq = [completion(srv, 2000 + i, 6, i % 2 == 1) for i in range(4)]
+        m1 = srv.metrics()
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+
+    reqs = by_port(tr)
+    inference = [r for r in reqs.values() if r["kind"] in ("chat", "completion")]
+    check_eq(len(inference), len(calls) + len(calls_seq), "inference requests llmtap saw")
+    for c in calls + calls_seq:
+        check_eq(c.status, 200, f"client status for {c.path}")
+        check(c.timings, f"no timings in the server's answer to {c.path} stream={c.stream}")
+        r = reqs.get(c.port)
+        check(r is not None, f"no llmtap request for client port {c.port} ({c.path})")
+        what = f"request on port {c.port} ({c.path}, stream={c.stream})"
+        check_eq(r["complete"], True, f"{what}: complete")
+        check_eq(r["attributes"]["http.response.status_code"], 200, f"{what}: status")
+        check_eq(r["kind"], "chat" if "chat" in c.path else "completion", f"{what}: kind")
+        check_eq(r["stream"], c.stream, f"{what}: stream")
+        t = c.timings
+        check_eq(r["cached_tokens"], t["cache_n"], f"{what}: cached tokens vs timings.cache_n")
+        check_eq(r["prompt_tokens"], t["prompt_n"], f"{what}: prompt tokens vs timings.prompt_n")
+        check_eq(r["output_tokens"], t["predicted_n"], f"{what}: output tokens vs timings.predicted_n")
+        a = r["attributes"]
+        check_eq(a["gen_ai.usage.input_tokens"], t["cache_n"] + t["prompt_n"], f"{what}: input tokens")
+        if c.usage:
+            check_eq(a["gen_ai.usage.input_tokens"], c.usage["prompt_tokens"], f"{what}: usage.prompt_tokens")
+            check_eq(a["gen_ai.usage.output_tokens"], c.usage["completion_tokens"],
+                     f"{what}: usage.completion_tokens")
+        ttft_ms = r["ttft_ns"] / 1e6
+        check(t["prompt_ms"] <= ttft_ms + 0.5,
+              f"{what}: ttft {ttft_ms:.3f} ms below the server's prompt time {t['prompt_ms']} ms")
+        check(ttft_ms <= c.first_byte_s * 1000,
+              f"{what}: ttft {ttft_ms:.3f} ms above what the client saw ({c.first_byte_s * 1000:.3f} ms)")
+    check(any(c.timings["cache_n"] > 0 for c in calls), "no request reused the prompt cache")
+    check_eq(sum(r["prompt_tokens"] for r in inference),
+             m1["prompt_tokens_total"] - m0["prompt_tokens_total"], "sum of prompt tokens vs /metrics")
+    check_eq(sum(r["output_tokens"] for r in inference),
+             m1["tokens_predicted_total"] - m0["tokens_predicted_total"], "sum of output tokens vs /metrics")
+    # queueing: the burst had more requests than slots, the sequential phase never did
+    burst = [reqs[c.port] for c in calls]
+    seq = [reqs[c.port] for c in calls_seq]
+    check(any(r["queued"] and r["queue_ns"] > 0 for r in burst), "no request of the burst was queued")
+    check(all(not r["queued"] and r["queue_ns"] == 0 for r in seq), "a sequential request was queued")
+    for r in burst:
+        if r["queued"]:
+            names = [ch["name"] for ch in r["children"]]
+            check_eq(names[:1], ["queue"], "first child span of a queued request")
+    summary = tr.records("summary")[0]
+    check_eq(summary["lost_events"], 0, "lost events")
+
+
+@test
+def error_requests_are_counted_with_type():
+    with LlamaServer(np=1, ctx=256) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        bad_json = Call(srv, "/completion", None, raw=b"{not json")
+        unknown = Call(srv, "/no/such/route", {"x": 1})
+        too_long = Call(srv, "/completion", {"prompt": prompt(7, 400), "n_predict": 4})
+        ok = Call(srv, "/completion", {"prompt": prompt(8, 5), "n_predict": 3, "ignore_eos": True})
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, "llmtap exit code")
+    reqs = by_port(tr)
+    for c, want_kind in ((bad_json, "completion"), (unknown, "other"), (too_long, "completion")):
+        check(c.status >= 400, f"the server accepted {c.path} ({c.status})")
+        r = reqs.get(c.port)
+        check(r is not None, f"no llmtap request for the failing {c.path}")
+        check_eq(r["attributes"]["http.response.status_code"], c.status, f"{c.path}: status")
+        check_eq(r["failed"], True, f"{c.path}: failed")
+        check_eq(r["attributes"].get("error.type"), str(c.status), f"{c.path}: error.type")
+        check_eq(r["kind"], want_kind, f"{c.path}: kind")
+    check("llmtap.error.message" in reqs[too_long.port]["attributes"],
+          "the context overflow carries the server's error message")
+    check_eq(reqs[ok.port]["failed"], False, "the good request")
+    summary = tr.records("summary")[0]
+    check_eq(summary["failed_requests"], 3, "failed requests in the summary")

@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "correlate.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_THREADS 256      /* HTTP worker threads followed at once */
+#define MAX_REQ_TASKS 64     /* tasks charged to one request */
+
+enum task_phase { TASK_QUEUED = 0, TASK_PREFILL, TASK_GENERATE, TASK_DONE };
+
+struct request;
+
+struct task {
+	int id;
+	struct request *req; /* NULL: a task whose request llmtap did not see */
+	int slot;            /* -1 until launched */
+	enum task_phase phase;
+	bool prefill_seen;
+	struct task *next;   /* in the correlator's list */
+};
+
+struct request {
+	struct req_span span;
+	struct request *next;
+};
+
+struct http_thread {
+	uint32_t tid;
+	struct request *req;
+};
+
+struct correlator {
+	struct telemetry *tm;
+	struct request *open;                  /* requests begun, not ended */
+	struct task *tasks;                    /* tasks not yet finished */
+	struct task *slot_task[LLMTAP_MAX_SEQ]; /* the task running on each slot */
+	int64_t kv_next[LLMTAP_MAX_SEQ];       /* next position per sequence */
+	struct http_thread threads[MAX_THREADS];
+	uint64_t next_id;
+};
+
+struct correlator *correlator_new(struct telemetry *tm)
+{
+	struct correlator *c = calloc(1, sizeof(*c));
+
+	if (c)
+		c->tm = tm;
+	return c;
+}
+
+static struct http_thread *thread_of(struct correlator *c, uint32_t tid, bool create)
+{
+	struct http_thread *free_slot = NULL;
+
+	for (int i = 0; i < MAX_THREADS; i++) {
+		if (c->threads[i].tid == tid)
+			return &c->threads[i];
+		if (!free_slot && !c->threads[i].req)
+			free_slot = &c->threads[i];
+	}
+	if (!create || !free_slot)
+		return NULL;
+	free_slot->tid = tid;
+	return free_slot;
+}
+
+static struct task *task_find(struct correlator *c, int id)
+{
+	for (struct task *t = c->tasks; t; t = t->next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+static struct task *task_new(struct correlator *c, int id, struct request *req)
+{
+	struct task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->id = id;
+	t->req = req;
+	t->slot = -1;
+	t->next = c->tasks;
+	c->tasks = t;
+	return t;
+}
+
+static void task_free(struct correlator *c, struct task *t)
+{
+	struct task **pp;
+
+	for (pp = &c->tasks; *pp && *pp != t; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = t->next;
+	if (t->slot >= 0 && t->slot < LLMTAP_MAX_SEQ && c->slot_task[t->slot] == t)
+		c->slot_task[t->slot] = NULL;
+	free(t);
+}
+
+static struct task *slot_task(struct correlator *c, int slot)
+{
+	return slot >= 0 && slot < LLMTAP_MAX_SEQ ? c->slot_task[slot] : NULL;
+}
+
+/* Forget a request and its tasks. */
+static void request_drop(struct correlator *c, struct request *r)
+{
+	struct request **pp;
+	struct task *t, *next;
+
+	for (t = c->tasks; t; t = next) {
+		next = t->next;
+		if (t->req == r)
+			task_free(c, t);
+	}
+	for (pp = &c->open; *pp && *pp != r; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = r->next;
+	for (int i = 0; i < MAX_THREADS; i++)
+		if (c->threads[i].req == r)
+			c->threads[i].req = NULL;
+	free(r);
+}
+
+/* Hand a request to the telemetry model, then forget it. */
+static void request_emit(struct correlator *c, struct request *r, bool complete)
+{
+	r->span.complete = complete;
+	telemetry_request(c->tm, &r->span);
+	request_drop(c, r);
+}
+
+static void on_http(struct correlator *c, const struct llmtap_http_event *h)
+{
+	struct http_thread *th = thread_of(c, h->tid, h->op == LLMTAP_HTTP_BEGIN);
+	struct request *r = th ? th->req : NULL;
+
+	switch (h->op) {
+	case LLMTAP_HTTP_BEGIN:
+		if (!th)
+			return;
+		if (r) /* never ended: its thread moved on */
+			request_emit(c, r, false);
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return;
+		r->span.id = ++c->next_id;
+		r->span.tid = h->tid;
+		r->span.start_ns = h->ts_ns;
+		r->span.client_port = h->value;
+		r->span.server_port = h->value2;
+		r->span.slot = -1;
+		r->span.err_type = -1;
+		r->span.route = route_classify("");
+		snprintf(r->span.client, sizeof(r->span.client), "%s", h->s0);
+		r->next = c->open;
+		c->open = r;
+		th->req = r;
+		break;
+	case LLMTAP_HTTP_ROUTE:
+		if (!r)
+			return;
+		snprintf(r->span.method, sizeof(r->span.method), "%.15s", h->s0);
+		snprintf(r->span.path, sizeof(r->span.path), "%s", h->s1);
+		r->span.route = route_classify(h->s1);
+		break;
+	case LLMTAP_HTTP_STATUS:
+		if (r)
+			r->span.status = h->value;
+		break;
+	case LLMTAP_HTTP_END:
+		if (!r)
+			return; /* began before llmtap attached */
+		if (!r->span.method[0] && !r->span.status) {
+			/* a kept-alive connection closed while waiting: no request */
+			request_drop(c, r);
+			return;
+		}
+		r->span.end_ns = h->ts_ns;
+		request_emit(c, r, true);
+		break;
+	}
+}
+
+static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
+{
+	struct http_thread *th;
+	struct task *t;
+
+	switch (e->op) {
+	case LLMTAP_SRV_NEW_ID:
+		th = thread_of(c, e->tid, false);
+		if (!th || !th->req || th->req->span.n_tasks >= MAX_REQ_TASKS)
+			return; /* an internal task of the main loop */
+		if (!task_new(c, e->task_id, th->req))
+			return;
+		if (!th->req->span.n_tasks++)
+			th->req->span.enqueue_ns = e->ts_ns;
+		break;
+	case LLMTAP_SRV_DEFER:
+		t = task_find(c, e->task_id);
+		if (t && t->req)
+			t->req->span.deferred = true;
+		break;
+	case LLMTAP_SRV_LAUNCH:
+		if (e->slot_id < 0 || e->slot_id >= LLMTAP_MAX_SEQ)
+			return;
+		t = task_find(c, e->task_id);
+		if (!t)
+			t = task_new(c, e->task_id, NULL);
+		if (!t)
+			return;
+		if (c->slot_task[e->slot_id] && c->slot_task[e->slot_id] != t)
+			c->slot_task[e->slot_id]->slot = -1; /* its end was not seen */
+		c->slot_task[e->slot_id] = t;
+		t->slot = e->slot_id;
+		t->phase = TASK_PREFILL;
+		if (t->req && !t->req->span.launch_ns) {
+			t->req->span.launch_ns = e->ts_ns;
+			t->req->span.slot = e->slot_id;
+		}
+		break;
+	case LLMTAP_SRV_PARTIAL:
+		t = slot_task(c, e->slot_id);
+		if (t && t->req)
+			t->req->span.stream = true;
+		break;
+	case LLMTAP_SRV_FINAL:
+		t = slot_task(c, e->slot_id);
+		if (!t)
+			return;
+		if (t->req && e->ts_ns > t->req->span.final_ns)
+			t->req->span.final_ns = e->ts_ns;
+		t->phase = TASK_DONE;
+		c->slot_task[e->slot_id] = NULL;
+		t->slot = -1;
+		if (!t->req)
+			task_free(c, t);
+		break;
+	case LLMTAP_SRV_ERROR:
+		t = task_find(c, e->task_id);
+		if (!t)
+			return;
+		if (t->req) {
+			t->req->span.err_type = e->err_type;
+			snprintf(t->req->span.err_msg, sizeof(t->req->span.err_msg), "%s", e->msg);
+		}
+		if (t->slot >= 0 && c->slot_task[t->slot] == t)
+			c->slot_task[t->slot] = NULL;
+		t->slot = -1;
+		t->phase = TASK_DONE;
+		if (!t->req)
+			task_free(c, t);
+		break;
+	}
+}
+
+static void on_step(struct correlator *c, struct step *s)
+{
+	for (uint32_t i = 0; i < s->n_runs; i++) {
+		const struct llmtap_run *run = &s->runs[i];
+		struct task *t = slot_task(c, run->seq_id);
+
+		if (run->seq_id >= 0 && run->seq_id < LLMTAP_MAX_SEQ && run->pos_last >= 0 &&
+		    s->ret == 0)
+			c->kv_next[run->seq_id] = (int64_t)run->pos_last + 1;
+		if (!t || !t->req || s->ret != 0)
+			continue;
+		s->request_ids[i] = t->req->span.id;
+		if (t->phase != TASK_PREFILL)
+			continue;
+		if (!t->prefill_seen) {
+			/* the prompt's first decoded position: everything before came from the cache */
+			t->prefill_seen = true;
+			if (run->pos_first > 0)
+				t->req->span.cached_tokens += (uint32_t)run->pos_first;
+		}
+		t->req->span.prompt_tokens += run->n_tokens;
+	}
+}
+
+static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
+{
+	struct task *t = slot_task(c, e->seq_id);
+
+	if (!t || !t->req)
+		return;
+	t->req->span.output_tokens++;
+	if (t->phase == TASK_PREFILL)
+		t->phase = TASK_GENERATE;
+	if (!t->req->span.first_token_ns)
+		t->req->span.first_token_ns = e->ts_ns;
+}
+
+static void kv_set(struct correlator *c, int seq, int64_t next)
+{
+	if (seq >= 0 && seq < LLMTAP_MAX_SEQ)
+		c->kv_next[seq] = next < 0 ? 0 : next;
+}
+
+static void on_kv(struct correlator *c, const struct llmtap_kv_event *k)
+{
+	int seq = k->args[0], p0 = k->args[1], p1 = k->args[2];
+	struct task *t;
+
+	switch (k->op) {
+	case LLMTAP_KV_SEQ_RM:
+		/* seq < 0: every sequence; p1 < 0: to the end */
+		for (int s = seq < 0 ? 0 : seq; s < LLMTAP_MAX_SEQ && (seq < 0 || s == seq); s++) {
+			int64_t from = p0 < 0 ? 0 : p0;
+
+			if (p1 < 0 || p1 >= c->kv_next[s])
+				kv_set(c, s, from < c->kv_next[s] ? from : c->kv_next[s]);
+			else if (p1 > from)
+				kv_set(c, s, c->kv_next[s] - (p1 - from));
+		}
+		break;
+	case LLMTAP_KV_SEQ_ADD:
+		/* (seq, p0, p1, delta): a negative shift of the tail is a context shift */
+		if (seq >= 0 && seq < LLMTAP_MAX_SEQ && k->args[3] < 0) {
+			t = c->slot_task[seq];
+			if (t && t->req)
+				t->req->span.context_shifts++;
+			telemetry_context_shift(c->tm, seq, -k->args[3], k->ts_ns);
+		}
+		break;
+	case LLMTAP_KV_SEQ_CP:
+		if (p0 >= 0 && p0 < LLMTAP_MAX_SEQ && seq >= 0 && seq < LLMTAP_MAX_SEQ &&
+		    c->kv_next[seq] > c->kv_next[p0])
+			c->kv_next[p0] = c->kv_next[seq]; /* args: src, dst */
+		break;
+	case LLMTAP_KV_SEQ_KEEP:
+		for (int s = 0; s < LLMTAP_MAX_SEQ; s++)
+			if (s != seq)
+				c->kv_next[s] = 0;
+		break;
+	case LLMTAP_KV_CLEAR:
+		memset(c->kv_next, 0, sizeof(c->kv_next));
+		break;
+	}
+}
+
+void correlator_event(struct correlator *c, const struct event *ev)
+{
+	struct step st;
+
+	switch (ev->kind) {
+	case LLMTAP_EV_STEP:
+		st = ev->step;
+		on_step(c, &st);
+		telemetry_step(c->tm, &st);
+		break;
+	case LLMTAP_EV_SAMPLE:
+		on_sample(c, &ev->sample);
+		break;
+	case LLMTAP_EV_KV:
+		on_kv(c, &ev->kv);
+		break;
+	case LLMTAP_EV_SERVER:
+		on_server(c, &ev->srv);
+		break;
+	case LLMTAP_EV_HTTP:
+		on_http(c, &ev->http);
+		break;
+	}
+}
+
+void correlator_flush(struct correlator *c, uint64_t now_ns)
+{
+	while (c->open) {
+		c->open->span.end_ns = now_ns;
+		request_emit(c, c->open, false);
+	}
+}
+
+void correlator_gauges(const struct correlator *c, struct corr_gauges *g)
+{
+	memset(g, 0, sizeof(*g));
+	for (const struct request *r = c->open; r; r = r->next)
+		g->active_requests++;
+	for (const struct task *t = c->tasks; t; t = t->next)
+		if (t->phase == TASK_QUEUED && t->req)
+			g->queued_tasks++;
+	for (int s = 0; s < LLMTAP_MAX_SEQ; s++) {
+		if (c->slot_task[s])
+			g->busy_slots++;
+		g->kv_cells += (uint64_t)c->kv_next[s];
+	}
+}
+
+void correlator_free(struct correlator *c)
+{
+	struct task *t, *nt;
+	struct request *r, *nr;
+
+	if (!c)
+		return;
+	for (t = c->tasks; t; t = nt) {
+		nt = t->next;
+		free(t);
+	}
+	for (r = c->open; r; r = nr) {
+		nr = r->next;
+		free(r);
+	}
+	free(c);
+}
