@@ -50,7 +50,8 @@ struct entry {
 	__s32 sample_idx;
 	__u32 sample_depth; /* nested sampler calls: only the outermost is a token */
 	__u32 has_batch;
-	__u32 _pad;
+	__u32 call_depth; /* timed calls in flight: only the outermost is recorded */
+	struct llmtap_call_event call;
 };
 
 struct scan_buf {
@@ -580,6 +581,99 @@ int BPF_KRETPROBE(http_end, int ret)
 	if (!ev)
 		return 0;
 	ev->value = ret & 0xff;
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* ---- timed calls (state save/load, model load, context creation, tokenize) ---- */
+
+static __always_inline void read_cstr(char *dst, __u32 cap, __u64 src, __u32 *len)
+{
+	long n = src ? bpf_probe_read_user_str(dst, cap, (const void *)src) : 0;
+
+	*len = n > 0 ? (__u32)n - 1 : 0;
+	if (n <= 0)
+		dst[0] = '\0';
+}
+
+/* cookie: enum llmtap_call_op */
+SEC("uprobe")
+int BPF_KPROBE(call_enter)
+{
+	struct entry *e = thread_entry(true);
+	struct llmtap_call_event *c;
+	__u32 op = (__u32)bpf_get_attach_cookie(ctx);
+	__u64 params;
+
+	if (!e || e->call_depth++)
+		return 0;
+	c = &e->call;
+	c->op = op;
+	c->seq = -1;
+	c->handle = PT_REGS_PARM1(ctx);
+	c->aux = op == LLMTAP_CALL_SEQ_LOAD_FILE ? PT_REGS_PARM4(ctx) : 0;
+	c->text_len = 0;
+	c->text[0] = '\0';
+	c->params[0] = c->params[1] = c->params[2] = c->params[3] = 0;
+	switch (op) {
+	case LLMTAP_CALL_SEQ_SAVE_FILE:
+	case LLMTAP_CALL_SEQ_LOAD_FILE:
+		c->seq = (__s32)PT_REGS_PARM3(ctx);
+		read_cstr(c->text, sizeof(c->text), PT_REGS_PARM2(ctx), &c->text_len);
+		break;
+	case LLMTAP_CALL_SEQ_GET_DATA:
+	case LLMTAP_CALL_SEQ_SET_DATA:
+		c->seq = (__s32)PT_REGS_PARM4(ctx);
+		break;
+	case LLMTAP_CALL_SAVE_FILE:
+	case LLMTAP_CALL_LOAD_FILE:
+		read_cstr(c->text, sizeof(c->text), PT_REGS_PARM2(ctx), &c->text_len);
+		break;
+	case LLMTAP_CALL_MODEL_LOAD:
+		c->handle = 0;
+		read_cstr(c->text, sizeof(c->text), PT_REGS_PARM1(ctx), &c->text_len);
+		break;
+	case LLMTAP_CALL_CONTEXT_INIT:
+		/* llama_context_params by value: on the stack on x86-64, by reference on arm64 */
+#if defined(__TARGET_ARCH_x86)
+		params = PT_REGS_SP(ctx) + 8;
+#else
+		params = PT_REGS_PARM2(ctx);
+#endif
+		bpf_probe_read_user(c->params, sizeof(c->params), (const void *)params);
+		break;
+	}
+	c->start_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(call_exit, long ret)
+{
+	struct entry *e = thread_entry(false);
+	struct llmtap_call_event *ev;
+	__u64 end = bpf_ktime_get_ns(), id = bpf_get_current_pid_tgid();
+
+	if (!e || !e->call_depth) {
+		stat_inc(LLMTAP_STAT_ENTRY_LOST);
+		return 0;
+	}
+	if (--e->call_depth)
+		return 0;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(LLMTAP_STAT_RB_LOST);
+		return 0;
+	}
+	__builtin_memcpy(ev, &e->call, sizeof(*ev));
+	ev->hdr.version = LLMTAP_EVENT_VERSION;
+	ev->hdr.kind = LLMTAP_EV_CALL;
+	ev->hdr.size = sizeof(*ev);
+	ev->pid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->end_ns = end;
+	ev->ret = ret;
+	ev->_pad = 0;
 	bpf_ringbuf_submit(ev, 0);
 	return 0;
 }

@@ -29,6 +29,7 @@ enum llmtap_event_kind {
 	LLMTAP_EV_KV = 3,     /* a KV-cache (memory) edit */
 	LLMTAP_EV_SERVER = 4, /* llama-server task and slot lifecycle */
 	LLMTAP_EV_HTTP = 5,   /* llama-server HTTP request handling */
+	LLMTAP_EV_CALL = 6,   /* a timed library call: state save/load, model load, ... */
 };
 
 #define LLMTAP_ADDR_LEN 48
@@ -179,6 +180,37 @@ struct llmtap_http_event {
 	__u32 _pad;
 	char s0[LLMTAP_ADDR_LEN];
 	char s1[LLMTAP_PATH_LEN];
+};
+
+/* the cookie of a timed-call probe */
+enum llmtap_call_op {
+	LLMTAP_CALL_SEQ_SAVE_FILE = 0, /* llama_state_seq_save_file(ctx, path, seq, ...) -> bytes */
+	LLMTAP_CALL_SEQ_LOAD_FILE,     /* llama_state_seq_load_file(ctx, path, seq, ...) -> bytes */
+	LLMTAP_CALL_SEQ_GET_DATA,      /* llama_state_seq_get_data_ext(ctx, dst, size, seq, flags) -> bytes */
+	LLMTAP_CALL_SEQ_SET_DATA,      /* llama_state_seq_set_data_ext(ctx, src, size, seq, flags) -> bytes */
+	LLMTAP_CALL_SAVE_FILE,         /* llama_state_save_file(ctx, path, ...) -> ok */
+	LLMTAP_CALL_LOAD_FILE,         /* llama_state_load_file(ctx, path, ...) -> ok */
+	LLMTAP_CALL_MODEL_LOAD,        /* llama_model_load_from_file(path, params) -> model */
+	LLMTAP_CALL_CONTEXT_INIT,      /* llama_init_from_model(model, params) -> ctx */
+	LLMTAP_CALL_TOKENIZE,          /* llama_tokenize(vocab, text, len, ...) -> n_tokens */
+	LLMTAP_CALL_OP_MAX,
+};
+
+struct llmtap_call_event {
+	struct llmtap_hdr hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 start_ns;
+	__u64 end_ns;
+	__u32 op;
+	__s32 seq;      /* the sequence of a state call, -1 otherwise */
+	__s64 ret;      /* bytes, token count, a pointer (0 = failed) or a bool */
+	__u64 handle;   /* ctx / model / vocab */
+	__u64 aux;      /* seq load file: tokens_out (NULL: a header probe, not a load) */
+	__u32 params[4]; /* context init: n_ctx, n_batch, n_ubatch, n_seq_max */
+	__u32 text_len;
+	__u32 _pad;
+	char text[LLMTAP_PATH_LEN]; /* model or state file path; never prompt text */
 };
 
 #endif /* LLMTAP_EVENTS_H */

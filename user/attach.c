@@ -61,6 +61,7 @@ static void update_gauges(struct session *s)
 		.queued_tasks = cg.queued_tasks,
 		.busy_slots = cg.busy_slots,
 		.kv_cells = cg.kv_cells,
+		.n_ctx = cg.n_ctx,
 	};
 	telemetry_set_gauges(&s->tm, &g);
 }

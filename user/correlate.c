@@ -38,8 +38,10 @@ struct correlator {
 	struct task *tasks;                    /* tasks not yet finished */
 	struct task *slot_task[LLMTAP_MAX_SEQ]; /* the task running on each slot */
 	int64_t kv_next[LLMTAP_MAX_SEQ];       /* next position per sequence */
+	int64_t pending_load[LLMTAP_MAX_SEQ];  /* bytes restored into an idle slot */
 	struct http_thread threads[MAX_THREADS];
 	uint64_t next_id;
+	uint32_t n_ctx; /* from context creation, when seen */
 };
 
 struct correlator *correlator_new(struct telemetry *tm)
@@ -188,6 +190,12 @@ static void on_http(struct correlator *c, const struct llmtap_http_event *h)
 	}
 }
 
+static void charge_load(struct request *r, int64_t bytes)
+{
+	r->span.cache_loads++;
+	r->span.cache_bytes_loaded += bytes > 0 ? (uint64_t)bytes : 0;
+}
+
 static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 {
 	struct http_thread *th;
@@ -221,6 +229,9 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 		c->slot_task[e->slot_id] = t;
 		t->slot = e->slot_id;
 		t->phase = TASK_PREFILL;
+		if (c->pending_load[e->slot_id] && t->req)
+			charge_load(t->req, c->pending_load[e->slot_id]);
+		c->pending_load[e->slot_id] = 0;
 		if (t->req && !t->req->span.launch_ns) {
 			t->req->span.launch_ns = e->ts_ns;
 			t->req->span.slot = e->slot_id;
@@ -267,9 +278,11 @@ static void on_step(struct correlator *c, struct step *s)
 		const struct llmtap_run *run = &s->runs[i];
 		struct task *t = slot_task(c, run->seq_id);
 
-		if (run->seq_id >= 0 && run->seq_id < LLMTAP_MAX_SEQ && run->pos_last >= 0 &&
-		    s->ret == 0)
-			c->kv_next[run->seq_id] = (int64_t)run->pos_last + 1;
+		if (run->seq_id >= 0 && run->seq_id < LLMTAP_MAX_SEQ) {
+			c->pending_load[run->seq_id] = 0; /* a restore is charged at launch or never */
+			if (run->pos_last >= 0 && s->ret == 0)
+				c->kv_next[run->seq_id] = (int64_t)run->pos_last + 1;
+		}
 		if (!t || !t->req || s->ret != 0)
 			continue;
 		s->request_ids[i] = t->req->span.id;
@@ -327,7 +340,14 @@ static void on_kv(struct correlator *c, const struct llmtap_kv_event *k)
 			t = c->slot_task[seq];
 			if (t && t->req)
 				t->req->span.context_shifts++;
-			telemetry_context_shift(c->tm, seq, -k->args[3], k->ts_ns);
+			telemetry_engine_event(c->tm, &(struct engine_event){
+				.kind = EE_CONTEXT_SHIFT,
+				.ts_ns = k->ts_ns,
+				.seq = seq,
+				.request_id = t && t->req ? t->req->span.id : 0,
+				.value = -k->args[3],
+				.ok = true,
+			});
 		}
 		break;
 	case LLMTAP_KV_SEQ_CP:
@@ -344,6 +364,70 @@ static void on_kv(struct correlator *c, const struct llmtap_kv_event *k)
 		memset(c->kv_next, 0, sizeof(c->kv_next));
 		break;
 	}
+}
+
+static void on_call(struct correlator *c, const struct llmtap_call_event *e)
+{
+	struct engine_event ee = {
+		.ts_ns = e->start_ns,
+		.duration_ns = e->end_ns - e->start_ns,
+		.seq = e->seq,
+		.value = e->ret,
+		.ok = e->ret != 0,
+		.text = e->text,
+	};
+	struct http_thread *th;
+	struct task *t;
+
+	switch (e->op) {
+	case LLMTAP_CALL_TOKENIZE:
+		/* the HTTP thread tokenizes its request's prompt */
+		th = thread_of(c, e->tid, false);
+		if (th && th->req) {
+			th->req->span.tokenize_calls++;
+			th->req->span.tokenize_ns += ee.duration_ns;
+		}
+		return;
+	case LLMTAP_CALL_SEQ_SAVE_FILE:
+	case LLMTAP_CALL_SAVE_FILE:
+		ee.to_file = true;
+		/* fall through */
+	case LLMTAP_CALL_SEQ_GET_DATA:
+		ee.kind = EE_CACHE_SAVE;
+		break;
+	case LLMTAP_CALL_SEQ_LOAD_FILE:
+		if (!e->aux)
+			return; /* tokens_out NULL: reads the header only */
+		/* fall through */
+	case LLMTAP_CALL_LOAD_FILE:
+		ee.to_file = true;
+		/* fall through */
+	case LLMTAP_CALL_SEQ_SET_DATA:
+		ee.kind = EE_CACHE_LOAD;
+		/* a restore into a slot serves the request that runs there, or the next one */
+		t = slot_task(c, e->seq);
+		if (t && t->req && t->phase == TASK_PREFILL) {
+			ee.request_id = t->req->span.id;
+			charge_load(t->req, e->ret);
+		} else if (e->seq >= 0 && e->seq < LLMTAP_MAX_SEQ && e->ret > 0) {
+			c->pending_load[e->seq] = e->ret;
+		}
+		break;
+	case LLMTAP_CALL_MODEL_LOAD:
+		ee.kind = EE_MODEL_LOAD;
+		break;
+	case LLMTAP_CALL_CONTEXT_INIT:
+		ee.kind = EE_CONTEXT_INIT;
+		memcpy(ee.params, e->params, sizeof(ee.params));
+		if (e->ret)
+			c->n_ctx = e->params[0];
+		break;
+	default:
+		return;
+	}
+	if (ee.kind == EE_CACHE_SAVE || ee.kind == EE_CACHE_LOAD)
+		ee.value = e->ret; /* bytes; the bool calls return 0/1 */
+	telemetry_engine_event(c->tm, &ee);
 }
 
 void correlator_event(struct correlator *c, const struct event *ev)
@@ -367,6 +451,9 @@ void correlator_event(struct correlator *c, const struct event *ev)
 		break;
 	case LLMTAP_EV_HTTP:
 		on_http(c, &ev->http);
+		break;
+	case LLMTAP_EV_CALL:
+		on_call(c, &ev->call);
 		break;
 	}
 }
@@ -392,6 +479,7 @@ void correlator_gauges(const struct correlator *c, struct corr_gauges *g)
 			g->busy_slots++;
 		g->kv_cells += (uint64_t)c->kv_next[s];
 	}
+	g->n_ctx = c->n_ctx;
 }
 
 void correlator_free(struct correlator *c)

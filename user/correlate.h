@@ -21,6 +21,7 @@ struct corr_gauges {
 	uint32_t queued_tasks;    /* tasks created, not yet on a slot */
 	uint32_t busy_slots;
 	uint64_t kv_cells;        /* positions held by the sequences llmtap saw */
+	uint32_t n_ctx;           /* context size, when llmtap saw the context created */
 };
 
 /* Completed requests and annotated steps go to tm. */

@@ -104,6 +104,12 @@ int event_decode(const void *data, size_t size, struct event *out)
 		terminate(out->http.s0, &out->http.len0, sizeof(out->http.s0));
 		terminate(out->http.s1, &out->http.len1, sizeof(out->http.s1));
 		return 0;
+	case LLMTAP_EV_CALL:
+		ret = COPY_RECORD(out, data, size, call);
+		if (ret || out->call.op >= LLMTAP_CALL_OP_MAX)
+			return -EINVAL;
+		terminate(out->call.text, &out->call.text_len, sizeof(out->call.text));
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -151,6 +157,13 @@ void event_print(FILE *out, const struct event *ev)
 		fprintf(out, "server tid=%u t=%llu op=%u task=%d slot=%d err=%d msg=%s\n", ev->srv.tid,
 			(unsigned long long)ev->srv.ts_ns, ev->srv.op, ev->srv.task_id, ev->srv.slot_id,
 			ev->srv.err_type, ev->srv.msg);
+		break;
+	case LLMTAP_EV_CALL:
+		fprintf(out, "call tid=%u t=%llu op=%u dur=%llu seq=%d ret=%lld params=%u,%u,%u,%u text=%s\n",
+			ev->call.tid, (unsigned long long)ev->call.start_ns, ev->call.op,
+			(unsigned long long)(ev->call.end_ns - ev->call.start_ns), ev->call.seq,
+			(long long)ev->call.ret, ev->call.params[0], ev->call.params[1],
+			ev->call.params[2], ev->call.params[3], ev->call.text);
 		break;
 	case LLMTAP_EV_HTTP:
 		fprintf(out, "http tid=%u t=%llu op=%u value=%d,%d s0=%s s1=%s\n", ev->http.tid,

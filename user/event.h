@@ -43,6 +43,7 @@ struct event {
 		struct llmtap_kv_event kv;
 		struct llmtap_srv_event srv;
 		struct llmtap_http_event http;
+		struct llmtap_call_event call;
 	};
 };
 

@@ -2,6 +2,7 @@
 #include "probes.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,11 @@ static void site_programs(const struct llmtap_bpf *skel, enum target_site site,
 	case SITE_HTTP_WRITE:
 		*enter = skel->progs.http_enter;
 		*cookie = LLMTAP_HTTP_STATUS;
+		break;
+	case SITE_CALL_SEQ_SAVE_FILE ... SITE_CALL_TOKENIZE:
+		*ret = skel->progs.call_exit;
+		*enter = skel->progs.call_enter;
+		*cookie = LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE);
 		break;
 	default:
 		break;
@@ -258,13 +264,51 @@ bool probes_layer(const struct probes *p, enum target_layer l)
 	return l < LAYER_MAX && p->layers[l];
 }
 
+struct detach_stripe {
+	struct probes *p;
+	int first; /* destroys links first, first + DETACH_THREADS, ... */
+};
+
+#define DETACH_THREADS 16
+
+static void *detach_stripe(void *arg)
+{
+	struct detach_stripe *d = arg;
+
+	for (int i = d->first; i < d->p->n_links; i += DETACH_THREADS)
+		bpf_link__destroy(d->p->links[i]);
+	return NULL;
+}
+
+/*
+ * Removing a uprobe waits for an RCU grace period (~0.1 s here), one link after
+ * the other: 50 links would keep Ctrl-C waiting for seconds. Threads let those
+ * waits overlap.
+ */
+static void detach_all(struct probes *p)
+{
+	struct detach_stripe stripes[DETACH_THREADS];
+	pthread_t threads[DETACH_THREADS];
+	bool started[DETACH_THREADS] = { false };
+
+	for (int t = 0; t < DETACH_THREADS && t < p->n_links; t++) {
+		stripes[t] = (struct detach_stripe){ .p = p, .first = t };
+		started[t] = !pthread_create(&threads[t], NULL, detach_stripe, &stripes[t]);
+		if (!started[t])
+			detach_stripe(&stripes[t]); /* no thread: do it here */
+	}
+	for (int t = 0; t < DETACH_THREADS; t++)
+		if (started[t])
+			pthread_join(threads[t], NULL);
+	p->n_links = 0;
+}
+
 void probes_close(struct probes *p)
 {
 	if (!p)
 		return;
 	ring_buffer__free(p->rb);
-	for (int i = p->n_links - 1; i >= 0; i--)
-		bpf_link__destroy(p->links[i]);
+	detach_all(p);
 	llmtap_bpf__destroy(p->skel);
 	free(p);
 }

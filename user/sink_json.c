@@ -60,9 +60,12 @@ static void json_window(FILE *out, const struct tm_window *w, int64_t off)
 			fprintf(out, "%s\"%s\":%llu", n++ ? "," : "", route_kind_name((enum route_kind)k),
 				(unsigned long long)w->by_route[k]);
 	fprintf(out, "},\"input_tokens\":%llu,\"cached_tokens\":%llu,\"output_tokens\":%llu,"
-		     "\"context_shifts\":%llu",
+		     "\"context_shifts\":%llu,\"cache_saves\":%llu,\"cache_loads\":%llu,"
+		     "\"cache_bytes_saved\":%llu,\"cache_bytes_loaded\":%llu",
 		(unsigned long long)w->input_tokens, (unsigned long long)w->cached_tokens,
-		(unsigned long long)w->output_tokens, (unsigned long long)w->context_shifts);
+		(unsigned long long)w->output_tokens, (unsigned long long)w->context_shifts,
+		(unsigned long long)w->cache_saves, (unsigned long long)w->cache_loads,
+		(unsigned long long)w->cache_bytes_saved, (unsigned long long)w->cache_bytes_loaded);
 	json_hist(out, "request_duration_s", &w->req_duration_ns, 1e-9);
 	json_hist(out, "time_to_first_token_s", &w->ttft_ns, 1e-9);
 	json_hist(out, "time_per_output_token_s", &w->tpot_ns, 1e-9);
@@ -75,6 +78,9 @@ static void json_gauges(FILE *out, const struct tm_gauges *g)
 		return;
 	fprintf(out, ",\"active_requests\":%u,\"queued_tasks\":%u,\"busy_slots\":%u,\"kv_cells\":%llu",
 		g->active_requests, g->queued_tasks, g->busy_slots, (unsigned long long)g->kv_cells);
+	if (g->n_ctx)
+		fprintf(out, ",\"n_ctx\":%u,\"kv_usage_ratio\":%.6f", g->n_ctx,
+			(double)g->kv_cells / g->n_ctx);
 }
 
 static void json_attached(void *self, const struct tm_target *t)
@@ -152,9 +158,11 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 		(unsigned long long)req_queue_ns(r), (unsigned long long)req_ttft_ns(r),
 		(unsigned long long)req_tpot_ns(r));
 	fprintf(out, ",\"prompt_tokens\":%u,\"cached_tokens\":%u,\"output_tokens\":%u,"
-		     "\"context_shifts\":%u,\"failed\":%s",
+		     "\"context_shifts\":%u,\"cache_loads\":%u,\"cache_bytes_loaded\":%llu,"
+		     "\"tokenize_calls\":%u,\"tokenize_ns\":%llu,\"failed\":%s",
 		r->prompt_tokens, r->cached_tokens, r->output_tokens, r->context_shifts,
-		req_failed(r) ? "true" : "false");
+		r->cache_loads, (unsigned long long)r->cache_bytes_loaded, r->tokenize_calls,
+		(unsigned long long)r->tokenize_ns, req_failed(r) ? "true" : "false");
 	fputs(",\"attributes\":{\"http.request.method\":", out);
 	json_string(out, r->method);
 	fputs(",\"url.path\":", out);
@@ -196,12 +204,40 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 	fputs("]}\n", out);
 }
 
-static void json_context_shift(void *self, int seq, int n_discard, uint64_t ts, int64_t off)
+static void json_engine_event(void *self, const struct engine_event *e, int64_t off)
 {
 	struct json_sink *j = self;
 
-	fprintf(j->out, "{\"type\":\"context_shift\",\"seq\":%d,\"n_discard\":%d,\"time_unix_nano\":%lld}\n",
-		seq, n_discard, (long long)ts + off);
+	fprintf(j->out, "{\"type\":\"%s\",\"time_unix_nano\":%lld,\"duration_ns\":%llu,\"seq\":%d",
+		engine_event_name(e->kind), (long long)e->ts_ns + off,
+		(unsigned long long)e->duration_ns, e->seq);
+	if (e->request_id)
+		fprintf(j->out, ",\"request\":%llu", (unsigned long long)e->request_id);
+	switch (e->kind) {
+	case EE_CONTEXT_SHIFT:
+		fprintf(j->out, ",\"n_discard\":%lld", (long long)e->value);
+		break;
+	case EE_CACHE_SAVE:
+	case EE_CACHE_LOAD:
+		fprintf(j->out, ",\"bytes\":%lld,\"target\":\"%s\"", (long long)e->value,
+			e->to_file ? "file" : "memory");
+		if (e->text && e->text[0]) {
+			fputs(",\"path\":", j->out);
+			json_string(j->out, e->text);
+		}
+		break;
+	case EE_MODEL_LOAD:
+		fputs(",\"path\":", j->out);
+		json_string(j->out, e->text);
+		break;
+	case EE_CONTEXT_INIT:
+		fprintf(j->out, ",\"n_ctx\":%u,\"n_batch\":%u,\"n_ubatch\":%u,\"n_seq_max\":%u",
+			e->params[0], e->params[1], e->params[2], e->params[3]);
+		break;
+	default:
+		break;
+	}
+	fprintf(j->out, ",\"ok\":%s}\n", e->ok ? "true" : "false");
 }
 
 static void json_interval(void *self, const struct tm_snapshot *snap)
@@ -236,7 +272,7 @@ static const struct sink_ops json_ops = {
 	.attached = json_attached,
 	.step = json_step,
 	.request = json_request,
-	.context_shift = json_context_shift,
+	.engine_event = json_engine_event,
 	.interval = json_interval,
 	.summary = json_summary,
 	.destroy = json_destroy,

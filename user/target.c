@@ -57,6 +57,23 @@ static const struct {
 		{ "_ZN7httplib6Server7routingERNS_7RequestERNS_8ResponseERNS_6StreamE" } },
 	[SITE_HTTP_WRITE] = { "httplib::Server::write_response_core", LAYER_HTTP,
 		{ "_ZN7httplib6Server19write_response_coreERNS_6StreamEbRKNS_7RequestERNS_8ResponseEb" } },
+	[SITE_CALL_SEQ_SAVE_FILE] = { "llama_state_seq_save_file", LAYER_ENGINE,
+		{ "llama_state_seq_save_file" } },
+	[SITE_CALL_SEQ_LOAD_FILE] = { "llama_state_seq_load_file", LAYER_ENGINE,
+		{ "llama_state_seq_load_file" } },
+	[SITE_CALL_SEQ_GET_DATA] = { "llama_state_seq_get_data", LAYER_ENGINE,
+		{ "llama_state_seq_get_data_ext", "llama_state_seq_get_data" } },
+	[SITE_CALL_SEQ_SET_DATA] = { "llama_state_seq_set_data", LAYER_ENGINE,
+		{ "llama_state_seq_set_data_ext", "llama_state_seq_set_data" } },
+	[SITE_CALL_SAVE_FILE] = { "llama_state_save_file", LAYER_ENGINE,
+		{ "llama_state_save_file", "llama_save_session_file" } },
+	[SITE_CALL_LOAD_FILE] = { "llama_state_load_file", LAYER_ENGINE,
+		{ "llama_state_load_file", "llama_load_session_file" } },
+	[SITE_CALL_MODEL_LOAD] = { "llama_model_load_from_file", LAYER_ENGINE,
+		{ "llama_model_load_from_file", "llama_load_model_from_file" } },
+	[SITE_CALL_CONTEXT_INIT] = { "llama_init_from_model", LAYER_ENGINE,
+		{ "llama_init_from_model", "llama_new_context_with_model" } },
+	[SITE_CALL_TOKENIZE] = { "llama_tokenize", LAYER_ENGINE, { "llama_tokenize" } },
 };
 
 /* sites a layer cannot work without */

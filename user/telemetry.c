@@ -153,11 +153,38 @@ void telemetry_request(struct telemetry *tm, const struct req_span *r)
 	FOR_EACH_SINK(tm, request, r, tm->realtime_offset_ns);
 }
 
-void telemetry_context_shift(struct telemetry *tm, int seq, int n_discard, uint64_t ts_ns)
+const char *engine_event_name(enum engine_event_kind k)
 {
-	tm->interval.context_shifts++;
-	tm->total.context_shifts++;
-	FOR_EACH_SINK(tm, context_shift, seq, n_discard, ts_ns, tm->realtime_offset_ns);
+	static const char *const names[EE_KIND_MAX] = {
+		"context_shift", "cache_save", "cache_load", "model_load", "context_init",
+	};
+	return k < EE_KIND_MAX ? names[k] : "?";
+}
+
+static void window_add_engine_event(struct tm_window *w, const struct engine_event *e)
+{
+	switch (e->kind) {
+	case EE_CONTEXT_SHIFT:
+		w->context_shifts++;
+		break;
+	case EE_CACHE_SAVE:
+		w->cache_saves++;
+		w->cache_bytes_saved += e->value > 0 ? (uint64_t)e->value : 0;
+		break;
+	case EE_CACHE_LOAD:
+		w->cache_loads++;
+		w->cache_bytes_loaded += e->value > 0 ? (uint64_t)e->value : 0;
+		break;
+	default:
+		break;
+	}
+}
+
+void telemetry_engine_event(struct telemetry *tm, const struct engine_event *e)
+{
+	window_add_engine_event(&tm->interval, e);
+	window_add_engine_event(&tm->total, e);
+	FOR_EACH_SINK(tm, engine_event, e, tm->realtime_offset_ns);
 }
 
 void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g)

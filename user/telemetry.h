@@ -38,11 +38,40 @@ struct tm_window {
 	uint64_t cached_tokens;
 	uint64_t output_tokens;
 	uint64_t context_shifts;
+	uint64_t cache_saves;
+	uint64_t cache_loads;
+	uint64_t cache_bytes_saved;
+	uint64_t cache_bytes_loaded;
 	struct hist req_duration_ns; /* http.server.request.duration */
 	struct hist ttft_ns;         /* gen_ai.server.time_to_first_token */
 	struct hist tpot_ns;         /* gen_ai.server.time_per_output_token */
 	struct hist queue_ns;        /* llmtap.request.queue.duration */
 };
+
+/* Something the engine did outside a step: a point or a timed call. */
+enum engine_event_kind {
+	EE_CONTEXT_SHIFT = 0, /* value: tokens discarded */
+	EE_CACHE_SAVE,        /* value: bytes; to_file: slot save, else host memory */
+	EE_CACHE_LOAD,        /* value: bytes (0: failed) */
+	EE_MODEL_LOAD,        /* ok, text: the model file */
+	EE_CONTEXT_INIT,      /* ok, params: n_ctx, n_batch, n_ubatch, n_seq_max */
+	EE_KIND_MAX,
+};
+
+struct engine_event {
+	enum engine_event_kind kind;
+	uint64_t ts_ns;       /* CLOCK_MONOTONIC start */
+	uint64_t duration_ns; /* 0 for a point */
+	int seq;              /* -1: not tied to a sequence */
+	uint64_t request_id;  /* 0: none */
+	int64_t value;
+	bool ok;
+	bool to_file;
+	uint32_t params[4];
+	const char *text;
+};
+
+const char *engine_event_name(enum engine_event_kind k);
 
 /* Gauges sampled at each tick (from the correlator). */
 struct tm_gauges {
@@ -50,6 +79,7 @@ struct tm_gauges {
 	uint32_t queued_tasks;
 	uint32_t busy_slots;
 	uint64_t kv_cells;
+	uint32_t n_ctx;         /* from context creation, 0 when not seen */
 };
 
 /* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and
@@ -79,6 +109,10 @@ struct req_span {
 	uint32_t prompt_tokens; /* prompt tokens decoded */
 	uint32_t output_tokens; /* tokens sampled */
 	uint32_t context_shifts;
+	uint32_t cache_loads;     /* prompt state restored into its slot */
+	uint64_t cache_bytes_loaded;
+	uint32_t tokenize_calls;  /* llama_tokenize on its HTTP thread */
+	uint64_t tokenize_ns;
 	int err_type;           /* llama-server's error_type, -1 when none */
 	char err_msg[LLMTAP_MSG_LEN];
 };
@@ -104,8 +138,7 @@ struct sink_ops {
 	void (*attached)(void *self, const struct tm_target *t);
 	void (*step)(void *self, const struct step *s, int64_t realtime_offset_ns);
 	void (*request)(void *self, const struct req_span *r, int64_t realtime_offset_ns);
-	void (*context_shift)(void *self, int seq, int n_discard, uint64_t ts_ns,
-			      int64_t realtime_offset_ns);
+	void (*engine_event)(void *self, const struct engine_event *e, int64_t realtime_offset_ns);
 	void (*interval)(void *self, const struct tm_snapshot *snap);
 	void (*summary)(void *self, const struct tm_snapshot *snap);
 	void (*destroy)(void *self);
@@ -134,7 +167,7 @@ int telemetry_add_sink(struct telemetry *tm, struct sink s);
 void telemetry_attached(struct telemetry *tm);
 void telemetry_step(struct telemetry *tm, const struct step *s);
 void telemetry_request(struct telemetry *tm, const struct req_span *r);
-void telemetry_context_shift(struct telemetry *tm, int seq, int n_discard, uint64_t ts_ns);
+void telemetry_engine_event(struct telemetry *tm, const struct engine_event *e);
 void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g);
 /* lost_total: the probes' cumulative lost-event count. */
 void telemetry_tick(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total);

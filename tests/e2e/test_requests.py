@@ -26,7 +26,7 @@ class Call:
         resp = conn.getresponse()
         self.status = resp.status
         self.first_byte_s = None
-        self.timings, self.usage, self.error = None, None, None
+        self.timings, self.usage, self.error, self.answer = None, None, None, {}
         if self.stream and resp.status == 200:
             for line in resp:
                 if self.first_byte_s is None:
@@ -44,6 +44,7 @@ class Call:
                 doc = json.loads(payload)
             except ValueError:
                 doc = {}
+            self.answer = doc if isinstance(doc, dict) else {}
             if isinstance(doc, dict):
                 self.timings, self.usage, self.error = doc.get("timings"), doc.get("usage"), doc.get("error")
         self.total_s = time.monotonic() - t0
@@ -187,3 +188,82 @@ def error_requests_are_counted_with_type():
     check_eq(reqs[ok.port]["failed"], False, "the good request")
     summary = tr.records("summary")[0]
     check_eq(summary["failed_requests"], 3, "failed requests in the summary")
+
+
+@test
+def context_shifts_are_reported():
+    """A small context with --context-shift and a long generation: llmtap reports each shift."""
+    with LlamaServer(np=1, ctx=256, args=["--context-shift"]) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        c = Call(srv, "/completion", {"prompt": prompt(31, 10), "n_predict": 600, "ignore_eos": True})
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, "llmtap exit code")
+        server_shifts = srv.log_text().count("slot context shift")
+    check_eq(c.status, 200, "status")
+    check(server_shifts >= 2, f"the server shifted its context only {server_shifts} times")
+    shifts = tr.records("context_shift")
+    check_eq(len(shifts), server_shifts, "context shifts llmtap saw vs the server's log")
+    r = by_port(tr)[c.port]
+    check_eq(r["context_shifts"], server_shifts, "context shifts on the request")
+    check(all(s["request"] == r["id"] and s["n_discard"] > 0 for s in shifts),
+          f"shift events not tied to the request: {shifts}")
+    check_eq(r["output_tokens"], c.timings["predicted_n"], "output tokens across shifts")
+    check_eq(tr.records("summary")[0]["context_shifts"], server_shifts, "summary context shifts")
+
+
+@test
+def slot_save_restore_and_host_prompt_cache():
+    """--slot-save-path (POST /slots) and --cache-ram show as cache save/load with byte counts."""
+    import tempfile
+    slots = tempfile.mkdtemp(prefix="llmtap-slots-")
+    with LlamaServer(np=1, ctx=1024, args=["--slot-save-path", slots, "--cache-ram", "64"]) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        first = Call(srv, "/completion", {"prompt": prompt(41, 20), "n_predict": 8, "ignore_eos": True})
+        save = Call(srv, "/slots/0?action=save", {"filename": "slot0.bin"})
+        restore = Call(srv, "/slots/0?action=restore", {"filename": "slot0.bin"})
+        other = Call(srv, "/completion", {"prompt": prompt(42, 20), "n_predict": 4, "ignore_eos": True})
+        again = Call(srv, "/completion", {"prompt": prompt(41, 20), "n_predict": 4, "ignore_eos": True})
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, "llmtap exit code")
+    for c in (first, save, restore, other, again):
+        check_eq(c.status, 200, f"status of {c.path}")
+    files = [e for e in tr.records("cache_save") if e["target"] == "file"]
+    loads = [e for e in tr.records("cache_load") if e["target"] == "file"]
+    check_eq(len(files), 1, f"slot saves seen: {files}")
+    check_eq(len(loads), 1, f"slot restores seen: {loads}")
+    check_eq(files[0]["bytes"], save.answer["n_written"], "bytes saved vs the server's n_written")
+    check_eq(loads[0]["bytes"], restore.answer["n_read"], "bytes restored vs the server's n_read")
+    check(files[0]["path"].endswith("slot0.bin"), f"save path {files[0]['path']}")
+    # the host-memory prompt cache: `again` repeats `first`'s prompt after `other` replaced it
+    mem_saves = [e for e in tr.records("cache_save") if e["target"] == "memory"]
+    mem_loads = [e for e in tr.records("cache_load") if e["target"] == "memory"]
+    check(mem_saves and all(e["bytes"] > 0 for e in mem_saves), f"no prompt-cache saves: {mem_saves}")
+    check(mem_loads and all(e["bytes"] > 0 for e in mem_loads), f"no prompt-cache loads: {mem_loads}")
+    r = by_port(tr)[again.port]
+    check(again.timings["cache_n"] > 0, "the server did not reuse the cached prompt")
+    check_eq(r["cached_tokens"], again.timings["cache_n"], "cached tokens after a prompt-cache load")
+    check_eq(r["prompt_tokens"], again.timings["prompt_n"], "prompt tokens after a prompt-cache load")
+    check_eq(r["cache_loads"], 1, "the request that reused the host cache")
+    check_eq(r["cache_bytes_loaded"], mem_loads[-1]["bytes"], "bytes charged to that request")
+
+
+@test
+def embeddings_requests():
+    with LlamaServer(np=2, args=["--embeddings", "--pooling", "mean"]) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        m0 = srv.metrics()
+        calls = [Call(srv, "/v1/embeddings", {"input": prompt(50 + i, 5 + 3 * i)}) for i in range(4)]
+        m1 = srv.metrics()
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, "llmtap exit code")
+    reqs = by_port(tr)
+    for c in calls:
+        check_eq(c.status, 200, "embeddings status")
+        r = reqs[c.port]
+        check_eq(r["kind"], "embeddings", "kind")
+        check_eq(r["attributes"]["gen_ai.operation.name"], "embeddings", "gen_ai.operation.name")
+        check_eq(r["attributes"]["gen_ai.usage.input_tokens"], c.usage["prompt_tokens"],
+                 "input tokens vs usage.prompt_tokens")
+        check_eq(r["output_tokens"], 0, "embeddings sample no tokens")
+    check_eq(sum(reqs[c.port]["prompt_tokens"] for c in calls),
+             m1["prompt_tokens_total"] - m0["prompt_tokens_total"], "prompt tokens vs /metrics")
