@@ -304,30 +304,6 @@ out:
 	return 0;
 }
 
-SEC("uprobe")
-int BPF_KPROBE(decode_enter)
-{
-	return step_enter(ctx, LLMTAP_OP_DECODE);
-}
-
-SEC("uretprobe")
-int BPF_KRETPROBE(decode_exit)
-{
-	return step_exit(ctx);
-}
-
-SEC("uprobe")
-int BPF_KPROBE(encode_enter)
-{
-	return step_enter(ctx, LLMTAP_OP_ENCODE);
-}
-
-SEC("uretprobe")
-int BPF_KRETPROBE(encode_exit)
-{
-	return step_exit(ctx);
-}
-
 /* ---- sampling: one token per outermost sampler call ---- */
 
 static __always_inline struct entry *thread_entry(bool create)
@@ -337,9 +313,10 @@ static __always_inline struct entry *thread_entry(bool create)
 }
 
 /* common_sampler_sample(gsmpl, ctx, idx, ...) and llama_sampler_sample(smpl, ctx, idx) */
-SEC("uprobe")
-int BPF_KPROBE(sample_enter, void *smpl, void *lctx, int idx)
+static __always_inline int sample_enter(struct pt_regs *ctx)
 {
+	void *lctx = (void *)PT_REGS_PARM2(ctx);
+	int idx = (int)PT_REGS_PARM3(ctx);
 	struct entry *e = thread_entry(true);
 
 	if (!e)
@@ -351,9 +328,9 @@ int BPF_KPROBE(sample_enter, void *smpl, void *lctx, int idx)
 	return 0;
 }
 
-SEC("uretprobe")
-int BPF_KRETPROBE(sample_exit, int token)
+static __always_inline int sample_exit(struct pt_regs *ctx)
 {
+	int token = (int)PT_REGS_RC(ctx);
 	struct llmtap_sample_event *ev;
 	struct entry *e = thread_entry(false);
 	__u64 id = bpf_get_current_pid_tgid(), ptr = 0;
@@ -438,9 +415,8 @@ static __always_inline __u32 read_string(char *dst, __u32 cap, __u64 src)
 	return (__u32)n;
 }
 
-/* cookie: enum llmtap_kv_op. The integer arguments follow the memory handle. */
-SEC("uprobe")
-int BPF_KPROBE(kv_enter)
+/* op: enum llmtap_kv_op. The integer arguments follow the memory handle. */
+static __always_inline int kv_enter(struct pt_regs *ctx, __u32 op)
 {
 	struct llmtap_kv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_KV);
 
@@ -448,7 +424,7 @@ int BPF_KPROBE(kv_enter)
 		return 0;
 	ev->mem = PT_REGS_PARM1(ctx);
 	ev->ts_ns = bpf_ktime_get_ns();
-	ev->op = (__u32)bpf_get_attach_cookie(ctx);
+	ev->op = op;
 	ev->args[0] = (__s32)PT_REGS_PARM2(ctx);
 	ev->args[1] = (__s32)PT_REGS_PARM3(ctx);
 	ev->args[2] = (__s32)PT_REGS_PARM4(ctx);
@@ -458,12 +434,10 @@ int BPF_KPROBE(kv_enter)
 	return 0;
 }
 
-/* cookie: enum llmtap_srv_op (not NEW_ID). Member functions: PARM1 is `this`. */
-SEC("uprobe")
-int BPF_KPROBE(srv_enter)
+/* op: enum llmtap_srv_op (not NEW_ID). Member functions: PARM1 is `this`. */
+static __always_inline int srv_enter(struct pt_regs *ctx, __u32 op)
 {
 	struct llmtap_srv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_SERVER);
-	__u32 op = (__u32)bpf_get_attach_cookie(ctx);
 	__s32 first = -1;
 
 	if (!ev)
@@ -504,9 +478,9 @@ int BPF_KPROBE(srv_enter)
 }
 
 /* server_queue::get_new_id() */
-SEC("uretprobe")
-int BPF_KRETPROBE(new_id_exit, int id)
+static __always_inline int new_id_exit(struct pt_regs *ctx)
 {
+	int id = (int)PT_REGS_RC(ctx);
 	struct llmtap_srv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_SERVER);
 
 	if (!ev)
@@ -538,11 +512,9 @@ static __always_inline struct llmtap_http_event *http_reserve(__u32 op)
 	return ev;
 }
 
-/* cookie: LLMTAP_HTTP_BEGIN, _ROUTE or _STATUS */
-SEC("uprobe")
-int BPF_KPROBE(http_enter)
+/* op: LLMTAP_HTTP_BEGIN, _ROUTE or _STATUS */
+static __always_inline int http_enter(struct pt_regs *ctx, __u32 op)
 {
-	__u32 op = (__u32)bpf_get_attach_cookie(ctx);
 	struct llmtap_http_event *ev = http_reserve(op);
 	__u64 req;
 	__s32 status = 0;
@@ -573,9 +545,9 @@ int BPF_KPROBE(http_enter)
 }
 
 /* process_request return */
-SEC("uretprobe")
-int BPF_KRETPROBE(http_end, int ret)
+static __always_inline int http_end(struct pt_regs *ctx)
 {
+	int ret = (int)PT_REGS_RC(ctx);
 	struct llmtap_http_event *ev = http_reserve(LLMTAP_HTTP_END);
 
 	if (!ev)
@@ -596,13 +568,11 @@ static __always_inline void read_cstr(char *dst, __u32 cap, __u64 src, __u32 *le
 		dst[0] = '\0';
 }
 
-/* cookie: enum llmtap_call_op */
-SEC("uprobe")
-int BPF_KPROBE(call_enter)
+/* op: enum llmtap_call_op */
+static __always_inline int call_enter(struct pt_regs *ctx, __u32 op)
 {
 	struct entry *e = thread_entry(true);
 	struct llmtap_call_event *c;
-	__u32 op = (__u32)bpf_get_attach_cookie(ctx);
 	__u64 params;
 
 	if (!e || e->call_depth++)
@@ -647,9 +617,9 @@ int BPF_KPROBE(call_enter)
 	return 0;
 }
 
-SEC("uretprobe")
-int BPF_KRETPROBE(call_exit, long ret)
+static __always_inline int call_exit(struct pt_regs *ctx)
 {
+	long ret = (long)PT_REGS_RC(ctx);
 	struct entry *e = thread_entry(false);
 	struct llmtap_call_event *ev;
 	__u64 end = bpf_ktime_get_ns(), id = bpf_get_current_pid_tgid();
@@ -675,5 +645,48 @@ int BPF_KRETPROBE(call_exit, long ret)
 	ev->ret = ret;
 	ev->_pad = 0;
 	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* ---- the two programs: every site's cookie says which probe it is ---- */
+
+SEC("uprobe")
+int probe_enter(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 op = (__u32)cookie;
+
+	switch (cookie >> 32) {
+	case LLMTAP_P_STEP:
+		return step_enter(ctx, op);
+	case LLMTAP_P_SAMPLE:
+		return sample_enter(ctx);
+	case LLMTAP_P_KV:
+		return kv_enter(ctx, op);
+	case LLMTAP_P_SERVER:
+		return srv_enter(ctx, op);
+	case LLMTAP_P_HTTP:
+		return http_enter(ctx, op);
+	case LLMTAP_P_CALL:
+		return call_enter(ctx, op);
+	}
+	return 0;
+}
+
+SEC("uretprobe")
+int probe_exit(struct pt_regs *ctx)
+{
+	switch (bpf_get_attach_cookie(ctx) >> 32) {
+	case LLMTAP_P_STEP:
+		return step_exit(ctx);
+	case LLMTAP_P_SAMPLE:
+		return sample_exit(ctx);
+	case LLMTAP_P_SERVER: /* get_new_id */
+		return new_id_exit(ctx);
+	case LLMTAP_P_HTTP: /* process_request */
+		return http_end(ctx);
+	case LLMTAP_P_CALL:
+		return call_exit(ctx);
+	}
 	return 0;
 }

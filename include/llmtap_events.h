@@ -61,6 +61,21 @@ enum llmtap_stat {
 	LLMTAP_STAT_MAX,
 };
 
+/*
+ * A probe's BPF cookie: (enum llmtap_probe << 32) | op, where op is the
+ * group's own enum (llmtap_step_op, llmtap_kv_op, llmtap_srv_op, ...).
+ */
+enum llmtap_probe {
+	LLMTAP_P_STEP = 1,   /* llama_decode / llama_encode */
+	LLMTAP_P_SAMPLE = 2, /* common_sampler_sample / llama_sampler_sample */
+	LLMTAP_P_KV = 3,     /* KV-cache edits (entry only) */
+	LLMTAP_P_SERVER = 4, /* llama-server lifecycle (get_new_id: return only) */
+	LLMTAP_P_HTTP = 5,   /* cpp-httplib */
+	LLMTAP_P_CALL = 6,   /* timed library calls */
+};
+
+#define LLMTAP_COOKIE(probe, op) (((__u64)(probe) << 32) | (__u32)(op))
+
 struct llmtap_hdr {
 	__u16 version;
 	__u16 kind;

@@ -178,6 +178,8 @@ def main():
         if not os.access(f, os.X_OK):
             raise SystemExit(f"bench: {f} is missing; run `make bench`")
     rows = bench_probe_cost()
+    if ROUNDS <= 0:
+        return
     tps, cpt = bench_server()
     per_hit_us = (rows[0][3] - rows[0][2]) / 1000
     per_token_us = 1e6 / tps["A"]

@@ -2,11 +2,13 @@
 #include "probes.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -16,6 +18,9 @@
 struct probes {
 	struct llmtap_bpf *skel;
 	struct ring_buffer *rb;
+	bool multi;                 /* uprobe_multi links (Linux 6.6+) */
+	int link_fds[2 * TARGET_MAX_FILES];
+	int n_link_fds;
 	struct bpf_link *links[2 * SITE_MAX * TARGET_MAX_LOCS];
 	int n_links;
 	int ncpus;
@@ -41,111 +46,202 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	return vfprintf(stderr, fmt, args);
 }
 
-static int attach_one(struct probes *p, struct bpf_program *prog, const struct target *t,
-		      enum target_site site, const struct target_loc *loc, bool retprobe,
-		      __u64 cookie, char *err, size_t errlen)
+/* What a site needs: its cookie, and which of entry and return it probes. */
+struct site_probe {
+	__u64 cookie;
+	bool enter;
+	bool ret;
+};
+
+static struct site_probe site_probe(enum target_site site)
 {
-	LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = retprobe, .bpf_cookie = cookie);
-	struct bpf_link *link;
-
-	link = bpf_program__attach_uprobe_opts(prog, t->pid, t->files[loc->file].host,
-					       (size_t)loc->offset, &uo);
-	if (!link) {
-		int e = -errno;
-
-		snprintf(err, errlen, "cannot attach a %s to %s in %s (PID %d): %s",
-			 retprobe ? "uretprobe" : "uprobe", target_site_name(site),
-			 t->files[loc->file].path, (int)t->pid, strerror(-e));
-		return e ? e : -EINVAL;
-	}
-	p->links[p->n_links++] = link;
-	return 0;
-}
-
-/* The programs of one site: a return probe (attached first, so that an entry
- * never lacks its return), an entry probe, and the entry's cookie. */
-static void site_programs(const struct llmtap_bpf *skel, enum target_site site,
-			  struct bpf_program **ret, struct bpf_program **enter, __u64 *cookie)
-{
-	*ret = *enter = NULL;
-	*cookie = 0;
 	switch (site) {
 	case SITE_DECODE:
-		*ret = skel->progs.decode_exit;
-		*enter = skel->progs.decode_enter;
-		break;
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_DECODE), true, true };
 	case SITE_ENCODE:
-		*ret = skel->progs.encode_exit;
-		*enter = skel->progs.encode_enter;
-		break;
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_ENCODE), true, true };
 	case SITE_SAMPLE_COMMON:
 	case SITE_SAMPLE:
-		*ret = skel->progs.sample_exit;
-		*enter = skel->progs.sample_enter;
-		break;
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, true };
 	case SITE_KV_SEQ_RM ... SITE_KV_CLEAR:
-		*enter = skel->progs.kv_enter;
-		*cookie = LLMTAP_KV_SEQ_RM + (site - SITE_KV_SEQ_RM);
-		break;
+		return (struct site_probe){
+			LLMTAP_COOKIE(LLMTAP_P_KV, LLMTAP_KV_SEQ_RM + (site - SITE_KV_SEQ_RM)), true, false };
 	case SITE_SRV_NEW_ID:
-		*ret = skel->progs.new_id_exit;
-		break;
-	case SITE_SRV_DEFER:
-	case SITE_SRV_LAUNCH:
-	case SITE_SRV_FINAL:
-	case SITE_SRV_ERROR:
-	case SITE_SRV_PARTIAL:
-		*enter = skel->progs.srv_enter;
-		*cookie = LLMTAP_SRV_DEFER + (site - SITE_SRV_DEFER);
-		break;
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SERVER, LLMTAP_SRV_NEW_ID), false, true };
+	case SITE_SRV_DEFER ... SITE_SRV_PARTIAL:
+		return (struct site_probe){
+			LLMTAP_COOKIE(LLMTAP_P_SERVER, LLMTAP_SRV_DEFER + (site - SITE_SRV_DEFER)), true, false };
 	case SITE_HTTP_PROCESS:
-		*ret = skel->progs.http_end;
-		*enter = skel->progs.http_enter;
-		*cookie = LLMTAP_HTTP_BEGIN;
-		break;
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_BEGIN), true, true };
 	case SITE_HTTP_ROUTING:
-		*enter = skel->progs.http_enter;
-		*cookie = LLMTAP_HTTP_ROUTE;
-		break;
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_ROUTE), true, false };
 	case SITE_HTTP_WRITE:
-		*enter = skel->progs.http_enter;
-		*cookie = LLMTAP_HTTP_STATUS;
-		break;
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_STATUS), true, false };
 	case SITE_CALL_SEQ_SAVE_FILE ... SITE_CALL_TOKENIZE:
-		*ret = skel->progs.call_exit;
-		*enter = skel->progs.call_enter;
-		*cookie = LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE);
-		break;
+		return (struct site_probe){
+			LLMTAP_COOKIE(LLMTAP_P_CALL, LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE)),
+			true, true };
 	default:
-		break;
+		return (struct site_probe){ 0, false, false };
 	}
 }
 
-/* Attach one site's probes; on failure detach what this site attached. */
-static int attach_site(struct probes *p, const struct target *t, enum target_site site,
-		       char *err, size_t errlen)
-{
-	struct bpf_program *ret_prog, *enter;
-	int before = p->n_links, e = 0;
-	__u64 cookie;
+/*
+ * uprobe_multi (Linux 6.6+): one link per file and direction, however many
+ * sites. Removing a uprobe waits for an RCU grace period (~0.1 s here), once
+ * per link: with a link per probe, Ctrl-C would wait seconds.
+ */
+#ifndef BPF_TRACE_UPROBE_MULTI
+#define BPF_TRACE_UPROBE_MULTI 48
+#endif
+#define UPROBE_MULTI_RETURN 1
 
-	site_programs(p->skel, site, &ret_prog, &enter, &cookie);
+static bool uprobe_multi_supported(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (getenv("LLMTAP_NO_UPROBE_MULTI"))
+		return false;
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 6);
+}
+
+static int uprobe_multi_link(int prog_fd, const char *path, const __u64 *offsets,
+			     const __u64 *cookies, __u32 cnt, bool retprobe, int pid)
+{
+	/* union bpf_attr's link_create, as Linux 6.6 lays it out */
+	struct {
+		__u32 prog_fd, target_fd, attach_type, flags;
+		__u64 path, offsets, ref_ctr_offsets, cookies;
+		__u32 cnt, um_flags, pid;
+		__u8 pad[68];
+	} attr;
+	int fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_fd = (__u32)prog_fd;
+	attr.attach_type = BPF_TRACE_UPROBE_MULTI;
+	attr.path = (__u64)(uintptr_t)path;
+	attr.offsets = (__u64)(uintptr_t)offsets;
+	attr.cookies = (__u64)(uintptr_t)cookies;
+	attr.cnt = cnt;
+	attr.um_flags = retprobe ? UPROBE_MULTI_RETURN : 0;
+	attr.pid = (__u32)pid;
+	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	return fd < 0 ? -errno : fd;
+}
+
+struct file_sites {
+	__u64 offsets[2][SITE_MAX * TARGET_MAX_LOCS]; /* [0] entries, [1] returns */
+	__u64 cookies[2][SITE_MAX * TARGET_MAX_LOCS];
+	enum target_site sites[2][SITE_MAX * TARGET_MAX_LOCS];
+	__u32 n[2];
+};
+
+static void add_site(struct file_sites *fs, int dir, __u64 offset, __u64 cookie,
+		     enum target_site site)
+{
+	for (__u32 i = 0; i < fs->n[dir]; i++)
+		if (fs->offsets[dir][i] == offset)
+			return; /* one function under two names: the first site keeps it */
+	fs->offsets[dir][fs->n[dir]] = offset;
+	fs->cookies[dir][fs->n[dir]] = cookie;
+	fs->sites[dir][fs->n[dir]++] = site;
+}
+
+/* Attach the wanted sites of file f. Returns 0 or -errno with err set. */
+static int attach_file_multi(struct probes *p, const struct target *t, int f, const bool *want,
+			     char *err, size_t errlen)
+{
+	struct file_sites *fs = calloc(1, sizeof(*fs));
+	int prog[2] = { bpf_program__fd(p->skel->progs.probe_enter),
+			bpf_program__fd(p->skel->progs.probe_exit) };
+	int ret = 0;
+
+	if (!fs)
+		return -ENOMEM;
+	for (int site = 0; site < SITE_MAX; site++) {
+		struct site_probe sp = site_probe(site);
+
+		if (!want[site])
+			continue;
+		for (int i = 0; i < t->sites[site].n_locs; i++) {
+			const struct target_loc *loc = &t->sites[site].locs[i];
+
+			if (loc->file != f)
+				continue;
+			if (sp.enter)
+				add_site(fs, 0, loc->offset, sp.cookie, site);
+			if (sp.ret)
+				add_site(fs, 1, loc->offset, sp.cookie, site);
+		}
+	}
+	/* returns first: an entry never lacks its return */
+	for (int dir = 1; dir >= 0 && !ret; dir--) {
+		int fd;
+
+		if (!fs->n[dir])
+			continue;
+		fd = uprobe_multi_link(prog[dir], t->files[f].host, fs->offsets[dir],
+				       fs->cookies[dir], fs->n[dir], dir == 1, t->pid);
+		if (fd < 0) {
+			ret = fd;
+			snprintf(err, errlen, "cannot attach %u %s to %s (PID %d): %s", fs->n[dir],
+				 dir ? "uretprobes" : "uprobes", t->files[f].path, (int)t->pid,
+				 strerror(-fd));
+			break;
+		}
+		p->link_fds[p->n_link_fds++] = fd;
+		for (__u32 i = 0; i < fs->n[dir]; i++)
+			p->layers[target_site_layer(fs->sites[dir][i])] = true;
+	}
+	free(fs);
+	return ret;
+}
+
+/* Without uprobe_multi: a perf-event link per site, location and direction. */
+static int attach_site_perf(struct probes *p, const struct target *t, enum target_site site,
+			    char *err, size_t errlen)
+{
+	struct site_probe sp = site_probe(site);
+	int before = p->n_links, e = 0;
+
 	for (int i = 0; !e && i < t->sites[site].n_locs; i++) {
 		const struct target_loc *loc = &t->sites[site].locs[i];
 
-		if (ret_prog)
-			e = attach_one(p, ret_prog, t, site, loc, true, 0, err, errlen);
-		if (!e && enter)
-			e = attach_one(p, enter, t, site, loc, false, cookie, err, errlen);
+		for (int dir = 1; dir >= 0 && !e; dir--) {
+			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = dir == 1, .bpf_cookie = sp.cookie);
+			struct bpf_link *link;
+
+			if (dir ? !sp.ret : !sp.enter)
+				continue;
+			link = bpf_program__attach_uprobe_opts(dir ? p->skel->progs.probe_exit :
+								     p->skel->progs.probe_enter,
+							       t->pid, t->files[loc->file].host,
+							       (size_t)loc->offset, &uo);
+			if (!link) {
+				e = -errno ? -errno : -EINVAL;
+				snprintf(err, errlen, "cannot attach a %s to %s in %s (PID %d): %s",
+					 dir ? "uretprobe" : "uprobe", target_site_name(site),
+					 t->files[loc->file].path, (int)t->pid, strerror(-e));
+				break;
+			}
+			p->links[p->n_links++] = link;
+		}
 	}
 	while (e && p->n_links > before)
 		bpf_link__destroy(p->links[--p->n_links]);
+	if (!e)
+		p->layers[target_site_layer(site)] = true;
 	return e;
 }
 
 int probes_open(const struct target *t, const struct probes_opts *opts, probes_event_fn fn,
 		void *arg, struct probes **out, char *err, size_t errlen)
 {
+	bool want[SITE_MAX];
 	struct probes *p;
 	int ret;
 
@@ -177,6 +273,11 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 		goto cleanup;
 	}
 	p->skel->rodata->wakeup_bytes = opts->ringbuf_bytes / 4;
+	p->multi = uprobe_multi_supported();
+	if (p->multi) {
+		bpf_program__set_expected_attach_type(p->skel->progs.probe_enter, BPF_TRACE_UPROBE_MULTI);
+		bpf_program__set_expected_attach_type(p->skel->progs.probe_exit, BPF_TRACE_UPROBE_MULTI);
+	}
 	ret = llmtap_bpf__load(p->skel);
 	if (ret) {
 		snprintf(err, errlen,
@@ -184,23 +285,26 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 			 strerror(-ret));
 		goto cleanup;
 	}
-	if (attach_site(p, t, SITE_DECODE, err, errlen)) {
-		ret = -EINVAL;
-		goto cleanup;
-	}
-	p->layers[LAYER_ENGINE] = true;
-	for (int site = SITE_DECODE + 1; site < SITE_MAX; site++) {
+	for (int site = 0; site < SITE_MAX; site++) {
 		enum target_layer layer = target_site_layer(site);
+
+		want[site] = t->sites[site].found &&
+			     (site == SITE_DECODE ||
+			      (opts->layers[layer] && target_layer_found(t, layer)));
+	}
+	/* the file with llama_decode first: it must attach, the others may fail */
+	ret = p->multi ? attach_file_multi(p, t, t->sites[SITE_DECODE].locs[0].file, want, err, errlen)
+		       : attach_site_perf(p, t, SITE_DECODE, err, errlen);
+	if (ret)
+		goto cleanup;
+	for (int i = 0; i < (p->multi ? t->n_files : SITE_MAX); i++) {
 		char why[512];
 
-		if (!t->sites[site].found || !opts->layers[layer] || !target_layer_found(t, layer))
+		if (p->multi ? i == t->sites[SITE_DECODE].locs[0].file : (i == SITE_DECODE || !want[i]))
 			continue;
-		if (attach_site(p, t, site, why, sizeof(why))) {
-			/* optional sites: say so and go on without them */
-			fprintf(stderr, "llmtap: warning: %s\n", why);
-			continue;
-		}
-		p->layers[layer] = true;
+		if (p->multi ? attach_file_multi(p, t, i, want, why, sizeof(why))
+			     : attach_site_perf(p, t, i, why, sizeof(why)))
+			fprintf(stderr, "llmtap: warning: %s; going on without it\n", why);
 	}
 	for (int l = 0; l < LAYER_MAX; l++) {
 		size_t used = strlen(p->attached);
@@ -264,51 +368,15 @@ bool probes_layer(const struct probes *p, enum target_layer l)
 	return l < LAYER_MAX && p->layers[l];
 }
 
-struct detach_stripe {
-	struct probes *p;
-	int first; /* destroys links first, first + DETACH_THREADS, ... */
-};
-
-#define DETACH_THREADS 16
-
-static void *detach_stripe(void *arg)
-{
-	struct detach_stripe *d = arg;
-
-	for (int i = d->first; i < d->p->n_links; i += DETACH_THREADS)
-		bpf_link__destroy(d->p->links[i]);
-	return NULL;
-}
-
-/*
- * Removing a uprobe waits for an RCU grace period (~0.1 s here), one link after
- * the other: 50 links would keep Ctrl-C waiting for seconds. Threads let those
- * waits overlap.
- */
-static void detach_all(struct probes *p)
-{
-	struct detach_stripe stripes[DETACH_THREADS];
-	pthread_t threads[DETACH_THREADS];
-	bool started[DETACH_THREADS] = { false };
-
-	for (int t = 0; t < DETACH_THREADS && t < p->n_links; t++) {
-		stripes[t] = (struct detach_stripe){ .p = p, .first = t };
-		started[t] = !pthread_create(&threads[t], NULL, detach_stripe, &stripes[t]);
-		if (!started[t])
-			detach_stripe(&stripes[t]); /* no thread: do it here */
-	}
-	for (int t = 0; t < DETACH_THREADS; t++)
-		if (started[t])
-			pthread_join(threads[t], NULL);
-	p->n_links = 0;
-}
-
 void probes_close(struct probes *p)
 {
 	if (!p)
 		return;
 	ring_buffer__free(p->rb);
-	detach_all(p);
+	for (int i = p->n_link_fds - 1; i >= 0; i--)
+		close(p->link_fds[i]);
+	for (int i = p->n_links - 1; i >= 0; i--)
+		bpf_link__destroy(p->links[i]);
 	llmtap_bpf__destroy(p->skel);
 	free(p);
 }

@@ -149,11 +149,11 @@ class LlamaServer:
 class Tracer:
     """llmtap attach --json on a PID; collects the JSON records it writes."""
 
-    def __init__(self, pid, args=(), json_mode=True, prefix=()):
+    def __init__(self, pid, args=(), json_mode=True, prefix=(), env=None):
         cmd = list(prefix) + [LLMTAP, "attach", "--pid", str(pid)] + \
               (["--json"] if json_mode else []) + list(args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=env)
         self.json_mode = json_mode
         self.lines = []
         self.err = ""
