@@ -58,6 +58,7 @@ static void update_gauges(struct session *s)
 	correlator_gauges(s->corr, &cg);
 	g = (struct tm_gauges){
 		.active_requests = cg.active_requests,
+		.active_inference = cg.active_inference,
 		.queued_tasks = cg.queued_tasks,
 		.busy_slots = cg.busy_slots,
 		.kv_cells = cg.kv_cells,
@@ -181,6 +182,7 @@ int cmd_attach(const struct attach_opts *o)
 		.library = target_core(&t)->path,
 		.in_executable = t.in_executable,
 		.layers = probes_attached(p),
+		.model = strrchr(t.model, '/') ? strrchr(t.model, '/') + 1 : t.model,
 	};
 	telemetry_init(&s->tm, &tt, monotonic_ns());
 	s->corr = correlator_new(&s->tm);

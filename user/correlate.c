@@ -302,6 +302,7 @@ static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 {
 	struct task *t = slot_task(c, e->seq_id);
 
+	telemetry_sampled(c->tm);
 	if (!t || !t->req)
 		return;
 	t->req->span.output_tokens++;
@@ -469,8 +470,10 @@ void correlator_flush(struct correlator *c, uint64_t now_ns)
 void correlator_gauges(const struct correlator *c, struct corr_gauges *g)
 {
 	memset(g, 0, sizeof(*g));
-	for (const struct request *r = c->open; r; r = r->next)
+	for (const struct request *r = c->open; r; r = r->next) {
 		g->active_requests++;
+		g->active_inference += route_operation(r->span.route.kind) != NULL;
+	}
 	for (const struct task *t = c->tasks; t; t = t->next)
 		if (t->phase == TASK_QUEUED && t->req)
 			g->queued_tasks++;

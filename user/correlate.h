@@ -18,6 +18,7 @@ struct correlator;
 /* Gauges derived from the state the correlator tracks. */
 struct corr_gauges {
 	uint32_t active_requests; /* HTTP requests between first and last byte */
+	uint32_t active_inference; /* of which inference (chat, completion, embeddings...) */
 	uint32_t queued_tasks;    /* tasks created, not yet on a slot */
 	uint32_t busy_slots;
 	uint64_t kv_cells;        /* positions held by the sequences llmtap saw */

@@ -39,9 +39,11 @@ static void json_window(FILE *out, const struct tm_window *w, int64_t off)
 {
 	fprintf(out, ",\"start_unix_nano\":%lld,\"end_unix_nano\":%lld",
 		(long long)w->start_ns + off, (long long)w->end_ns + off);
-	fprintf(out, ",\"steps\":%llu,\"failed_steps\":%llu,\"tokens\":%llu,\"outputs\":%llu",
+	fprintf(out, ",\"steps\":%llu,\"failed_steps\":%llu,\"tokens\":%llu,\"outputs\":%llu,"
+		     "\"sampled_tokens\":%llu",
 		(unsigned long long)w->steps, (unsigned long long)w->step_errors,
-		(unsigned long long)w->tokens, (unsigned long long)w->outputs);
+		(unsigned long long)w->tokens, (unsigned long long)w->outputs,
+		(unsigned long long)w->sampled);
 	fprintf(out, ",\"steps_by_kind\":{");
 	for (int k = 0; k < STEP_KIND_MAX; k++)
 		fprintf(out, "%s\"%s\":%llu", k ? "," : "", step_kind_name((enum step_kind)k),
@@ -93,6 +95,8 @@ static void json_attached(void *self, const struct tm_target *t)
 	json_string(j->out, t->library);
 	fprintf(j->out, ",\"in_executable\":%s,\"layers\":", t->in_executable ? "true" : "false");
 	json_string(j->out, t->layers);
+	fputs(",\"model\":", j->out);
+	json_string(j->out, t->model ? t->model : "");
 	fputs("}\n", j->out);
 	fflush(j->out);
 }
@@ -259,6 +263,10 @@ static void json_summary(void *self, const struct tm_snapshot *snap)
 	json_string(j->out, snap->end_reason);
 	json_window(j->out, snap->total, snap->realtime_offset_ns);
 	json_gauges(j->out, snap->gauges);
+	if (snap->metrics) {
+		fputs(",\"metrics\":", j->out);
+		metrics_write_json(snap->metrics, j->out, snap->realtime_offset_ns, snap->now_ns);
+	}
 	fputs("}\n", j->out);
 	fflush(j->out);
 }

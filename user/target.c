@@ -183,6 +183,9 @@ static int check_mapping(const struct proc_map *m, void *arg)
 	size_t len;
 	int err;
 
+	len = strlen(m->path);
+	if (!t->model[0] && len > 5 && !strcmp(m->path + len - 5, ".gguf"))
+		snprintf(t->model, sizeof(t->model), "%s", m->path); /* llama.cpp mmaps its model */
 	if (m->perms[2] != 'x' || m->path[0] != '/')
 		return 0;
 	snprintf(path, sizeof(path), "%s", m->path);

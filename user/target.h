@@ -80,6 +80,7 @@ struct target {
 	pid_t pid;
 	char comm[16];
 	bool in_executable; /* llama_decode is linked into the main executable */
+	char model[PATH_MAX]; /* the first .gguf file the process maps, "" if none */
 	struct target_file files[TARGET_MAX_FILES];
 	int n_files;
 	struct target_site_locs sites[SITE_MAX];

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "telemetry.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -139,17 +140,108 @@ void telemetry_attached(struct telemetry *tm)
 	FOR_EACH_SINK(tm, attached, &tm->target);
 }
 
+static void metrics_step(struct telemetry *tm, const struct step *s)
+{
+	const char *op = step_op_name(s->op), *kind = step_kind_name(s->kind);
+	char err[32];
+
+	snprintf(err, sizeof(err), "llama_decode_%d", s->ret);
+	metrics_record(&tm->metrics, M_STEP_DURATION, (double)(s->end_ns - s->start_ns) / 1e9,
+		       s->end_ns, "llmtap.step.op", op, "llmtap.step.kind", kind, NULL);
+	metrics_record(&tm->metrics, M_STEP_TOKENS, s->n_tokens > 0 ? s->n_tokens : 0, s->end_ns,
+		       "llmtap.step.op", op, NULL);
+	metrics_add(&tm->metrics, M_STEPS, 1, s->end_ns, "llmtap.step.op", op, "llmtap.step.kind",
+		    kind, "error.type", s->ret ? err : NULL, NULL);
+}
+
 void telemetry_step(struct telemetry *tm, const struct step *s)
 {
 	window_add(&tm->interval, s);
 	window_add(&tm->total, s);
+	metrics_step(tm, s);
 	FOR_EACH_SINK(tm, step, s, tm->realtime_offset_ns);
+}
+
+static void req_error_type(const struct req_span *r, char *buf, size_t len)
+{
+	if (!req_failed(r))
+		buf[0] = '\0';
+	else if (!r->complete)
+		snprintf(buf, len, "incomplete");
+	else if (r->status >= 400)
+		snprintf(buf, len, "%d", r->status);
+	else
+		snprintf(buf, len, "server_error_%d", r->err_type);
+}
+
+static void metrics_request(struct telemetry *tm, const struct req_span *r)
+{
+	const char *op = route_operation(r->route.kind), *endpoint = route_kind_name(r->route.kind);
+	const char *model = tm->target.model && tm->target.model[0] ? tm->target.model : NULL;
+	const char *stream = r->stream ? "true" : "false";
+	uint64_t t = r->end_ns, ttft = req_ttft_ns(r), tpot = req_tpot_ns(r);
+	char status[16], err[32];
+	struct metrics *m = &tm->metrics;
+
+	snprintf(status, sizeof(status), "%d", r->status);
+	req_error_type(r, err, sizeof(err));
+	metrics_record(m, M_HTTP_DURATION, (double)(r->end_ns - r->start_ns) / 1e9, t,
+		       "http.request.method", r->method[0] ? r->method : "_OTHER", "http.route",
+		       r->route.template, "http.response.status_code", r->status ? status : NULL,
+		       "error.type", err[0] ? err : NULL, NULL);
+	if (!op)
+		return;
+#define GENAI "gen_ai.operation.name", op, "gen_ai.provider.name", "llama.cpp", \
+	"gen_ai.request.model", model, "error.type", err[0] ? err : NULL
+	metrics_record(m, M_GENAI_DURATION, (double)(r->end_ns - r->start_ns) / 1e9, t, GENAI, NULL);
+	if (ttft)
+		metrics_record(m, M_GENAI_TTFT, (double)ttft / 1e9, t, GENAI, NULL);
+	if (tpot)
+		metrics_record(m, M_GENAI_TPOT, (double)tpot / 1e9, t, GENAI, NULL);
+	metrics_record(m, M_GENAI_TOKENS, r->cached_tokens + r->prompt_tokens, t, GENAI,
+		       "gen_ai.token.type", "input", NULL);
+	if (strcmp(op, "embeddings"))
+		metrics_record(m, M_GENAI_TOKENS, r->output_tokens, t, GENAI,
+			       "gen_ai.token.type", "output", NULL);
+#undef GENAI
+	/* the inference set: model, provider, endpoint type, stream, status */
+#define INF "model", model, "provider", "llama.cpp", "endpoint", endpoint, "stream", stream, \
+	"status", r->status ? status : "none"
+	metrics_add(m, M_INF_REQUESTS, 1, t, INF, NULL);
+	metrics_record(m, M_INF_DURATION, (double)(r->end_ns - r->start_ns) / 1e9, t, INF, NULL);
+	if (ttft)
+		metrics_record(m, M_INF_TTFT, (double)ttft / 1e9, t, INF, NULL);
+	if (r->launch_ns && r->final_ns > r->launch_ns)
+		metrics_record(m, M_INF_ENGINE_DURATION, (double)(r->final_ns - r->launch_ns) / 1e9,
+			       t, INF, NULL);
+	if (r->output_tokens && r->first_token_ns && r->final_ns > r->first_token_ns)
+		metrics_record(m, M_INF_TOKENS_PER_S,
+			       r->output_tokens / ((double)(r->final_ns - r->first_token_ns) / 1e9),
+			       t, INF, NULL);
+#undef INF
+	if (r->launch_ns)
+		metrics_record(m, M_QUEUE_DURATION, (double)req_queue_ns(r) / 1e9, t, "endpoint",
+			       endpoint, NULL);
+	if (r->launch_ns && r->first_token_ns > r->launch_ns)
+		metrics_record(m, M_PREFILL_DURATION, (double)(r->first_token_ns - r->launch_ns) / 1e9,
+			       t, "endpoint", endpoint, NULL);
+	if (r->first_token_ns && r->final_ns > r->first_token_ns)
+		metrics_record(m, M_GENERATION_DURATION,
+			       (double)(r->final_ns - r->first_token_ns) / 1e9, t, "endpoint",
+			       endpoint, NULL);
+}
+
+void telemetry_sampled(struct telemetry *tm)
+{
+	tm->interval.sampled++;
+	tm->total.sampled++;
 }
 
 void telemetry_request(struct telemetry *tm, const struct req_span *r)
 {
 	window_add_request(&tm->interval, r);
 	window_add_request(&tm->total, r);
+	metrics_request(tm, r);
 	FOR_EACH_SINK(tm, request, r, tm->realtime_offset_ns);
 }
 
@@ -180,16 +272,54 @@ static void window_add_engine_event(struct tm_window *w, const struct engine_eve
 	}
 }
 
+static void metrics_engine_event(struct metrics *m, const struct engine_event *e)
+{
+	const char *target = e->to_file ? "file" : "memory";
+	const char *op = e->kind == EE_CACHE_SAVE ? "save" : "load";
+	uint64_t t = e->ts_ns + e->duration_ns;
+
+	switch (e->kind) {
+	case EE_CONTEXT_SHIFT:
+		metrics_add(m, M_CONTEXT_SHIFTS, 1, t, NULL);
+		break;
+	case EE_CACHE_SAVE:
+	case EE_CACHE_LOAD:
+		metrics_add(m, M_CACHE_OPS, 1, t, "llmtap.cache.operation", op, "llmtap.cache.target",
+			    target, NULL);
+		if (e->value > 0)
+			metrics_add(m, M_CACHE_BYTES, (double)e->value, t, "llmtap.cache.operation", op,
+				    "llmtap.cache.target", target, NULL);
+		break;
+	case EE_MODEL_LOAD:
+		metrics_record(m, M_MODEL_LOAD, (double)e->duration_ns / 1e9, t, "error.type",
+			       e->ok ? NULL : "load_failed", NULL);
+		break;
+	default:
+		break;
+	}
+}
+
 void telemetry_engine_event(struct telemetry *tm, const struct engine_event *e)
 {
 	window_add_engine_event(&tm->interval, e);
 	window_add_engine_event(&tm->total, e);
+	metrics_engine_event(&tm->metrics, e);
 	FOR_EACH_SINK(tm, engine_event, e, tm->realtime_offset_ns);
 }
 
 void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g)
 {
+	uint64_t now = monotonic_ns();
+	struct metrics *m = &tm->metrics;
+
 	tm->gauges = *g;
+	metrics_set(m, M_HTTP_ACTIVE, g->active_requests, now, NULL);
+	metrics_set(m, M_INF_CONCURRENT, g->active_inference, now, "provider", "llama.cpp", NULL);
+	metrics_set(m, M_KV_CELLS, (double)g->kv_cells, now, NULL);
+	if (g->n_ctx)
+		metrics_set(m, M_KV_RATIO, (double)g->kv_cells / g->n_ctx, now, NULL);
+	metrics_set(m, M_QUEUED_TASKS, g->queued_tasks, now, NULL);
+	metrics_set(m, M_SLOTS_BUSY, g->busy_slots, now, NULL);
 }
 
 static void account_lost(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total)
@@ -198,6 +328,8 @@ static void account_lost(struct telemetry *tm, uint64_t now_ns, uint64_t lost_to
 
 	tm->interval.lost += d;
 	tm->total.lost += d;
+	if (d)
+		metrics_add(&tm->metrics, M_EVENTS_LOST, (double)d, now_ns, NULL);
 	tm->lost_seen = lost_total;
 	tm->interval.end_ns = tm->total.end_ns = now_ns;
 }
@@ -210,6 +342,8 @@ void telemetry_tick(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total)
 		.total = &tm->total,
 		.realtime_offset_ns = tm->realtime_offset_ns,
 		.gauges = &tm->gauges,
+		.metrics = &tm->metrics,
+		.now_ns = now_ns,
 	};
 
 	account_lost(tm, now_ns, lost_total);
@@ -226,6 +360,8 @@ void telemetry_finish(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total
 		.realtime_offset_ns = tm->realtime_offset_ns,
 		.end_reason = reason,
 		.gauges = &tm->gauges,
+		.metrics = &tm->metrics,
+		.now_ns = now_ns,
 	};
 
 	account_lost(tm, now_ns, lost_total);

@@ -12,6 +12,7 @@
 
 #include "event.h"
 #include "hist.h"
+#include "metrics.h"
 #include "route.h"
 
 /* batch-size classes for the live "batch mix" */
@@ -25,6 +26,7 @@ struct tm_window {
 	uint64_t step_errors;    /* steps with ret != 0 */
 	uint64_t tokens;         /* llmtap.engine.batch.tokens (sum) */
 	uint64_t outputs;
+	uint64_t sampled;        /* tokens sampled (the sampling layer) */
 	uint64_t by_kind[STEP_KIND_MAX];
 	uint64_t batch_mix[BATCH_CLASSES];
 	uint64_t lost;           /* events lost (ring buffer full, missed entries) */
@@ -80,6 +82,7 @@ struct tm_gauges {
 	uint32_t busy_slots;
 	uint64_t kv_cells;
 	uint32_t n_ctx;         /* from context creation, 0 when not seen */
+	uint32_t active_inference; /* inference requests among active_requests */
 };
 
 /* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and
@@ -123,6 +126,7 @@ struct tm_target {
 	const char *library;
 	bool in_executable;
 	const char *layers; /* "engine,sampling,server,http": what is attached */
+	const char *model;  /* the model file's name, "" when unknown */
 };
 
 struct tm_snapshot {
@@ -132,6 +136,8 @@ struct tm_snapshot {
 	int64_t realtime_offset_ns; /* add to CLOCK_MONOTONIC to get the Unix time */
 	const char *end_reason;     /* summary only */
 	const struct tm_gauges *gauges;
+	const struct metrics *metrics; /* cumulative instruments */
+	uint64_t now_ns;
 };
 
 struct sink_ops {
@@ -157,6 +163,7 @@ struct telemetry {
 	struct tm_window total;
 	uint64_t lost_seen; /* cumulative lost count at the last tick */
 	struct tm_gauges gauges;
+	struct metrics metrics;
 	int64_t realtime_offset_ns;
 	struct sink sinks[TM_MAX_SINKS];
 	int n_sinks;
@@ -167,6 +174,7 @@ int telemetry_add_sink(struct telemetry *tm, struct sink s);
 void telemetry_attached(struct telemetry *tm);
 void telemetry_step(struct telemetry *tm, const struct step *s);
 void telemetry_request(struct telemetry *tm, const struct req_span *r);
+void telemetry_sampled(struct telemetry *tm);
 void telemetry_engine_event(struct telemetry *tm, const struct engine_event *e);
 void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g);
 /* lost_total: the probes' cumulative lost-event count. */

@@ -7,4 +7,11 @@ export LLAMA_SERVER_SHARED=${LLAMA_SERVER_SHARED:-$(tools/build-llama.sh shared)
 export LLAMA_SERVER_STATIC=${LLAMA_SERVER_STATIC:-$(tools/build-llama.sh static)}
 export LLMTAP_MODEL=${LLMTAP_MODEL:-$(tools/make-model.sh)}
 export LLMTAP=${LLMTAP:-$PWD/llmtap}
+# a libllama embedder without llama-server, built against the cached shared build
+SRC=$(ls -d "${LLMTAP_CACHE:-/var/cache/llmtap}"/llama.cpp-* | head -1)
+BIN=$(dirname "$LLAMA_SERVER_SHARED")
+mkdir -p .output
+cc -O2 -Wall -Wextra -Werror -I"$SRC/include" -I"$SRC/ggml/include" tests/e2e/embedder.c \
+	-L"$BIN" -l:libllama.so.0 -Wl,-rpath,"$BIN" -o .output/embedder
+export LLMTAP_EMBEDDER=${LLMTAP_EMBEDDER:-$PWD/.output/embedder}
 exec /usr/bin/python3 tests/e2e/run_all.py "$@"

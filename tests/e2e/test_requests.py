@@ -5,9 +5,12 @@ token counts are checked against the server's `timings` for that request and its
 """
 import http.client
 import json
+import os
+import subprocess
 import threading
 import time
 
+import harness
 from harness import (LlamaServer, Tracer, check, check_eq, prompt, test)
 
 
@@ -162,6 +165,31 @@ def every_request_matches_server_accounting():
             check_eq(names[:1], ["queue"], "first child span of a queued request")
     summary = tr.records("summary")[0]
     check_eq(summary["lost_events"], 0, "lost events")
+    check_metrics(summary["metrics"], calls + calls_seq, inference)
+
+
+def check_metrics(metrics, calls, inference):
+    """The exported instruments agree with the requests (OTel names, the inference set)."""
+    def points(name):
+        return [m for m in metrics if m["name"] == name]
+
+    reqs = points("llmtap.inference.requests")
+    check_eq(sum(m["value"] for m in reqs), len(calls), "llmtap.inference.requests total")
+    for stream in (True, False):
+        want = sum(1 for c in calls if c.stream == stream)
+        got = sum(m["value"] for m in reqs if m["attributes"]["stream"] == str(stream).lower())
+        check_eq(got, want, f"llmtap.inference.requests with stream={stream}")
+    check(all(m["attributes"]["model"].endswith(".gguf") and m["attributes"]["provider"] == "llama.cpp"
+              and m["attributes"]["status"] == "200" for m in reqs), f"inference attributes: {reqs}")
+    usage = points("gen_ai.client.token.usage")
+    for kind, field in (("input", "gen_ai.usage.input_tokens"), ("output", "gen_ai.usage.output_tokens")):
+        got = sum(m["sum"] for m in usage if m["attributes"]["gen_ai.token.type"] == kind)
+        check_eq(got, sum(r["attributes"][field] for r in inference), f"{kind} token usage sum")
+    ttft = points("gen_ai.server.time_to_first_token")
+    check_eq(sum(m["count"] for m in ttft), len(calls), "time-to-first-token count")
+    for m in points("http.server.request.duration") + ttft:
+        check_eq(len(m["bucket_counts"]), len(m["bounds"]) + 1, f"{m['name']} buckets")
+        check_eq(sum(m["bucket_counts"]), m["count"], f"{m['name']} bucket total")
 
 
 @test
@@ -267,3 +295,88 @@ def embeddings_requests():
         check_eq(r["output_tokens"], 0, "embeddings sample no tokens")
     check_eq(sum(reqs[c.port]["prompt_tokens"] for c in calls),
              m1["prompt_tokens_total"] - m0["prompt_tokens_total"], "prompt tokens vs /metrics")
+
+
+@test
+def embedder_without_server_engine_only():
+    """A program that calls libllama directly: engine spans, model load and context creation."""
+    embedder = os.environ.get("LLMTAP_EMBEDDER", "")
+    check(os.access(embedder, os.X_OK), f"LLMTAP_EMBEDDER is not built ({embedder!r})")
+    p = subprocess.Popen([embedder, harness.MODEL, "6"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        pid = int(p.stdout.readline())
+        tr = Tracer(pid).wait_attached()
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        did = json.loads(p.stdout.readline())
+        check_eq(p.wait(30), 0, "embedder exit code")
+    finally:
+        if p.poll() is None:
+            p.kill()
+    check_eq(tr.wait(15), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+    attach = tr.records("attach")[0]
+    check_eq(attach["layers"], "engine,sampling", "layers attached without llama-server")
+    loads = tr.records("model_load")
+    check_eq(len(loads), 1, "model loads")
+    check(loads[0]["ok"] and loads[0]["path"] == harness.MODEL and loads[0]["duration_ns"] > 0,
+          f"model load record {loads[0]}")
+    inits = tr.records("context_init")
+    check_eq(len(inits), 1, "contexts created")
+    check_eq((inits[0]["n_ctx"], inits[0]["n_batch"], inits[0]["n_ubatch"], inits[0]["n_seq_max"]),
+             (512, 256, 256, 2), "context parameters")
+    steps = tr.records("step")
+    check_eq(len(steps), did["decode_calls"], "decode calls")
+    check_eq(sum(s["n_tokens"] for s in steps), did["decode_tokens"], "decoded tokens")
+    first = steps[0]["seqs"]
+    check_eq([(r["seq"], r["n_tokens"], r["pos_first"], r["n_outputs"]) for r in first],
+             [(0, did["prompt_tokens"][0], 0, 1), (1, did["prompt_tokens"][1], 0, 1)],
+             "the first batch's runs")
+    check(all(s["n_seqs"] == 2 for s in steps), "every batch carries both sequences")
+    summary = tr.records("summary")[0]
+    check_eq(summary["end_reason"], "target exited", "end reason")
+    check_eq(summary["sampled_tokens"], did["sampled"], "sampled tokens")
+    check_eq(summary["requests"], 0, "requests without an HTTP layer")
+
+
+@test
+def attach_to_a_busy_server():
+    """Requests in flight when llmtap attaches or detaches are left out, never miscounted."""
+    with LlamaServer(np=2, ctx=4096) as srv:
+        stop, done, errors, lock = threading.Event(), {}, [], threading.Lock()
+
+        def client(k):
+            i = 0
+            while not stop.is_set():
+                try:
+                    c = completion(srv, 3000 + 100 * k + i, 40, stream=(i % 2 == 1))
+                    with lock:
+                        done[c.port] = c
+                except Exception as e:
+                    errors.append(repr(e))
+                i += 1
+
+        clients = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(3)]
+        for c in clients:
+            c.start()
+        try:
+            time.sleep(1.0)
+            tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+            time.sleep(2.0)
+            check_eq(tr.stop(), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+        finally:
+            stop.set()
+            for c in clients:
+                c.join()
+    check(not errors, f"client errors: {errors[:3]}")
+    complete = [r for r in tr.records("request") if r["complete"]]
+    check(len(complete) >= 3, f"only {len(complete)} complete requests traced")
+    for r in complete:
+        c = done.get(r["attributes"]["client.port"])
+        check(c is not None, f"llmtap request on an unknown port: {r['attributes']}")
+        t = c.timings
+        check_eq((r["cached_tokens"], r["prompt_tokens"], r["output_tokens"]),
+                 (t["cache_n"], t["prompt_n"], t["predicted_n"]),
+                 f"tokens of a request traced while the server was busy (port {c.port})")
+    # at most the requests in flight at detach are cut short
+    check(len(tr.records("request")) - len(complete) <= 3, "more cut-short requests than clients")
