@@ -46,9 +46,6 @@ struct entry {
 	__u32 op;
 	__u32 flags;
 	struct batch_raw b; /* kept after return: sampling reads its sequence ids */
-	__u64 sample_ctx;
-	__s32 sample_idx;
-	__u32 sample_depth; /* nested sampler calls: only the outermost is a token */
 	__u32 has_batch;
 	__u32 call_depth; /* timed calls in flight: only the outermost is recorded */
 	struct llmtap_call_event call;
@@ -312,36 +309,19 @@ static __always_inline struct entry *thread_entry(bool create)
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
-/* common_sampler_sample(gsmpl, ctx, idx, ...) and llama_sampler_sample(smpl, ctx, idx) */
+/*
+ * common_sampler_sample(gsmpl, ctx, idx, ...) or llama_sampler_sample(smpl, ctx, idx)
+ * entry: one token is being sampled from output idx of the last batch this
+ * thread decoded. An entry probe alone is enough (the token id is never
+ * exported) and costs half of an entry + return pair on this hot path.
+ */
 static __always_inline int sample_enter(struct pt_regs *ctx)
 {
-	void *lctx = (void *)PT_REGS_PARM2(ctx);
-	int idx = (int)PT_REGS_PARM3(ctx);
-	struct entry *e = thread_entry(true);
-
-	if (!e)
-		return 0;
-	if (e->sample_depth++ == 0) {
-		e->sample_ctx = (__u64)lctx;
-		e->sample_idx = idx;
-	}
-	return 0;
-}
-
-static __always_inline int sample_exit(struct pt_regs *ctx)
-{
-	int token = (int)PT_REGS_RC(ctx);
 	struct llmtap_sample_event *ev;
 	struct entry *e = thread_entry(false);
 	__u64 id = bpf_get_current_pid_tgid(), ptr = 0;
-	__s32 idx, seq = -1;
+	__s32 idx = (__s32)PT_REGS_PARM3(ctx), seq = -1;
 
-	if (!e || !e->sample_depth) {
-		stat_inc(LLMTAP_STAT_ENTRY_LOST);
-		return 0;
-	}
-	if (--e->sample_depth)
-		return 0;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		stat_inc(LLMTAP_STAT_RB_LOST);
@@ -352,15 +332,14 @@ static __always_inline int sample_exit(struct pt_regs *ctx)
 	ev->hdr.size = sizeof(*ev);
 	ev->pid = id >> 32;
 	ev->tid = (__u32)id;
-	ev->ctx = e->sample_ctx;
+	ev->ctx = PT_REGS_PARM2(ctx);
 	ev->ts_ns = bpf_ktime_get_ns();
-	ev->token = token;
+	ev->token = -1;
 	ev->flags = 0;
-	idx = e->sample_idx;
-	if (idx < 0) /* counted from the end of the batch */
+	if (e && idx < 0) /* counted from the end of the batch */
 		idx += e->b.n_tokens;
 	ev->idx = idx;
-	if (!e->has_batch || idx < 0 || idx >= e->b.n_tokens) {
+	if (!e || !e->has_batch || idx < 0 || idx >= e->b.n_tokens) {
 		ev->flags |= LLMTAP_SAMPLE_NO_BATCH;
 	} else if (!e->b.seq_id) {
 		seq = 0;
@@ -679,8 +658,6 @@ int probe_exit(struct pt_regs *ctx)
 	switch (bpf_get_attach_cookie(ctx) >> 32) {
 	case LLMTAP_P_STEP:
 		return step_exit(ctx);
-	case LLMTAP_P_SAMPLE:
-		return sample_exit(ctx);
 	case LLMTAP_P_SERVER: /* get_new_id */
 		return new_id_exit(ctx);
 	case LLMTAP_P_HTTP: /* process_request */

@@ -67,7 +67,7 @@ enum llmtap_stat {
  */
 enum llmtap_probe {
 	LLMTAP_P_STEP = 1,   /* llama_decode / llama_encode */
-	LLMTAP_P_SAMPLE = 2, /* common_sampler_sample / llama_sampler_sample */
+	LLMTAP_P_SAMPLE = 2, /* common_sampler_sample / llama_sampler_sample (entry only) */
 	LLMTAP_P_KV = 3,     /* KV-cache edits (entry only) */
 	LLMTAP_P_SERVER = 4, /* llama-server lifecycle (get_new_id: return only) */
 	LLMTAP_P_HTTP = 5,   /* cpp-httplib */
@@ -109,7 +109,7 @@ struct llmtap_step_event {
 	struct llmtap_run runs[LLMTAP_MAX_RUNS];
 };
 
-/* one token sampled for a sequence (common_sampler_sample / llama_sampler_sample return) */
+/* one token sampled for a sequence (common_sampler_sample / llama_sampler_sample entry) */
 struct llmtap_sample_event {
 	struct llmtap_hdr hdr;
 	__u32 pid;
@@ -118,7 +118,7 @@ struct llmtap_sample_event {
 	__u64 ts_ns;
 	__s32 idx;    /* output index in the last batch this thread decoded */
 	__s32 seq_id; /* that output's sequence, -1 when unknown */
-	__s32 token;
+	__s32 token;  /* -1: not read (the probe is on entry) */
 	__u32 flags;  /* LLMTAP_SAMPLE_* */
 };
 

@@ -56,8 +56,8 @@ def first_instruction(binary, symbol):
     return "?"
 
 
-def probe_cost_once(calls, n_tokens, n_seqs, traced):
-    p = subprocess.Popen([PROBE_COST, str(calls), str(n_tokens), str(n_seqs)],
+def probe_cost_once(calls, n_tokens, n_seqs, traced, what="decode"):
+    p = subprocess.Popen([PROBE_COST, str(calls), str(n_tokens), str(n_seqs), what],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     pid = int(p.stdout.readline())
     tr = Tracer(pid, ["--no-steps"]).wait_attached() if traced else None
@@ -73,18 +73,26 @@ def probe_cost_once(calls, n_tokens, n_seqs, traced):
 
 
 def bench_probe_cost():
-    print("== probe cost per hit (llama_decode entry + return, BPF scan, ring buffer)")
+    print("== probe cost per hit (uprobe, uretprobe where there is one, BPF, ring buffer)")
     print(f"   probe site: llama_decode+0 in probe-cost is `{first_instruction(PROBE_COST, 'llama_decode')}`")
+    print(f"   llama_sampler_sample+0 is `{first_instruction(PROBE_COST, 'llama_sampler_sample')}`")
     rows = []
-    for n_tokens, n_seqs, calls in ((1, 1, 200000), (4, 4, 200000), (512, 1, 20000)):
-        base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False)[0] for _ in range(3))
-        runs = [probe_cost_once(calls, n_tokens, n_seqs, True) for _ in range(3)]
+    for what, n_tokens, n_seqs, calls in (("decode", 1, 1, 200000), ("decode", 4, 4, 200000),
+                                          ("decode", 512, 1, 20000), ("sample", 1, 1, 200000)):
+        base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False, what)[0]
+                                 for _ in range(3))
+        runs = [probe_cost_once(calls, n_tokens, n_seqs, True, what) for _ in range(3)]
         traced = statistics.median(r[0] for r in runs)
         seen = runs[-1][1]
         rows.append((n_tokens, n_seqs, base, traced))
-        print(f"   batch {n_tokens:4d} tokens / {n_seqs} seq: untraced {base:8.1f} ns/call, "
-              f"traced {traced:8.1f} ns/call -> {(traced - base) / 1000:6.2f} us per hit "
-              f"(llmtap saw {seen['steps']} of {calls} calls, lost {seen['lost_events']})")
+        if what == "decode":
+            label = f"llama_decode, batch {n_tokens:4d} tokens / {n_seqs} seq"
+            count = f"llmtap saw {seen['steps']} of {calls} calls"
+        else:
+            label = "llama_sampler_sample (entry only)"
+            count = f"llmtap saw {seen['sampled_tokens']} of {calls} samples"
+        print(f"   {label:42s}: untraced {base:8.1f} ns/call, traced {traced:8.1f} ns/call -> "
+              f"{(traced - base) / 1000:6.2f} us per hit ({count}, lost {seen['lost_events']})")
     return rows
 
 
@@ -123,7 +131,7 @@ def bench_server():
           f"{N_PREDICT} tokens per round, 2 concurrent, -np 2")
     order = ["A", "B", "B", "A"] * ((ROUNDS + 3) // 4)
     res = {"A": [], "B": []}
-    lt_cpu, lt_rss, lt_lost, lt_steps = [], 0, 0, 0
+    lt_cpu, lt_rss, lt_lost, lt_steps, lt_samples, lt_tokens = [], 0, 0, 0, 0, 0
     with LlamaServer(np=2, ctx=4096) as srv:
         print(f"   probe site: llama_decode+0 in libllama is "
               f"`{first_instruction(os.path.join(os.path.dirname(srv.binary), 'libllama.so'), 'llama_decode')}`")
@@ -139,6 +147,8 @@ def bench_server():
                 s = tr.records("summary")[0]
                 lt_lost += s["lost_events"]
                 lt_steps += s["steps"]
+                lt_samples += s["sampled_tokens"]
+                lt_tokens += tokens
             res[mode].append((tokens / secs, cpu / tokens * 1e6, secs, gen))
             print(f"   round {k + 1:2d} {mode}: {tokens / secs:7.1f} tokens/s (client), "
                   f"{gen:7.1f} tokens/s (server's generation time), "
@@ -170,7 +180,10 @@ def bench_server():
     secs_b = sum(r[2] for r in res["B"])
     print(f"   llmtap itself: {sum(lt_cpu) / secs_b * 100:.2f}% of one CPU while traced, "
           f"peak RSS {lt_rss / 1024:.1f} MiB, {lt_steps} steps, {lt_lost} lost")
-    return tps, cpt
+    print(f"   probe hits per generated token: {lt_steps / lt_tokens:.3f} llama_decode, "
+          f"{lt_samples / lt_tokens:.3f} sampler; per request (not per token): HTTP, task, "
+          f"slot, KV and tokenize probes")
+    return tps, cpt, lt_steps / lt_tokens, lt_samples / lt_tokens
 
 
 def main():
@@ -180,13 +193,15 @@ def main():
     rows = bench_probe_cost()
     if ROUNDS <= 0:
         return
-    tps, cpt = bench_server()
-    per_hit_us = (rows[0][3] - rows[0][2]) / 1000
+    tps, cpt, decode_hits, sample_hits = bench_server()
+    decode_us = (rows[0][3] - rows[0][2]) / 1000
+    sample_us = (rows[3][3] - rows[3][2]) / 1000
     per_token_us = 1e6 / tps["A"]
-    print("== cross-check: one llama_decode hit per generated token per step (np 2, 2 clients: "
-          "about 0.5 hit per token)")
-    print(f"   {per_hit_us:.2f} us per hit x 0.5 / {per_token_us:.0f} us wall per token = "
-          f"{per_hit_us * 0.5 / per_token_us * 100:.3f}% expected overhead")
+    cost = decode_hits * decode_us + sample_hits * sample_us
+    print("== cross-check: hits per token x cost per hit / wall time per token")
+    print(f"   ({decode_hits:.3f} x {decode_us:.2f} + {sample_hits:.3f} x {sample_us:.2f}) us / "
+          f"{per_token_us:.0f} us = {cost / per_token_us * 100:.3f}% expected overhead "
+          f"(ratio {1 - cost / per_token_us:.4f})")
 
 
 if __name__ == "__main__":

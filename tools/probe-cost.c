@@ -5,12 +5,15 @@
  * `llmtap attach` finds it like a statically linked llama.cpp and the cost of
  * one traced call (uprobe + uretprobe + BPF scan + ring buffer) can be timed.
  *
- *   probe-cost N_CALLS N_TOKENS N_SEQS   prints its PID, waits for a line on
- *                                        stdin, then prints ns per call
+ *   probe-cost N_CALLS N_TOKENS N_SEQS [decode|sample]
+ *       prints its PID, waits for a line on stdin, then calls llama_decode (or,
+ *       after one decode, llama_sampler_sample) N_CALLS times and prints ns per call
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +35,19 @@ int llama_decode(void *ctx, struct llama_batch batch)
 	return batch.n_tokens > 0 ? 0 : -1;
 }
 
+/* the sampler's signature: (smpl, ctx, idx) -> token */
+__attribute__((noinline, used, visibility("default")))
+int32_t llama_sampler_sample(void *smpl, void *ctx, int32_t idx)
+{
+	/* clobbering a callee-saved register makes the first instruction a push, as in libllama */
+#if defined(__x86_64__)
+	__asm__ volatile("" : : "r"(smpl), "r"(ctx) : "memory", "rbx");
+#else
+	__asm__ volatile("" : : "r"(smpl), "r"(ctx) : "memory");
+#endif
+	return idx + 1;
+}
+
 static double now_ns(void)
 {
 	struct timespec ts;
@@ -43,15 +59,18 @@ static double now_ns(void)
 int main(int argc, char **argv)
 {
 	long calls, n, seqs;
+	bool sample;
 	struct llama_batch b;
 	char line[16];
 	double t0, t1;
 
-	if (argc != 4 || (calls = atol(argv[1])) <= 0 || (n = atol(argv[2])) <= 0 ||
-	    (seqs = atol(argv[3])) <= 0 || seqs > n) {
-		fprintf(stderr, "usage: probe-cost N_CALLS N_TOKENS N_SEQS (N_SEQS <= N_TOKENS)\n");
+	if (argc < 4 || argc > 5 || (calls = atol(argv[1])) <= 0 || (n = atol(argv[2])) <= 0 ||
+	    (seqs = atol(argv[3])) <= 0 || seqs > n ||
+	    (argc == 5 && strcmp(argv[4], "decode") && strcmp(argv[4], "sample"))) {
+		fprintf(stderr, "usage: probe-cost N_CALLS N_TOKENS N_SEQS [decode|sample] (N_SEQS <= N_TOKENS)\n");
 		return 2;
 	}
+	sample = argc == 5 && !strcmp(argv[4], "sample");
 	b.n_tokens = (int32_t)n;
 	b.token = calloc((size_t)n, sizeof(*b.token));
 	b.embd = NULL;
@@ -76,10 +95,18 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (!fgets(line, sizeof(line), stdin))
 		return 1;
-	t0 = now_ns();
-	for (long i = 0; i < calls; i++)
-		llama_decode(&b, b);
-	t1 = now_ns();
+	if (sample) {
+		llama_decode(&b, b); /* the batch the sampler's outputs come from */
+		t0 = now_ns();
+		for (long i = 0; i < calls; i++)
+			llama_sampler_sample(&b, &b, (int32_t)(n - 1));
+		t1 = now_ns();
+	} else {
+		t0 = now_ns();
+		for (long i = 0; i < calls; i++)
+			llama_decode(&b, b);
+		t1 = now_ns();
+	}
 	printf("%.1f\n", (t1 - t0) / (double)calls);
 	return 0;
 }

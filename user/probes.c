@@ -62,7 +62,7 @@ static struct site_probe site_probe(enum target_site site)
 		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_ENCODE), true, true };
 	case SITE_SAMPLE_COMMON:
 	case SITE_SAMPLE:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, true };
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, false };
 	case SITE_KV_SEQ_RM ... SITE_KV_CLEAR:
 		return (struct site_probe){
 			LLMTAP_COOKIE(LLMTAP_P_KV, LLMTAP_KV_SEQ_RM + (site - SITE_KV_SEQ_RM)), true, false };
@@ -292,6 +292,9 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 			     (site == SITE_DECODE ||
 			      (opts->layers[layer] && target_layer_found(t, layer)));
 	}
+	/* llama.cpp's own tools sample through common_sampler_sample: one probe per token */
+	if (want[SITE_SAMPLE_COMMON])
+		want[SITE_SAMPLE] = false;
 	/* the file with llama_decode first: it must attach, the others may fail */
 	ret = p->multi ? attach_file_multi(p, t, t->sites[SITE_DECODE].locs[0].file, want, err, errlen)
 		       : attach_site_perf(p, t, SITE_DECODE, err, errlen);

@@ -380,3 +380,28 @@ def attach_to_a_busy_server():
                  f"tokens of a request traced while the server was busy (port {c.port})")
     # at most the requests in flight at detach are cut short
     check(len(tr.records("request")) - len(complete) <= 3, "more cut-short requests than clients")
+
+
+@test
+def rerank_requests():
+    """--rerank on the tiny model: pooled output without a classifier head, real token counts."""
+    with LlamaServer(np=2, args=["--rerank"]) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        m0 = srv.metrics()
+        calls = [Call(srv, "/v1/rerank", {"query": prompt(60 + i, 3),
+                                          "documents": [prompt(70 + i, 4 + k) for k in range(1 + i)]})
+                 for i in range(3)]
+        m1 = srv.metrics()
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, "llmtap exit code")
+    reqs = by_port(tr)
+    for i, c in enumerate(calls):
+        check_eq(c.status, 200, "rerank status")
+        r = reqs[c.port]
+        check_eq(r["kind"], "rerank", "kind")
+        check_eq(r["attributes"]["gen_ai.operation.name"], "rerank", "gen_ai.operation.name")
+        check_eq(r["tasks"], 1 + i, "one task per document")
+        check_eq(r["attributes"]["gen_ai.usage.input_tokens"], c.usage["prompt_tokens"],
+                 "input tokens vs usage.prompt_tokens")
+    check_eq(sum(reqs[c.port]["prompt_tokens"] for c in calls),
+             m1["prompt_tokens_total"] - m0["prompt_tokens_total"], "prompt tokens vs /metrics")
