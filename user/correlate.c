@@ -130,11 +130,17 @@ static void request_drop(struct correlator *c, struct request *r)
 	free(r);
 }
 
-/* Hand a request to the telemetry model, then forget it. */
-static void request_emit(struct correlator *c, struct request *r, bool complete)
+/*
+ * Hand a request to the telemetry model, then forget it. A kept-alive
+ * connection that ends while waiting for its next request line (no route,
+ * no status) is no request at all.
+ */
+static void request_close(struct correlator *c, struct request *r, bool complete)
 {
-	r->span.complete = complete;
-	telemetry_request(c->tm, &r->span);
+	if (r->span.method[0] || r->span.status) {
+		r->span.complete = complete;
+		telemetry_request(c->tm, &r->span);
+	}
 	request_drop(c, r);
 }
 
@@ -147,8 +153,10 @@ static void on_http(struct correlator *c, const struct llmtap_http_event *h)
 	case LLMTAP_HTTP_BEGIN:
 		if (!th)
 			return;
-		if (r) /* never ended: its thread moved on */
-			request_emit(c, r, false);
+		if (r) { /* never ended: its thread moved on */
+			r->span.end_ns = h->ts_ns;
+			request_close(c, r, false);
+		}
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return;
@@ -179,13 +187,8 @@ static void on_http(struct correlator *c, const struct llmtap_http_event *h)
 	case LLMTAP_HTTP_END:
 		if (!r)
 			return; /* began before llmtap attached */
-		if (!r->span.method[0] && !r->span.status) {
-			/* a kept-alive connection closed while waiting: no request */
-			request_drop(c, r);
-			return;
-		}
 		r->span.end_ns = h->ts_ns;
-		request_emit(c, r, true);
+		request_close(c, r, true);
 		break;
 	}
 }
@@ -224,8 +227,13 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 			t = task_new(c, e->task_id, NULL);
 		if (!t)
 			return;
-		if (c->slot_task[e->slot_id] && c->slot_task[e->slot_id] != t)
-			c->slot_task[e->slot_id]->slot = -1; /* its end was not seen */
+		if (c->slot_task[e->slot_id] && c->slot_task[e->slot_id] != t) {
+			struct task *old = c->slot_task[e->slot_id]; /* its end was not seen */
+
+			old->slot = -1;
+			if (!old->req)
+				task_free(c, old);
+		}
 		c->slot_task[e->slot_id] = t;
 		t->slot = e->slot_id;
 		t->phase = TASK_PREFILL;
@@ -346,7 +354,7 @@ static void on_kv(struct correlator *c, const struct llmtap_kv_event *k)
 				.ts_ns = k->ts_ns,
 				.seq = seq,
 				.request_id = t && t->req ? t->req->span.id : 0,
-				.value = -k->args[3],
+				.value = -(int64_t)k->args[3],
 				.ok = true,
 			});
 		}
@@ -463,7 +471,7 @@ void correlator_flush(struct correlator *c, uint64_t now_ns)
 {
 	while (c->open) {
 		c->open->span.end_ns = now_ns;
-		request_emit(c, c->open, false);
+		request_close(c, c->open, false);
 	}
 }
 

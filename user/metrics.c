@@ -238,10 +238,10 @@ void metrics_write_json(const struct metrics *m, FILE *out, int64_t off, uint64_
 		fprintf(out, "},\"start_unix_nano\":%lld,\"time_unix_nano\":%lld",
 			(long long)p->start_ns + off, (long long)now_ns + off);
 		if (in->kind != INSTR_HISTOGRAM) {
-			fprintf(out, ",\"value\":%.9g}", p->value);
+			fprintf(out, ",\"value\":%.15g}", p->value);
 			continue;
 		}
-		fprintf(out, ",\"count\":%llu,\"sum\":%.9g,\"min\":%.9g,\"max\":%.9g,\"bounds\":[",
+		fprintf(out, ",\"count\":%llu,\"sum\":%.15g,\"min\":%.15g,\"max\":%.15g,\"bounds\":[",
 			(unsigned long long)p->count, p->sum, p->min, p->max);
 		for (int b = 0; b < in->n_bounds; b++)
 			fprintf(out, "%s%.9g", b ? "," : "", in->bounds[b]);

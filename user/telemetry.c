@@ -180,12 +180,13 @@ static void metrics_request(struct telemetry *tm, const struct req_span *r)
 	const char *model = tm->target.model && tm->target.model[0] ? tm->target.model : NULL;
 	const char *stream = r->stream ? "true" : "false";
 	uint64_t t = r->end_ns, ttft = req_ttft_ns(r), tpot = req_tpot_ns(r);
+	double dur = r->end_ns > r->start_ns ? (double)(r->end_ns - r->start_ns) / 1e9 : 0;
 	char status[16], err[32];
 	struct metrics *m = &tm->metrics;
 
 	snprintf(status, sizeof(status), "%d", r->status);
 	req_error_type(r, err, sizeof(err));
-	metrics_record(m, M_HTTP_DURATION, (double)(r->end_ns - r->start_ns) / 1e9, t,
+	metrics_record(m, M_HTTP_DURATION, dur, t,
 		       "http.request.method", r->method[0] ? r->method : "_OTHER", "http.route",
 		       r->route.template, "http.response.status_code", r->status ? status : NULL,
 		       "error.type", err[0] ? err : NULL, NULL);
@@ -193,7 +194,7 @@ static void metrics_request(struct telemetry *tm, const struct req_span *r)
 		return;
 #define GENAI "gen_ai.operation.name", op, "gen_ai.provider.name", "llama.cpp", \
 	"gen_ai.request.model", model, "error.type", err[0] ? err : NULL
-	metrics_record(m, M_GENAI_DURATION, (double)(r->end_ns - r->start_ns) / 1e9, t, GENAI, NULL);
+	metrics_record(m, M_GENAI_DURATION, dur, t, GENAI, NULL);
 	if (ttft)
 		metrics_record(m, M_GENAI_TTFT, (double)ttft / 1e9, t, GENAI, NULL);
 	if (tpot)
@@ -208,7 +209,7 @@ static void metrics_request(struct telemetry *tm, const struct req_span *r)
 #define INF "model", model, "provider", "llama.cpp", "endpoint", endpoint, "stream", stream, \
 	"status", r->status ? status : "none"
 	metrics_add(m, M_INF_REQUESTS, 1, t, INF, NULL);
-	metrics_record(m, M_INF_DURATION, (double)(r->end_ns - r->start_ns) / 1e9, t, INF, NULL);
+	metrics_record(m, M_INF_DURATION, dur, t, INF, NULL);
 	if (ttft)
 		metrics_record(m, M_INF_TTFT, (double)ttft / 1e9, t, INF, NULL);
 	if (r->launch_ns && r->final_ns > r->launch_ns)

@@ -1,0 +1,1167 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Unit tests for user/correlate.c: hand-built probe events in, the requests and
+ * engine events the telemetry model receives out (through a recording sink).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "correlate.h"
+#include "telemetry.h"
+
+#define MAX_REQS 16
+#define MAX_EES 16
+#define MAX_STEPS 16
+
+#define MAIN_TID 1 /* llama-server's main loop: launches, steps, samples */
+
+/* A sink that keeps a copy of every request, engine event and step it is handed. */
+struct rec_sink {
+	int n_reqs;
+	struct req_span reqs[MAX_REQS];
+	int n_ees;
+	struct engine_event ees[MAX_EES];
+	int n_steps;
+	struct step steps[MAX_STEPS];
+};
+
+static void rec_request(void *self, const struct req_span *r, int64_t off)
+{
+	struct rec_sink *s = self;
+	(void)off;
+
+	if (s->n_reqs >= MAX_REQS)
+		fail_msg("more than %d requests", MAX_REQS);
+	s->reqs[s->n_reqs++] = *r;
+}
+
+static void rec_engine_event(void *self, const struct engine_event *e, int64_t off)
+{
+	struct rec_sink *s = self;
+	(void)off;
+
+	if (s->n_ees >= MAX_EES)
+		fail_msg("more than %d engine events", MAX_EES);
+	s->ees[s->n_ees] = *e;
+	s->ees[s->n_ees].text = NULL; /* points into the event, gone after the call */
+	s->n_ees++;
+}
+
+static void rec_step(void *self, const struct step *st, int64_t off)
+{
+	struct rec_sink *s = self;
+	(void)off;
+
+	if (s->n_steps >= MAX_STEPS)
+		fail_msg("more than %d steps", MAX_STEPS);
+	s->steps[s->n_steps++] = *st;
+}
+
+static void rec_destroy(void *self)
+{
+	free(self);
+}
+
+static const struct sink_ops rec_ops = {
+	.step = rec_step,
+	.request = rec_request,
+	.engine_event = rec_engine_event,
+	.destroy = rec_destroy,
+};
+
+static const struct tm_target target = {
+	.pid = 4242,
+	.comm = "llama-server",
+	.library = "/usr/lib/libllama.so",
+	.layers = "engine,sampling,server,http",
+	.model = "",
+};
+
+struct fixture {
+	struct telemetry *tm;
+	struct correlator *c;
+	struct rec_sink *rec;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->tm = calloc(1, sizeof(*f->tm)); /* struct telemetry is large */
+	f->rec = calloc(1, sizeof(*f->rec));
+	assert_non_null(f->tm);
+	assert_non_null(f->rec);
+	telemetry_init(f->tm, &target, 0);
+	assert_int_equal(telemetry_add_sink(f->tm, (struct sink){ .ops = &rec_ops, .self = f->rec }),
+			 0);
+	f->c = correlator_new(f->tm);
+	assert_non_null(f->c);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	telemetry_destroy(f->tm); /* frees the recording sink */
+	correlator_free(f->c);
+	free(f->tm);
+	free(f);
+	return 0;
+}
+
+/* ---- building events ---- */
+
+static void http(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op, int value,
+		 int value2, const char *s0, const char *s1)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_HTTP;
+	ev.http.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.http.hdr.kind = LLMTAP_EV_HTTP;
+	ev.http.pid = 4242;
+	ev.http.tid = tid;
+	ev.http.ts_ns = ts;
+	ev.http.op = op;
+	ev.http.value = value;
+	ev.http.value2 = value2;
+	snprintf(ev.http.s0, sizeof(ev.http.s0), "%s", s0);
+	snprintf(ev.http.s1, sizeof(ev.http.s1), "%s", s1);
+	ev.http.len0 = (uint32_t)strlen(ev.http.s0);
+	ev.http.len1 = (uint32_t)strlen(ev.http.s1);
+	correlator_event(c, &ev);
+}
+
+static void begin(struct correlator *c, uint64_t ts, uint32_t tid, int port)
+{
+	http(c, ts, tid, LLMTAP_HTTP_BEGIN, port, 8080, "127.0.0.1", "");
+}
+
+static void route(struct correlator *c, uint64_t ts, uint32_t tid, const char *method,
+		  const char *path)
+{
+	http(c, ts, tid, LLMTAP_HTTP_ROUTE, 0, 0, method, path);
+}
+
+static void status(struct correlator *c, uint64_t ts, uint32_t tid, int code)
+{
+	http(c, ts, tid, LLMTAP_HTTP_STATUS, code, 0, "", "");
+}
+
+static void end(struct correlator *c, uint64_t ts, uint32_t tid)
+{
+	http(c, ts, tid, LLMTAP_HTTP_END, 1, 0, "", "");
+}
+
+static void srv_msg(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op, int task,
+		    int slot, int err_type, const char *msg)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_SERVER;
+	ev.srv.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.srv.hdr.kind = LLMTAP_EV_SERVER;
+	ev.srv.pid = 4242;
+	ev.srv.tid = tid;
+	ev.srv.ts_ns = ts;
+	ev.srv.op = op;
+	ev.srv.task_id = task;
+	ev.srv.slot_id = slot;
+	ev.srv.err_type = err_type;
+	snprintf(ev.srv.msg, sizeof(ev.srv.msg), "%s", msg);
+	ev.srv.msg_len = (uint32_t)strlen(ev.srv.msg);
+	correlator_event(c, &ev);
+}
+
+static void srv(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op, int task, int slot)
+{
+	srv_msg(c, ts, tid, op, task, slot, 0, "");
+}
+
+static void step_runs(struct correlator *c, uint64_t ts, int32_t ret, uint32_t n,
+		      const struct llmtap_run *runs)
+{
+	struct event ev;
+	int32_t tokens = 0;
+	uint32_t outputs = 0;
+
+	assert_true(n <= LLMTAP_MAX_RUNS);
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_STEP;
+	ev.step.pid = 4242;
+	ev.step.tid = MAIN_TID;
+	ev.step.ctx = 0xc0;
+	ev.step.start_ns = ts;
+	ev.step.end_ns = ts + 5;
+	ev.step.ret = ret;
+	ev.step.n_runs = n;
+	for (uint32_t i = 0; i < n; i++) {
+		ev.step.runs[i] = runs[i];
+		tokens += (int32_t)runs[i].n_tokens;
+		outputs += runs[i].n_outputs;
+	}
+	ev.step.n_tokens = tokens;
+	ev.step.n_outputs = outputs;
+	ev.step.n_seqs = n;
+	ev.step.kind = STEP_MIXED;
+	correlator_event(c, &ev);
+}
+
+static void step1(struct correlator *c, uint64_t ts, int seq, uint32_t n_tokens, int pos_first,
+		  int pos_last, uint32_t n_outputs)
+{
+	struct llmtap_run run = {
+		.seq_id = seq,
+		.n_tokens = n_tokens,
+		.pos_first = pos_first,
+		.pos_last = pos_last,
+		.n_outputs = n_outputs,
+	};
+
+	step_runs(c, ts, 0, 1, &run);
+}
+
+static void sample(struct correlator *c, uint64_t ts, int seq)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_SAMPLE;
+	ev.sample.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.sample.hdr.kind = LLMTAP_EV_SAMPLE;
+	ev.sample.pid = 4242;
+	ev.sample.tid = MAIN_TID;
+	ev.sample.ts_ns = ts;
+	ev.sample.seq_id = seq;
+	ev.sample.token = 42;
+	correlator_event(c, &ev);
+}
+
+static void kv(struct correlator *c, uint64_t ts, uint32_t op, int a0, int a1, int a2, int a3)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_KV;
+	ev.kv.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.kv.hdr.kind = LLMTAP_EV_KV;
+	ev.kv.pid = 4242;
+	ev.kv.tid = MAIN_TID;
+	ev.kv.ts_ns = ts;
+	ev.kv.op = op;
+	ev.kv.args[0] = a0;
+	ev.kv.args[1] = a1;
+	ev.kv.args[2] = a2;
+	ev.kv.args[3] = a3;
+	correlator_event(c, &ev);
+}
+
+static void call(struct correlator *c, uint64_t ts, uint64_t dur, uint32_t tid, uint32_t op,
+		 int seq, int64_t ret, uint64_t aux, const char *text)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_CALL;
+	ev.call.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.call.hdr.kind = LLMTAP_EV_CALL;
+	ev.call.pid = 4242;
+	ev.call.tid = tid;
+	ev.call.start_ns = ts;
+	ev.call.end_ns = ts + dur;
+	ev.call.op = op;
+	ev.call.seq = seq;
+	ev.call.ret = ret;
+	ev.call.aux = aux;
+	snprintf(ev.call.text, sizeof(ev.call.text), "%s", text);
+	ev.call.text_len = (uint32_t)strlen(ev.call.text);
+	correlator_event(c, &ev);
+}
+
+static void context_init(struct correlator *c, uint64_t ts, int64_t ret, uint32_t n_ctx)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_CALL;
+	ev.call.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.call.hdr.kind = LLMTAP_EV_CALL;
+	ev.call.tid = MAIN_TID;
+	ev.call.start_ns = ts;
+	ev.call.end_ns = ts + 10;
+	ev.call.op = LLMTAP_CALL_CONTEXT_INIT;
+	ev.call.seq = -1;
+	ev.call.ret = ret;
+	ev.call.params[0] = n_ctx;
+	ev.call.params[1] = 2048;
+	ev.call.params[2] = 512;
+	ev.call.params[3] = 4;
+	correlator_event(c, &ev);
+}
+
+static struct corr_gauges gauges(struct correlator *c)
+{
+	struct corr_gauges g;
+
+	memset(&g, 0xa5, sizeof(g)); /* correlator_gauges must fill every field */
+	correlator_gauges(c, &g);
+	return g;
+}
+
+/* The recorded request with this start time. */
+static const struct req_span *req_started(const struct rec_sink *s, uint64_t start_ns)
+{
+	for (int i = 0; i < s->n_reqs; i++)
+		if (s->reqs[i].start_ns == start_ns)
+			return &s->reqs[i];
+	fail_msg("no request started at %llu", (unsigned long long)start_ns);
+	return NULL;
+}
+
+/* ---- a. one request, start to end ---- */
+
+static void test_full_request(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+	struct corr_gauges g;
+
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	g = gauges(c);
+	assert_int_equal(g.queued_tasks, 1);
+	assert_int_equal(g.busy_slots, 0);
+	srv(c, 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 2);
+	g = gauges(c);
+	assert_int_equal(g.queued_tasks, 0);
+	assert_int_equal(g.busy_slots, 1);
+	step1(c, 140, 2, 30, 5, 34, 1);
+	sample(c, 150, 2);
+	step1(c, 160, 2, 1, 35, 35, 1);
+	sample(c, 170, 2);
+	sample(c, 180, 2);
+	srv(c, 190, MAIN_TID, LLMTAP_SRV_FINAL, 7, 2);
+	status(c, 200, 10, 200);
+	assert_int_equal(f->rec->n_reqs, 0); /* not before its last byte */
+	end(c, 210, 10);
+
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->id, 1);
+	assert_int_equal(r->tid, 10);
+	assert_int_equal(r->start_ns, 100);
+	assert_int_equal(r->end_ns, 210);
+	assert_string_equal(r->method, "POST");
+	assert_string_equal(r->path, "/completion");
+	assert_string_equal(r->client, "127.0.0.1");
+	assert_int_equal(r->client_port, 5555);
+	assert_int_equal(r->server_port, 8080);
+	assert_int_equal(r->status, 200);
+	assert_int_equal(r->route.kind, ROUTE_COMPLETION);
+	assert_string_equal(r->route.template, "/completion");
+	assert_false(r->stream);
+	assert_true(r->complete);
+	assert_int_equal(r->n_tasks, 1);
+	assert_int_equal(r->slot, 2);
+	assert_false(r->deferred);
+	assert_int_equal(r->enqueue_ns, 120);
+	assert_int_equal(r->launch_ns, 130);
+	assert_int_equal(r->first_token_ns, 150);
+	assert_int_equal(r->final_ns, 190);
+	assert_int_equal(r->cached_tokens, 5);
+	assert_int_equal(r->prompt_tokens, 30);
+	assert_int_equal(r->output_tokens, 3);
+	assert_int_equal(r->context_shifts, 0);
+	assert_int_equal(r->cache_loads, 0);
+	assert_int_equal(r->cache_bytes_loaded, 0);
+	assert_int_equal(r->tokenize_calls, 0);
+	assert_int_equal(r->err_type, -1);
+	assert_string_equal(r->err_msg, "");
+	assert_int_equal(req_queue_ns(r), 0);
+	assert_false(req_failed(r));
+
+	/* each step was annotated with the request its run served */
+	assert_int_equal(f->rec->n_steps, 2);
+	assert_int_equal(f->rec->steps[0].request_ids[0], 1);
+	assert_int_equal(f->rec->steps[1].request_ids[0], 1);
+	assert_int_equal(f->rec->n_ees, 0);
+
+	/* the telemetry model counted it */
+	assert_int_equal(f->tm->total.requests, 1);
+	assert_int_equal(f->tm->total.requests_failed, 0);
+	assert_int_equal(f->tm->total.by_route[ROUTE_COMPLETION], 1);
+	assert_int_equal(f->tm->total.input_tokens, 35);
+	assert_int_equal(f->tm->total.cached_tokens, 5);
+	assert_int_equal(f->tm->total.output_tokens, 3);
+
+	/* nothing left open; the sequence still holds its cells */
+	g = gauges(c);
+	assert_int_equal(g.active_requests, 0);
+	assert_int_equal(g.active_inference, 0);
+	assert_int_equal(g.queued_tasks, 0);
+	assert_int_equal(g.busy_slots, 0);
+	assert_int_equal(g.kv_cells, 36);
+	assert_int_equal(g.n_ctx, 0);
+	correlator_flush(c, 1000);
+	assert_int_equal(f->rec->n_reqs, 1);
+}
+
+/* ---- b. two requests interleaved on two slots ---- */
+
+static void test_interleaved(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *a, *b;
+	struct llmtap_run runs[2];
+
+	begin(c, 100, 10, 5001); /* A, id 1 */
+	begin(c, 101, 11, 5002); /* B, id 2 */
+	route(c, 102, 10, "POST", "/v1/chat/completions");
+	route(c, 103, 11, "POST", "/completion");
+	srv(c, 104, 11, LLMTAP_SRV_NEW_ID, 20, -1); /* B's task first */
+	srv(c, 105, 10, LLMTAP_SRV_NEW_ID, 21, -1);
+	srv(c, 106, MAIN_TID, LLMTAP_SRV_LAUNCH, 21, 0); /* A on slot 0 */
+	srv(c, 107, MAIN_TID, LLMTAP_SRV_LAUNCH, 20, 1); /* B on slot 1 */
+	assert_int_equal(gauges(c).busy_slots, 2);
+
+	runs[0] = (struct llmtap_run){ .seq_id = 1, .n_tokens = 12, .pos_first = 0,
+				       .pos_last = 11, .n_outputs = 1 };
+	runs[1] = (struct llmtap_run){ .seq_id = 0, .n_tokens = 20, .pos_first = 4,
+				       .pos_last = 23, .n_outputs = 1 };
+	step_runs(c, 110, 0, 2, runs);
+	sample(c, 111, 0);
+	sample(c, 112, 1);
+	runs[0] = (struct llmtap_run){ .seq_id = 0, .n_tokens = 1, .pos_first = 24,
+				       .pos_last = 24, .n_outputs = 1 };
+	runs[1] = (struct llmtap_run){ .seq_id = 1, .n_tokens = 1, .pos_first = 12,
+				       .pos_last = 12, .n_outputs = 1 };
+	step_runs(c, 120, 0, 2, runs);
+	sample(c, 121, 1);
+	sample(c, 122, 0);
+	step1(c, 130, 0, 1, 25, 25, 1);
+	sample(c, 131, 0);
+
+	srv(c, 132, MAIN_TID, LLMTAP_SRV_FINAL, 20, 1);
+	status(c, 133, 11, 200);
+	end(c, 134, 11);
+	assert_int_equal(f->rec->n_reqs, 1);
+	srv(c, 140, MAIN_TID, LLMTAP_SRV_FINAL, 21, 0);
+	status(c, 141, 10, 201);
+	end(c, 142, 10);
+	assert_int_equal(f->rec->n_reqs, 2);
+
+	b = &f->rec->reqs[0];
+	assert_int_equal(b->id, 2);
+	assert_int_equal(b->tid, 11);
+	assert_int_equal(b->client_port, 5002);
+	assert_int_equal(b->route.kind, ROUTE_COMPLETION);
+	assert_int_equal(b->slot, 1);
+	assert_int_equal(b->cached_tokens, 0);
+	assert_int_equal(b->prompt_tokens, 12);
+	assert_int_equal(b->output_tokens, 2);
+	assert_int_equal(b->enqueue_ns, 104);
+	assert_int_equal(b->launch_ns, 107);
+	assert_int_equal(b->first_token_ns, 112);
+	assert_int_equal(b->final_ns, 132);
+	assert_int_equal(b->status, 200);
+	assert_int_equal(b->end_ns, 134);
+
+	a = &f->rec->reqs[1];
+	assert_int_equal(a->id, 1);
+	assert_int_equal(a->tid, 10);
+	assert_int_equal(a->client_port, 5001);
+	assert_int_equal(a->route.kind, ROUTE_CHAT);
+	assert_string_equal(a->route.template, "/v1/chat/completions");
+	assert_int_equal(a->slot, 0);
+	assert_int_equal(a->cached_tokens, 4);
+	assert_int_equal(a->prompt_tokens, 20);
+	assert_int_equal(a->output_tokens, 3);
+	assert_int_equal(a->enqueue_ns, 105);
+	assert_int_equal(a->launch_ns, 106);
+	assert_int_equal(a->first_token_ns, 111);
+	assert_int_equal(a->final_ns, 140);
+	assert_int_equal(a->status, 201);
+	assert_true(a->complete && b->complete);
+
+	/* every run was annotated with its own request */
+	assert_int_equal(f->rec->n_steps, 3);
+	assert_int_equal(f->rec->steps[0].request_ids[0], 2);
+	assert_int_equal(f->rec->steps[0].request_ids[1], 1);
+	assert_int_equal(f->rec->steps[1].request_ids[0], 1);
+	assert_int_equal(f->rec->steps[1].request_ids[1], 2);
+	assert_int_equal(f->rec->steps[2].request_ids[0], 1);
+	assert_int_equal(gauges(c).kv_cells, 26 + 13);
+}
+
+/* ---- c. waiting for a free slot ---- */
+
+static void test_deferred(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 125, MAIN_TID, LLMTAP_SRV_DEFER, 7, -1);
+	assert_int_equal(gauges(c).queued_tasks, 1);
+	srv(c, 500, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	assert_int_equal(gauges(c).queued_tasks, 0);
+	step1(c, 510, 0, 4, 0, 3, 1);
+	sample(c, 520, 0);
+	srv(c, 600, MAIN_TID, LLMTAP_SRV_FINAL, 7, 0);
+	status(c, 610, 10, 200);
+	end(c, 620, 10);
+
+	/* the same on another thread, dispatched at once */
+	begin(c, 1000, 11, 5556);
+	route(c, 1001, 11, "POST", "/completion");
+	srv(c, 1002, 11, LLMTAP_SRV_NEW_ID, 8, -1);
+	srv(c, 1050, MAIN_TID, LLMTAP_SRV_LAUNCH, 8, 0);
+	srv(c, 1100, MAIN_TID, LLMTAP_SRV_FINAL, 8, 0);
+	status(c, 1110, 11, 200);
+	end(c, 1120, 11);
+
+	assert_int_equal(f->rec->n_reqs, 2);
+	r = req_started(f->rec, 100);
+	assert_true(r->deferred);
+	assert_int_equal(r->enqueue_ns, 120);
+	assert_int_equal(r->launch_ns, 500);
+	assert_int_equal(req_queue_ns(r), 380);
+	assert_int_equal(r->slot, 0);
+	assert_int_equal(r->prompt_tokens, 4);
+
+	r = req_started(f->rec, 1000);
+	assert_false(r->deferred);
+	assert_int_equal(r->enqueue_ns, 1002);
+	assert_int_equal(r->launch_ns, 1050);
+	assert_int_equal(req_queue_ns(r), 0);
+	/* the second request did not inherit the first one's tokens on slot 0 */
+	assert_int_equal(r->prompt_tokens, 0);
+	assert_int_equal(r->output_tokens, 0);
+}
+
+/* ---- d. a kept-alive connection that closes without a request ---- */
+
+static void test_keepalive_no_request(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+
+	begin(c, 100, 10, 5555);
+	assert_int_equal(gauges(c).active_requests, 1);
+	end(c, 200, 10);
+	assert_int_equal(f->rec->n_reqs, 0);
+	assert_int_equal(gauges(c).active_requests, 0);
+	assert_int_equal(f->tm->total.requests, 0);
+
+	/* the thread then serves a real request */
+	begin(c, 300, 10, 5556);
+	route(c, 310, 10, "GET", "/health");
+	assert_int_equal(gauges(c).active_inference, 0);
+	status(c, 320, 10, 200);
+	end(c, 330, 10);
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->start_ns, 300);
+	assert_int_equal(r->client_port, 5556);
+	assert_int_equal(r->route.kind, ROUTE_HEALTH);
+	assert_int_equal(r->n_tasks, 0);
+	assert_int_equal(r->slot, -1);
+	assert_true(r->complete);
+
+	/* a request refused before routing (a status, no route) still counts */
+	begin(c, 400, 10, 5557);
+	status(c, 410, 10, 400);
+	end(c, 420, 10);
+	assert_int_equal(f->rec->n_reqs, 2);
+	r = &f->rec->reqs[1];
+	assert_int_equal(r->status, 400);
+	assert_string_equal(r->method, "");
+	assert_int_equal(r->route.kind, ROUTE_OTHER);
+	assert_string_equal(r->route.template, "other");
+	assert_true(req_failed(r));
+}
+
+/* ---- e. a request that began before llmtap attached ---- */
+
+static void test_before_attach(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	struct corr_gauges g;
+
+	/* HTTP events of a request whose BEGIN was not seen */
+	route(c, 90, 12, "POST", "/completion");
+	status(c, 95, 10, 200);
+	end(c, 100, 10);
+	assert_int_equal(gauges(c).active_requests, 0);
+	/* a task created on a thread with no request: the main loop's own */
+	srv(c, 105, MAIN_TID, LLMTAP_SRV_NEW_ID, 98, -1);
+	srv(c, 106, MAIN_TID, LLMTAP_SRV_DEFER, 98, -1);
+	assert_int_equal(gauges(c).queued_tasks, 0);
+
+	/* launch of a task nobody saw created */
+	srv(c, 110, MAIN_TID, LLMTAP_SRV_LAUNCH, 99, 4);
+	g = gauges(c);
+	assert_int_equal(g.busy_slots, 1);
+	assert_int_equal(g.queued_tasks, 0);
+	step1(c, 120, 4, 8, 0, 7, 1);
+	sample(c, 130, 4);
+	sample(c, 131, 5);   /* a slot with no task at all */
+	sample(c, 132, -1);  /* sequence unknown */
+	sample(c, 133, LLMTAP_MAX_SEQ);
+	srv(c, 134, MAIN_TID, LLMTAP_SRV_PARTIAL, 99, 4);
+	kv(c, 135, LLMTAP_KV_SEQ_ADD, 4, 0, 8, -2);
+	srv(c, 140, MAIN_TID, LLMTAP_SRV_FINAL, 99, 4);
+	srv(c, 141, MAIN_TID, LLMTAP_SRV_FINAL, 0, 9);  /* nothing on slot 9 */
+	srv_msg(c, 142, MAIN_TID, LLMTAP_SRV_ERROR, 12345, -1, 1, "unknown task");
+	srv(c, 143, MAIN_TID, LLMTAP_SRV_LAUNCH, 100, -1);
+	srv(c, 144, MAIN_TID, LLMTAP_SRV_LAUNCH, 101, LLMTAP_MAX_SEQ);
+
+	assert_int_equal(f->rec->n_reqs, 0);
+	assert_int_equal(f->rec->n_steps, 1);
+	assert_int_equal(f->rec->steps[0].request_ids[0], 0);
+	/* the shift is reported, tied to no request */
+	assert_int_equal(f->rec->n_ees, 1);
+	assert_int_equal(f->rec->ees[0].request_id, 0);
+	g = gauges(c);
+	assert_int_equal(g.active_requests, 0);
+	assert_int_equal(g.busy_slots, 0);
+	assert_int_equal(g.queued_tasks, 0);
+
+	/* a request after all that is unaffected */
+	begin(c, 200, 10, 6000);
+	route(c, 201, 10, "POST", "/completion");
+	srv(c, 202, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 203, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 4);
+	step1(c, 204, 4, 3, 0, 2, 1);
+	sample(c, 205, 4);
+	sample(c, 206, 5); /* another slot: not this request's */
+	srv(c, 207, MAIN_TID, LLMTAP_SRV_FINAL, 7, 4);
+	status(c, 208, 10, 200);
+	end(c, 209, 10);
+	correlator_flush(c, 300);
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_int_equal(f->rec->reqs[0].output_tokens, 1);
+	assert_int_equal(f->rec->reqs[0].prompt_tokens, 3);
+	assert_false(f->rec->reqs[0].stream);
+	assert_int_equal(f->rec->reqs[0].context_shifts, 0);
+}
+
+/* ---- f. streaming ---- */
+
+static void test_partial_marks_stream(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	begin(c, 100, 10, 5001);
+	route(c, 101, 10, "POST", "/v1/chat/completions");
+	srv(c, 102, 10, LLMTAP_SRV_NEW_ID, 1, -1);
+	begin(c, 103, 11, 5002);
+	route(c, 104, 11, "POST", "/v1/chat/completions");
+	srv(c, 105, 11, LLMTAP_SRV_NEW_ID, 2, -1);
+	srv(c, 106, MAIN_TID, LLMTAP_SRV_LAUNCH, 1, 2);
+	srv(c, 107, MAIN_TID, LLMTAP_SRV_LAUNCH, 2, 3);
+	step1(c, 108, 2, 1, 0, 0, 1);
+	sample(c, 109, 2);
+	srv(c, 110, MAIN_TID, LLMTAP_SRV_PARTIAL, 1, 2);
+	srv(c, 111, MAIN_TID, LLMTAP_SRV_FINAL, 1, 2);
+	srv(c, 112, MAIN_TID, LLMTAP_SRV_FINAL, 2, 3);
+	status(c, 113, 10, 200);
+	end(c, 114, 10);
+	status(c, 115, 11, 200);
+	end(c, 116, 11);
+
+	assert_int_equal(f->rec->n_reqs, 2);
+	assert_true(req_started(f->rec, 100)->stream);
+	assert_false(req_started(f->rec, 103)->stream);
+}
+
+/* ---- g. context shift ---- */
+
+static void test_context_shift(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct engine_event *e;
+	const struct req_span *r;
+
+	begin(c, 100, 10, 5555);
+	route(c, 101, 10, "POST", "/completion");
+	srv(c, 102, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 103, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 2);
+	step1(c, 104, 2, 200, 0, 199, 1);
+	sample(c, 105, 2);
+
+	kv(c, 300, LLMTAP_KV_SEQ_RM, 2, 1, 51, 0);
+	kv(c, 301, LLMTAP_KV_SEQ_ADD, 2, 51, 200, -50);
+	assert_int_equal(f->rec->n_ees, 1);
+	e = &f->rec->ees[0];
+	assert_int_equal(e->kind, EE_CONTEXT_SHIFT);
+	assert_int_equal(e->ts_ns, 301);
+	assert_int_equal(e->seq, 2);
+	assert_int_equal(e->value, 50);
+	assert_int_equal(e->request_id, 1);
+	assert_true(e->ok);
+
+	/* a positive shift, or a zero one, is not a context shift */
+	kv(c, 302, LLMTAP_KV_SEQ_ADD, 2, 0, 10, 5);
+	kv(c, 303, LLMTAP_KV_SEQ_ADD, 2, 0, 10, 0);
+	assert_int_equal(f->rec->n_ees, 1);
+	/* on an idle slot: reported, charged to no request */
+	kv(c, 304, LLMTAP_KV_SEQ_ADD, 5, 0, 100, -10);
+	assert_int_equal(f->rec->n_ees, 2);
+	assert_int_equal(f->rec->ees[1].seq, 5);
+	assert_int_equal(f->rec->ees[1].value, 10);
+	assert_int_equal(f->rec->ees[1].request_id, 0);
+	/* out of range: ignored */
+	kv(c, 305, LLMTAP_KV_SEQ_ADD, LLMTAP_MAX_SEQ, 0, 100, -10);
+	kv(c, 306, LLMTAP_KV_SEQ_ADD, -1, 0, 100, -10);
+	assert_int_equal(f->rec->n_ees, 2);
+
+	srv(c, 400, MAIN_TID, LLMTAP_SRV_FINAL, 7, 2);
+	status(c, 401, 10, 200);
+	end(c, 402, 10);
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->context_shifts, 1);
+	assert_int_equal(f->tm->total.context_shifts, 2);
+}
+
+/* ---- h. prompt-cache restores ---- */
+
+static void test_cache_load(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct engine_event *e;
+	const struct req_span *r;
+
+	begin(c, 100, 10, 5555);
+	route(c, 101, 10, "POST", "/completion");
+	srv(c, 102, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	/* restored into slot 3 before the task is launched there */
+	call(c, 110, 5, MAIN_TID, LLMTAP_CALL_SEQ_SET_DATA, 3, 4096, 0, "");
+	assert_int_equal(f->rec->n_ees, 1);
+	e = &f->rec->ees[0];
+	assert_int_equal(e->kind, EE_CACHE_LOAD);
+	assert_int_equal(e->ts_ns, 110);
+	assert_int_equal(e->duration_ns, 5);
+	assert_int_equal(e->seq, 3);
+	assert_int_equal(e->value, 4096);
+	assert_int_equal(e->request_id, 0); /* not known yet */
+	assert_false(e->to_file);
+	assert_true(e->ok);
+	/* a restore into another slot is not this request's */
+	call(c, 111, 5, MAIN_TID, LLMTAP_CALL_SEQ_SET_DATA, 4, 1000, 0, "");
+	assert_int_equal(f->rec->n_ees, 2);
+	srv(c, 120, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 3);
+
+	/* the header probe of a slot restore is not a load */
+	call(c, 121, 2, MAIN_TID, LLMTAP_CALL_SEQ_LOAD_FILE, 3, 64, 0, "/tmp/slot.bin");
+	assert_int_equal(f->rec->n_ees, 2);
+	/* a load into the slot while the request fills its prompt: charged at once */
+	call(c, 122, 3, MAIN_TID, LLMTAP_CALL_SEQ_LOAD_FILE, 3, 2048, 0x1000, "/tmp/slot.bin");
+	assert_int_equal(f->rec->n_ees, 3);
+	e = &f->rec->ees[2];
+	assert_int_equal(e->kind, EE_CACHE_LOAD);
+	assert_true(e->to_file);
+	assert_int_equal(e->value, 2048);
+	assert_int_equal(e->request_id, 1);
+
+	step1(c, 130, 3, 4, 10, 13, 1);
+	sample(c, 131, 3);
+	srv(c, 140, MAIN_TID, LLMTAP_SRV_FINAL, 7, 3);
+	status(c, 141, 10, 200);
+	end(c, 142, 10);
+
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->cache_loads, 2);
+	assert_int_equal(r->cache_bytes_loaded, 4096 + 2048);
+	assert_int_equal(r->cached_tokens, 10);
+	assert_int_equal(f->tm->total.cache_loads, 3);
+	assert_int_equal(f->tm->total.cache_bytes_loaded, 4096 + 1000 + 2048);
+}
+
+static void test_cache_pending_dropped_by_step(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	/* a restore followed by a step on that sequence was used by no request of ours */
+	call(c, 100, 5, MAIN_TID, LLMTAP_CALL_SEQ_SET_DATA, 3, 4096, 0, "");
+	step1(c, 105, 3, 1, 0, 0, 1);
+	/* a failed restore (0 bytes) charges nothing either */
+	call(c, 106, 5, MAIN_TID, LLMTAP_CALL_SEQ_SET_DATA, 3, 0, 0, "");
+	assert_int_equal(f->rec->n_ees, 2);
+	assert_false(f->rec->ees[1].ok);
+	begin(c, 110, 10, 5555);
+	route(c, 111, 10, "POST", "/completion");
+	srv(c, 112, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 113, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 3);
+	srv(c, 114, MAIN_TID, LLMTAP_SRV_FINAL, 7, 3);
+	status(c, 115, 10, 200);
+	end(c, 116, 10);
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_int_equal(f->rec->reqs[0].cache_loads, 0);
+	assert_int_equal(f->rec->reqs[0].cache_bytes_loaded, 0);
+}
+
+static void test_cache_save_and_calls(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct engine_event *e;
+
+	call(c, 100, 10, MAIN_TID, LLMTAP_CALL_SEQ_SAVE_FILE, 1, 8192, 0, "/tmp/s.bin");
+	call(c, 200, 10, MAIN_TID, LLMTAP_CALL_SEQ_GET_DATA, 1, 1024, 0, "");
+	call(c, 300, 1000, MAIN_TID, LLMTAP_CALL_MODEL_LOAD, -1, 0xdeadbeef, 0, "/m/model.gguf");
+	call(c, 400, 10, MAIN_TID, LLMTAP_CALL_CONTEXT_INIT, -1, 0xc0, 0, "");
+	assert_int_equal(f->rec->n_ees, 4);
+	e = &f->rec->ees[0];
+	assert_int_equal(e->kind, EE_CACHE_SAVE);
+	assert_true(e->to_file);
+	assert_int_equal(e->value, 8192);
+	e = &f->rec->ees[1];
+	assert_int_equal(e->kind, EE_CACHE_SAVE);
+	assert_false(e->to_file);
+	assert_int_equal(e->value, 1024);
+	e = &f->rec->ees[2];
+	assert_int_equal(e->kind, EE_MODEL_LOAD);
+	assert_int_equal(e->duration_ns, 1000);
+	assert_true(e->ok);
+	e = &f->rec->ees[3];
+	assert_int_equal(e->kind, EE_CONTEXT_INIT);
+	assert_int_equal(f->tm->total.cache_saves, 2);
+	assert_int_equal(f->tm->total.cache_bytes_saved, 8192 + 1024);
+}
+
+/* ---- i. flush ---- */
+
+static void test_flush(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+	struct corr_gauges g;
+
+	begin(c, 100, 10, 5001);
+	route(c, 101, 10, "POST", "/v1/chat/completions");
+	srv(c, 102, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 103, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	step1(c, 104, 0, 10, 0, 9, 1);
+	sample(c, 105, 0);
+	begin(c, 200, 11, 5002);
+	route(c, 201, 11, "GET", "/slots/0");
+	status(c, 202, 11, 200);
+	g = gauges(c);
+	assert_int_equal(g.active_requests, 2);
+	assert_int_equal(g.active_inference, 1);
+	assert_int_equal(g.busy_slots, 1);
+
+	correlator_flush(c, 1000);
+	assert_int_equal(f->rec->n_reqs, 2);
+	r = req_started(f->rec, 100);
+	assert_false(r->complete);
+	assert_int_equal(r->end_ns, 1000);
+	assert_int_equal(r->status, 0);
+	assert_int_equal(r->output_tokens, 1);
+	assert_int_equal(r->prompt_tokens, 10);
+	assert_int_equal(r->slot, 0);
+	assert_true(req_failed(r));
+	r = req_started(f->rec, 200);
+	assert_false(r->complete);
+	assert_int_equal(r->end_ns, 1000);
+	assert_int_equal(r->status, 200);
+	assert_int_equal(r->route.kind, ROUTE_SLOTS);
+	assert_string_equal(r->route.template, "/slots/:id_slot");
+	assert_int_equal(f->tm->total.requests_failed, 2);
+
+	/* nothing is left: the tasks went with their requests */
+	g = gauges(c);
+	assert_int_equal(g.active_requests, 0);
+	assert_int_equal(g.busy_slots, 0);
+	assert_int_equal(g.queued_tasks, 0);
+	sample(c, 1001, 0);
+	end(c, 1002, 10);
+	correlator_flush(c, 2000);
+	assert_int_equal(f->rec->n_reqs, 2);
+}
+
+/* ---- j. gauges ---- */
+
+static void test_gauges(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	struct llmtap_run runs[2];
+	struct corr_gauges g;
+
+	g = gauges(c);
+	assert_int_equal(g.active_requests, 0);
+	assert_int_equal(g.active_inference, 0);
+	assert_int_equal(g.queued_tasks, 0);
+	assert_int_equal(g.busy_slots, 0);
+	assert_int_equal(g.kv_cells, 0);
+	assert_int_equal(g.n_ctx, 0);
+
+	/* a context created with n_ctx 4096; a failed one does not count */
+	context_init(c, 50, 0, 8192);
+	assert_int_equal(gauges(c).n_ctx, 0);
+	assert_int_equal(f->rec->n_ees, 1);
+	assert_int_equal(f->rec->ees[0].kind, EE_CONTEXT_INIT);
+	assert_false(f->rec->ees[0].ok);
+	context_init(c, 60, 0xc0, 4096);
+	assert_int_equal(gauges(c).n_ctx, 4096);
+	assert_int_equal(f->rec->n_ees, 2);
+	assert_int_equal(f->rec->ees[1].params[0], 4096);
+	assert_int_equal(f->rec->ees[1].params[3], 4);
+
+	begin(c, 100, 10, 5001);
+	route(c, 101, 10, "POST", "/v1/chat/completions");
+	begin(c, 102, 11, 5002);
+	route(c, 103, 11, "GET", "/health");
+	g = gauges(c);
+	assert_int_equal(g.active_requests, 2);
+	assert_int_equal(g.active_inference, 1);
+	srv(c, 104, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	assert_int_equal(gauges(c).queued_tasks, 1);
+	srv(c, 105, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 2);
+	g = gauges(c);
+	assert_int_equal(g.queued_tasks, 0);
+	assert_int_equal(g.busy_slots, 1);
+
+	runs[0] = (struct llmtap_run){ .seq_id = 2, .n_tokens = 30, .pos_first = 0,
+				       .pos_last = 29, .n_outputs = 1 };
+	runs[1] = (struct llmtap_run){ .seq_id = 3, .n_tokens = 10, .pos_first = 0,
+				       .pos_last = 9, .n_outputs = 1 };
+	step_runs(c, 110, 0, 2, runs);
+	assert_int_equal(gauges(c).kv_cells, 30 + 10);
+	step1(c, 120, 2, 1, 30, 30, 1);
+	assert_int_equal(gauges(c).kv_cells, 31 + 10);
+	/* a failed step holds nothing new */
+	runs[0] = (struct llmtap_run){ .seq_id = 2, .n_tokens = 1, .pos_first = 31,
+				       .pos_last = 31, .n_outputs = 1 };
+	step_runs(c, 125, 1, 1, runs);
+	assert_int_equal(gauges(c).kv_cells, 31 + 10);
+
+	/* KV edits */
+	kv(c, 130, LLMTAP_KV_SEQ_RM, 3, 0, -1, 0);      /* all of seq 3 */
+	assert_int_equal(gauges(c).kv_cells, 31);
+	kv(c, 131, LLMTAP_KV_SEQ_CP, 2, 5, -1, -1);     /* seq 2 copied into seq 5 */
+	assert_int_equal(gauges(c).kv_cells, 62);
+	kv(c, 132, LLMTAP_KV_SEQ_RM, 2, 10, 20, 0);     /* ten positions out of seq 2 */
+	assert_int_equal(gauges(c).kv_cells, 21 + 31);
+	kv(c, 133, LLMTAP_KV_SEQ_RM, 5, 40, -1, 0);     /* past its end: nothing */
+	assert_int_equal(gauges(c).kv_cells, 21 + 31);
+	kv(c, 134, LLMTAP_KV_SEQ_KEEP, 2, 0, 0, 0);     /* only seq 2 remains */
+	assert_int_equal(gauges(c).kv_cells, 21);
+	kv(c, 135, LLMTAP_KV_SEQ_CP, 2, 6, -1, -1);
+	kv(c, 136, LLMTAP_KV_SEQ_RM, -1, 0, -1, 0);     /* every sequence */
+	assert_int_equal(gauges(c).kv_cells, 0);
+	step1(c, 140, 2, 1, 7, 7, 1);
+	assert_int_equal(gauges(c).kv_cells, 8);
+	kv(c, 141, LLMTAP_KV_CLEAR, 1, 0, 0, 0);
+	assert_int_equal(gauges(c).kv_cells, 0);
+
+	status(c, 150, 11, 200);
+	end(c, 151, 11);
+	g = gauges(c);
+	assert_int_equal(g.active_requests, 1);
+	assert_int_equal(g.active_inference, 1);
+	srv(c, 152, MAIN_TID, LLMTAP_SRV_FINAL, 7, 2);
+	g = gauges(c);
+	assert_int_equal(g.busy_slots, 0);
+	assert_int_equal(g.queued_tasks, 0);
+	assert_int_equal(g.active_requests, 1);
+	status(c, 153, 10, 200);
+	end(c, 154, 10);
+	g = gauges(c);
+	assert_int_equal(g.active_requests, 0);
+	assert_int_equal(g.active_inference, 0);
+	assert_int_equal(g.n_ctx, 4096);
+	assert_int_equal(f->rec->n_reqs, 2);
+}
+
+/* ---- more of the request's life ---- */
+
+static void test_tokenize_and_error(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+
+	begin(c, 100, 10, 5555);
+	route(c, 101, 10, "POST", "/completion");
+	/* the HTTP thread tokenizes the prompt: charged to its request */
+	call(c, 102, 30, 10, LLMTAP_CALL_TOKENIZE, -1, 12, 0, "");
+	call(c, 140, 20, 10, LLMTAP_CALL_TOKENIZE, -1, 3, 0, "");
+	/* another thread's tokenize is not */
+	call(c, 103, 1000, 11, LLMTAP_CALL_TOKENIZE, -1, 12, 0, "");
+	assert_int_equal(f->rec->n_ees, 0);
+	srv(c, 104, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 105, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 1);
+	srv_msg(c, 106, MAIN_TID, LLMTAP_SRV_ERROR, 7, -1, 3, "context too long");
+	assert_int_equal(gauges(c).busy_slots, 0);
+	sample(c, 107, 1); /* the slot is no longer the task's */
+	status(c, 108, 10, 400);
+	end(c, 109, 10);
+
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->tokenize_calls, 2);
+	assert_int_equal(r->tokenize_ns, 50);
+	assert_int_equal(r->err_type, 3);
+	assert_string_equal(r->err_msg, "context too long");
+	assert_int_equal(r->output_tokens, 0);
+	assert_int_equal(r->status, 400);
+	assert_true(req_failed(r));
+}
+
+static void test_several_tasks(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+	struct llmtap_run runs[2];
+
+	/* one request, two prompts: two tasks on two slots */
+	begin(c, 100, 10, 5555);
+	route(c, 101, 10, "POST", "/v1/embeddings");
+	srv(c, 102, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 103, 10, LLMTAP_SRV_NEW_ID, 8, -1);
+	assert_int_equal(gauges(c).queued_tasks, 2);
+	srv(c, 104, MAIN_TID, LLMTAP_SRV_LAUNCH, 8, 1);
+	srv(c, 105, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	runs[0] = (struct llmtap_run){ .seq_id = 0, .n_tokens = 6, .pos_first = 0,
+				       .pos_last = 5, .n_outputs = 6 };
+	runs[1] = (struct llmtap_run){ .seq_id = 1, .n_tokens = 9, .pos_first = 0,
+				       .pos_last = 8, .n_outputs = 9 };
+	step_runs(c, 106, 0, 2, runs);
+	srv(c, 107, MAIN_TID, LLMTAP_SRV_FINAL, 7, 0);
+	srv(c, 108, MAIN_TID, LLMTAP_SRV_FINAL, 8, 1);
+	status(c, 109, 10, 200);
+	end(c, 110, 10);
+
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->n_tasks, 2);
+	assert_int_equal(r->enqueue_ns, 102);
+	assert_int_equal(r->launch_ns, 104);
+	assert_int_equal(r->slot, 1); /* the first launched */
+	assert_int_equal(r->prompt_tokens, 15);
+	assert_int_equal(r->final_ns, 108);
+	assert_int_equal(r->route.kind, ROUTE_EMBEDDINGS);
+	assert_int_equal(f->rec->steps[0].request_ids[0], 1);
+	assert_int_equal(f->rec->steps[0].request_ids[1], 1);
+}
+
+static void test_end_before_final(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	/* the client went away: the request ends while its task still runs */
+	begin(c, 100, 10, 5555);
+	route(c, 101, 10, "POST", "/completion");
+	srv(c, 102, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 103, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 2);
+	step1(c, 104, 2, 5, 0, 4, 1);
+	sample(c, 105, 2);
+	end(c, 106, 10);
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_int_equal(f->rec->reqs[0].output_tokens, 1);
+	assert_int_equal(f->rec->reqs[0].final_ns, 0);
+	assert_int_equal(gauges(c).busy_slots, 0);
+	/* its later events touch nothing */
+	sample(c, 107, 2);
+	step1(c, 108, 2, 1, 5, 5, 1);
+	srv(c, 109, MAIN_TID, LLMTAP_SRV_FINAL, 7, 2);
+	assert_int_equal(f->rec->steps[1].request_ids[0], 0);
+	correlator_flush(c, 200);
+	assert_int_equal(f->rec->n_reqs, 1);
+}
+
+/* Regressions: a lost END, and idle keep-alive connections at flush. */
+static void test_bug_rebegin_end_ns(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct metric_point *p;
+	const struct req_span *r;
+
+	/* a request whose END was lost: the thread's next BEGIN closes it */
+	begin(c, 1000000000, 10, 5555);
+	route(c, 1000000010, 10, "POST", "/completion");
+	begin(c, 2000000000, 10, 5556);
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_false(r->complete);
+	/* its end must not precede its start (the duration is end - start, unsigned) */
+	assert_true(r->end_ns >= r->start_ns);
+	p = metrics_find(&f->tm->metrics, M_HTTP_DURATION, "http.request.method", "POST",
+			 "http.route", "/completion", "error.type", "incomplete", NULL);
+	assert_non_null(p);
+	assert_true(p->max <= 1.0); /* not 1.8e10 s */
+}
+
+static void test_bug_flush_idle_keepalive(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	/* a kept-alive connection waiting for its next request when tracing ends */
+	begin(c, 100, 10, 5555);
+	correlator_flush(c, 1000);
+	/* END would have dropped it as no request; flush should not invent one */
+	assert_int_equal(f->rec->n_reqs, 0);
+	assert_int_equal(f->tm->total.requests_failed, 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_full_request),
+		T(test_interleaved),
+		T(test_deferred),
+		T(test_keepalive_no_request),
+		T(test_before_attach),
+		T(test_partial_marks_stream),
+		T(test_context_shift),
+		T(test_cache_load),
+		T(test_cache_pending_dropped_by_step),
+		T(test_cache_save_and_calls),
+		T(test_flush),
+		T(test_gauges),
+		T(test_tokenize_and_error),
+		T(test_several_tasks),
+		T(test_end_before_final),
+		T(test_bug_rebegin_end_ns),
+		T(test_bug_flush_idle_keepalive),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
