@@ -101,6 +101,13 @@ static __always_inline void stat_inc(__u32 idx)
 		*v += 1;
 }
 
+/* Wake the consumer only when enough is waiting: it drains every 100 ms anyway. */
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline int step_enter(struct pt_regs *regs, __u32 op)
 {
 	struct entry *e;
@@ -248,7 +255,6 @@ static __always_inline int step_exit(struct pt_regs *regs)
 	struct scratch *s;
 	struct entry *e;
 	__u32 zero = 0, n;
-	__u64 flags = BPF_RB_NO_WAKEUP;
 
 	e = bpf_task_storage_get(&entries, bpf_get_current_task_btf(), NULL, 0);
 	if (!e || !e->start_ns) {
@@ -292,9 +298,7 @@ static __always_inline int step_exit(struct pt_regs *regs)
 	if (!(ev->flags & LLMTAP_STEP_READ_ERR) && n)
 		bpf_loop(n, scan_token, &(struct scan_ctx){ .s = s }, 0);
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), flags))
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), wakeup_flags()))
 		stat_inc(LLMTAP_STAT_RB_LOST);
 out:
 	e->start_ns = 0; /* consumed */
@@ -349,7 +353,7 @@ static __always_inline int sample_enter(struct pt_regs *ctx)
 		ev->flags |= LLMTAP_SAMPLE_READ_ERR;
 	}
 	ev->seq_id = seq;
-	bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
@@ -409,7 +413,7 @@ static __always_inline int kv_enter(struct pt_regs *ctx, __u32 op)
 	ev->args[2] = (__s32)PT_REGS_PARM4(ctx);
 	ev->args[3] = (__s32)PT_REGS_PARM5(ctx);
 	ev->_pad = 0;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
@@ -452,7 +456,7 @@ static __always_inline int srv_enter(struct pt_regs *ctx, __u32 op)
 		ev->msg_len = read_string(ev->msg, sizeof(ev->msg), PT_REGS_PARM3(ctx));
 		break;
 	}
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
@@ -472,7 +476,7 @@ static __always_inline int new_id_exit(struct pt_regs *ctx)
 	ev->msg_len = 0;
 	ev->_pad = 0;
 	ev->msg[0] = '\0';
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
@@ -519,7 +523,7 @@ static __always_inline int http_enter(struct pt_regs *ctx, __u32 op)
 		ev->value = status;
 		break;
 	}
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
@@ -532,7 +536,7 @@ static __always_inline int http_end(struct pt_regs *ctx)
 	if (!ev)
 		return 0;
 	ev->value = ret & 0xff;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
@@ -623,7 +627,7 @@ static __always_inline int call_exit(struct pt_regs *ctx)
 	ev->end_ns = end;
 	ev->ret = ret;
 	ev->_pad = 0;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 

@@ -10,6 +10,7 @@
    prompts of its own; tokens/s and server CPU per generated token per round,
    the median of each and the traced/untraced ratio, llmtap's own CPU and RSS.
 """
+import json
 import os
 import statistics
 import subprocess
@@ -96,6 +97,32 @@ def bench_probe_cost():
     return rows
 
 
+def bpf_prog_stats():
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    return {p["name"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0))
+            for p in json.loads(out or "[]") if p.get("name") in ("probe_enter", "probe_exit")}
+
+
+def count_hits(srv):
+    """One traced round with BPF run statistics on: probe hits per generated token, all probes."""
+    with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+        f.write("1")
+    try:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        before = bpf_prog_stats()
+        tokens = load_round(srv, 10**7)[0]
+        after = bpf_prog_stats()
+        tr.stop()
+    finally:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write("0")
+    hits = {}
+    for name in ("probe_enter", "probe_exit"):
+        n = after[name][0] - before[name][0]
+        hits[name] = (n / tokens, (after[name][1] - before[name][1]) / max(n, 1))
+    return hits
+
+
 def load_round(srv, first):
     """REQUESTS completions, 2 at a time.
 
@@ -153,6 +180,7 @@ def bench_server():
             print(f"   round {k + 1:2d} {mode}: {tokens / secs:7.1f} tokens/s (client), "
                   f"{gen:7.1f} tokens/s (server's generation time), "
                   f"server CPU {cpu / tokens * 1e6:6.1f} us/token")
+        hits = count_hits(srv)
 
     def med(m, i):
         return statistics.median(r[i] for r in res[m])
@@ -181,9 +209,11 @@ def bench_server():
     print(f"   llmtap itself: {sum(lt_cpu) / secs_b * 100:.2f}% of one CPU while traced, "
           f"peak RSS {lt_rss / 1024:.1f} MiB, {lt_steps} steps, {lt_lost} lost")
     print(f"   probe hits per generated token: {lt_steps / lt_tokens:.3f} llama_decode, "
-          f"{lt_samples / lt_tokens:.3f} sampler; per request (not per token): HTTP, task, "
-          f"slot, KV and tokenize probes")
-    return tps, cpt, lt_steps / lt_tokens, lt_samples / lt_tokens
+          f"{lt_samples / lt_tokens:.3f} sampler (llmtap's own counts)")
+    print(f"   all probes, counted in one more traced run with kernel.bpf_stats_enabled: "
+          f"{hits['probe_enter'][0]:.3f} entry and {hits['probe_exit'][0]:.3f} return hits per token, "
+          f"BPF time {hits['probe_enter'][1]:.0f} / {hits['probe_exit'][1]:.0f} ns per hit")
+    return tps, cpt, lt_steps / lt_tokens, lt_samples / lt_tokens, hits
 
 
 def main():
@@ -193,13 +223,18 @@ def main():
     rows = bench_probe_cost()
     if ROUNDS <= 0:
         return
-    tps, cpt, decode_hits, sample_hits = bench_server()
-    decode_us = (rows[0][3] - rows[0][2]) / 1000
-    sample_us = (rows[3][3] - rows[3][2]) / 1000
+    tps, cpt, decode_hits, sample_hits, hits = bench_server()
+    decode_us = (rows[0][3] - rows[0][2]) / 1000   # an entry + return pair, with the batch scan
+    sample_us = (rows[3][3] - rows[3][2]) / 1000   # an entry probe alone
+    # the other return probes (get_new_id on every main-loop pass, process_request, ...):
+    # priced as an entry + return pair without the scan
+    other_pairs = max(hits["probe_exit"][0] - decode_hits, 0)
+    other_entries = max(hits["probe_enter"][0] - decode_hits - sample_hits - other_pairs, 0)
     per_token_us = 1e6 / tps["A"]
-    cost = decode_hits * decode_us + sample_hits * sample_us
+    cost = decode_hits * decode_us + (sample_hits + other_entries) * sample_us + other_pairs * decode_us
     print("== cross-check: hits per token x cost per hit / wall time per token")
-    print(f"   ({decode_hits:.3f} x {decode_us:.2f} + {sample_hits:.3f} x {sample_us:.2f}) us / "
+    print(f"   ({decode_hits:.3f} decode x {decode_us:.2f} + {sample_hits + other_entries:.3f} entries x "
+          f"{sample_us:.2f} + {other_pairs:.3f} other entry/return pairs x {decode_us:.2f}) us / "
           f"{per_token_us:.0f} us = {cost / per_token_us * 100:.3f}% expected overhead "
           f"(ratio {1 - cost / per_token_us:.4f})")
 

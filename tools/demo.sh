@@ -27,13 +27,15 @@ for _ in $(seq 100); do
 	kill -0 "$SRV" 2>/dev/null || { cat "$LOG"; echo "demo: llama-server failed" >&2; exit 1; }
 	sleep 0.2
 done
-decodes() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^llamacpp:n_decode_total/ {print $2}'; }
+counter() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="llamacpp:$1" '$1 == m {print $2}'; }
 
 echo "demo: sudo llmtap attach --pid $SRV"
 ./llmtap attach --pid "$SRV" &
 TAP=$!
 sleep 1
-before=$(decodes)
+before=$(counter n_decode_total)
+prompt_before=$(counter prompt_tokens_total)
+predicted_before=$(counter tokens_predicted_total)
 for round in 1 2 3; do
 	clients=()
 	for i in 1 2 3 4; do
@@ -44,10 +46,15 @@ for round in 1 2 3; do
 	wait "${clients[@]}"
 	sleep 1
 done
-after=$(decodes)
+after=$(counter n_decode_total)
+prompt_after=$(counter prompt_tokens_total)
+predicted_after=$(counter tokens_predicted_total)
 sleep 1
 kill -INT "$TAP"
 wait "$TAP" || true
 TAP=
 echo
-echo "demo: the server's own llamacpp:n_decode_total went from $before to $after: $((after - before)) decode calls"
+echo "demo: the server's own /metrics over the same time:"
+echo "  llamacpp:n_decode_total          +$((after - before)) (llmtap: steps)"
+echo "  llamacpp:prompt_tokens_total     +$((prompt_after - prompt_before)) (llmtap: tokens in - cached)"
+echo "  llamacpp:tokens_predicted_total  +$((predicted_after - predicted_before)) (llmtap: out)"

@@ -14,6 +14,7 @@
 #include "event.h"
 #include "preflight.h"
 #include "probes.h"
+#include "proc.h"
 #include "sinks.h"
 #include "target.h"
 #include "telemetry.h"
@@ -63,6 +64,7 @@ static void update_gauges(struct session *s)
 		.busy_slots = cg.busy_slots,
 		.kv_cells = cg.kv_cells,
 		.n_ctx = cg.n_ctx,
+		.rss_bytes = proc_rss_bytes(s->tm.target.pid),
 	};
 	telemetry_set_gauges(&s->tm, &g);
 }

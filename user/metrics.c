@@ -78,6 +78,8 @@ static const struct instrument instruments[M_INSTR_MAX] = {
 		"Bytes of sequence state saved and loaded", INSTR_COUNTER, NULL, 0 },
 	[M_MODEL_LOAD] = { "llmtap.model.load.duration", "s",
 		"Model load time", INSTR_HISTOGRAM, H(genai_duration_bounds) },
+	[M_PROCESS_MEMORY] = { "process.memory.usage", "By",
+		"The traced process's resident memory", INSTR_GAUGE, NULL, 0 },
 	[M_EVENTS_LOST] = { "llmtap.events.lost", "{event}",
 		"Probe events lost (ring buffer full)", INSTR_COUNTER, NULL, 0 },
 };

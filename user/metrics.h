@@ -46,6 +46,7 @@ enum instr_id {
 	M_CACHE_BYTES,         /* llmtap.prompt_cache.bytes */
 	M_MODEL_LOAD,          /* llmtap.model.load.duration */
 	M_EVENTS_LOST,         /* llmtap.events.lost */
+	M_PROCESS_MEMORY,      /* process.memory.usage (the target's resident memory) */
 	M_INSTR_MAX,
 };
 

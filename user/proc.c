@@ -75,3 +75,20 @@ int proc_root_path(pid_t pid, const char *path, char *out, size_t len)
 
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
+
+uint64_t proc_rss_bytes(pid_t pid)
+{
+	unsigned long long kib = 0;
+	char fn[64], line[256];
+	FILE *f;
+
+	snprintf(fn, sizeof(fn), "/proc/%d/status", (int)pid);
+	f = fopen(fn, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %llu kB", &kib) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kib * 1024;
+}

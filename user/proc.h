@@ -32,6 +32,9 @@ int proc_check(pid_t pid);
 /* The task's comm (at most 15 chars); "?" when unreadable. */
 void proc_comm(pid_t pid, char *buf, size_t len);
 
+/* Resident memory of pid in bytes (VmRSS), 0 when unreadable. */
+uint64_t proc_rss_bytes(pid_t pid);
+
 /* A path inside the target's mount namespace, as reachable from ours. */
 int proc_root_path(pid_t pid, const char *path, char *out, size_t len);
 

@@ -83,6 +83,8 @@ static void json_gauges(FILE *out, const struct tm_gauges *g)
 	if (g->n_ctx)
 		fprintf(out, ",\"n_ctx\":%u,\"kv_usage_ratio\":%.6f", g->n_ctx,
 			(double)g->kv_cells / g->n_ctx);
+	if (g->rss_bytes)
+		fprintf(out, ",\"process_rss_bytes\":%llu", (unsigned long long)g->rss_bytes);
 }
 
 static void json_attached(void *self, const struct tm_target *t)

@@ -321,6 +321,8 @@ void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g)
 		metrics_set(m, M_KV_RATIO, (double)g->kv_cells / g->n_ctx, now, NULL);
 	metrics_set(m, M_QUEUED_TASKS, g->queued_tasks, now, NULL);
 	metrics_set(m, M_SLOTS_BUSY, g->busy_slots, now, NULL);
+	if (g->rss_bytes)
+		metrics_set(m, M_PROCESS_MEMORY, (double)g->rss_bytes, now, NULL);
 }
 
 static void account_lost(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total)

@@ -83,6 +83,7 @@ struct tm_gauges {
 	uint64_t kv_cells;
 	uint32_t n_ctx;         /* from context creation, 0 when not seen */
 	uint32_t active_inference; /* inference requests among active_requests */
+	uint64_t rss_bytes;     /* the target's resident memory, 0 when unknown */
 };
 
 /* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and

@@ -165,6 +165,7 @@ def every_request_matches_server_accounting():
             check_eq(names[:1], ["queue"], "first child span of a queued request")
     summary = tr.records("summary")[0]
     check_eq(summary["lost_events"], 0, "lost events")
+    check(summary.get("process_rss_bytes", 0) > 16 << 20, "the server's resident memory (model 17 MB)")
     check_metrics(summary["metrics"], calls + calls_seq, inference)
 
 
