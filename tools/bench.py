@@ -15,11 +15,10 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
-from harness import LLMTAP, LlamaServer, Tracer, prompt  # noqa: E402
+from harness import LLMTAP, LlamaServer, Tracer, prompt, run_concurrently  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_COST = os.path.join(ROOT, ".output", "probe-cost")
@@ -127,30 +126,15 @@ def load_round(srv, first):
     """REQUESTS completions, 2 at a time.
 
     Returns (generated tokens, wall seconds, server CPU seconds, the server's own tokens/s)."""
-    lock, idx, tokens = threading.Lock(), [0], [0]
-
-    def worker():
-        while True:
-            with lock:
-                i = idx[0]
-                idx[0] += 1
-            if i >= REQUESTS:
-                return
-            r = srv.complete(prompt(first + i, 16), N_PREDICT)
-            with lock:
-                tokens[0] += r["timings"]["predicted_n"]
-
+    jobs = [lambda i=i: srv.complete(prompt(first + i, 16), N_PREDICT) for i in range(REQUESTS)]
     m0, cpu0, t0 = srv.metrics(), cpu_seconds(srv.pid), time.monotonic()
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    done = run_concurrently(jobs, 2)
     secs, cpu, m1 = time.monotonic() - t0, cpu_seconds(srv.pid) - cpu0, srv.metrics()
+    tokens = sum(r["timings"]["predicted_n"] for r in done)
     # the server's own generation throughput: tokens over the time its slots spent generating
     gen = ((m1["tokens_predicted_total"] - m0["tokens_predicted_total"]) /
            (m1["tokens_predicted_seconds_total"] - m0["tokens_predicted_seconds_total"]))
-    return tokens[0], secs, cpu, gen
+    return tokens, secs, cpu, gen
 
 
 def bench_server():

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "json.h"
+
 /* bucket boundaries the OpenTelemetry semantic conventions advise */
 static const double http_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
 				      0.75, 1, 2.5, 5, 7.5, 10 };
@@ -206,22 +208,6 @@ const struct metric_point *metrics_find(const struct metrics *m, enum instr_id i
 	return lookup((struct metrics *)m, id, attrs, n, 0, false);
 }
 
-static void json_str(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(out, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(out, "\\u%04x", c);
-		else
-			fputc(c, out);
-	}
-	fputc('"', out);
-}
-
 void metrics_write_json(const struct metrics *m, FILE *out, int64_t off, uint64_t now_ns)
 {
 	static const char *const kinds[] = { "counter", "gauge", "histogram" };
@@ -235,7 +221,7 @@ void metrics_write_json(const struct metrics *m, FILE *out, int64_t off, uint64_
 			i ? "," : "", in->name, in->unit, kinds[in->kind]);
 		for (int a = 0; a < p->n_attrs; a++) {
 			fprintf(out, "%s\"%s\":", a ? "," : "", p->attrs[a].key);
-			json_str(out, p->attrs[a].value);
+			json_write_string(out, p->attrs[a].value);
 		}
 		fprintf(out, "},\"start_unix_nano\":%lld,\"time_unix_nano\":%lld",
 			(long long)p->start_ns + off, (long long)now_ns + off);

@@ -4,26 +4,12 @@
 
 #include <stdlib.h>
 
+#include "json.h"
+
 struct json_sink {
 	FILE *out;
 	bool steps;
 };
-
-static void json_string(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; s && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
-	}
-	fputc('"', out);
-}
 
 static void json_hist(FILE *out, const char *name, const struct hist *h, double scale)
 {
@@ -92,13 +78,13 @@ static void json_attached(void *self, const struct tm_target *t)
 	struct json_sink *j = self;
 
 	fprintf(j->out, "{\"type\":\"attach\",\"pid\":%d,\"comm\":", t->pid);
-	json_string(j->out, t->comm);
+	json_write_string(j->out, t->comm);
 	fputs(",\"library\":", j->out);
-	json_string(j->out, t->library);
+	json_write_string(j->out, t->library);
 	fprintf(j->out, ",\"in_executable\":%s,\"layers\":", t->in_executable ? "true" : "false");
-	json_string(j->out, t->layers);
+	json_write_string(j->out, t->layers);
 	fputs(",\"model\":", j->out);
-	json_string(j->out, t->model ? t->model : "");
+	json_write_string(j->out, t->model ? t->model : "");
 	fputs("}\n", j->out);
 	fflush(j->out);
 }
@@ -151,7 +137,7 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 
 		snprintf(name, sizeof(name), "%s %s", r->method[0] ? r->method : "HTTP",
 			 r->route.template);
-		json_string(out, name);
+		json_write_string(out, name);
 	}
 	fprintf(out, ",\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"complete\":%s",
 		(long long)r->start_ns + off,
@@ -170,15 +156,15 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 		r->cache_loads, (unsigned long long)r->cache_bytes_loaded, r->tokenize_calls,
 		(unsigned long long)r->tokenize_ns, req_failed(r) ? "true" : "false");
 	fputs(",\"attributes\":{\"http.request.method\":", out);
-	json_string(out, r->method);
+	json_write_string(out, r->method);
 	fputs(",\"url.path\":", out);
-	json_string(out, r->path);
+	json_write_string(out, r->path);
 	fputs(",\"http.route\":", out);
-	json_string(out, r->route.template);
+	json_write_string(out, r->route.template);
 	if (r->status)
 		fprintf(out, ",\"http.response.status_code\":%d", r->status);
 	fputs(",\"client.address\":", out);
-	json_string(out, r->client);
+	json_write_string(out, r->client);
 	fprintf(out, ",\"client.port\":%d,\"server.port\":%d", r->client_port, r->server_port);
 	if (op) {
 		fprintf(out, ",\"gen_ai.operation.name\":\"%s\",\"gen_ai.provider.name\":\"llama.cpp\","
@@ -197,11 +183,11 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 		else
 			snprintf(type, sizeof(type), "server_error_%d", r->err_type);
 		fputs(",\"error.type\":", out);
-		json_string(out, type);
+		json_write_string(out, type);
 	}
 	if (r->err_msg[0]) {
 		fputs(",\"llmtap.error.message\":", out);
-		json_string(out, r->err_msg);
+		json_write_string(out, r->err_msg);
 	}
 	fputs("},\"children\":[", out);
 	json_child(out, &first, "queue", r->deferred ? r->enqueue_ns : 0, r->launch_ns, off);
@@ -229,12 +215,12 @@ static void json_engine_event(void *self, const struct engine_event *e, int64_t 
 			e->to_file ? "file" : "memory");
 		if (e->text && e->text[0]) {
 			fputs(",\"path\":", j->out);
-			json_string(j->out, e->text);
+			json_write_string(j->out, e->text);
 		}
 		break;
 	case EE_MODEL_LOAD:
 		fputs(",\"path\":", j->out);
-		json_string(j->out, e->text);
+		json_write_string(j->out, e->text);
 		break;
 	case EE_CONTEXT_INIT:
 		fprintf(j->out, ",\"n_ctx\":%u,\"n_batch\":%u,\"n_ubatch\":%u,\"n_seq_max\":%u",
@@ -262,7 +248,7 @@ static void json_summary(void *self, const struct tm_snapshot *snap)
 	struct json_sink *j = self;
 
 	fprintf(j->out, "{\"type\":\"summary\",\"pid\":%d,\"end_reason\":", snap->target->pid);
-	json_string(j->out, snap->end_reason);
+	json_write_string(j->out, snap->end_reason);
 	json_window(j->out, snap->total, snap->realtime_offset_ns);
 	json_gauges(j->out, snap->gauges);
 	if (snap->metrics) {

@@ -208,6 +208,31 @@ class Tracer:
         return self.err
 
 
+def run_concurrently(jobs, n_threads):
+    """Run the callables in jobs on n_threads threads; their results in order."""
+    out, errors, lock, idx = [None] * len(jobs), [], threading.Lock(), [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = idx[0]
+                idx[0] += 1
+            if i >= len(jobs):
+                return
+            try:
+                out[i] = jobs[i]()
+            except Exception as e:  # reported below, with the others
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, f"client errors: {errors[:3]}")
+    return out
+
+
 def run_llmtap(args, timeout=30, prefix=()):
     """Run llmtap to completion: (exit code, stdout, stderr)."""
     p = subprocess.run(list(prefix) + [LLMTAP] + list(args), capture_output=True, text=True,

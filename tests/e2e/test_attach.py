@@ -9,35 +9,14 @@ import tempfile
 import threading
 import time
 
-from harness import (LLMTAP, MODEL, SERVER_SHARED, SERVER_STATIC, Failure, LlamaServer,
-                     Tracer, check, check_eq, prompt, run_all, run_llmtap, test, wait_until)
+from harness import (SERVER_SHARED, SERVER_STATIC, LlamaServer, Tracer, check, check_eq, prompt,
+                     run_concurrently, run_llmtap, test, wait_until)
 
 
 def send_load(srv, n_requests, concurrency, first=0):
     """n_requests completions, each with its own prompt and length, `concurrency` at a time."""
-    results, errors = [None] * n_requests, []
-    lock = threading.Lock()
-    next_i = [0]
-
-    def worker():
-        while True:
-            with lock:
-                i = next_i[0]
-                next_i[0] += 1
-            if i >= n_requests:
-                return
-            try:
-                results[i] = srv.complete(prompt(first + i, 6 + i % 9), 8 + (i * 5) % 17)
-            except Exception as e:  # reported below
-                errors.append(repr(e))
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    check(not errors, f"requests failed: {errors[:3]}")
-    return results
+    return run_concurrently([lambda i=i: srv.complete(prompt(first + i, 6 + i % 9), 8 + (i * 5) % 17)
+                             for i in range(n_requests)], concurrency)
 
 
 def steps_match_server(binary, expect_in_executable, env=None):
@@ -255,19 +234,22 @@ def error_not_root():
     one_line_error(rc, err, 1, "needs root", "CAP_BPF", "CAP_PERFMON")
 
 
+def hiding(path):
+    """A prefix that runs a command in a mount namespace where path is an empty tmpfs:
+    the kernel feature behind it looks absent, for that command only."""
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            f'mount -t tmpfs none {path} && exec "$@"', "sh"]
+
+
 @test
 def error_kernel_without_btf():
-    prefix = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-              'mount -t tmpfs none /sys/kernel/btf && exec "$@"', "sh"]
-    rc, _, err = run_llmtap(["attach", "--pid", "1"], prefix=prefix)
+    rc, _, err = run_llmtap(["attach", "--pid", "1"], prefix=hiding("/sys/kernel/btf"))
     one_line_error(rc, err, 1, "no BTF", "CONFIG_DEBUG_INFO_BTF")
 
 
 @test
 def error_kernel_without_uprobes():
-    prefix = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-              'mount -t tmpfs none /sys/bus/event_source/devices && exec "$@"', "sh"]
-    rc, _, err = run_llmtap(["attach", "--pid", "1"], prefix=prefix)
+    rc, _, err = run_llmtap(["attach", "--pid", "1"], prefix=hiding("/sys/bus/event_source/devices"))
     one_line_error(rc, err, 1, "no uprobe support", "CONFIG_UPROBE_EVENTS")
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 
 import harness
-from harness import (LlamaServer, Tracer, check, check_eq, prompt, test)
+from harness import (LlamaServer, Tracer, check, check_eq, prompt, run_concurrently, test)
 
 
 class Call:
@@ -65,31 +65,6 @@ def chat(srv, i, n_predict, stream, reuse=None):
     return Call(srv, "/v1/chat/completions",
                 {"messages": [{"role": "user", "content": text}], "max_tokens": n_predict,
                  "ignore_eos": True, "stream": stream})
-
-
-def run_concurrently(jobs, n_threads):
-    out, errors, lock = [None] * len(jobs), [], threading.Lock()
-    idx = [0]
-
-    def worker():
-        while True:
-            with lock:
-                i = idx[0]
-                idx[0] += 1
-            if i >= len(jobs):
-                return
-            try:
-                out[i] = jobs[i]()
-            except Exception as e:
-                errors.append(repr(e))
-
-    threads = [threading.Thread(target=worker) for _ in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    check(not errors, f"client errors: {errors[:3]}")
-    return out
 
 
 def by_port(tracer):
