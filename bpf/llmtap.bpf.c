@@ -586,6 +586,17 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 op)
 		c->handle = 0;
 		read_cstr(c->text, sizeof(c->text), PT_REGS_PARM1(ctx), &c->text_len);
 		break;
+	case LLMTAP_CALL_SAMPLER_INIT: {
+		/* common_params_sampling: seed @0, top_k @16, top_p @20, temp @40 */
+		__u32 sp[11] = {};
+
+		bpf_probe_read_user(sp, sizeof(sp), (const void *)PT_REGS_PARM2(ctx));
+		c->params[0] = sp[0];
+		c->params[1] = sp[4];
+		c->params[2] = sp[5];
+		c->params[3] = sp[10];
+		break;
+	}
 	case LLMTAP_CALL_CONTEXT_INIT:
 		/* llama_context_params by value: on the stack on x86-64, by reference on arm64 */
 #if defined(__TARGET_ARCH_x86)

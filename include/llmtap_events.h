@@ -208,6 +208,7 @@ enum llmtap_call_op {
 	LLMTAP_CALL_MODEL_LOAD,        /* llama_model_load_from_file(path, params) -> model */
 	LLMTAP_CALL_CONTEXT_INIT,      /* llama_init_from_model(model, params) -> ctx */
 	LLMTAP_CALL_TOKENIZE,          /* llama_tokenize(vocab, text, len, ...) -> n_tokens */
+	LLMTAP_CALL_SAMPLER_INIT,      /* common_sampler_init(model, params) -> sampler */
 	LLMTAP_CALL_OP_MAX,
 };
 
@@ -222,7 +223,8 @@ struct llmtap_call_event {
 	__s64 ret;      /* bytes, token count, a pointer (0 = failed) or a bool */
 	__u64 handle;   /* ctx / model / vocab */
 	__u64 aux;      /* seq load file: tokens_out (NULL: a header probe, not a load) */
-	__u32 params[4]; /* context init: n_ctx, n_batch, n_ubatch, n_seq_max */
+	__u32 params[4]; /* context init: n_ctx, n_batch, n_ubatch, n_seq_max;
+			  * sampler init: seed, top_k, top_p and temp (float bits) */
 	__u32 text_len;
 	__u32 _pad;
 	char text[LLMTAP_PATH_LEN]; /* model or state file path; never prompt text */

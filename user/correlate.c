@@ -42,6 +42,7 @@ struct correlator {
 	struct http_thread threads[MAX_THREADS];
 	uint64_t next_id;
 	uint32_t n_ctx; /* from context creation, when seen */
+	struct task *launching; /* the task most recently launched on a slot */
 };
 
 struct correlator *correlator_new(struct telemetry *tm)
@@ -101,6 +102,8 @@ static void task_free(struct correlator *c, struct task *t)
 		*pp = t->next;
 	if (t->slot >= 0 && t->slot < LLMTAP_MAX_SEQ && c->slot_task[t->slot] == t)
 		c->slot_task[t->slot] = NULL;
+	if (c->launching == t)
+		c->launching = NULL;
 	free(t);
 }
 
@@ -235,6 +238,7 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 				task_free(c, old);
 		}
 		c->slot_task[e->slot_id] = t;
+		c->launching = t;
 		t->slot = e->slot_id;
 		t->phase = TASK_PREFILL;
 		if (c->pending_load[e->slot_id] && t->req)
@@ -425,6 +429,19 @@ static void on_call(struct correlator *c, const struct llmtap_call_event *e)
 	case LLMTAP_CALL_MODEL_LOAD:
 		ee.kind = EE_MODEL_LOAD;
 		break;
+	case LLMTAP_CALL_SAMPLER_INIT:
+		/* llama-server builds a task's sampler inside launch_slot_with_task */
+		t = c->launching;
+		if (t && t->req && !t->req->span.has_sampling) {
+			struct req_span *r = &t->req->span;
+
+			r->has_sampling = true;
+			r->seed = e->params[0];
+			r->top_k = (int32_t)e->params[1];
+			memcpy(&r->top_p, &e->params[2], sizeof(r->top_p));
+			memcpy(&r->temperature, &e->params[3], sizeof(r->temperature));
+		}
+		return;
 	case LLMTAP_CALL_CONTEXT_INIT:
 		ee.kind = EE_CONTEXT_INIT;
 		memcpy(ee.params, e->params, sizeof(ee.params));

@@ -77,7 +77,7 @@ static struct site_probe site_probe(enum target_site site)
 		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_ROUTE), true, false };
 	case SITE_HTTP_WRITE:
 		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_STATUS), true, false };
-	case SITE_CALL_SEQ_SAVE_FILE ... SITE_CALL_TOKENIZE:
+	case SITE_CALL_SEQ_SAVE_FILE ... SITE_CALL_SAMPLER_INIT:
 		return (struct site_probe){
 			LLMTAP_COOKIE(LLMTAP_P_CALL, LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE)),
 			true, true };

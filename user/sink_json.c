@@ -172,6 +172,12 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 			     "\"gen_ai.usage.output_tokens\":%u,\"gen_ai.usage.cache_read.input_tokens\":%u",
 			op, r->stream ? "true" : "false", r->cached_tokens + r->prompt_tokens,
 			r->output_tokens, r->cached_tokens);
+		if (r->has_sampling)
+			fprintf(out, ",\"gen_ai.request.seed\":%u,\"gen_ai.request.top_k\":%d,"
+				     "\"gen_ai.request.top_p\":%.9g,\"gen_ai.request.temperature\":%.9g",
+				r->seed, r->top_k, (double)r->top_p, (double)r->temperature);
+		if (r->n_tasks > 1 && (r->route.kind == ROUTE_CHAT || r->route.kind == ROUTE_COMPLETION))
+			fprintf(out, ",\"gen_ai.request.choice.count\":%d", r->n_tasks);
 	}
 	if (req_failed(r)) {
 		char type[32];

@@ -74,6 +74,9 @@ static const struct {
 	[SITE_CALL_CONTEXT_INIT] = { "llama_init_from_model", LAYER_ENGINE,
 		{ "llama_init_from_model", "llama_new_context_with_model" } },
 	[SITE_CALL_TOKENIZE] = { "llama_tokenize", LAYER_ENGINE, { "llama_tokenize" } },
+	[SITE_CALL_SAMPLER_INIT] = { "common_sampler_init", LAYER_SAMPLING,
+		{ "_Z19common_sampler_initPK11llama_modelR22common_params_sampling*",
+		  "_Z19common_sampler_initPK11llama_modelRK22common_params_sampling*" } },
 };
 
 /* sites a layer cannot work without */

@@ -117,6 +117,11 @@ struct req_span {
 	uint64_t cache_bytes_loaded;
 	uint32_t tokenize_calls;  /* llama_tokenize on its HTTP thread */
 	uint64_t tokenize_ns;
+	bool has_sampling;      /* the sampler parameters of its first task were seen */
+	uint32_t seed;
+	int32_t top_k;
+	float top_p;
+	float temperature;
 	int err_type;           /* llama-server's error_type, -1 when none */
 	char err_msg[LLMTAP_MSG_LEN];
 };

@@ -54,17 +54,27 @@ class Call:
         conn.close()
 
 
+def sampling(i):
+    """Sampling parameters of their own per request (llmtap reads them back)."""
+    return {"temperature": round(0.3 + (i % 5) * 0.1, 2), "top_k": 10 + i % 30,
+            "top_p": round(0.5 + (i % 4) * 0.1, 2), "seed": 1000 + i}
+
+
 def completion(srv, i, n_predict, stream, reuse=None):
     text = prompt(reuse if reuse is not None else i, 10 + i % 7)
-    return Call(srv, "/completion", {"prompt": text, "n_predict": n_predict, "ignore_eos": True,
-                                      "stream": stream})
+    return Call(srv, "/completion", dict(sampling(i), prompt=text, n_predict=n_predict,
+                                         ignore_eos=True, stream=stream))
 
 
 def chat(srv, i, n_predict, stream, reuse=None):
     text = prompt(reuse if reuse is not None else i, 8 + i % 5)
     return Call(srv, "/v1/chat/completions",
-                {"messages": [{"role": "user", "content": text}], "max_tokens": n_predict,
-                 "ignore_eos": True, "stream": stream})
+                dict(sampling(i), messages=[{"role": "user", "content": text}],
+                     max_tokens=n_predict, ignore_eos=True, stream=stream))
+
+
+def sampling_of(call):
+    return {k: call.body[k] for k in ("temperature", "top_k", "top_p", "seed")}
 
 
 def by_port(tracer):
@@ -119,6 +129,11 @@ def every_request_matches_server_accounting():
             check_eq(a["gen_ai.usage.input_tokens"], c.usage["prompt_tokens"], f"{what}: usage.prompt_tokens")
             check_eq(a["gen_ai.usage.output_tokens"], c.usage["completion_tokens"],
                      f"{what}: usage.completion_tokens")
+        want = sampling_of(c)
+        got = {k: a.get(f"gen_ai.request.{k}") for k in want}
+        check(got["seed"] == want["seed"] and got["top_k"] == want["top_k"] and
+              abs(got["temperature"] - want["temperature"]) < 1e-6 and
+              abs(got["top_p"] - want["top_p"]) < 1e-6, f"{what}: sampling {got} vs {want}")
         ttft_ms = r["ttft_ns"] / 1e6
         check(t["prompt_ms"] <= ttft_ms + 0.5,
               f"{what}: ttft {ttft_ms:.3f} ms below the server's prompt time {t['prompt_ms']} ms")
