@@ -14,6 +14,7 @@
 #include "event.h"
 #include "preflight.h"
 #include "probes.h"
+#include "prom.h"
 #include "proc.h"
 #include "sinks.h"
 #include "target.h"
@@ -34,6 +35,7 @@ struct session {
 	struct correlator *corr;
 	uint64_t bad_records;
 	bool debug;      /* print every record to stderr */
+	struct prom_server *prom; /* --prometheus */
 	struct event ev; /* decoding buffer */
 };
 
@@ -125,6 +127,8 @@ static const char *run_loop(struct session *s, struct probes *p, const struct at
 		if (now >= next_tick) {
 			update_gauges(s);
 			telemetry_tick(&s->tm, now, lost_total(p, s));
+			if (s->prom)
+				prom_server_publish(s->prom, &s->tm.metrics);
 			next_tick += o->interval_ns;
 			if (next_tick <= now)
 				next_tick = now + o->interval_ns;
@@ -173,6 +177,13 @@ int cmd_attach(const struct attach_opts *o)
 		goto cleanup;
 	}
 	s->debug = o->debug_events;
+	if (o->prometheus) {
+		s->prom = prom_server_start(o->prometheus, err, sizeof(err));
+		if (!s->prom) {
+			fprintf(stderr, "llmtap: --prometheus: %s\n", err);
+			goto cleanup;
+		}
+	}
 	install_signals();
 	if (probes_open(&t, &po, on_event, s, &p, err, sizeof(err))) {
 		fprintf(stderr, "llmtap: %s\n", err);
@@ -199,10 +210,13 @@ int cmd_attach(const struct attach_opts *o)
 	update_gauges(s);
 	correlator_flush(s->corr, monotonic_ns());
 	telemetry_finish(&s->tm, monotonic_ns(), lost_total(p, s), reason);
+	if (s->prom)
+		prom_server_publish(s->prom, &s->tm.metrics);
 	ret = 0;
 cleanup:
 	probes_close(p);
 	if (s) {
+		prom_server_stop(s->prom);
 		correlator_free(s->corr);
 		telemetry_destroy(&s->tm);
 	}

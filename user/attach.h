@@ -16,6 +16,7 @@ struct attach_opts {
 	bool json_steps;       /* with json: one record per engine step */
 	bool verbose;
 	bool debug_events;     /* every decoded record on stderr */
+	const char *prometheus; /* ADDR:PORT to serve /metrics on, NULL for none */
 };
 
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */

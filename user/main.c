@@ -45,7 +45,7 @@ static const char attach_doc[] =
 	"Environment: LLMTAP_NO_UPROBE_MULTI=1 uses a perf-event link per probe instead of\n"
 	"uprobe_multi links (Linux 6.6+), as on older kernels.";
 
-enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS };
+enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROMETHEUS };
 
 static const struct argp_option attach_options[] = {
 	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
@@ -53,6 +53,7 @@ static const struct argp_option attach_options[] = {
 	{ "interval", OPT_INTERVAL, "DURATION", 0, "Live output period (default 1s)", 0 },
 	{ "json", 'j', NULL, 0, "Write JSON lines to stdout: attach, step, interval and summary records", 0 },
 	{ "no-steps", OPT_NO_STEPS, NULL, 0, "With --json, leave out the per-step records", 0 },
+	{ "prometheus", OPT_PROMETHEUS, "ADDR:PORT", 0, "Serve the metrics for Prometheus on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464, :9464 for every interface)", 0 },
 	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer size, a power of two >= 4k (default 4M)", 0 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics (verifier log on load failures)", 0 },
 	{ "debug-events", OPT_DEBUG_EVENTS, NULL, 0, "Print every raw probe record to stderr (for debugging llmtap)", 0 },
@@ -92,6 +93,9 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_DEBUG_EVENTS:
 		o->debug_events = true;
+		break;
+	case OPT_PROMETHEUS:
+		o->prometheus = arg;
 		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "metrics.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -91,18 +92,25 @@ const struct instrument *metric_instrument(enum instr_id id)
 	return id < M_INSTR_MAX ? &instruments[id] : NULL;
 }
 
-/* Collect (key, value) pairs until a NULL key; NULL values are left out. */
+/*
+ * Collect (key, value) pairs until a NULL key; NULL values are left out. Sorted
+ * by key, so the same attributes in another order are the same point.
+ */
 static int collect_attrs(va_list ap, struct metric_attr *attrs)
 {
 	const char *key, *value;
 	int n = 0;
 
 	while ((key = va_arg(ap, const char *))) {
+		int i;
+
 		value = va_arg(ap, const char *);
 		if (!value || n >= METRIC_MAX_ATTRS)
 			continue;
-		attrs[n].key = key;
-		snprintf(attrs[n].value, sizeof(attrs[n].value), "%s", value);
+		for (i = n; i > 0 && strcmp(attrs[i - 1].key, key) > 0; i--)
+			attrs[i] = attrs[i - 1];
+		attrs[i].key = key;
+		snprintf(attrs[i].value, sizeof(attrs[i].value), "%s", value);
 		n++;
 	}
 	return n;
@@ -147,9 +155,12 @@ static void update(struct metrics *m, enum instr_id id, double v, uint64_t now_n
 	struct metric_attr attrs[METRIC_MAX_ATTRS];
 	const struct instrument *in = &instruments[id];
 	int n = collect_attrs(ap, attrs);
-	struct metric_point *p = lookup(m, id, attrs, n, now_ns, true);
+	struct metric_point *p;
 	int b;
 
+	if (!isfinite(v))
+		return; /* a NaN or an infinity would poison the point for good */
+	p = lookup(m, id, attrs, n, now_ns, true);
 	if (!p)
 		return;
 	switch (in->kind) {
@@ -232,7 +243,7 @@ void metrics_write_json(const struct metrics *m, FILE *out, int64_t off, uint64_
 		fprintf(out, ",\"count\":%llu,\"sum\":%.15g,\"min\":%.15g,\"max\":%.15g,\"bounds\":[",
 			(unsigned long long)p->count, p->sum, p->min, p->max);
 		for (int b = 0; b < in->n_bounds; b++)
-			fprintf(out, "%s%.9g", b ? "," : "", in->bounds[b]);
+			fprintf(out, "%s%.15g", b ? "," : "", in->bounds[b]);
 		fputs("],\"bucket_counts\":[", out);
 		for (int b = 0; b <= in->n_bounds; b++)
 			fprintf(out, "%s%llu", b ? "," : "", (unsigned long long)p->buckets[b]);

@@ -85,9 +85,10 @@ def detaches_quickly():
     with LlamaServer(np=1) as srv:
         tr = Tracer(srv.pid).wait_attached()
         t0 = time.monotonic()
-        check_eq(tr.stop(), 0, "llmtap exit code")
+        check_eq(tr.stop(signal.SIGTERM), 0, "llmtap exit code after SIGTERM")
         elapsed = time.monotonic() - t0
     check(elapsed < 2.0, f"llmtap took {elapsed:.2f}s to detach and exit")
+    check_eq(tr.records("summary")[0]["end_reason"], "terminated (SIGTERM)", "end reason")
 
 
 @test

@@ -1,0 +1,102 @@
+"""End-to-end tests of the exporters: a real Prometheus scrapes llmtap (issue: export)."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+from harness import (LlamaServer, Tracer, check, check_eq, free_port, prompt, run_concurrently,
+                     test, wait_until)
+
+
+class Prometheus:
+    """Debian's prometheus on loopback, scraping one target every second."""
+
+    def __init__(self, target):
+        self.dir = tempfile.mkdtemp(prefix="llmtap-prom-")
+        self.port = free_port()
+        cfg = os.path.join(self.dir, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: llmtap\n"
+                    f"    static_configs:\n      - targets: ['{target}']\n")
+        self.log = open(os.path.join(self.dir, "log"), "w")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={self.dir}/data",
+             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self._ready(), 30, "prometheus to start")
+
+    def _ready(self):
+        check(self.proc.poll() is None, "prometheus exited")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def query(self, q):
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            doc = json.loads(r.read())
+        check_eq(doc["status"], "success", f"query {q}")
+        return [(s["metric"], float(s["value"][1])) for s in doc["data"]["result"]]
+
+    def scalar(self, q):
+        res = self.query(q)
+        return res[0][1] if len(res) == 1 else None
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(20)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@test
+def prometheus_scrapes_llmtap():
+    port = free_port()
+    with LlamaServer(np=2) as srv:
+        tr = Tracer(srv.pid, ["--no-steps", "--prometheus", f"127.0.0.1:{port}"]).wait_attached()
+        prom = Prometheus(f"127.0.0.1:{port}")
+        try:
+            wait_until(lambda: prom.scalar('up{job="llmtap"}') == 1, 30, "the first scrape")
+            jobs = [lambda i=i: srv.post("/completion", {"prompt": prompt(700 + i, 8), "n_predict": 16 + i,
+                                                         "ignore_eos": True, "stream": False})
+                    for i in range(12)]
+            answers = []
+            for wave in range(3):  # over several scrapes, so that rate() sees the counter grow
+                answers += run_concurrently(jobs[4 * wave:4 * wave + 4], 4)
+                time.sleep(1.5)
+            check(all(a[0] == 200 for a in answers), "requests failed")
+            n = len(answers)
+            wait_until(lambda: prom.scalar("sum(llmtap_inference_requests_total)") == n, 30,
+                       f"Prometheus to see {n} requests")
+            # rate() needs two scrapes of the series after it appeared
+            rate = prom.scalar("sum(rate(llmtap_inference_requests_total[1m]))")
+            p95 = prom.scalar("histogram_quantile(0.95, sum by (le) "
+                              "(rate(http_server_request_duration_seconds_bucket[1m])))")
+            p99 = prom.scalar("histogram_quantile(0.99, sum by (le) "
+                              "(rate(gen_ai_server_time_to_first_token_seconds_bucket[1m])))")
+            concurrent = prom.scalar("max_over_time(llmtap_inference_concurrent_requests[1m])")
+            tps = prom.scalar("sum(llmtap_inference_tokens_per_second_sum) / "
+                              "sum(llmtap_inference_tokens_per_second_count)")
+            out_tokens = prom.scalar('sum(gen_ai_client_token_usage_sum{gen_ai_token_type="output"})')
+        finally:
+            prom.stop()
+        check_eq(tr.stop(), 0, "llmtap exit code")
+    reqs = [r for r in tr.records("request") if r["kind"] == "completion"]
+    check_eq(len(reqs), n, "requests llmtap traced")
+    check(rate and rate > 0, f"rate() of the request counter: {rate}")
+    durations = sorted((r["duration_ns"] / 1e9) for r in reqs)
+    check(p95 and 0 < p95 <= 2 * durations[-1] + 0.01, f"p95 request duration {p95} vs max {durations[-1]}")
+    ttfts = sorted(r["ttft_ns"] / 1e9 for r in reqs)
+    check(p99 and 0 < p99 <= 2 * ttfts[-1] + 0.001, f"p99 time to first token {p99} vs max {ttfts[-1]}")
+    check(concurrent is not None and concurrent >= 0, f"concurrent requests gauge: {concurrent}")
+    want_tps = [r["output_tokens"] / (r["children"][-1]["duration_ns"] / 1e9) for r in reqs]
+    check(tps and abs(tps - sum(want_tps) / len(want_tps)) <= 1e-6 * tps,
+          f"average tokens/s {tps} vs llmtap's own {sum(want_tps) / len(want_tps)}")
+    check_eq(out_tokens, sum(a[1]["timings"]["predicted_n"] for a in answers),
+             "output tokens in Prometheus vs the server's timings")
