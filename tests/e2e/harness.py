@@ -233,6 +233,39 @@ def run_concurrently(jobs, n_threads):
     return out
 
 
+class BackgroundLoad:
+    """n_clients threads calling request(k, i) in a loop until the with-block ends.
+
+    results holds what the calls returned, errors what they raised."""
+
+    def __init__(self, request, n_clients):
+        self.request, self.results, self.errors = request, [], []
+        self._stop, self._lock = threading.Event(), threading.Lock()
+        self._threads = [threading.Thread(target=self._client, args=(k,), daemon=True)
+                         for k in range(n_clients)]
+
+    def _client(self, k):
+        i = 0
+        while not self._stop.is_set():
+            try:
+                r = self.request(k, i)
+                with self._lock:
+                    self.results.append(r)
+            except Exception as e:  # the test decides what an error means
+                self.errors.append(repr(e))
+            i += 1
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
 def run_llmtap(args, timeout=30, prefix=()):
     """Run llmtap to completion: (exit code, stdout, stderr)."""
     p = subprocess.run(list(prefix) + [LLMTAP] + list(args), capture_output=True, text=True,

@@ -6,11 +6,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 
-from harness import (SERVER_SHARED, SERVER_STATIC, LlamaServer, Tracer, check, check_eq, prompt,
-                     run_concurrently, run_llmtap, test, wait_until)
+from harness import (SERVER_SHARED, SERVER_STATIC, BackgroundLoad, LlamaServer, Tracer, check,
+                     check_eq, prompt, run_concurrently, run_llmtap, test, wait_until)
 
 
 def send_load(srv, n_requests, concurrency, first=0):
@@ -139,24 +138,11 @@ def sigkill_under_load_leaves_server_serving():
     # the kernel frees an exited llmtap's programs after a grace period
     wait_until(lambda: not llmtap_bpf_programs(), 10, "programs of earlier tests to go away")
     with LlamaServer(np=2) as srv:
-        stop = threading.Event()
-        statuses, errors = [], []
+        def request(k, i):
+            return srv.post("/completion", {"prompt": prompt(1000 * k + i, 8), "n_predict": 24,
+                                            "ignore_eos": True})[0]
 
-        def client(k):
-            i = 0
-            while not stop.is_set():
-                try:
-                    status, _ = srv.post("/completion", {"prompt": prompt(1000 * k + i, 8),
-                                                         "n_predict": 24, "ignore_eos": True})
-                    statuses.append(status)
-                except Exception as e:
-                    errors.append(repr(e))
-                i += 1
-
-        clients = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(4)]
-        for c in clients:
-            c.start()
-        try:
+        with BackgroundLoad(request, 4) as load:
             time.sleep(1)
             tr = Tracer(srv.pid).wait_attached()
             wait_until(lambda: tr.records("step"), 10, "steps under load")
@@ -164,10 +150,7 @@ def sigkill_under_load_leaves_server_serving():
             tr.proc.send_signal(signal.SIGKILL)
             tr.wait(10)
             time.sleep(2)  # keep the load going after the kill
-        finally:
-            stop.set()
-            for c in clients:
-                c.join()
+        errors, statuses = load.errors, load.results
         check(not errors, f"requests failed after SIGKILL: {errors[:3]}")
         check(statuses and all(s == 200 for s in statuses),
               f"non-200 responses: {[s for s in statuses if s != 200][:5]}")

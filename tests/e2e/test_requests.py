@@ -7,11 +7,11 @@ import http.client
 import json
 import os
 import subprocess
-import threading
 import time
 
 import harness
-from harness import (LlamaServer, Tracer, check, check_eq, prompt, run_concurrently, test)
+from harness import (BackgroundLoad, LlamaServer, Tracer, check, check_eq, prompt, run_concurrently,
+                     test)
 
 
 class Call:
@@ -334,31 +334,15 @@ def embedder_without_server_engine_only():
 def attach_to_a_busy_server():
     """Requests in flight when llmtap attaches or detaches are left out, never miscounted."""
     with LlamaServer(np=2, ctx=4096) as srv:
-        stop, done, errors, lock = threading.Event(), {}, [], threading.Lock()
+        def request(k, i):
+            return completion(srv, 3000 + 100 * k + i, 40, stream=(i % 2 == 1))
 
-        def client(k):
-            i = 0
-            while not stop.is_set():
-                try:
-                    c = completion(srv, 3000 + 100 * k + i, 40, stream=(i % 2 == 1))
-                    with lock:
-                        done[c.port] = c
-                except Exception as e:
-                    errors.append(repr(e))
-                i += 1
-
-        clients = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(3)]
-        for c in clients:
-            c.start()
-        try:
+        with BackgroundLoad(request, 3) as load:
             time.sleep(1.0)
             tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
             time.sleep(2.0)
             check_eq(tr.stop(), 0, f"llmtap exit code (stderr: {tr.stderr()})")
-        finally:
-            stop.set()
-            for c in clients:
-                c.join()
+    errors, done = load.errors, {c.port: c for c in load.results}
     check(not errors, f"client errors: {errors[:3]}")
     complete = [r for r in tr.records("request") if r["complete"]]
     check(len(complete) >= 3, f"only {len(complete)} complete requests traced")
