@@ -59,7 +59,8 @@ e2e: llmtap
 test:
 	tools/install-deps.sh
 	$(MAKE) all
-	$(MAKE) unit
+	$(MAKE) target
+	LLMTAP_MODEL=$$(tools/make-model.sh) $(MAKE) unit
 	$(MAKE) e2e
 
 target:

@@ -2,6 +2,7 @@
 #include "attach.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "correlate.h"
 #include "event.h"
+#include "gguf.h"
 #include "preflight.h"
 #include "probes.h"
 #include "prom.h"
@@ -36,6 +38,7 @@ struct session {
 	uint64_t bad_records;
 	bool debug;      /* print every record to stderr */
 	struct prom_server *prom; /* --prometheus */
+	struct gguf_info gguf;    /* the mapped model's header */
 	struct event ev; /* decoding buffer */
 };
 
@@ -51,6 +54,20 @@ static int on_event(void *arg, const void *data, size_t size)
 		event_print(stderr, &s->ev);
 	correlator_event(s->corr, &s->ev);
 	return 0;
+}
+
+/* The model's name from its GGUF header, else its file name ("" when none is mapped). */
+static const char *model_name(const struct target *t, struct gguf_info *info)
+{
+	char host[PATH_MAX + 64], err[256];
+
+	memset(info, 0, sizeof(*info));
+	if (!t->model[0])
+		return "";
+	if (!proc_root_path(t->pid, t->model, host, sizeof(host)) &&
+	    !gguf_read_info(host, info, err, sizeof(err)) && info->name[0])
+		return info->name;
+	return strrchr(t->model, '/') ? strrchr(t->model, '/') + 1 : t->model;
 }
 
 static void update_gauges(struct session *s)
@@ -195,7 +212,8 @@ int cmd_attach(const struct attach_opts *o)
 		.library = target_core(&t)->path,
 		.in_executable = t.in_executable,
 		.layers = probes_attached(p),
-		.model = strrchr(t.model, '/') ? strrchr(t.model, '/') + 1 : t.model,
+		.model = model_name(&t, &s->gguf),
+		.model_arch = s->gguf.architecture,
 	};
 	telemetry_init(&s->tm, &tt, monotonic_ns());
 	s->corr = correlator_new(&s->tm);

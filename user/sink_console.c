@@ -49,6 +49,11 @@ static void console_attached(void *self, const struct tm_target *t)
 	fprintf(c->out, "llmtap: tracing PID %d (%s): llama.cpp in %s%s; layers: %s\n", t->pid,
 		t->comm, t->library, t->in_executable ? " (linked into the executable)" : "",
 		t->layers);
+	if (t->model && t->model[0])
+		fprintf(c->out, "llmtap: model %s%s%s%s\n", t->model,
+			t->model_arch && t->model_arch[0] ? " (" : "",
+			t->model_arch && t->model_arch[0] ? t->model_arch : "",
+			t->model_arch && t->model_arch[0] ? ")" : "");
 	fprintf(c->out, "llmtap: a line per interval; Ctrl-C for the summary\n");
 	fflush(c->out);
 }

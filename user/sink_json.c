@@ -85,6 +85,8 @@ static void json_attached(void *self, const struct tm_target *t)
 	json_write_string(j->out, t->layers);
 	fputs(",\"model\":", j->out);
 	json_write_string(j->out, t->model ? t->model : "");
+	fputs(",\"model_architecture\":", j->out);
+	json_write_string(j->out, t->model_arch ? t->model_arch : "");
 	fputs("}\n", j->out);
 	fflush(j->out);
 }

@@ -132,7 +132,8 @@ struct tm_target {
 	const char *library;
 	bool in_executable;
 	const char *layers; /* "engine,sampling,server,http": what is attached */
-	const char *model;  /* the model file's name, "" when unknown */
+	const char *model;  /* general.name from the GGUF header, else the file's name; "" unknown */
+	const char *model_arch; /* general.architecture, "" when unknown */
 };
 
 struct tm_snapshot {

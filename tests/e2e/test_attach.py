@@ -23,6 +23,8 @@ def steps_match_server(binary, expect_in_executable, env=None):
         tr = Tracer(srv.pid, env=env).wait_attached()
         attach = tr.records("attach")[0]
         check_eq(attach["in_executable"], expect_in_executable, "attach.in_executable")
+        check_eq((attach["model"], attach["model_architecture"]), ("llmtap-tiny-llama", "llama"),
+                 "the model named in the mapped GGUF file's header")
         check(attach["layers"].startswith("engine"), f"layers attached: {attach['layers']}")
         m0 = srv.metrics()
         responses = send_load(srv, 12, 4)

@@ -170,7 +170,8 @@ def check_metrics(metrics, calls, inference):
         want = sum(1 for c in calls if c.stream == stream)
         got = sum(m["value"] for m in reqs if m["attributes"]["stream"] == str(stream).lower())
         check_eq(got, want, f"llmtap.inference.requests with stream={stream}")
-    check(all(m["attributes"]["model"].endswith(".gguf") and m["attributes"]["provider"] == "llama.cpp"
+    # the model's general.name from its GGUF header (tools/make-tiny-model.py writes it)
+    check(all(m["attributes"]["model"] == "llmtap-tiny-llama" and m["attributes"]["provider"] == "llama.cpp"
               and m["attributes"]["status"] == "200" for m in reqs), f"inference attributes: {reqs}")
     usage = points("gen_ai.client.token.usage")
     for kind, field in (("input", "gen_ai.usage.input_tokens"), ("output", "gen_ai.usage.output_tokens")):
