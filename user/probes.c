@@ -366,10 +366,6 @@ const char *probes_attached(const struct probes *p)
 	return p->attached;
 }
 
-bool probes_layer(const struct probes *p, enum target_layer l)
-{
-	return l < LAYER_MAX && p->layers[l];
-}
 
 void probes_close(struct probes *p)
 {

@@ -33,7 +33,6 @@ int probes_poll(struct probes *p, int timeout_ms);
 int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX]);
 /* "engine,sampling,server,http": the layers attached. */
 const char *probes_attached(const struct probes *p);
-bool probes_layer(const struct probes *p, enum target_layer l);
 void probes_close(struct probes *p);
 
 #endif
