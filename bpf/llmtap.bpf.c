@@ -231,7 +231,17 @@ static int scan_token(__u32 i, struct scan_ctx *sc)
 		run->n_tokens++;
 		run->pos_last = pos;
 		run->n_outputs += out;
-	} else if (ev->n_runs < LLMTAP_MAX_RUNS) {
+	} else {
+		if (ev->n_runs >= LLMTAP_MAX_RUNS) {
+			/* the run array is full (many slots): ship these runs, carry on in a new record */
+			ev->flags |= LLMTAP_STEP_MORE;
+			if (bpf_ringbuf_output(&events, ev, sizeof(*ev), wakeup_flags())) {
+				stat_inc(LLMTAP_STAT_RB_LOST);
+				ev->flags |= LLMTAP_STEP_RUNS_TRUNC;
+			}
+			ev->flags &= ~LLMTAP_STEP_MORE;
+			ev->n_runs = 0;
+		}
 		run = &ev->runs[ev->n_runs & (LLMTAP_MAX_RUNS - 1)];
 		run->seq_id = seqs[0];
 		run->n_tokens = 1;
@@ -239,8 +249,6 @@ static int scan_token(__u32 i, struct scan_ctx *sc)
 		run->pos_last = pos;
 		run->n_outputs = out;
 		ev->n_runs++;
-	} else {
-		ev->flags |= LLMTAP_STEP_RUNS_TRUNC;
 	}
 	s->last_seq = seqs[0];
 	s->last_pos = pos;

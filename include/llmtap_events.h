@@ -46,11 +46,12 @@ enum llmtap_step_flags {
 	LLMTAP_STEP_SEQ_NULL = 1 << 0,     /* batch.seq_id == NULL: all tokens in seq 0 */
 	LLMTAP_STEP_POS_NULL = 1 << 1,     /* batch.pos == NULL: positions chosen by llama.cpp */
 	LLMTAP_STEP_LOGITS_NULL = 1 << 2,  /* batch.logits == NULL: only the last token outputs */
-	LLMTAP_STEP_RUNS_TRUNC = 1 << 3,   /* more than LLMTAP_MAX_RUNS runs */
+	LLMTAP_STEP_RUNS_TRUNC = 1 << 3,   /* runs lost (a continuation record was dropped) */
 	LLMTAP_STEP_SCAN_TRUNC = 1 << 4,   /* n_tokens > LLMTAP_MAX_SCAN_TOKENS */
 	LLMTAP_STEP_READ_ERR = 1 << 5,     /* a user-memory read failed */
 	LLMTAP_STEP_MULTI_SEQ = 1 << 6,    /* some token belongs to several sequences */
 	LLMTAP_STEP_EMBD = 1 << 7,         /* batch carries embeddings, not tokens */
+	LLMTAP_STEP_MORE = 1 << 8,         /* runs only: the step's next record continues them */
 };
 
 /* counters in the BPF "stats" per-CPU array, indexed by this enum */

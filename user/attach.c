@@ -40,6 +40,7 @@ struct session {
 	struct prom_server *prom; /* --prometheus */
 	struct gguf_info gguf;    /* the mapped model's header */
 	struct event ev; /* decoding buffer */
+	struct step_assembler steps; /* steps spread over several records */
 };
 
 static int on_event(void *arg, const void *data, size_t size)
@@ -52,6 +53,8 @@ static int on_event(void *arg, const void *data, size_t size)
 	}
 	if (s->debug)
 		event_print(stderr, &s->ev);
+	if (s->ev.kind == LLMTAP_EV_STEP && !step_assemble(&s->steps, &s->ev.step, &s->ev.step))
+		return 0; /* the step's next record continues its runs */
 	correlator_event(s->corr, &s->ev);
 	return 0;
 }
@@ -95,7 +98,8 @@ static uint64_t lost_total(struct probes *p, const struct session *s)
 	if (probes_stats(p, st))
 		return s->tm.lost_seen;
 	/* LLMTAP_STAT_ENTRY_LOST is a call already running at attach: not traced, not lost */
-	return st[LLMTAP_STAT_RB_LOST] + st[LLMTAP_STAT_ENTRY_FULL] + s->bad_records;
+	return st[LLMTAP_STAT_RB_LOST] + st[LLMTAP_STAT_ENTRY_FULL] + s->bad_records +
+	       s->steps.dropped;
 }
 
 static int target_gone(int pidfd, int pid)

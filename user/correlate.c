@@ -456,15 +456,12 @@ static void on_call(struct correlator *c, const struct llmtap_call_event *e)
 	telemetry_engine_event(c->tm, &ee);
 }
 
-void correlator_event(struct correlator *c, const struct event *ev)
+void correlator_event(struct correlator *c, struct event *ev)
 {
-	struct step st;
-
 	switch (ev->kind) {
 	case LLMTAP_EV_STEP:
-		st = ev->step;
-		on_step(c, &st);
-		telemetry_step(c->tm, &st);
+		on_step(c, &ev->step); /* fills the step's request_ids */
+		telemetry_step(c->tm, &ev->step);
 		break;
 	case LLMTAP_EV_SAMPLE:
 		on_sample(c, &ev->sample);

@@ -27,7 +27,8 @@ struct corr_gauges {
 
 /* Completed requests and annotated steps go to tm. */
 struct correlator *correlator_new(struct telemetry *tm);
-void correlator_event(struct correlator *c, const struct event *ev);
+/* Consumes one event; a step's request_ids are filled in on the way. */
+void correlator_event(struct correlator *c, struct event *ev);
 /* Emit the requests still open (as incomplete), e.g. when tracing ends. */
 void correlator_flush(struct correlator *c, uint64_t now_ns);
 void correlator_gauges(const struct correlator *c, struct corr_gauges *g);

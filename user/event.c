@@ -4,19 +4,19 @@
 #include <errno.h>
 #include <string.h>
 
-static enum step_kind classify(const struct llmtap_step_event *ev)
+static enum step_kind classify(const struct llmtap_run *runs, uint32_t n_runs, uint32_t flags)
 {
 	unsigned int gen = 0, prefill = 0;
 
-	for (uint32_t i = 0; i < ev->n_runs && i < LLMTAP_MAX_RUNS; i++) {
-		const struct llmtap_run *r = &ev->runs[i];
+	for (uint32_t i = 0; i < n_runs; i++) {
+		const struct llmtap_run *r = &runs[i];
 
 		if (r->n_tokens == 1 && r->n_outputs == 1)
 			gen++;
 		else
 			prefill++;
 	}
-	if (gen && !prefill && !(ev->flags & LLMTAP_STEP_RUNS_TRUNC))
+	if (gen && !prefill && !(flags & LLMTAP_STEP_RUNS_TRUNC))
 		return STEP_GENERATE;
 	if (prefill && !gen)
 		return STEP_PREFILL;
@@ -52,8 +52,66 @@ int event_decode_step(const void *data, size_t size, struct step *out)
 	out->n_seqs = n_seqs;
 	out->n_runs = ev->n_runs;
 	memcpy(out->runs, ev->runs, sizeof(out->runs[0]) * ev->n_runs);
-	out->kind = classify(ev);
+	out->kind = classify(out->runs, out->n_runs, out->flags);
 	return 0;
+}
+
+/* The assembler slot of tid, or a free one when create; -1 when none. */
+static int assembler_slot(struct step_assembler *a, uint32_t tid, bool create)
+{
+	int free_slot = -1;
+
+	for (int i = 0; i < STEP_ASSEMBLERS; i++) {
+		if (a->parts[i].active && a->parts[i].tid == tid)
+			return i;
+		if (!a->parts[i].active && free_slot < 0)
+			free_slot = i;
+	}
+	if (!create)
+		return -1;
+	if (free_slot < 0) { /* more threads mid-step than assemblers: give up the oldest */
+		a->dropped++;
+		free_slot = 0;
+	}
+	a->parts[free_slot].active = true;
+	a->parts[free_slot].tid = tid;
+	a->parts[free_slot].acc.n_runs = 0;
+	a->parts[free_slot].acc.flags = 0;
+	return free_slot;
+}
+
+int step_assemble(struct step_assembler *a, const struct step *rec, struct step *out)
+{
+	bool more = rec->flags & LLMTAP_STEP_MORE;
+	int slot = assembler_slot(a, rec->tid, more);
+	struct step *acc;
+	uint32_t n;
+
+	if (slot < 0) { /* a step in one record */
+		if (out != rec)
+			*out = *rec;
+		return 1;
+	}
+	acc = &a->parts[slot].acc;
+	n = rec->n_runs;
+	if (acc->n_runs + n > STEP_MAX_RUNS) {
+		n = STEP_MAX_RUNS - acc->n_runs;
+		acc->flags |= LLMTAP_STEP_RUNS_TRUNC;
+	}
+	memcpy(&acc->runs[acc->n_runs], rec->runs, sizeof(rec->runs[0]) * n);
+	acc->n_runs += n;
+	if (more)
+		return 0;
+	/* the last record carries the step's totals; the runs are all the records' */
+	if (out != rec)
+		*out = *rec;
+	memcpy(out->runs, acc->runs, sizeof(acc->runs[0]) * acc->n_runs);
+	out->n_runs = acc->n_runs;
+	out->flags |= acc->flags;
+	memset(out->request_ids, 0, sizeof(out->request_ids));
+	out->kind = classify(out->runs, out->n_runs, out->flags);
+	a->parts[slot].active = false;
+	return 1;
 }
 
 /* A small record is copied as it is; its strings are bounded and terminated here. */

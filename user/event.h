@@ -3,6 +3,7 @@
 #ifndef LLMTAP_EVENT_H
 #define LLMTAP_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +16,9 @@ enum step_kind {
 	STEP_MIXED,
 	STEP_KIND_MAX,
 };
+
+/* a step's runs over all its records: bounded by the sequences and their splits */
+#define STEP_MAX_RUNS (2 * LLMTAP_MAX_SEQ)
 
 struct step {
 	uint32_t pid;
@@ -30,9 +34,28 @@ struct step {
 	uint32_t flags;
 	enum step_kind kind;
 	uint32_t n_runs;
-	struct llmtap_run runs[LLMTAP_MAX_RUNS];
-	uint64_t request_ids[LLMTAP_MAX_RUNS]; /* the request each run served, 0 = none (correlator) */
+	struct llmtap_run runs[STEP_MAX_RUNS];  /* all the step's runs, over its records */
+	uint64_t request_ids[STEP_MAX_RUNS]; /* the request each run served, 0 = none (correlator) */
 };
+
+/*
+ * A step with more runs than one record holds (LLMTAP_MAX_RUNS: more slots in
+ * one batch) arrives as records flagged LLMTAP_STEP_MORE followed by its last
+ * record; the assembler joins them per thread.
+ */
+#define STEP_ASSEMBLERS 4
+
+struct step_assembler {
+	struct {
+		bool active;
+		uint32_t tid;
+		struct step acc;
+	} parts[STEP_ASSEMBLERS];
+	uint64_t dropped; /* partial steps abandoned (their thread's last record never came) */
+};
+
+/* Feed one decoded record: 1 with *out the whole step, 0 when more records follow. */
+int step_assemble(struct step_assembler *a, const struct step *rec, struct step *out);
 
 /* One decoded ring-buffer record. The small records keep their wire layout. */
 struct event {

@@ -381,3 +381,27 @@ def rerank_requests():
                  "input tokens vs usage.prompt_tokens")
     check_eq(sum(reqs[c.port]["prompt_tokens"] for c in calls),
              m1["prompt_tokens_total"] - m0["prompt_tokens_total"], "prompt tokens vs /metrics")
+
+
+@test
+def more_slots_than_one_record_holds():
+    """-np 24: a generation step has more sequence runs than one BPF record carries (16);
+    the step arrives in several records and every request is still exact."""
+    with LlamaServer(np=24, ctx=8192) as srv:
+        tr = Tracer(srv.pid).wait_attached()
+        m0 = srv.metrics()
+        calls = run_concurrently([lambda i=i: completion(srv, 5000 + i, 24, i % 2 == 1)
+                                  for i in range(48)], 24)
+        m1 = srv.metrics()
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, "llmtap exit code")
+    steps = tr.records("step")
+    check(max(len(s["seqs"]) for s in steps) > 16, "no step had more than 16 runs")
+    check_eq(len(steps), m1["n_decode_total"] - m0["n_decode_total"], "steps (one per decode call)")
+    check(all(sum(r["n_tokens"] for r in s["seqs"]) == s["n_tokens"] for s in steps),
+          "a step's runs do not add up to its tokens")
+    reqs = by_port(tr)
+    for c in calls:
+        r, t = reqs[c.port], c.timings
+        check_eq((r["cached_tokens"], r["prompt_tokens"], r["output_tokens"]),
+                 (t["cache_n"], t["prompt_n"], t["predicted_n"]), f"tokens of the request on port {c.port}")

@@ -292,9 +292,89 @@ static void test_names(void **state)
 	assert_string_equal(step_kind_name((enum step_kind)99), "unknown");
 }
 
+
+static struct step part(uint32_t tid, uint32_t first_seq, uint32_t n_runs, bool more)
+{
+	struct step s;
+
+	memset(&s, 0, sizeof(s));
+	s.tid = tid;
+	s.n_tokens = (int32_t)n_runs;
+	s.n_runs = n_runs;
+	s.flags = more ? LLMTAP_STEP_MORE : 0;
+	for (uint32_t i = 0; i < n_runs; i++)
+		s.runs[i] = (struct llmtap_run){ .seq_id = (int32_t)(first_seq + i), .n_tokens = 1,
+						 .pos_first = 7, .pos_last = 7, .n_outputs = 1 };
+	return s;
+}
+
+static void test_assemble_single_record(void **state)
+{
+	struct step_assembler *a = calloc(1, sizeof(*a));
+	struct step in = part(5, 0, 3, false), out;
+	(void)state;
+
+	assert_int_equal(step_assemble(a, &in, &out), 1);
+	assert_int_equal(out.n_runs, 3);
+	assert_int_equal(out.runs[2].seq_id, 2);
+	free(a);
+}
+
+static void test_assemble_parts(void **state)
+{
+	struct step_assembler *a = calloc(1, sizeof(*a));
+	struct step p1 = part(5, 0, LLMTAP_MAX_RUNS, true), p2 = part(5, 16, LLMTAP_MAX_RUNS, true);
+	struct step last = part(5, 32, 4, false), other = part(9, 100, 2, false), out;
+	(void)state;
+
+	last.n_tokens = 36; /* the last record carries the step's totals */
+	assert_int_equal(step_assemble(a, &p1, &out), 0);
+	/* another thread's one-record step passes through untouched meanwhile */
+	assert_int_equal(step_assemble(a, &other, &out), 1);
+	assert_int_equal(out.n_runs, 2);
+	assert_int_equal(out.runs[0].seq_id, 100);
+	assert_int_equal(step_assemble(a, &p2, &out), 0);
+	assert_int_equal(step_assemble(a, &last, &out), 1);
+	assert_int_equal(out.n_runs, 2 * LLMTAP_MAX_RUNS + 4);
+	assert_int_equal(out.n_tokens, 36);
+	for (uint32_t i = 0; i < out.n_runs; i++)
+		assert_int_equal(out.runs[i].seq_id, (int)i);
+	assert_int_equal(out.kind, STEP_GENERATE);
+	assert_false(out.flags & LLMTAP_STEP_MORE);
+	/* and the assembler is free again */
+	assert_int_equal(step_assemble(a, &other, &out), 1);
+	assert_int_equal(out.n_runs, 2);
+	free(a);
+}
+
+static void test_assemble_in_place_and_overflow(void **state)
+{
+	struct step_assembler *a = calloc(1, sizeof(*a));
+	struct step *s = calloc(1, sizeof(*s));
+	int parts = 0;
+	(void)state;
+
+	/* more runs than STEP_MAX_RUNS: kept up to the bound, flagged as truncated */
+	for (uint32_t first = 0; first < STEP_MAX_RUNS + 2 * LLMTAP_MAX_RUNS; first += LLMTAP_MAX_RUNS) {
+		*s = part(3, first, LLMTAP_MAX_RUNS, true);
+		assert_int_equal(step_assemble(a, s, s), 0);
+		parts++;
+	}
+	*s = part(3, 0, 1, false);
+	assert_int_equal(step_assemble(a, s, s), 1);
+	assert_int_equal(s->n_runs, STEP_MAX_RUNS);
+	assert_true(s->flags & LLMTAP_STEP_RUNS_TRUNC);
+	assert_true(parts > STEP_MAX_RUNS / LLMTAP_MAX_RUNS);
+	free(s);
+	free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_assemble_single_record),
+		cmocka_unit_test(test_assemble_parts),
+		cmocka_unit_test(test_assemble_in_place_and_overflow),
 		cmocka_unit_test(test_decode_fields),
 		cmocka_unit_test(test_decode_rejects),
 		cmocka_unit_test(test_decode_short_heap_buffer),
