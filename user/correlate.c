@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define MAX_THREADS 256      /* HTTP worker threads followed at once */
-#define MAX_REQ_TASKS 64     /* tasks charged to one request */
+#define MAX_REQ_TASKS 4096   /* tasks charged to one request (rerank: one per document) */
 
 enum task_phase { TASK_QUEUED = 0, TASK_PREFILL, TASK_GENERATE, TASK_DONE };
 
