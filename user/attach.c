@@ -161,7 +161,7 @@ static const char *run_loop(struct session *s, struct probes *p, const struct at
 			       stop_signal == SIGTERM ? "terminated (SIGTERM)" : "hung up (SIGHUP)";
 		if (o->duration_ns && now - start >= o->duration_ns)
 			return "duration elapsed";
-		if (target_gone(pidfd, o->pid))
+		if (target_gone(pidfd, s->tm.target.pid))
 			return "target exited";
 	}
 	return reason;
@@ -181,8 +181,12 @@ int cmd_attach(const struct attach_opts *o)
 	char err[2048];
 	const char *reason;
 	int pidfd = -1, ret = 1;
+	int pid = o->pid > 0 ? (int)proc_tgid(o->pid) : o->pid; /* a thread id names its process */
 
-	if (preflight_check(err, sizeof(err)) || target_find(o->pid, &t, err, sizeof(err))) {
+	if (pid != o->pid)
+		fprintf(stderr, "llmtap: %d is a thread of process %d: tracing the process\n", o->pid,
+			pid);
+	if (preflight_check(err, sizeof(err)) || target_find(pid, &t, err, sizeof(err))) {
 		fprintf(stderr, "llmtap: %s\n", err);
 		return 1;
 	}
@@ -192,9 +196,9 @@ int cmd_attach(const struct attach_opts *o)
 		return 1;
 	}
 	/* watch for the target's exit without racing PID reuse */
-	pidfd = (int)syscall(SYS_pidfd_open, o->pid, 0);
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0 && errno == ESRCH) {
-		fprintf(stderr, "llmtap: PID %d exited before llmtap could attach\n", o->pid);
+		fprintf(stderr, "llmtap: PID %d exited before llmtap could attach\n", pid);
 		goto cleanup;
 	}
 	s->debug = o->debug_events;
@@ -211,7 +215,7 @@ int cmd_attach(const struct attach_opts *o)
 		goto cleanup;
 	}
 	tt = (struct tm_target){
-		.pid = o->pid,
+		.pid = pid,
 		.comm = t.comm,
 		.library = target_core(&t)->path,
 		.in_executable = t.in_executable,

@@ -92,3 +92,20 @@ uint64_t proc_rss_bytes(pid_t pid)
 	fclose(f);
 	return (uint64_t)kib * 1024;
 }
+
+pid_t proc_tgid(pid_t pid)
+{
+	char fn[64], line[256];
+	int tgid = 0;
+	FILE *f;
+
+	snprintf(fn, sizeof(fn), "/proc/%d/status", (int)pid);
+	f = fopen(fn, "re");
+	if (!f)
+		return pid;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	fclose(f);
+	return tgid > 0 ? (pid_t)tgid : pid;
+}

@@ -32,6 +32,9 @@ int proc_check(pid_t pid);
 /* The task's comm (at most 15 chars); "?" when unreadable. */
 void proc_comm(pid_t pid, char *buf, size_t len);
 
+/* The process (thread group) a task id belongs to; pid itself when unreadable. */
+pid_t proc_tgid(pid_t pid);
+
 /* Resident memory of pid in bytes (VmRSS), 0 when unreadable. */
 uint64_t proc_rss_bytes(pid_t pid);
 

@@ -93,6 +93,23 @@ def detaches_quickly():
 
 
 @test
+def a_thread_id_traces_its_process():
+    """`--pid` given one of the server's thread ids (what top -H shows) traces the process."""
+    with LlamaServer(np=1) as srv:
+        tids = [int(t) for t in os.listdir(f"/proc/{srv.pid}/task") if int(t) != srv.pid]
+        check(tids, "llama-server has no threads besides its main one")
+        tr = Tracer(tids[0]).wait_attached()
+        check_eq(tr.records("attach")[0]["pid"], srv.pid, "the process traced")
+        m0 = srv.metrics()
+        send_load(srv, 2, 1, first=900)
+        m1 = srv.metrics()
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, "llmtap exit code")
+    check(f"{tids[0]} is a thread of process {srv.pid}" in tr.stderr(), f"stderr: {tr.stderr()!r}")
+    check_eq(len(tr.records("step")), m1["n_decode_total"] - m0["n_decode_total"], "steps")
+
+
+@test
 def console_view_live_lines_and_duration():
     with LlamaServer(np=1) as srv:
         m0 = srv.metrics()
