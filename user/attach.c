@@ -18,6 +18,7 @@
 #include "probes.h"
 #include "prom.h"
 #include "proc.h"
+#include "resource.h"
 #include "sinks.h"
 #include "target.h"
 #include "telemetry.h"
@@ -39,6 +40,7 @@ struct session {
 	bool debug;      /* print every record to stderr */
 	struct prom_server *prom; /* --prometheus */
 	struct gguf_info gguf;    /* the mapped model's header */
+	struct resource resource; /* who produced the telemetry */
 	struct event ev; /* decoding buffer */
 	struct step_assembler steps; /* steps spread over several records */
 };
@@ -71,6 +73,33 @@ static const char *model_name(const struct target *t, struct gguf_info *info)
 	    !gguf_read_info(host, info, err, sizeof(err)) && info->name[0])
 		return info->name;
 	return strrchr(t->model, '/') ? strrchr(t->model, '/') + 1 : t->model;
+}
+
+/* The target's resource, given to the sinks and to Prometheus's target_info. */
+static int detect_resource(struct session *s, const struct target *t, struct tm_target *tt,
+			   char *err, size_t errlen)
+{
+	const struct resource_target rt = {
+		.pid = t->pid,
+		.comm = t->comm,
+		.model_path = t->model,
+		.model_name = s->gguf.name,
+		.model_arch = s->gguf.architecture,
+	};
+	const char *kv[2 * RESOURCE_MAX_ATTRS + 1];
+	int ret = resource_detect(&s->resource, &rt, err, errlen);
+
+	if (ret)
+		return ret;
+	tt->resource = &s->resource;
+	for (int i = 0; i < s->resource.n; i++) {
+		kv[2 * i] = s->resource.attrs[i].key;
+		kv[2 * i + 1] = s->resource.attrs[i].value;
+	}
+	kv[2 * s->resource.n] = NULL;
+	if (s->prom && (ret = prom_server_set_info(s->prom, kv)))
+		snprintf(err, errlen, "out of memory");
+	return ret;
 }
 
 static void update_gauges(struct session *s)
@@ -223,6 +252,10 @@ int cmd_attach(const struct attach_opts *o)
 		.model = model_name(&t, &s->gguf),
 		.model_arch = s->gguf.architecture,
 	};
+	if (detect_resource(s, &t, &tt, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
 	telemetry_init(&s->tm, &tt, monotonic_ns());
 	s->corr = correlator_new(&s->tm);
 	if (!s->corr || add_sinks(s, o)) {

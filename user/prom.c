@@ -21,7 +21,7 @@
 #define PROM_NAME_MAX 128
 #define PROM_MAX_WORDS 32
 #define PROM_MAX_CONST_LABELS 16
-#define PROM_MAX_LABELS (METRIC_MAX_ATTRS + PROM_MAX_CONST_LABELS)
+#define PROM_MAX_LABELS (METRIC_MAX_ATTRS + PROM_MAX_CONST_LABELS + 16)
 #define PROM_NUM_MAX 32
 #define PROM_IO_TIMEOUT_MS 5000
 #define PROM_LINGER_MS 500
@@ -428,14 +428,32 @@ int prom_render(const struct metrics *m, const char *const *const_labels, FILE *
 	return 0;
 }
 
+int prom_render_info(const char *const *labels, FILE *out)
+{
+	struct labels ls = { .n = 0 };
+
+	if (!out)
+		return -EINVAL;
+	if (!count_pairs(labels))
+		return 0; /* labels past PROM_MAX_LABELS are left out */
+	for (int i = 0; labels[i]; i += 2)
+		add_label(&ls, labels[i], labels[i + 1]);
+	qsort(ls.l, (size_t)ls.n, sizeof(ls.l[0]), cmp_label);
+	fputs("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info", out);
+	write_labels(out, &ls, NULL);
+	fputs(" 1\n", out);
+	return ferror(out) ? -EIO : 0;
+}
+
 /* ---- HTTP server ---- */
 
 struct prom_server {
 	int lfd;
 	int wakefd; /* eventfd: readable once stopping */
 	pthread_t thread;
-	pthread_mutex_t lock; /* guards snap */
+	pthread_mutex_t lock; /* guards snap and info */
 	struct metrics *snap;
+	char **info; /* target_info labels: key, value, ..., NULL */
 };
 
 struct listen_addr {
@@ -747,7 +765,9 @@ static char *render_snapshot(struct prom_server *s, size_t *len)
 	if (!f)
 		return NULL;
 	pthread_mutex_lock(&s->lock);
-	ret = prom_render(s->snap, NULL, f);
+	ret = prom_render_info((const char *const *)s->info, f);
+	if (!ret)
+		ret = prom_render(s->snap, NULL, f);
 	pthread_mutex_unlock(&s->lock);
 	if (fclose(f) || ret) {
 		free(buf);
@@ -845,6 +865,13 @@ static void *serve(void *arg)
 	return NULL;
 }
 
+static void free_info(char **info)
+{
+	for (int i = 0; info && info[i]; i++)
+		free(info[i]);
+	free(info);
+}
+
 static void free_server(struct prom_server *s)
 {
 	if (s->lfd >= 0)
@@ -853,6 +880,7 @@ static void free_server(struct prom_server *s)
 		close(s->wakefd);
 	pthread_mutex_destroy(&s->lock);
 	free(s->snap);
+	free_info(s->info);
 	free(s);
 }
 
@@ -919,6 +947,30 @@ void prom_server_publish(struct prom_server *s, const struct metrics *m)
 	else
 		memset(s->snap, 0, sizeof(*s->snap));
 	pthread_mutex_unlock(&s->lock);
+}
+
+int prom_server_set_info(struct prom_server *s, const char *const *labels)
+{
+	int n = count_pairs(labels);
+	char **copy;
+
+	if (!s)
+		return -EINVAL;
+	copy = calloc((size_t)(2 * n + 1), sizeof(*copy));
+	if (!copy)
+		return -ENOMEM;
+	for (int i = 0; i < 2 * n; i++) {
+		copy[i] = strdup(labels[i] ? labels[i] : "");
+		if (!copy[i]) {
+			free_info(copy);
+			return -ENOMEM;
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	free_info(s->info);
+	s->info = copy;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 void prom_server_stop(struct prom_server *s)

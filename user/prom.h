@@ -49,4 +49,12 @@ void prom_server_publish(struct prom_server *s, const struct metrics *m);
 /* Stop the thread, close the sockets, free everything; NULL is fine. */
 void prom_server_stop(struct prom_server *s);
 
+/*
+ * target_info: a resource's attributes (key, value, ..., NULL) as the labels of a
+ * gauge of 1, as OpenTelemetry's Prometheus mapping exposes a resource.
+ */
+int prom_render_info(const char *const *labels, FILE *out);
+/* Serve target_info with these labels (copied) before the metrics. 0 or -errno. */
+int prom_server_set_info(struct prom_server *s, const char *const *labels);
+
 #endif

@@ -87,6 +87,16 @@ static void json_attached(void *self, const struct tm_target *t)
 	json_write_string(j->out, t->model ? t->model : "");
 	fputs(",\"model_architecture\":", j->out);
 	json_write_string(j->out, t->model_arch ? t->model_arch : "");
+	if (t->resource) {
+		fputs(",\"resource\":{", j->out);
+		for (int i = 0; i < t->resource->n; i++) {
+			fputs(i ? "," : "", j->out);
+			json_write_string(j->out, t->resource->attrs[i].key);
+			fputc(':', j->out);
+			json_write_string(j->out, t->resource->attrs[i].value);
+		}
+		fputc('}', j->out);
+	}
 	fputs("}\n", j->out);
 	fflush(j->out);
 }

@@ -13,6 +13,7 @@
 #include "event.h"
 #include "hist.h"
 #include "metrics.h"
+#include "resource.h"
 #include "route.h"
 
 /* batch-size classes for the live "batch mix" */
@@ -134,6 +135,7 @@ struct tm_target {
 	const char *layers; /* "engine,sampling,server,http": what is attached */
 	const char *model;  /* general.name from the GGUF header, else the file's name; "" unknown */
 	const char *model_arch; /* general.architecture, "" when unknown */
+	const struct resource *resource; /* OpenTelemetry resource, NULL when unknown */
 };
 
 struct tm_snapshot {

@@ -266,10 +266,10 @@ class BackgroundLoad:
             t.join()
 
 
-def run_llmtap(args, timeout=30, prefix=()):
+def run_llmtap(args, timeout=30, prefix=(), env=None):
     """Run llmtap to completion: (exit code, stdout, stderr)."""
     p = subprocess.run(list(prefix) + [LLMTAP] + list(args), capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout, env=env)
     return p.returncode, p.stdout, p.stderr
 
 

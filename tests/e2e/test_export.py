@@ -1,15 +1,17 @@
 """End-to-end tests of the exporters: a real Prometheus scrapes llmtap (issue: export)."""
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import urllib.parse
 import urllib.request
 
-from harness import (LlamaServer, Tracer, check, check_eq, free_port, prompt, run_concurrently,
-                     test, wait_until)
+from harness import (Failure, LlamaServer, Tracer, check, check_eq, free_port, prompt,
+                     run_concurrently, run_llmtap, test, wait_until)
 
 
 class Prometheus:
@@ -100,3 +102,70 @@ def prometheus_scrapes_llmtap():
           f"average tokens/s {tps} vs llmtap's own {sum(want_tps) / len(want_tps)}")
     check_eq(out_tokens, sum(a[1]["timings"]["predicted_n"] for a in answers),
              "output tokens in Prometheus vs the server's timings")
+
+
+def in_container_cgroup(pid, cid):
+    """Move pid into a cgroup named like a Docker container's; returns the cleanup."""
+    for base, leaf in (("/sys/fs/cgroup/pids", f"docker/{cid}"),  # cgroup v1 hierarchy
+                       ("/sys/fs/cgroup", f"llmtap-test/docker-{cid}.scope")):  # cgroup v2
+        if not os.path.isdir(base) or not os.access(base, os.W_OK):
+            continue
+        path = os.path.join(base, leaf)
+        try:
+            os.makedirs(path, exist_ok=True)
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+        except OSError:
+            continue
+
+        def cleanup():
+            try:
+                with open(os.path.join(base, "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+            except OSError:
+                pass  # the process is gone
+            for d in (path, os.path.dirname(path)):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+        return cleanup
+    raise Failure("no writable cgroup hierarchy to put the server in")
+
+
+@test
+def resource_of_the_target():
+    """The resource: service, process, host, container id from the cgroup, the model; the
+    OTEL_* environment overrides; Prometheus shows it as target_info."""
+    cid = "4f1c" * 16
+    port = free_port()
+    env = dict(os.environ, OTEL_SERVICE_NAME="chat-backend",
+               OTEL_RESOURCE_ATTRIBUTES="deployment.environment.name=prod,team=llm%20infra")
+    with LlamaServer(np=1) as srv:
+        cleanup = in_container_cgroup(srv.pid, cid)
+        try:
+            tr = Tracer(srv.pid, ["--no-steps", "--prometheus", f"127.0.0.1:{port}"], env=env)
+            tr.wait_attached()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                body = r.read().decode()
+            check_eq(tr.stop(), 0, "llmtap exit code")
+            rc, _, err = run_llmtap(["attach", "--pid", str(srv.pid)],
+                                    env=dict(os.environ, OTEL_RESOURCE_ATTRIBUTES="novalue"))
+        finally:
+            cleanup()
+    res = tr.records("attach")[0]["resource"]
+    want = {"service.name": "chat-backend", "process.pid": str(srv.pid),
+            "process.executable.name": "llama-server", "container.id": cid,
+            "llmtap.model.name": "llmtap-tiny-llama", "llmtap.model.architecture": "llama",
+            "deployment.environment.name": "prod", "team": "llm infra",
+            "telemetry.sdk.name": "llmtap", "host.name": socket.gethostname()}
+    for k, v in want.items():
+        check_eq(res.get(k), v, f"resource {k}")
+    check(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                       res.get("service.instance.id", "")), f"service.instance.id {res}")
+    info = [l for l in body.splitlines() if l.startswith("target_info{")]
+    check_eq(len(info), 1, "target_info series")
+    for frag in (f'container_id="{cid}"', 'service_name="chat-backend"', 'team="llm infra"'):
+        check(frag in info[0], f"{frag} not in {info[0]}")
+    check_eq(rc, 1, "exit code with a malformed OTEL_RESOURCE_ATTRIBUTES")
+    check("OTEL_RESOURCE_ATTRIBUTES" in err and len(err.strip().splitlines()) == 1, f"error: {err!r}")

@@ -879,6 +879,25 @@ static void test_server_bad_addresses(void **state)
 	assert_contains(err, "192.0.2.1:9464");
 }
 
+static void test_render_info(void **state)
+{
+	static const char *const labels[] = { "service.name", "llama-server", "container.id", "ab\"c",
+					      "host.name", NULL, NULL };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	(void)state;
+
+	assert_non_null(f);
+	assert_int_equal(prom_render_info(labels, f), 0);
+	assert_int_equal(prom_render_info(NULL, f), 0); /* nothing for no labels */
+	assert_int_equal(fclose(f), 0);
+	assert_string_equal(buf, "# HELP target_info Target metadata\n# TYPE target_info gauge\n"
+				 "target_info{container_id=\"ab\\\"c\",service_name=\"llama-server\"} 1\n");
+	free(buf);
+	assert_int_equal(prom_render_info(labels, NULL), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -889,6 +908,7 @@ int main(void)
 		cmocka_unit_test(test_render_counter_gauge),
 		cmocka_unit_test(test_render_histogram),
 		cmocka_unit_test(test_render_numbers),
+		cmocka_unit_test(test_render_info),
 		cmocka_unit_test(test_render_grouping),
 		cmocka_unit_test(test_render_escaping),
 		cmocka_unit_test(test_render_const_labels),
