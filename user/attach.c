@@ -151,13 +151,23 @@ static void install_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-static int add_sinks(struct session *s, const struct attach_opts *o)
+static int add_sinks(struct session *s, const struct attach_opts *o, char *err, size_t errlen)
 {
 	struct sink sk;
+	int ret;
 
-	if (o->json ? sink_json_new(stdout, o->json_steps, &sk) : sink_console_new(stdout, &sk))
+	if (o->json ? sink_json_new(stdout, o->json_steps, &sk) : sink_console_new(stdout, &sk)) {
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
-	return telemetry_add_sink(&s->tm, sk);
+	}
+	telemetry_add_sink(&s->tm, sk);
+	if (o->record_path) {
+		ret = sink_trace_new(o->record_path, &sk, err, errlen);
+		if (ret)
+			return ret;
+		telemetry_add_sink(&s->tm, sk);
+	}
+	return 0;
 }
 
 static const char *run_loop(struct session *s, struct probes *p, const struct attach_opts *o,
@@ -258,8 +268,12 @@ int cmd_attach(const struct attach_opts *o)
 	}
 	telemetry_init(&s->tm, &tt, monotonic_ns());
 	s->corr = correlator_new(&s->tm);
-	if (!s->corr || add_sinks(s, o)) {
+	if (!s->corr) {
 		fprintf(stderr, "llmtap: out of memory\n");
+		goto cleanup;
+	}
+	if (add_sinks(s, o, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
 		goto cleanup;
 	}
 	telemetry_attached(&s->tm);

@@ -17,6 +17,8 @@ struct attach_opts {
 	bool verbose;
 	bool debug_events;     /* every decoded record on stderr */
 	const char *prometheus; /* ADDR:PORT to serve /metrics on, NULL for none */
+	bool record;            /* `llmtap record`: the output file is required */
+	const char *record_path; /* a trace-event file to write, NULL for none */
 };
 
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */

@@ -45,6 +45,23 @@ static const char attach_doc[] =
 	"Environment: LLMTAP_NO_UPROBE_MULTI=1 uses a perf-event link per probe instead of\n"
 	"uprobe_multi links (Linux 6.6+), as on older kernels.";
 
+static const char record_doc[] =
+	"Record a running llama.cpp process into a Chrome / Perfetto trace-event file:\n"
+	"a track per slot with each request's prefill and generation (and its queue\n"
+	"wait), a track of engine steps with the batch size as a counter, KV cells and\n"
+	"active requests as counters, and markers for context shifts, cache loads and\n"
+	"saves, and failed requests. Open it as it is in ui.perfetto.dev or\n"
+	"chrome://tracing. The file is streamed (memory stays flat) and renamed into\n"
+	"place when the recording ends; the console shows the live view meanwhile.\n"
+	"--duration defaults to 60s here.\n"
+	"\n"
+	"Example:\n"
+	"  sudo llmtap record -p $(pgrep -o llama-server) -d 60s -o trace.json\n"
+	"\n"
+	"Exit status: 0 recorded, 1 could not trace or write, 2 bad usage.\n"
+	"\v"
+	"DURATION: a number with an optional unit: 500ms, 30s (the default unit), 5m, 1h.";
+
 enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROMETHEUS };
 
 static const struct argp_option attach_options[] = {
@@ -97,12 +114,17 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 	case OPT_PROMETHEUS:
 		o->prometheus = arg;
 		break;
+	case 'o':
+		o->record_path = arg;
+		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		break;
 	case ARGP_KEY_END:
 		if (!o->pid)
 			argp_error(state, "which process? give --pid PID (e.g. --pid $(pgrep -o llama-server))");
+		if (o->record && !o->record_path)
+			argp_error(state, "where to? give -o FILE (e.g. -o trace.json)");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -124,6 +146,29 @@ static int run_attach(int argc, char **argv)
 	return cmd_attach(&o);
 }
 
+static int run_record(int argc, char **argv)
+{
+	static struct argp_option options[sizeof(attach_options) / sizeof(attach_options[0]) + 1];
+	static const struct argp argp = { options, attach_parse, NULL, record_doc, NULL, NULL, NULL };
+	struct attach_opts o = {
+		.interval_ns = 1000000000ull,
+		.ringbuf_bytes = 4u << 20,
+		.duration_ns = 60000000000ull,
+		.record = true,
+	};
+	size_t n = 0;
+
+	/* record's options: -o, then attach's (whose list ends with a zero entry) */
+	options[n++] = (struct argp_option){ "output", 'o', "FILE", 0,
+					    "The trace-event file to write (required)", 0 };
+	for (size_t i = 0; attach_options[i].name || attach_options[i].key; i++)
+		options[n++] = attach_options[i];
+	options[n] = (struct argp_option){ 0 };
+	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
+		return 2;
+	return cmd_attach(&o);
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -132,6 +177,7 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  attach   trace a running process: llmtap attach --pid PID\n"
+		"  record   record a trace-event file: llmtap record --pid PID --duration 60s -o trace.json\n"
 		"\n"
 		"'llmtap COMMAND --help' shows a command's options; 'llmtap --version' the version.\n");
 }
@@ -153,6 +199,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "attach")) {
 		argv[1] = "llmtap attach";
 		return run_attach(argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[1], "record")) {
+		argv[1] = "llmtap record";
+		return run_record(argc - 1, argv + 1);
 	}
 	fprintf(stderr, "llmtap: unknown command '%s'\n", argv[1]);
 	usage(stderr);

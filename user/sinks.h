@@ -13,4 +13,7 @@ int sink_console_new(FILE *out, struct sink *s);
 /* One JSON object per line: attach, step (when steps), interval, summary. */
 int sink_json_new(FILE *out, bool steps, struct sink *s);
 
+/* A Chrome / Perfetto trace-event file at path (written to path.tmp, renamed when done). */
+int sink_trace_new(const char *path, struct sink *s, char *err, size_t errlen);
+
 #endif

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Trace-event sink (`llmtap record`): a Chrome / Perfetto trace-event JSON file.
+ * Tracks: one per slot (each request's prefill and generation inside its slot
+ * span), one for engine steps, counters for batch size and KV cells, async
+ * queue waits, and instant markers for context shifts and failed requests.
+ * Events are streamed to PATH.tmp as they come, so memory stays flat however
+ * long the recording; the file is renamed into place when it is complete.
+ */
+#include "sinks.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+#define TRACK_ENGINE 1
+#define TRACK_HTTP 2     /* requests that never reached a slot */
+#define TRACK_SLOT0 1000 /* slot N is TRACK_SLOT0 + N */
+
+struct trace_sink {
+	FILE *out;
+	char *path;
+	char *tmp_path;
+	int pid;
+	uint64_t events;
+	bool slot_named[LLMTAP_MAX_SEQ];
+	bool failed; /* a write failed: the file is not renamed into place */
+	uint64_t t0_ns; /* CLOCK_MONOTONIC at the start: ts 0 */
+};
+
+/*
+ * Microseconds since the recording began (otherData.start_unix_nano): small
+ * numbers keep doubles exact, so the sinks' Unix-time offsets are not used here.
+ */
+static double us(const struct trace_sink *t, uint64_t mono_ns)
+{
+	return ((double)(int64_t)(mono_ns - t->t0_ns)) / 1e3;
+}
+
+/* Every event but the first is preceded by a comma. */
+static FILE *begin(struct trace_sink *t)
+{
+	fputs(t->events++ ? ",\n" : "\n", t->out);
+	return t->out;
+}
+
+static void thread_name(struct trace_sink *t, int tid, const char *name, int sort)
+{
+	fprintf(begin(t), "{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"thread_name\",\"args\":{\"name\":",
+		t->pid, tid);
+	json_write_string(t->out, name);
+	fputs("}}", t->out);
+	fprintf(begin(t), "{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"thread_sort_index\","
+			  "\"args\":{\"sort_index\":%d}}", t->pid, tid, sort);
+}
+
+static int slot_track(struct trace_sink *t, int slot)
+{
+	char name[32];
+
+	if (slot < 0 || slot >= LLMTAP_MAX_SEQ)
+		return TRACK_HTTP;
+	if (!t->slot_named[slot]) {
+		snprintf(name, sizeof(name), "slot %d", slot);
+		thread_name(t, TRACK_SLOT0 + slot, name, 10 + slot);
+		t->slot_named[slot] = true;
+	}
+	return TRACK_SLOT0 + slot;
+}
+
+static void complete(struct trace_sink *t, int tid, const char *name, const char *cat,
+		     uint64_t start, uint64_t end)
+{
+	fprintf(begin(t), "{\"ph\":\"X\",\"pid\":%d,\"tid\":%d,\"cat\":\"%s\",\"name\":", t->pid, tid,
+		cat);
+	json_write_string(t->out, name);
+	fprintf(t->out, ",\"ts\":%.3f,\"dur\":%.3f", us(t, start),
+		(double)(end > start ? end - start : 0) / 1e3);
+}
+
+static void trace_attached(void *self, const struct tm_target *tg)
+{
+	struct trace_sink *t = self;
+	char name[128];
+
+	t->pid = tg->pid;
+	t->t0_ns = monotonic_ns();
+	fprintf(t->out, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"llmtap " LLMTAP_VERSION "\","
+		"\"start_unix_nano\":%lld,\"library\":", (long long)(t->t0_ns + realtime_offset_ns()));
+	json_write_string(t->out, tg->library);
+	fputs(",\"model\":", t->out);
+	json_write_string(t->out, tg->model ? tg->model : "");
+	fputs("},\"traceEvents\":[", t->out);
+	snprintf(name, sizeof(name), "%s (PID %d)", tg->comm, tg->pid);
+	fprintf(begin(t), "{\"ph\":\"M\",\"pid\":%d,\"name\":\"process_name\",\"args\":{\"name\":",
+		t->pid);
+	json_write_string(t->out, name);
+	fputs("}}", t->out);
+	thread_name(t, TRACK_ENGINE, "engine steps", 0);
+	thread_name(t, TRACK_HTTP, "requests without a slot", 1);
+}
+
+static void trace_step(void *self, const struct step *s, int64_t off __attribute__((unused)))
+{
+	struct trace_sink *t = self;
+
+	complete(t, TRACK_ENGINE, step_op_name(s->op), "step", s->start_ns, s->end_ns);
+	fprintf(t->out, ",\"args\":{\"kind\":\"%s\",\"n_tokens\":%d,\"n_seqs\":%u,\"n_outputs\":%u,"
+			"\"ret\":%d}}", step_kind_name(s->kind), s->n_tokens, s->n_seqs, s->n_outputs,
+		s->ret);
+	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":\"batch tokens\",\"ts\":%.3f,"
+			  "\"args\":{\"tokens\":%d}}", t->pid, us(t, s->start_ns), s->n_tokens);
+}
+
+static void trace_request(void *self, const struct req_span *r,
+			  int64_t off __attribute__((unused)))
+{
+	struct trace_sink *t = self;
+	int track = slot_track(t, r->slot);
+	uint64_t start = r->launch_ns ? r->launch_ns : r->start_ns;
+	uint64_t end = r->final_ns ? r->final_ns : r->end_ns;
+	char name[sizeof(r->method) + 64];
+
+	snprintf(name, sizeof(name), "%s %s", r->method[0] ? r->method : "HTTP", r->route.template);
+	if (r->deferred && r->launch_ns > r->enqueue_ns) { /* waits overlap: async events */
+		fprintf(begin(t), "{\"ph\":\"b\",\"pid\":%d,\"tid\":%d,\"cat\":\"queue\",\"name\":\"queued\","
+				  "\"id\":%llu,\"ts\":%.3f}", t->pid, track, (unsigned long long)r->id,
+			us(t, r->enqueue_ns));
+		fprintf(begin(t), "{\"ph\":\"e\",\"pid\":%d,\"tid\":%d,\"cat\":\"queue\",\"name\":\"queued\","
+				  "\"id\":%llu,\"ts\":%.3f}", t->pid, track, (unsigned long long)r->id,
+			us(t, r->launch_ns));
+	}
+	complete(t, track, name, "request", start, end);
+	fprintf(t->out, ",\"args\":{\"request\":%llu,\"status\":%d,\"stream\":%s,\"client_port\":%d,"
+			"\"prompt_tokens\":%u,\"cached_tokens\":%u,\"output_tokens\":%u,"
+			"\"ttft_ms\":%.3f,\"queue_ms\":%.3f,\"http_ms\":%.3f}}",
+		(unsigned long long)r->id, r->status, r->stream ? "true" : "false", r->client_port,
+		r->prompt_tokens, r->cached_tokens, r->output_tokens, (double)req_ttft_ns(r) / 1e6,
+		(double)req_queue_ns(r) / 1e6,
+		(double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e6);
+	if (r->launch_ns && r->first_token_ns >= r->launch_ns) {
+		complete(t, track, "prefill", "phase", r->launch_ns, r->first_token_ns);
+		fputs("}", t->out);
+	}
+	if (r->first_token_ns && r->final_ns > r->first_token_ns) {
+		complete(t, track, "generation", "phase", r->first_token_ns, r->final_ns);
+		fputs("}", t->out);
+	}
+	if (req_failed(r)) {
+		fprintf(begin(t), "{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":\"failed\","
+				  "\"ts\":%.3f,\"args\":{\"status\":%d,\"complete\":%s}}", t->pid, track,
+			us(t, end), r->status, r->complete ? "true" : "false");
+	}
+}
+
+static void trace_engine_event(void *self, const struct engine_event *e,
+			       int64_t off __attribute__((unused)))
+{
+	struct trace_sink *t = self;
+
+	if (e->kind != EE_CONTEXT_SHIFT && e->kind != EE_CACHE_SAVE && e->kind != EE_CACHE_LOAD)
+		return;
+	fprintf(begin(t), "{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":\"%s\",\"ts\":%.3f,"
+			  "\"args\":{\"value\":%lld}}", t->pid, slot_track(t, e->seq),
+		engine_event_name(e->kind), us(t, e->ts_ns), (long long)e->value);
+}
+
+static void trace_interval(void *self, const struct tm_snapshot *snap)
+{
+	struct trace_sink *t = self;
+
+	if (!snap->gauges)
+		return;
+	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":\"kv cells\",\"ts\":%.3f,"
+			  "\"args\":{\"cells\":%llu}}", t->pid, us(t, snap->now_ns),
+		(unsigned long long)snap->gauges->kv_cells);
+	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":\"requests\",\"ts\":%.3f,"
+			  "\"args\":{\"active\":%u,\"queued\":%u}}", t->pid,
+		us(t, snap->now_ns), snap->gauges->active_requests,
+		snap->gauges->queued_tasks);
+}
+
+static void trace_summary(void *self, const struct tm_snapshot *snap)
+{
+	struct trace_sink *t = self;
+
+	(void)snap;
+	fputs("\n]}\n", t->out);
+	if (fflush(t->out) || ferror(t->out))
+		t->failed = true;
+}
+
+static void trace_destroy(void *self)
+{
+	struct trace_sink *t = self;
+	bool ok = !t->failed && !ferror(t->out);
+
+	if (fclose(t->out))
+		ok = false;
+	if (ok && rename(t->tmp_path, t->path)) {
+		fprintf(stderr, "llmtap: cannot write %s: %s\n", t->path, strerror(errno));
+		ok = false;
+	} else if (!ok) {
+		fprintf(stderr, "llmtap: writing %s failed; the partial recording is in %s\n", t->path,
+			t->tmp_path);
+	}
+	if (ok)
+		fprintf(stderr, "llmtap: wrote %llu trace events to %s (open it in ui.perfetto.dev or chrome://tracing)\n",
+			(unsigned long long)t->events, t->path);
+	free(t->path);
+	free(t->tmp_path);
+	free(t);
+}
+
+static const struct sink_ops trace_ops = {
+	.attached = trace_attached,
+	.step = trace_step,
+	.request = trace_request,
+	.engine_event = trace_engine_event,
+	.interval = trace_interval,
+	.summary = trace_summary,
+	.destroy = trace_destroy,
+};
+
+int sink_trace_new(const char *path, struct sink *s, char *err, size_t errlen)
+{
+	struct trace_sink *t = calloc(1, sizeof(*t));
+
+	if (!t || !(t->path = strdup(path)) || asprintf(&t->tmp_path, "%s.tmp", path) < 0) {
+		if (t)
+			free(t->path);
+		free(t);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	t->out = fopen(t->tmp_path, "we");
+	if (!t->out) {
+		int e = errno;
+
+		snprintf(err, errlen, "cannot create %s: %s", t->tmp_path, strerror(e));
+		free(t->path);
+		free(t->tmp_path);
+		free(t);
+		return -e;
+	}
+	s->ops = &trace_ops;
+	s->self = t;
+	return 0;
+}
