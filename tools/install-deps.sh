@@ -14,7 +14,7 @@ PKGS=(
 	# the real target: llama.cpp from the node-llama-cpp npm package
 	git cmake g++ nodejs npm python3-numpy
 	# end-to-end tests
-	curl jq procps util-linux libcap2-bin prometheus
+	curl jq procps util-linux libcap2-bin prometheus tmux
 )
 
 missing=()

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "correlate.h"
@@ -39,6 +40,9 @@ struct session {
 	uint64_t bad_records;
 	bool debug;      /* print every record to stderr */
 	struct prom_server *prom; /* --prometheus */
+	struct sink top;          /* `llmtap top`'s view, ops NULL otherwise */
+	struct termios tty;       /* the terminal's settings, restored at the end */
+	bool tty_raw;
 	struct gguf_info gguf;    /* the mapped model's header */
 	struct resource resource; /* who produced the telemetry */
 	struct event ev; /* decoding buffer */
@@ -116,7 +120,9 @@ static void update_gauges(struct session *s)
 		.kv_cells = cg.kv_cells,
 		.n_ctx = cg.n_ctx,
 		.rss_bytes = proc_rss_bytes(s->tm.target.pid),
+		.n_slots = cg.n_slots,
 	};
+	memcpy(g.slots, cg.slots, sizeof(g.slots[0]) * (size_t)cg.n_slots);
 	telemetry_set_gauges(&s->tm, &g);
 }
 
@@ -156,11 +162,22 @@ static int add_sinks(struct session *s, const struct attach_opts *o, char *err, 
 	struct sink sk;
 	int ret;
 
-	if (o->json ? sink_json_new(stdout, o->json_steps, &sk) : sink_console_new(stdout, &sk)) {
+	/* top on something that is not a terminal degrades to the plain lines */
+	bool full_screen = o->top && !o->json && isatty(STDOUT_FILENO);
+
+	if (o->json)
+		ret = sink_json_new(stdout, o->json_steps, &sk);
+	else if (full_screen)
+		ret = sink_top_new(stdout, &sk);
+	else
+		ret = sink_console_new(stdout, &sk);
+	if (ret) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	telemetry_add_sink(&s->tm, sk);
+	if (full_screen)
+		s->top = sk;
 	if (o->record_path) {
 		ret = sink_trace_new(o->record_path, &sk, err, errlen);
 		if (ret)
@@ -168,6 +185,42 @@ static int add_sinks(struct session *s, const struct attach_opts *o, char *err, 
 		telemetry_add_sink(&s->tm, sk);
 	}
 	return 0;
+}
+
+/* `llmtap top`: keys without Enter, not echoed; read without blocking. */
+static void keys_raw(struct session *s)
+{
+	struct termios raw;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &s->tty))
+		return;
+	raw = s->tty;
+	raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+	raw.c_cc[VMIN] = 0;
+	raw.c_cc[VTIME] = 0;
+	s->tty_raw = !tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+}
+
+static void keys_restore(struct session *s)
+{
+	if (s->tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &s->tty);
+	s->tty_raw = false;
+}
+
+/* True when q was pressed; other keys go to the view. */
+static bool read_keys(struct session *s)
+{
+	char buf[16];
+	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] == 'q' || buf[i] == 'Q')
+			return true;
+		if (s->top.ops)
+			sink_top_key(&s->top, buf[i]);
+	}
+	return false;
 }
 
 static const char *run_loop(struct session *s, struct probes *p, const struct attach_opts *o,
@@ -195,6 +248,8 @@ static const char *run_loop(struct session *s, struct probes *p, const struct at
 		}
 		if (ferror(stdout))
 			return "output closed";
+		if (s->tty_raw && read_keys(s))
+			return "quit (q)";
 		if (stop_signal)
 			return stop_signal == SIGINT ? "interrupted (SIGINT)" :
 			       stop_signal == SIGTERM ? "terminated (SIGTERM)" : "hung up (SIGHUP)";
@@ -277,6 +332,8 @@ int cmd_attach(const struct attach_opts *o)
 		goto cleanup;
 	}
 	telemetry_attached(&s->tm);
+	if (s->top.ops)
+		keys_raw(s);
 
 	reason = run_loop(s, p, o, pidfd);
 	probes_poll(p, 0); /* whatever is still in the ring buffer */
@@ -289,6 +346,7 @@ int cmd_attach(const struct attach_opts *o)
 cleanup:
 	probes_close(p);
 	if (s) {
+		keys_restore(s);
 		prom_server_stop(s->prom);
 		correlator_free(s->corr);
 		telemetry_destroy(&s->tm);

@@ -500,9 +500,29 @@ void correlator_gauges(const struct correlator *c, struct corr_gauges *g)
 		if (t->phase == TASK_QUEUED && t->req)
 			g->queued_tasks++;
 	for (int s = 0; s < LLMTAP_MAX_SEQ; s++) {
-		if (c->slot_task[s])
+		const struct task *t = c->slot_task[s];
+		struct tm_slot *v;
+
+		if (t)
 			g->busy_slots++;
 		g->kv_cells += (uint64_t)c->kv_next[s];
+		if ((!t && !c->kv_next[s]) || g->n_slots >= TM_MAX_SLOTS)
+			continue;
+		v = &g->slots[g->n_slots++];
+		v->slot = s;
+		v->kv_cells = (uint64_t)c->kv_next[s];
+		v->route = "";
+		if (!t)
+			continue;
+		v->phase = t->phase == TASK_GENERATE ? 2 : 1;
+		if (t->req) {
+			v->request_id = t->req->span.id;
+			v->route = t->req->span.route.template;
+			v->prompt_tokens = t->req->span.prompt_tokens;
+			v->cached_tokens = t->req->span.cached_tokens;
+			v->output_tokens = t->req->span.output_tokens;
+			v->since_ns = t->req->span.launch_ns;
+		}
 	}
 	g->n_ctx = c->n_ctx;
 }

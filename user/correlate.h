@@ -17,6 +17,8 @@ struct correlator;
 
 /* Gauges derived from the state the correlator tracks. */
 struct corr_gauges {
+	int n_slots;              /* slots busy or holding KV cells, by id */
+	struct tm_slot slots[TM_MAX_SLOTS];
 	uint32_t active_requests; /* HTTP requests between first and last byte */
 	uint32_t active_inference; /* of which inference (chat, completion, embeddings...) */
 	uint32_t queued_tasks;    /* tasks created, not yet on a slot */

@@ -62,6 +62,25 @@ static const char record_doc[] =
 	"\v"
 	"DURATION: a number with an optional unit: 500ms, 30s (the default unit), 5m, 1h.";
 
+static const char top_doc[] =
+	"A live full-screen view of a running llama.cpp process, redrawn every\n"
+	"--interval: requests per second, active and queued requests, failed ones,\n"
+	"tokens per second in and out, time to first token and time per output token\n"
+	"percentiles, engine steps and batch sizes, KV-cache cells in use, context\n"
+	"shifts, cache loads and saves, llmtap's own CPU and lost events, and a row\n"
+	"per slot: idle, prefill or generating, with its request's progress.\n"
+	"\n"
+	"Keys: q quits (with the summary), p pauses or resumes, s changes the slot\n"
+	"order (slot, elapsed, KV cells). It follows the terminal's size; when stdout\n"
+	"is not a terminal it prints attach's plain line per interval instead.\n"
+	"\n"
+	"Example:\n"
+	"  sudo llmtap top --pid $(pgrep -o llama-server)\n"
+	"\n"
+	"Exit status: 0 traced, 1 could not trace, 2 bad usage.\n"
+	"\v"
+	"The other options are attach's.";
+
 enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROMETHEUS };
 
 static const struct argp_option attach_options[] = {
@@ -169,6 +188,20 @@ static int run_record(int argc, char **argv)
 	return cmd_attach(&o);
 }
 
+static int run_top(int argc, char **argv)
+{
+	static const struct argp argp = { attach_options, attach_parse, NULL, top_doc, NULL, NULL, NULL };
+	struct attach_opts o = {
+		.interval_ns = 1000000000ull,
+		.ringbuf_bytes = 4u << 20,
+		.top = true,
+	};
+
+	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
+		return 2;
+	return cmd_attach(&o);
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -177,6 +210,7 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  attach   trace a running process: llmtap attach --pid PID\n"
+		"  top      a live full-screen view: llmtap top --pid PID\n"
 		"  record   record a trace-event file: llmtap record --pid PID --duration 60s -o trace.json\n"
 		"\n"
 		"'llmtap COMMAND --help' shows a command's options; 'llmtap --version' the version.\n");
@@ -199,6 +233,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "attach")) {
 		argv[1] = "llmtap attach";
 		return run_attach(argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[1], "top")) {
+		argv[1] = "llmtap top";
+		return run_top(argc - 1, argv + 1);
 	}
 	if (!strcmp(argv[1], "record")) {
 		argv[1] = "llmtap record";

@@ -13,6 +13,12 @@ int sink_console_new(FILE *out, struct sink *s);
 /* One JSON object per line: attach, step (when steps), interval, summary. */
 int sink_json_new(FILE *out, bool steps, struct sink *s);
 
+/* `llmtap top`: a full-screen ANSI view redrawn each interval; keys via sink_top_key. */
+enum top_sort { TOP_SORT_SLOT = 0, TOP_SORT_ELAPSED, TOP_SORT_KV, TOP_SORT_MAX };
+int sink_top_new(FILE *out, struct sink *s);
+/* 'p' pauses or resumes the redraws, 's' cycles the slot order. */
+void sink_top_key(struct sink *s, int key);
+
 /* A Chrome / Perfetto trace-event file at path (written to path.tmp, renamed when done). */
 int sink_trace_new(const char *path, struct sink *s, char *err, size_t errlen);
 
