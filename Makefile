@@ -11,7 +11,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DLLMTAP_VERSION='"$(
 # e.g. make EXTRA_CFLAGS="-fsanitize=address,undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined"
 CFLAGS   += $(EXTRA_CFLAGS)
 INCLUDES := -I$(OUTPUT) -Iinclude -Iuser
-LIBS     := -lbpf -lelf -lz -lm $(EXTRA_LDFLAGS)
+LIBS     := -lbpf -lelf -lz -lm -ljson-c $(EXTRA_LDFLAGS)
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
 	-Ivmlinux/$(ARCH) -Iinclude
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(
 	# build
-	make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
+	make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config libjson-c-dev
 	# later exporters
 	protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev
 	# unit tests
@@ -14,7 +14,7 @@ PKGS=(
 	# the real target: llama.cpp from the node-llama-cpp npm package
 	git cmake g++ nodejs npm python3-numpy
 	# end-to-end tests
-	curl jq procps util-linux libcap2-bin prometheus tmux
+	curl jq procps util-linux libcap2-bin prometheus tmux chromium fonts-dejavu-core
 )
 
 missing=()

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attach.h"
+#include "report.h"
 #include "util.h"
 
 const char *argp_program_version = "llmtap " LLMTAP_VERSION;
@@ -202,6 +203,73 @@ static int run_top(int argc, char **argv)
 	return cmd_attach(&o);
 }
 
+static const char report_doc[] =
+	"Write one self-contained HTML page about a trace file made by\n"
+	"`llmtap record`: a summary; distributions of time to first token, time per\n"
+	"output token, queue wait and request duration with p50/p90/p99; requests\n"
+	"and tokens per second; KV cache cells and requests in flight over time; the\n"
+	"slowest requests, each split into queue, prefill and generation. Inline SVG\n"
+	"and CSS only: no script, nothing fetched; open it in any browser or attach\n"
+	"it to an incident.\n"
+	"\n"
+	"Example:\n"
+	"  sudo llmtap record -p $(pgrep -o llama-server) -d 60s -o trace.json\n"
+	"  llmtap report trace.json -o report.html\n"
+	"\n"
+	"Exit status: 0 written, 1 could not read the trace or write the page,\n"
+	"2 bad usage.";
+
+struct report_opts {
+	const char *trace;
+	const char *out;
+};
+
+static error_t report_parse(int key, char *arg, struct argp_state *state)
+{
+	struct report_opts *o = state->input;
+
+	switch (key) {
+	case 'o':
+		o->out = arg;
+		break;
+	case ARGP_KEY_ARG:
+		if (o->trace)
+			argp_error(state, "unexpected argument '%s'", arg);
+		o->trace = arg;
+		break;
+	case ARGP_KEY_END:
+		if (!o->trace)
+			argp_error(state, "which recording? give TRACE.json (written by llmtap record)");
+		if (!o->out)
+			argp_error(state, "where to? give -o FILE (e.g. -o report.html)");
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static int run_report(int argc, char **argv)
+{
+	static const struct argp_option options[] = {
+		{ "output", 'o', "REPORT.html", 0, "The HTML file to write (required)", 0 },
+		{ 0 },
+	};
+	static const struct argp argp = { options, report_parse, "TRACE.json -o REPORT.html",
+					  report_doc, NULL, NULL, NULL };
+	struct report_opts o = { 0 };
+	char err[512];
+
+	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
+		return 2;
+	if (report_write(o.trace, o.out, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		return 1;
+	}
+	fprintf(stderr, "llmtap: wrote %s\n", o.out);
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -212,6 +280,7 @@ static void usage(FILE *out)
 		"  attach   trace a running process: llmtap attach --pid PID\n"
 		"  top      a live full-screen view: llmtap top --pid PID\n"
 		"  record   record a trace-event file: llmtap record --pid PID --duration 60s -o trace.json\n"
+		"  report   an HTML page about a recording: llmtap report trace.json -o report.html\n"
 		"\n"
 		"'llmtap COMMAND --help' shows a command's options; 'llmtap --version' the version.\n");
 }
@@ -241,6 +310,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "record")) {
 		argv[1] = "llmtap record";
 		return run_record(argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[1], "report")) {
+		argv[1] = "llmtap report";
+		return run_report(argc - 1, argv + 1);
 	}
 	fprintf(stderr, "llmtap: unknown command '%s'\n", argv[1]);
 	usage(stderr);

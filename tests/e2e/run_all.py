@@ -8,6 +8,7 @@ import test_attach  # noqa: F401  (registers its tests)
 import test_requests  # noqa: F401
 import test_export  # noqa: F401
 import test_record  # noqa: F401
+import test_report  # noqa: F401
 import test_top  # noqa: F401
 
 if __name__ == "__main__":

@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Unit tests for user/report.c: `llmtap report`, a trace file as one HTML page. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "report.h"
+
+/* The budget for a busy minute's report; sanitizers slow everything several times. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define BIG_TRACE_SECONDS 10.0
+#else
+#define BIG_TRACE_SECONDS 2.0
+#endif
+
+#define HEAD                                                                              \
+	"{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"llmtap 0.1.0\","        \
+	"\"start_unix_nano\":1795332002950247540,\"library\":\"/opt/llama/libllama.so\","   \
+	"\"model\":\"tiny & <b>model</b>\"},\"traceEvents\":[\n"                           \
+	"{\"ph\":\"M\",\"pid\":7,\"name\":\"process_name\",\"args\":{\"name\":\"llama-server (PID 7)\"}},\n" \
+	"{\"ph\":\"M\",\"pid\":7,\"tid\":1,\"name\":\"thread_name\",\"args\":{\"name\":\"engine steps\"}},\n" \
+	"{\"ph\":\"M\",\"pid\":7,\"tid\":2,\"name\":\"thread_name\",\"args\":{\"name\":\"requests without a slot\"}},\n" \
+	"{\"ph\":\"M\",\"pid\":7,\"tid\":1000,\"name\":\"thread_name\",\"args\":{\"name\":\"slot 0\"}},\n" \
+	"{\"ph\":\"M\",\"pid\":7,\"tid\":1001,\"name\":\"thread_name\",\"args\":{\"name\":\"slot 1\"}}"
+
+/* A temporary directory for the traces and reports of every test. */
+struct dir {
+	char path[64];
+	char file[32][128];
+	int n;
+};
+
+static const char *dir_file(struct dir *d, const char *name)
+{
+	char path[sizeof(d->file[0])];
+
+	assert_true(d->n < 32);
+	snprintf(path, sizeof(path), "%s/%s", d->path, name);
+	memcpy(d->file[d->n], path, sizeof(path));
+	return d->file[d->n++];
+}
+
+static int setup(void **state)
+{
+	struct dir *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -1;
+	strcpy(d->path, "/tmp/llmtap-report-XXXXXX");
+	if (!mkdtemp(d->path)) {
+		free(d);
+		return -1;
+	}
+	*state = d;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct dir *d = *state;
+
+	for (int i = 0; i < d->n; i++)
+		unlink(d->file[i]);
+	rmdir(d->path);
+	free(d);
+	return 0;
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+	if (!strstr(hay, needle))
+		fail_msg("missing \"%s\" in the report", needle);
+}
+
+/* Well-formed enough: the doctype first, the end last, every <svg> closed. */
+static void assert_page(const char *html)
+{
+	assert_true(!strncmp(html, "<!DOCTYPE html>\n", 16));
+	assert_non_null(strstr(html, "</html>\n"));
+	assert_int_equal(count(html, "<svg"), count(html, "</svg>"));
+	assert_int_equal(count(html, "<section"), count(html, "</section>"));
+	assert_int_equal(count(html, "<table"), count(html, "</table>"));
+	assert_true(count(html, "<svg") >= 8);
+	/* self-contained: nothing to run, nothing to fetch */
+	assert_null(strstr(html, "<script"));
+	assert_null(strstr(html, "src="));
+	assert_null(strstr(html, "<link"));
+	assert_null(strstr(html, "url("));
+	assert_null(strstr(html, "@import"));
+}
+
+/* The report of a trace given as text; the HTML, to free. */
+static char *report_of(struct dir *d, const char *name, const char *trace)
+{
+	char html_name[64], err[256] = "";
+	const char *in = dir_file(d, name), *out;
+	int ret;
+
+	snprintf(html_name, sizeof(html_name), "%s.html", name);
+	out = dir_file(d, html_name);
+	write_text(in, trace);
+	ret = report_write(in, out, err, sizeof(err));
+	if (ret)
+		fail_msg("report_write: %d: %s", ret, err);
+	return read_text(out);
+}
+
+/* A request as sink_trace.c writes it, launched on its slot at ts_s; its number of events. */
+static unsigned request(FILE *f, int tid, unsigned id, const char *name, double ts_s, int status,
+			double ttft, double queue, double http, unsigned output, double gen_ms)
+{
+	double prefill_us = (ttft - queue) * 1e3, gen_us = gen_ms * 1e3, ts = ts_s * 1e6;
+
+	if (queue > 0)
+		fprintf(f, ",\n{\"ph\":\"b\",\"pid\":7,\"tid\":%d,\"cat\":\"queue\",\"name\":\"queued\","
+			"\"id\":%u,\"ts\":%.3f},\n{\"ph\":\"e\",\"pid\":7,\"tid\":%d,\"cat\":\"queue\","
+			"\"name\":\"queued\",\"id\":%u,\"ts\":%.3f}", tid, id, ts - queue * 1e3, tid, id, ts);
+	fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":\"request\",\"name\":\"%s\","
+		"\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"request\":%u,\"status\":%d,\"stream\":%s,"
+		"\"client_port\":%u,\"prompt_tokens\":7,\"cached_tokens\":3,\"output_tokens\":%u,"
+		"\"ttft_ms\":%.3f,\"queue_ms\":%.3f,\"http_ms\":%.3f}}", tid, name, ts,
+		prefill_us + gen_us, id, status, id % 2 ? "true" : "false", 40000 + id, output, ttft,
+		queue, http);
+	if (prefill_us > 0)
+		fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":\"phase\",\"name\":\"prefill\","
+			"\"ts\":%.3f,\"dur\":%.3f}", tid, ts, prefill_us);
+	if (gen_us > 0)
+		fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":\"phase\","
+			"\"name\":\"generation\",\"ts\":%.3f,\"dur\":%.3f}", tid, ts + prefill_us, gen_us);
+	return 1 + 2 * (queue > 0) + (prefill_us > 0) + (gen_us > 0);
+}
+
+static void instant(FILE *f, int tid, const char *name, double ts_us)
+{
+	fprintf(f, ",\n{\"ph\":\"i\",\"s\":\"t\",\"pid\":7,\"tid\":%d,\"name\":\"%s\",\"ts\":%.3f,"
+		"\"args\":{\"value\":1}}", tid, name, ts_us);
+}
+
+static void step(FILE *f, double ts_s, const char *kind, int n_tokens, int ret)
+{
+	fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":1,\"cat\":\"step\",\"name\":\"decode\","
+		"\"ts\":%.3f,\"dur\":2000.000,\"args\":{\"kind\":\"%s\",\"n_tokens\":%d,\"n_seqs\":1,"
+		"\"n_outputs\":1,\"ret\":%d}},\n{\"ph\":\"C\",\"pid\":7,\"name\":\"batch tokens\","
+		"\"ts\":%.3f,\"args\":{\"tokens\":%d}}", ts_s * 1e6, kind, n_tokens, ret, ts_s * 1e6,
+		n_tokens);
+}
+
+static void counters(FILE *f, double ts_s, int cells, int active, int queued)
+{
+	fprintf(f, ",\n{\"ph\":\"C\",\"pid\":7,\"name\":\"kv cells\",\"ts\":%.3f,\"args\":{\"cells\":%d}}"
+		",\n{\"ph\":\"C\",\"pid\":7,\"name\":\"requests\",\"ts\":%.3f,\"args\":{\"active\":%d,"
+		"\"queued\":%d}}", ts_s * 1e6, cells, ts_s * 1e6, active, queued);
+}
+
+/*
+ * Five requests on two slots with TTFT 10..50 ms, TPOT 1..5 ms, queue 0..20 ms,
+ * the slowest (900 ms) fourth, the fifth named with a <script> and failed by a
+ * marker only; a request without a slot; three steps (one failed); counters.
+ */
+static char *known_trace(void)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	fputs(HEAD, f);
+	request(f, 1000, 1, "POST /completion", 0.5, 200, 10, 0, 100, 11, 10);
+	request(f, 1001, 2, "POST /completion", 0.6, 200, 20, 5, 200, 11, 20);
+	request(f, 1000, 3, "POST /v1/chat/completions", 1.5, 200, 30, 10, 300, 11, 30);
+	request(f, 1001, 4, "POST /completion", 1.6, 200, 40, 15, 900, 11, 40);
+	request(f, 1000, 5, "POST /<script>alert(1)</script>", 2.5, 200, 50, 20, 400, 11, 50);
+	instant(f, 1000, "failed", 2.5e6 + 30e3 + 50e3); /* at the fifth's end */
+	request(f, 2, 6, "GET /health", 2.7, 200, 0, 0, 1, 0, 0);
+	step(f, 0.51, "prefill", 7, 0);
+	step(f, 0.52, "generate", 2, 0);
+	step(f, 1.52, "mixed", 9, -3);
+	counters(f, 1, 40, 2, 1);
+	counters(f, 2, 64, 2, 0);
+	counters(f, 3, 12, 0, 0);
+	instant(f, 1001, "context_shift", 1.7e6);
+	instant(f, 1000, "cache_save", 0.7e6);
+	instant(f, 1001, "cache_save", 1.8e6);
+	instant(f, 1000, "cache_load", 1.4e6);
+	fputs("\n]}\n", f);
+	assert_int_equal(fclose(f), 0);
+	return text;
+}
+
+static void test_summary_numbers(void **state)
+{
+	char *trace = known_trace(), *html = report_of(*state, "known.json", trace);
+
+	assert_page(html);
+	assert_contains(html, "id=\"sum-requests\">6<");
+	assert_contains(html, "id=\"sum-ok\">5<");
+	assert_contains(html, ">1</span> failed)"); /* the marker failed a 200 */
+	assert_contains(html, "id=\"sum-output-tokens\">55<");
+	assert_contains(html, "id=\"sum-prompt-tokens\">42<");
+	assert_contains(html, "id=\"sum-cached-tokens\">18<");
+	assert_contains(html, "id=\"sum-steps\">3<");
+	assert_contains(html, "18 batch tokens");
+	assert_contains(html, "id=\"sum-context-shifts\" class=\"bad\">1<");
+	assert_contains(html, "id=\"sum-cache-saves\">2<");
+	assert_contains(html, "id=\"sum-cache-loads\">1<");
+	assert_contains(html, "id=\"sum-length\">3.0 s<");
+	/* percentiles, nearest rank: TTFT and TPOT of the five inference requests */
+	assert_contains(html, "id=\"ttft-n\">5<");
+	assert_contains(html, "id=\"ttft-p50\">30.0 ms<");
+	assert_contains(html, "id=\"ttft-p90\">50.0 ms<");
+	assert_contains(html, "id=\"ttft-p99\">50.0 ms<");
+	assert_contains(html, "id=\"tpot-p50\">3.00 ms<"); /* 30 ms of generation / 10 tokens */
+	assert_contains(html, "id=\"tpot-max\">5.00 ms<");
+	assert_contains(html, "id=\"queue-n\">5<"); /* the /health request had no slot */
+	assert_contains(html, "id=\"queue-p50\">10.0 ms<");
+	assert_contains(html, "id=\"duration-n\">6<");
+	assert_contains(html, "id=\"duration-p50\">200 ms<");
+	assert_contains(html, "id=\"duration-p90\">900 ms<");
+	/* p50/p90/p99 marked on the charts */
+	assert_contains(html, ">p50 30.0 ms</text>");
+	assert_contains(html, ">p99 900 ms</text>");
+	/* otherData */
+	assert_contains(html, "id=\"sum-library\">/opt/llama/libllama.so<");
+	assert_contains(html, "id=\"sum-process\">llama-server (PID 7)<");
+	assert_contains(html, "recorded 2026-11-22 07:20:02 UTC");
+	free(html);
+	free(trace);
+}
+
+static void test_slowest_first(void **state)
+{
+	char *trace = known_trace(), *html = report_of(*state, "slow.json", trace);
+	const char *table = strstr(html, "<section id=\"slowest\">");
+	const char *r1, *r2, *r6;
+
+	assert_non_null(table);
+	r1 = strstr(table, "<tr><td class=\"num\">1</td><td class=\"num\">4</td>");
+	r2 = strstr(table, "<tr><td class=\"num\">2</td><td class=\"num\">5</td>");
+	r6 = strstr(table, "<tr><td class=\"num\">6</td><td class=\"num\">6</td>");
+	assert_non_null(r1);
+	assert_non_null(r2);
+	assert_non_null(r6);
+	assert_true(r1 < r2 && r2 < r6);
+	assert_contains(r1, "900 ms");
+	assert_contains(r2, "200 failed"); /* failed by its marker */
+	/* the breakdown: queue, prefill and generation of the slowest */
+	assert_contains(r1, "<title>queue 15.0 ms</title>");
+	assert_contains(r1, "<title>prefill 25.0 ms</title>");
+	assert_contains(r1, "<title>generation 40.0 ms</title>");
+	free(html);
+	free(trace);
+}
+
+static void test_escaping(void **state)
+{
+	char *trace = known_trace(), *html = report_of(*state, "esc.json", trace);
+
+	assert_null(strstr(html, "<script"));
+	assert_null(strstr(html, "<b>model"));
+	assert_contains(html, "POST /&lt;script&gt;alert(1)&lt;/script&gt;");
+	assert_contains(html, "<title>llmtap report: tiny &amp; &lt;b&gt;model&lt;/b&gt;</title>");
+	assert_contains(html, "id=\"sum-model\">tiny &amp; &lt;b&gt;model&lt;/b&gt;<");
+	free(html);
+	free(trace);
+}
+
+/* An idle server: counters only. Every chart still drawn, with "no data". */
+static void test_no_requests(void **state)
+{
+	char *text = NULL, *html;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	fputs(HEAD, f);
+	counters(f, 1, 0, 0, 0);
+	counters(f, 2, 0, 0, 0);
+	fputs("\n]}\n", f);
+	assert_int_equal(fclose(f), 0);
+	html = report_of(*state, "idle.json", text);
+	assert_page(html);
+	assert_contains(html, "id=\"sum-requests\">0<");
+	assert_contains(html, "id=\"ttft-p50\">–<");
+	assert_true(count(html, ">no data</text>") >= 5);
+	assert_contains(html, "No requests were recorded.");
+	free(html);
+	free(text);
+}
+
+static void expect_error(struct dir *d, const char *name, const char *text, int want,
+			 const char *reason)
+{
+	char err[256] = "";
+	const char *in = dir_file(d, name), *out = dir_file(d, "error.html");
+	int ret;
+
+	if (text)
+		write_text(in, text);
+	ret = report_write(in, out, err, sizeof(err));
+	if (ret != want)
+		fail_msg("%s: got %d (%s), want %d", name, ret, err, want);
+	if (!strstr(err, reason) || !strstr(err, in))
+		fail_msg("%s: reason \"%s\", want \"%s\" and the file's name", name, err, reason);
+	assert_null(strchr(err, '\n'));
+	assert_int_equal(access(out, F_OK), -1); /* no report written */
+}
+
+static void test_errors(void **state)
+{
+	struct dir *d = *state;
+
+	expect_error(d, "missing.json", NULL, -ENOENT, "cannot read");
+	expect_error(d, "text.json", "this is not JSON\n", -EINVAL, "is not JSON");
+	expect_error(d, "empty.json", "", -EINVAL, "is empty");
+	expect_error(d, "cut.json", HEAD ",\n{\"ph\":\"C\",\"name\":\"kv ce", -EINVAL, "is not JSON");
+	expect_error(d, "tail.json", "{\"traceEvents\":[]} x", -EINVAL, "data after the end");
+	expect_error(d, "array.json", "[{\"ph\":\"X\",\"cat\":\"step\",\"ts\":1,\"dur\":1}]", -EINVAL,
+		     "not a trace-event JSON object");
+	expect_error(d, "number.json", "42", -EINVAL, "not a trace-event JSON object");
+	expect_error(d, "events.json", "{\"traceEvents\":{}}", -EINVAL,
+		     "not a trace-event JSON object");
+	expect_error(d, "foreign.json",
+		     "{\"traceEvents\":[{\"ph\":\"X\",\"cat\":\"v8\",\"name\":\"GC\",\"ts\":1,\"dur\":2},"
+		     "{\"ph\":\"C\",\"name\":\"heap\",\"ts\":3,\"args\":{\"bytes\":1}}]}\n",
+		     -EINVAL, "has no llmtap events");
+	expect_error(d, "meta.json", HEAD "\n]}\n", -EINVAL, "has no llmtap events");
+}
+
+static void test_unwritable_output(void **state)
+{
+	struct dir *d = *state;
+	char *trace = known_trace(), err[256] = "";
+	const char *in = dir_file(d, "ok.json");
+
+	write_text(in, trace);
+	assert_int_equal(report_write(in, "/nonexistent-dir/r.html", err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "cannot create /nonexistent-dir/r.html"));
+	/* a failed write is reported, and only a regular file is removed after it */
+	if (access("/dev/full", W_OK) == 0) {
+		assert_int_equal(report_write(in, "/dev/full", err, sizeof(err)), -ENOSPC);
+		assert_non_null(strstr(err, "cannot write /dev/full"));
+		assert_int_equal(access("/dev/full", F_OK), 0);
+	}
+	free(trace);
+}
+
+/*
+ * A busy 60 s recording, over 100k events: 8000 requests on 2 slots (most with
+ * a queue wait, prefill and generation), 35000 steps (2 events each), counters.
+ */
+static void write_big_trace(const char *path, unsigned *n_events)
+{
+	FILE *f = fopen(path, "w");
+	unsigned n = 5;
+
+	assert_non_null(f);
+	fputs(HEAD, f);
+	for (unsigned i = 0; i < 8000; i++) {
+		int tid = 1000 + (int)(i % 2);
+		double ts = (double)(i / 2) * 0.015 + 0.01;
+
+		n += request(f, tid, i + 1, i % 3 ? "POST /completion" : "POST /v1/chat/completions",
+			     ts, 200, 4 + i % 7, i % 3, 13 + i % 11, 1 + i % 40, 0.2 * (i % 40));
+	}
+	for (unsigned i = 0; i < 35000; i++, n += 2)
+		step(f, (double)i * 0.0017, i % 10 ? "generate" : "prefill", 1 + (int)(i % 10), 0);
+	for (unsigned i = 1; i <= 60; i++, n += 2)
+		counters(f, i, 100 * (int)(i % 20), (int)(i % 3), (int)(i % 5));
+	fputs("\n]}\n", f);
+	assert_int_equal(fclose(f), 0);
+	*n_events = n;
+}
+
+static void test_big_trace(void **state)
+{
+	struct dir *d = *state;
+	const char *in = dir_file(d, "big.json"), *out = dir_file(d, "big.html");
+	struct timespec t0, t1;
+	char err[256] = "", *html, buf[64];
+	unsigned n_events;
+	double secs;
+
+	write_big_trace(in, &n_events);
+	assert_true(n_events >= 100000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(report_write(in, out, err, sizeof(err)), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	print_message("      %u events rendered in %.2f s\n", n_events, secs);
+	assert_true(secs < BIG_TRACE_SECONDS);
+	html = read_text(out);
+	assert_page(html);
+	assert_contains(html, "id=\"sum-requests\">8000<");
+	assert_contains(html, "id=\"sum-steps\">35000<");
+	assert_contains(html, "id=\"sum-length\">60.0 s<");
+	snprintf(buf, sizeof(buf), "id=\"tpot-n\">%d<", 8000 - 8000 / 40); /* output >= 2 */
+	assert_contains(html, buf);
+	assert_true(strlen(html) < 2u << 20); /* the page stays small */
+	free(html);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_summary_numbers),
+		cmocka_unit_test(test_slowest_first),
+		cmocka_unit_test(test_escaping),
+		cmocka_unit_test(test_no_requests),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_unwritable_output),
+		cmocka_unit_test(test_big_trace),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
