@@ -152,55 +152,56 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 	return 0;
 }
 
-static int run_attach(int argc, char **argv)
+/* What attach, record and top share: the defaults, then parse and trace. */
+static struct attach_opts attach_defaults(void)
 {
-	static const struct argp argp = { attach_options, attach_parse, NULL, attach_doc, NULL, NULL, NULL };
-	struct attach_opts o = {
+	return (struct attach_opts){
 		.interval_ns = 1000000000ull,
 		.ringbuf_bytes = 4u << 20,
 		.json_steps = true,
 	};
+}
 
-	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
+static int parse_and_trace(const struct argp *argp, int argc, char **argv, struct attach_opts *o)
+{
+	if (argp_parse(argp, argc, argv, 0, NULL, o))
 		return 2;
-	return cmd_attach(&o);
+	return cmd_attach(o);
+}
+
+static int run_attach(int argc, char **argv)
+{
+	static const struct argp argp = { attach_options, attach_parse, NULL, attach_doc, NULL, NULL, NULL };
+	struct attach_opts o = attach_defaults();
+
+	return parse_and_trace(&argp, argc, argv, &o);
 }
 
 static int run_record(int argc, char **argv)
 {
 	static struct argp_option options[sizeof(attach_options) / sizeof(attach_options[0]) + 1];
 	static const struct argp argp = { options, attach_parse, NULL, record_doc, NULL, NULL, NULL };
-	struct attach_opts o = {
-		.interval_ns = 1000000000ull,
-		.ringbuf_bytes = 4u << 20,
-		.duration_ns = 60000000000ull,
-		.record = true,
-	};
+	struct attach_opts o = attach_defaults();
 	size_t n = 0;
 
+	o.duration_ns = 60000000000ull;
+	o.record = true;
 	/* record's options: -o, then attach's (whose list ends with a zero entry) */
 	options[n++] = (struct argp_option){ "output", 'o', "FILE", 0,
 					    "The trace-event file to write (required)", 0 };
 	for (size_t i = 0; attach_options[i].name || attach_options[i].key; i++)
 		options[n++] = attach_options[i];
 	options[n] = (struct argp_option){ 0 };
-	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
-		return 2;
-	return cmd_attach(&o);
+	return parse_and_trace(&argp, argc, argv, &o);
 }
 
 static int run_top(int argc, char **argv)
 {
 	static const struct argp argp = { attach_options, attach_parse, NULL, top_doc, NULL, NULL, NULL };
-	struct attach_opts o = {
-		.interval_ns = 1000000000ull,
-		.ringbuf_bytes = 4u << 20,
-		.top = true,
-	};
+	struct attach_opts o = attach_defaults();
 
-	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
-		return 2;
-	return cmd_attach(&o);
+	o.top = true;
+	return parse_and_trace(&argp, argc, argv, &o);
 }
 
 static const char report_doc[] =
