@@ -25,13 +25,19 @@
 #include "telemetry.h"
 
 #define POLL_MS 100
+#define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
 
-/* set by the signal handler, read by the loop */
-static volatile sig_atomic_t stop_signal;
+/* set by the signal handlers, read by the loop */
+static volatile sig_atomic_t stop_signal, dump_signal;
 
 static void on_signal(int sig)
 {
 	stop_signal = sig;
+}
+
+static void on_usr1(int sig)
+{
+	dump_signal = sig;
 }
 
 struct session {
@@ -41,6 +47,7 @@ struct session {
 	bool debug;      /* print every record to stderr */
 	struct prom_server *prom; /* --prometheus */
 	struct sink top;          /* `llmtap top`'s view, ops NULL otherwise */
+	struct sink tail;         /* --tail's capture, ops NULL otherwise */
 	struct termios tty;       /* the terminal's settings, restored at the end */
 	bool tty_raw;
 	struct gguf_info gguf;    /* the mapped model's header */
@@ -154,6 +161,8 @@ static void install_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = on_usr1; /* dump the tail capture (and never die of a stray USR1) */
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
 
@@ -178,6 +187,14 @@ static int add_sinks(struct session *s, const struct attach_opts *o, char *err, 
 	telemetry_add_sink(&s->tm, sk);
 	if (full_screen)
 		s->top = sk;
+	if (o->tail_ns) {
+		ret = sink_tail_new(o->tail_dir ? o->tail_dir : ".", o->tail_ns, o->tail_ttft_ns,
+				    TAIL_MAX_BYTES, &sk, err, errlen);
+		if (ret)
+			return ret;
+		telemetry_add_sink(&s->tm, sk);
+		s->tail = sk;
+	}
 	if (o->record_path) {
 		ret = sink_trace_new(o->record_path, &sk, err, errlen);
 		if (ret)
@@ -250,6 +267,13 @@ static const char *run_loop(struct session *s, struct probes *p, const struct at
 			return "output closed";
 		if (s->tty_raw && read_keys(s))
 			return "quit (q)";
+		if (dump_signal) {
+			dump_signal = 0;
+			if (s->tail.ops)
+				sink_tail_dump(&s->tail, "SIGUSR1");
+			else
+				fprintf(stderr, "llmtap: SIGUSR1: no --tail capture to write\n");
+		}
 		if (stop_signal)
 			return stop_signal == SIGINT ? "interrupted (SIGINT)" :
 			       stop_signal == SIGTERM ? "terminated (SIGTERM)" : "hung up (SIGHUP)";

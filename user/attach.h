@@ -20,6 +20,9 @@ struct attach_opts {
 	bool record;            /* `llmtap record`: the output file is required */
 	bool top;               /* `llmtap top`: the full-screen view */
 	const char *record_path; /* a trace-event file to write, NULL for none */
+	uint64_t tail_ns;       /* tail capture window, 0 for none */
+	uint64_t tail_ttft_ns;  /* dump the tail when a TTFT exceeds this, 0: SIGUSR1 only */
+	const char *tail_dir;   /* where tail captures go */
 };
 
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */

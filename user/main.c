@@ -82,7 +82,8 @@ static const char top_doc[] =
 	"\v"
 	"The other options are attach's.";
 
-enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROMETHEUS };
+enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROMETHEUS,
+       OPT_TAIL, OPT_TAIL_DIR, OPT_TAIL_TTFT };
 
 static const struct argp_option attach_options[] = {
 	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
@@ -91,6 +92,9 @@ static const struct argp_option attach_options[] = {
 	{ "json", 'j', NULL, 0, "Write JSON lines to stdout: attach, step, interval and summary records", 0 },
 	{ "no-steps", OPT_NO_STEPS, NULL, 0, "With --json, leave out the per-step records", 0 },
 	{ "prometheus", OPT_PROMETHEUS, "ADDR:PORT", 0, "Serve the metrics for Prometheus on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464, :9464 for every interface)", 0 },
+	{ "tail", OPT_TAIL, "DURATION", 0, "Keep the last DURATION of events in memory (64 MiB at most) and write them as a trace-event file on SIGUSR1 or --tail-ttft", 0 },
+	{ "tail-ttft", OPT_TAIL_TTFT, "DURATION", 0, "With --tail: also write it when a request's time to first token exceeds DURATION (at most once per window)", 0 },
+	{ "tail-dir", OPT_TAIL_DIR, "DIR", 0, "With --tail: where the captures go (default: the current directory)", 0 },
 	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer size, a power of two >= 4k (default 4M)", 0 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics (verifier log on load failures)", 0 },
 	{ "debug-events", OPT_DEBUG_EVENTS, NULL, 0, "Print every raw probe record to stderr (for debugging llmtap)", 0 },
@@ -137,6 +141,17 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 	case 'o':
 		o->record_path = arg;
 		break;
+	case OPT_TAIL:
+		if (parse_duration(arg, &o->tail_ns) || !o->tail_ns)
+			argp_error(state, "--tail: '%s' is not a positive duration (e.g. 60s)", arg);
+		break;
+	case OPT_TAIL_TTFT:
+		if (parse_duration(arg, &o->tail_ttft_ns) || !o->tail_ttft_ns)
+			argp_error(state, "--tail-ttft: '%s' is not a positive duration (e.g. 2s)", arg);
+		break;
+	case OPT_TAIL_DIR:
+		o->tail_dir = arg;
+		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		break;
@@ -145,6 +160,8 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 			argp_error(state, "which process? give --pid PID (e.g. --pid $(pgrep -o llama-server))");
 		if (o->record && !o->record_path)
 			argp_error(state, "where to? give -o FILE (e.g. -o trace.json)");
+		if ((o->tail_ttft_ns || o->tail_dir) && !o->tail_ns)
+			argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "json.h"
 
@@ -19,8 +21,33 @@
 #define TRACK_HTTP 2     /* requests that never reached a slot */
 #define TRACK_SLOT0 1000 /* slot N is TRACK_SLOT0 + N */
 
+/* Tail capture: the last window of events, kept in memory until a trigger dumps them. */
+struct tail_event {
+	struct tail_event *next;
+	uint64_t at_ns; /* CLOCK_MONOTONIC when it was written */
+	size_t len;
+	char text[];
+};
+
+struct tail {
+	char *dir;
+	uint64_t window_ns;
+	uint64_t ttft_ns;  /* dump when a request's TTFT is above this, 0: never */
+	size_t max_bytes;  /* the window's events never take more than this */
+	char *buf;         /* open_memstream backing of the sink's out */
+	size_t len;
+	char *header;      /* the file's opening, written at attach */
+	struct tail_event *meta, *meta_last; /* track names: in every dump */
+	struct tail_event *head, *last;      /* the window, oldest first */
+	size_t bytes;
+	bool in_meta, cur_meta;
+	unsigned int dumps;
+	uint64_t last_dump_ns;
+};
+
 struct trace_sink {
 	FILE *out;
+	struct tail *tail; /* NULL: a recording streamed to a file */
 	char *path;
 	char *tmp_path;
 	int pid;
@@ -39,21 +66,80 @@ static double us(const struct trace_sink *t, uint64_t mono_ns)
 	return ((double)(int64_t)(mono_ns - t->t0_ns)) / 1e3;
 }
 
-/* Every event but the first is preceded by a comma. */
+static void tail_free_list(struct tail_event *e)
+{
+	while (e) {
+		struct tail_event *next = e->next;
+
+		free(e);
+		e = next;
+	}
+}
+
+/* Move what was written since the last call into the window (or the metadata). */
+static void tail_harvest(struct trace_sink *t)
+{
+	struct tail *tl = t->tail;
+	uint64_t now = monotonic_ns();
+	struct tail_event *e;
+
+	if (fflush(t->out) || !tl->len)
+		return;
+	e = malloc(sizeof(*e) + tl->len);
+	if (e) {
+		e->next = NULL;
+		e->at_ns = now;
+		e->len = tl->len;
+		memcpy(e->text, tl->buf, tl->len);
+		if (tl->cur_meta) {
+			*(tl->meta_last ? &tl->meta_last->next : &tl->meta) = e;
+			tl->meta_last = e;
+		} else {
+			*(tl->last ? &tl->last->next : &tl->head) = e;
+			tl->last = e;
+			tl->bytes += e->len;
+		}
+	}
+	rewind(t->out);
+	tl->len = 0;
+	/* keep the window, and the memory bound */
+	while (tl->head && (tl->head->at_ns + tl->window_ns < now || tl->bytes > tl->max_bytes)) {
+		e = tl->head;
+		tl->head = e->next;
+		if (!tl->head)
+			tl->last = NULL;
+		tl->bytes -= e->len;
+		free(e);
+	}
+}
+
+/* Every event but the first is preceded by a comma (in a tail, the dump adds them). */
 static FILE *begin(struct trace_sink *t)
 {
+	if (t->tail) {
+		tail_harvest(t);
+		t->tail->cur_meta = t->tail->in_meta;
+		t->events++;
+		return t->out;
+	}
 	fputs(t->events++ ? ",\n" : "\n", t->out);
 	return t->out;
 }
 
 static void thread_name(struct trace_sink *t, int tid, const char *name, int sort)
 {
+	if (t->tail)
+		t->tail->in_meta = true;
 	fprintf(begin(t), "{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"thread_name\",\"args\":{\"name\":",
 		t->pid, tid);
 	json_write_string(t->out, name);
 	fputs("}}", t->out);
 	fprintf(begin(t), "{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"thread_sort_index\","
 			  "\"args\":{\"sort_index\":%d}}", t->pid, tid, sort);
+	if (t->tail) {
+		tail_harvest(t);
+		t->tail->in_meta = false;
+	}
 }
 
 static int slot_track(struct trace_sink *t, int slot)
@@ -93,6 +179,13 @@ static void trace_attached(void *self, const struct tm_target *tg)
 	fputs(",\"model\":", t->out);
 	json_write_string(t->out, tg->model ? tg->model : "");
 	fputs("},\"traceEvents\":[", t->out);
+	if (t->tail) { /* the opening of every dump */
+		fflush(t->out);
+		t->tail->header = strndup(t->tail->buf, t->tail->len);
+		rewind(t->out);
+		t->tail->len = 0;
+		t->tail->in_meta = true;
+	}
 	snprintf(name, sizeof(name), "%s (PID %d)", tg->comm, tg->pid);
 	fprintf(begin(t), "{\"ph\":\"M\",\"pid\":%d,\"name\":\"process_name\",\"args\":{\"name\":",
 		t->pid);
@@ -100,6 +193,51 @@ static void trace_attached(void *self, const struct tm_target *tg)
 	fputs("}}", t->out);
 	thread_name(t, TRACK_ENGINE, "engine steps", 0);
 	thread_name(t, TRACK_HTTP, "requests without a slot", 1);
+}
+
+static void tail_write(FILE *f, const struct tail_event *e, bool *first)
+{
+	for (; e; e = e->next) {
+		fputs(*first ? "\n" : ",\n", f);
+		fwrite(e->text, 1, e->len, f);
+		*first = false;
+	}
+}
+
+void sink_tail_dump(struct sink *s, const char *reason)
+{
+	struct trace_sink *t = s->self;
+	struct tail *tl = t->tail;
+	char stamp[32], *path = NULL;
+	time_t now = time(NULL);
+	bool first = true;
+	struct tm tm;
+	FILE *f;
+
+	if (!tl || !tl->header)
+		return;
+	tail_harvest(t);
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
+	if (asprintf(&path, "%s/llmtap-tail-%d-%s-%u.json", tl->dir, t->pid, stamp, ++tl->dumps) < 0)
+		return;
+	f = fopen(path, "we");
+	if (!f) {
+		fprintf(stderr, "llmtap: cannot write the tail capture %s: %s\n", path, strerror(errno));
+		free(path);
+		return;
+	}
+	fputs(tl->header, f);
+	tail_write(f, tl->meta, &first);
+	tail_write(f, tl->head, &first);
+	fputs("\n]}\n", f);
+	if (fclose(f))
+		fprintf(stderr, "llmtap: writing the tail capture %s failed\n", path);
+	else
+		fprintf(stderr, "llmtap: %s: wrote the last %.0f s to %s\n", reason,
+			(double)tl->window_ns / 1e9, path);
+	tl->last_dump_ns = monotonic_ns();
+	free(path);
 }
 
 static void trace_step(void *self, const struct step *s, int64_t off __attribute__((unused)))
@@ -148,6 +286,12 @@ static void trace_request(void *self, const struct req_span *r,
 		complete(t, track, "generation", "phase", r->first_token_ns, r->final_ns);
 		fputs("}", t->out);
 	}
+	if (t->tail && t->tail->ttft_ns && req_ttft_ns(r) > t->tail->ttft_ns &&
+	    (!t->tail->last_dump_ns || monotonic_ns() - t->tail->last_dump_ns >= t->tail->window_ns)) {
+		struct sink self_sink = { .ops = NULL, .self = t };
+
+		sink_tail_dump(&self_sink, "time to first token above the threshold");
+	}
 	if (req_failed(r)) {
 		fprintf(begin(t), "{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":\"failed\","
 				  "\"ts\":%.3f,\"args\":{\"status\":%d,\"complete\":%s}}", t->pid, track,
@@ -159,11 +303,13 @@ static void trace_engine_event(void *self, const struct engine_event *e,
 			       int64_t off __attribute__((unused)))
 {
 	struct trace_sink *t = self;
+	int track;
 
 	if (e->kind != EE_CONTEXT_SHIFT && e->kind != EE_CACHE_SAVE && e->kind != EE_CACHE_LOAD)
 		return;
+	track = slot_track(t, e->seq); /* may name the track: before this event begins */
 	fprintf(begin(t), "{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":\"%s\",\"ts\":%.3f,"
-			  "\"args\":{\"value\":%lld}}", t->pid, slot_track(t, e->seq),
+			  "\"args\":{\"value\":%lld}}", t->pid, track,
 		engine_event_name(e->kind), us(t, e->ts_ns), (long long)e->value);
 }
 
@@ -187,15 +333,37 @@ static void trace_summary(void *self, const struct tm_snapshot *snap)
 	struct trace_sink *t = self;
 
 	(void)snap;
+	if (t->tail)
+		return; /* a tail is only written when triggered */
 	fputs("\n]}\n", t->out);
 	if (fflush(t->out) || ferror(t->out))
 		t->failed = true;
 }
 
+static void tail_destroy(struct trace_sink *t)
+{
+	struct tail *tl = t->tail;
+
+	fclose(t->out);
+	tail_free_list(tl->meta);
+	tail_free_list(tl->head);
+	free(tl->buf);
+	free(tl->header);
+	free(tl->dir);
+	free(tl);
+	free(t);
+}
+
 static void trace_destroy(void *self)
 {
 	struct trace_sink *t = self;
-	bool ok = !t->failed && !ferror(t->out);
+	bool ok;
+
+	if (t->tail) {
+		tail_destroy(t);
+		return;
+	}
+	ok = !t->failed && !ferror(t->out);
 
 	if (fclose(t->out))
 		ok = false;
@@ -245,6 +413,42 @@ int sink_trace_new(const char *path, struct sink *s, char *err, size_t errlen)
 		free(t);
 		return -e;
 	}
+	s->ops = &trace_ops;
+	s->self = t;
+	return 0;
+}
+
+int sink_tail_new(const char *dir, uint64_t window_ns, uint64_t ttft_ns, size_t max_bytes,
+		  struct sink *s, char *err, size_t errlen)
+{
+	struct trace_sink *t = calloc(1, sizeof(*t));
+	struct tail *tl = calloc(1, sizeof(*tl));
+
+	if (t && tl && (tl->dir = strdup(dir)))
+		t->out = open_memstream(&tl->buf, &tl->len);
+	if (!t || !tl || !tl->dir || !t->out) {
+		if (tl)
+			free(tl->dir);
+		free(tl);
+		free(t);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (access(dir, W_OK)) {
+		int e = errno;
+
+		snprintf(err, errlen, "--tail-dir %s: %s", dir, strerror(e));
+		fclose(t->out);
+		free(tl->buf);
+		free(tl->dir);
+		free(tl);
+		free(t);
+		return -e;
+	}
+	tl->window_ns = window_ns;
+	tl->ttft_ns = ttft_ns;
+	tl->max_bytes = max_bytes;
+	t->tail = tl;
 	s->ops = &trace_ops;
 	s->self = t;
 	return 0;

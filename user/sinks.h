@@ -22,4 +22,14 @@ void sink_top_key(struct sink *s, int key);
 /* A Chrome / Perfetto trace-event file at path (written to path.tmp, renamed when done). */
 int sink_trace_new(const char *path, struct sink *s, char *err, size_t errlen);
 
+/*
+ * Tail capture: the same events kept in memory for the last window_ns (and at
+ * most max_bytes), written to DIR/llmtap-tail-PID-TIME-N.json by sink_tail_dump()
+ * or when a request's time to first token exceeds ttft_ns (0: no threshold),
+ * at most once per window for the threshold.
+ */
+int sink_tail_new(const char *dir, uint64_t window_ns, uint64_t ttft_ns, size_t max_bytes,
+		  struct sink *s, char *err, size_t errlen);
+void sink_tail_dump(struct sink *s, const char *reason);
+
 #endif

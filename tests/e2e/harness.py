@@ -169,7 +169,13 @@ class Tracer:
                 self.lines.append(line.rstrip("\n"))
 
     def _read_err(self):
-        self.err = self.proc.stderr.read()
+        for line in self.proc.stderr:
+            with self._lock:
+                self.err += line
+
+    def stderr_so_far(self):
+        with self._lock:
+            return self.err
 
     def records(self, kind=None):
         with self._lock:

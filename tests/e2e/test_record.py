@@ -4,8 +4,11 @@ import os
 import tempfile
 import time
 
-from harness import (LLMTAP, LlamaServer, check, check_eq, run_concurrently, run_llmtap, test)
+import signal
 import subprocess
+
+from harness import (LLMTAP, LlamaServer, Tracer, check, check_eq, run_concurrently, run_llmtap,
+                     test, wait_until)
 import test_requests as req
 
 
@@ -60,3 +63,39 @@ def record_errors():
                                  "/nonexistent-dir/trace.json"])
     check_eq(rc, 1, "record into a missing directory")
     check("cannot create /nonexistent-dir/trace.json.tmp" in err, f"error: {err!r}")
+
+
+@test
+def tail_capture_on_sigusr1_and_on_ttft():
+    """--tail keeps the last window in memory: SIGUSR1 writes it, and so does a request
+    whose time to first token crosses --tail-ttft; only the window's events are in it."""
+    out = tempfile.mkdtemp(prefix="llmtap-tail-")
+    with LlamaServer(np=2, ctx=4096) as srv:
+        tr = Tracer(srv.pid, ["--no-steps", "--tail", "1500ms", "--tail-dir", out,
+                              "--tail-ttft", "1us"])
+        tr.wait_attached()
+        # a first wave, then quiet for longer than the window, then a second wave
+        first = run_concurrently([lambda i=i: req.completion(srv, 8100 + i, 8, False) for i in range(3)], 3)
+        time.sleep(2.5)
+        second = run_concurrently([lambda i=i: req.completion(srv, 8200 + i, 8, False) for i in range(3)], 3)
+        time.sleep(0.3)
+        tr.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "SIGUSR1: wrote" in tr.stderr_so_far(), 10, "the SIGUSR1 capture")
+        check_eq(tr.stop(), 0, "llmtap exit code")
+    files = sorted(os.listdir(out))
+    err = tr.stderr()
+    check("time to first token above the threshold: wrote" in err, f"no threshold capture: {err!r}")
+    check(len(files) >= 2, f"captures written: {files}")
+    usr1 = [f for f in files if f.endswith(f"-{len(files)}.json")][0]
+    with open(os.path.join(out, usr1)) as f:
+        doc = json.load(f)
+    events = doc["traceEvents"]
+    ports = {e["args"]["client_port"] for e in events if e["ph"] == "X" and e["cat"] == "request"}
+    check_eq(ports, {c.port for c in second}, "requests in the SIGUSR1 capture (the last window only)")
+    names = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    check("engine steps" in names, f"track names kept in every capture: {names}")
+    for c in second:
+        r = next(e for e in events if e["ph"] == "X" and e["cat"] == "request"
+                 and e["args"]["client_port"] == c.port)
+        check_eq(r["args"]["output_tokens"], c.timings["predicted_n"], "tokens in the capture")
+    check(all(c.port not in ports for c in first), "the first wave aged out of the window")
