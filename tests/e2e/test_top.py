@@ -42,6 +42,11 @@ def top_shows_requests_and_slots_under_load():
                 t.join()
             wait_until(lambda: re.search(r"total 2\b", screen(session)), 10, "two requests counted")
             idle = screen(session)
+            # a smaller terminal: the next frame fits it
+            tmux("resize-window", "-t", session, "-x", "90", "-y", "16")
+            wait_until(lambda: len(screen(session).splitlines()) <= 16 and
+                       "llmtap top" in screen(session), 10, "a redraw at 90x16")
+            small = screen(session)
             tmux("send-keys", "-t", session, "q")
             wait_until(lambda: "EXITED" in screen(session), 10, "llmtap to quit")
             after = screen(session)
@@ -57,6 +62,11 @@ def top_shows_requests_and_slots_under_load():
     check(re.search(r"ttft p50 \d", idle) and "failed 0" in idle, f"the requests line:\n{idle}")
     outs = sum(d["timings"]["predicted_n"] for d in done)
     check(outs == 6000, f"the server generated {outs} tokens")
+    lines = small.splitlines()
+    # the header (over 90 columns) is cut, not wrapped: the keys line comes right after it
+    check(lines[0].startswith("llmtap top") and lines[1].startswith("keys:"),
+          f"lines not cut to 90 columns:\n{small}")
+    check("SLOT" in small, f"the slot table after the resize:\n{small}")
     check("EXITED 0" in after, f"llmtap top's exit after q:\n{after}")
     check("llmtap summary" in after and "requests    2" in after, f"the summary after q:\n{after}")
 
