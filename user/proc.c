@@ -76,36 +76,39 @@ int proc_root_path(pid_t pid, const char *path, char *out, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-uint64_t proc_rss_bytes(pid_t pid)
+/* The number after "key:" in /proc/PID/status, or -1. */
+static long long status_value(pid_t pid, const char *key)
 {
-	unsigned long long kib = 0;
 	char fn[64], line[256];
+	size_t klen = strlen(key);
+	long long v = -1;
 	FILE *f;
 
 	snprintf(fn, sizeof(fn), "/proc/%d/status", (int)pid);
 	f = fopen(fn, "re");
 	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %llu kB", &kib) == 1)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			if (sscanf(line + klen + 1, "%lld", &v) != 1)
+				v = -1;
 			break;
+		}
+	}
 	fclose(f);
-	return (uint64_t)kib * 1024;
+	return v;
+}
+
+uint64_t proc_rss_bytes(pid_t pid)
+{
+	long long kib = status_value(pid, "VmRSS");
+
+	return kib > 0 ? (uint64_t)kib * 1024 : 0;
 }
 
 pid_t proc_tgid(pid_t pid)
 {
-	char fn[64], line[256];
-	int tgid = 0;
-	FILE *f;
+	long long tgid = status_value(pid, "Tgid");
 
-	snprintf(fn, sizeof(fn), "/proc/%d/status", (int)pid);
-	f = fopen(fn, "re");
-	if (!f)
-		return pid;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Tgid: %d", &tgid) == 1)
-			break;
-	fclose(f);
 	return tgid > 0 ? (pid_t)tgid : pid;
 }

@@ -9,13 +9,6 @@ struct console {
 	FILE *out;
 };
 
-static double rate(uint64_t n, const struct tm_window *w)
-{
-	double secs = (double)(w->end_ns - w->start_ns) / 1e9;
-
-	return secs > 0 ? (double)n / secs : 0;
-}
-
 static void print_mix(FILE *out, const struct tm_window *w)
 {
 	bool any = false;
@@ -35,7 +28,7 @@ static void print_requests(FILE *out, const struct tm_window *w, const struct tm
 {
 	fprintf(out, "          requests %5.1f/s  active %u  queued %u  slots busy %u  "
 		     "ttft p50 %.3f s p99 %.3f s  tpot p50 %.2f ms  tokens in %llu out %llu  failed %llu\n",
-		rate(w->requests, w), g ? g->active_requests : 0, g ? g->queued_tasks : 0,
+		tm_window_rate(w, w->requests), g ? g->active_requests : 0, g ? g->queued_tasks : 0,
 		g ? g->busy_slots : 0, (double)hist_quantile(&w->ttft_ns, 0.5) / 1e9,
 		(double)hist_quantile(&w->ttft_ns, 0.99) / 1e9,
 		(double)hist_quantile(&w->tpot_ns, 0.5) / 1e6, (unsigned long long)w->input_tokens,
@@ -75,7 +68,7 @@ static void console_interval(void *self, const struct tm_snapshot *snap)
 		return;
 	}
 	fprintf(c->out, "%s  decode %6.1f/s  tokens %7.1f/s  p50 %7.3f ms  p99 %7.3f ms  batch ",
-		ts, rate(w->steps, w), rate(w->tokens, w),
+		ts, tm_window_rate(w, w->steps), tm_window_rate(w, w->tokens),
 		(double)hist_quantile(&w->duration_ns, 0.50) / 1e6,
 		(double)hist_quantile(&w->duration_ns, 0.99) / 1e6);
 	print_mix(c->out, w);
@@ -101,8 +94,8 @@ static void console_summary(void *self, const struct tm_snapshot *snap)
 		(unsigned long long)w->by_kind[STEP_MIXED], (unsigned long long)w->step_errors);
 	fprintf(c->out, "  tokens      %llu in batches, %llu outputs\n",
 		(unsigned long long)w->tokens, (unsigned long long)w->outputs);
-	fprintf(c->out, "  throughput  %.1f steps/s, %.1f tokens/s\n", rate(w->steps, w),
-		rate(w->tokens, w));
+	fprintf(c->out, "  throughput  %.1f steps/s, %.1f tokens/s\n", tm_window_rate(w, w->steps),
+		tm_window_rate(w, w->tokens));
 	if (d->count)
 		fprintf(c->out,
 			"  step time   p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n",

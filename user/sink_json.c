@@ -141,16 +141,12 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 	struct json_sink *j = self;
 	const char *op = route_operation(r->route.kind);
 	FILE *out = j->out;
+	char name[sizeof(r->method) + 64], type[32];
 	bool first = true;
 
 	fprintf(out, "{\"type\":\"request\",\"id\":%llu,\"name\":", (unsigned long long)r->id);
-	{
-		char name[sizeof(r->method) + 64];
-
-		snprintf(name, sizeof(name), "%s %s", r->method[0] ? r->method : "HTTP",
-			 r->route.template);
-		json_write_string(out, name);
-	}
+	req_span_name(r, name, sizeof(name));
+	json_write_string(out, name);
 	fprintf(out, ",\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"complete\":%s",
 		(long long)r->start_ns + off,
 		(unsigned long long)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0),
@@ -191,15 +187,8 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 		if (r->n_tasks > 1 && (r->route.kind == ROUTE_CHAT || r->route.kind == ROUTE_COMPLETION))
 			fprintf(out, ",\"gen_ai.request.choice.count\":%d", r->n_tasks);
 	}
-	if (req_failed(r)) {
-		char type[32];
-
-		if (!r->complete)
-			snprintf(type, sizeof(type), "incomplete");
-		else if (r->status >= 400)
-			snprintf(type, sizeof(type), "%d", r->status);
-		else
-			snprintf(type, sizeof(type), "server_error_%d", r->err_type);
+	req_error_type(r, type, sizeof(type));
+	if (type[0]) {
 		fputs(",\"error.type\":", out);
 		json_write_string(out, type);
 	}

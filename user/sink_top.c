@@ -68,13 +68,6 @@ static void put(struct top *t, const char *fmt, ...)
 	fprintf(t->out, "\033[%d;1H%s\033[K", ++t->row, t->line);
 }
 
-static double rate(uint64_t n, const struct tm_window *w)
-{
-	double secs = (double)(w->end_ns - w->start_ns) / 1e9;
-
-	return secs > 0 ? (double)n / secs : 0;
-}
-
 static int cmp_slot(const void *a, const void *b, void *arg)
 {
 	const struct tm_slot *x = a, *y = b;
@@ -140,15 +133,15 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	put(t, "keys: q quit  p pause  s sort (by %s)", sort_names[t->sort]);
 	put(t, "%s", "");
 	put(t, "requests  %6.1f/s  total %-6llu active %-4u queued %-4u failed %-4llu  tokens/s in %7.1f out %7.1f",
-	    rate(w->requests, w), (unsigned long long)t->requests_total, g->active_requests,
-	    g->queued_tasks, (unsigned long long)w->requests_failed, rate(w->input_tokens, w),
-	    rate(w->output_tokens, w));
+	    tm_window_rate(w, w->requests), (unsigned long long)t->requests_total, g->active_requests,
+	    g->queued_tasks, (unsigned long long)w->requests_failed, tm_window_rate(w, w->input_tokens),
+	    tm_window_rate(w, w->output_tokens));
 	put(t, "latency   ttft p50 %.3fs p99 %.3fs   tpot p50 %.2fms p99 %.2fms   queue p99 %.3fs",
 	    (double)hist_quantile(&w->ttft_ns, 0.5) / 1e9, (double)hist_quantile(&w->ttft_ns, 0.99) / 1e9,
 	    (double)hist_quantile(&w->tpot_ns, 0.5) / 1e6, (double)hist_quantile(&w->tpot_ns, 0.99) / 1e6,
 	    (double)hist_quantile(&w->queue_ns, 0.99) / 1e9);
 	put(t, "engine    %6.1f steps/s  %7.1f tokens/s   step p50 %.3fms p99 %.3fms   batch p50 %llu max %llu",
-	    rate(w->steps, w), rate(w->tokens, w), (double)hist_quantile(&w->duration_ns, 0.5) / 1e6,
+	    tm_window_rate(w, w->steps), tm_window_rate(w, w->tokens), (double)hist_quantile(&w->duration_ns, 0.5) / 1e6,
 	    (double)hist_quantile(&w->duration_ns, 0.99) / 1e6,
 	    (unsigned long long)hist_quantile(&w->batch_tokens, 0.5),
 	    (unsigned long long)w->batch_tokens.max);

@@ -204,9 +204,8 @@ static void tail_write(FILE *f, const struct tail_event *e, bool *first)
 	}
 }
 
-void sink_tail_dump(struct sink *s, const char *reason)
+static void tail_dump(struct trace_sink *t, const char *reason)
 {
-	struct trace_sink *t = s->self;
 	struct tail *tl = t->tail;
 	char stamp[32], *path = NULL;
 	time_t now = time(NULL);
@@ -240,6 +239,11 @@ void sink_tail_dump(struct sink *s, const char *reason)
 	free(path);
 }
 
+void sink_tail_dump(struct sink *s, const char *reason)
+{
+	tail_dump(s->self, reason);
+}
+
 static void trace_step(void *self, const struct step *s, int64_t off __attribute__((unused)))
 {
 	struct trace_sink *t = self;
@@ -261,7 +265,7 @@ static void trace_request(void *self, const struct req_span *r,
 	uint64_t end = r->final_ns ? r->final_ns : r->end_ns;
 	char name[sizeof(r->method) + 64];
 
-	snprintf(name, sizeof(name), "%s %s", r->method[0] ? r->method : "HTTP", r->route.template);
+	req_span_name(r, name, sizeof(name));
 	if (r->deferred && r->launch_ns > r->enqueue_ns) { /* waits overlap: async events */
 		fprintf(begin(t), "{\"ph\":\"b\",\"pid\":%d,\"tid\":%d,\"cat\":\"queue\",\"name\":\"queued\","
 				  "\"id\":%llu,\"ts\":%.3f}", t->pid, track, (unsigned long long)r->id,
@@ -287,11 +291,8 @@ static void trace_request(void *self, const struct req_span *r,
 		fputs("}", t->out);
 	}
 	if (t->tail && t->tail->ttft_ns && req_ttft_ns(r) > t->tail->ttft_ns &&
-	    (!t->tail->last_dump_ns || monotonic_ns() - t->tail->last_dump_ns >= t->tail->window_ns)) {
-		struct sink self_sink = { .ops = NULL, .self = t };
-
-		sink_tail_dump(&self_sink, "time to first token above the threshold");
-	}
+	    (!t->tail->last_dump_ns || monotonic_ns() - t->tail->last_dump_ns >= t->tail->window_ns))
+		tail_dump(t, "time to first token above the threshold");
 	if (req_failed(r)) {
 		fprintf(begin(t), "{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":\"failed\","
 				  "\"ts\":%.3f,\"args\":{\"status\":%d,\"complete\":%s}}", t->pid, track,

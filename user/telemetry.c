@@ -72,6 +72,18 @@ uint64_t req_tpot_ns(const struct req_span *r)
 	return (r->final_ns - r->first_token_ns) / (r->output_tokens - 1);
 }
 
+void req_span_name(const struct req_span *r, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s %s", r->method[0] ? r->method : "HTTP", r->route.template);
+}
+
+double tm_window_rate(const struct tm_window *w, uint64_t n)
+{
+	double secs = (double)(w->end_ns - w->start_ns) / 1e9;
+
+	return secs > 0 ? (double)n / secs : 0;
+}
+
 bool req_failed(const struct req_span *r)
 {
 	return !r->complete || r->status >= 400 || r->err_type >= 0;
@@ -162,7 +174,7 @@ void telemetry_step(struct telemetry *tm, const struct step *s)
 	FOR_EACH_SINK(tm, step, s, tm->realtime_offset_ns);
 }
 
-static void req_error_type(const struct req_span *r, char *buf, size_t len)
+void req_error_type(const struct req_span *r, char *buf, size_t len)
 {
 	if (!req_failed(r))
 		buf[0] = '\0';

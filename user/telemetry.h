@@ -210,6 +210,12 @@ uint64_t req_queue_ns(const struct req_span *r);
 uint64_t req_ttft_ns(const struct req_span *r);
 uint64_t req_tpot_ns(const struct req_span *r);
 bool req_failed(const struct req_span *r);
+/* error.type of a failed request ("incomplete", the HTTP status, server_error_N), "" if ok */
+void req_error_type(const struct req_span *r, char *buf, size_t len);
+/* The SERVER span's name: "{method} {http.route}" */
+void req_span_name(const struct req_span *r, char *buf, size_t len);
+/* n per second over the window */
+double tm_window_rate(const struct tm_window *w, uint64_t n);
 void telemetry_finish(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total,
 		      const char *reason);
 void telemetry_destroy(struct telemetry *tm);
