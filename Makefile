@@ -10,16 +10,21 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DLLMTAP_VERSION='"$(VERSION)"'
 # e.g. make EXTRA_CFLAGS="-fsanitize=address,undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined"
 CFLAGS   += $(EXTRA_CFLAGS)
-INCLUDES := -I$(OUTPUT) -Iinclude -Iuser
-LIBS     := -lbpf -lelf -lz -lm -ljson-c $(EXTRA_LDFLAGS)
+INCLUDES := -I$(OUTPUT) -I$(OUTPUT)/proto -Iinclude -Iuser
+LIBS     := -lbpf -lelf -lz -lm -ljson-c -lprotobuf-c -lcurl -lpthread $(EXTRA_LDFLAGS)
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
 	-Ivmlinux/$(ARCH) -Iinclude
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
+# OTLP messages: C from protoc-c, out of proto/ (OTLP 1.x field numbers)
+PROTOS    := $(shell find proto -name '*.proto')
+PB_SRCS   := $(patsubst proto/%.proto,$(OUTPUT)/proto/%.pb-c.c,$(PROTOS))
+PB_HDRS   := $(PB_SRCS:.c=.h)
+PB_OBJS   := $(PB_SRCS:.c=.o)
 USER_SRCS := $(wildcard user/*.c)
-USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/%.o,$(USER_SRCS))
+USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/%.o,$(USER_SRCS)) $(PB_OBJS)
 LIB_OBJS  := $(filter-out $(OUTPUT)/main.o,$(USER_OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
@@ -40,7 +45,14 @@ $(OUTPUT)/%.bpf.o: bpf/%.bpf.c include/*.h | $(OUTPUT)
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< > $@
 
-$(OUTPUT)/%.o: user/%.c $(wildcard user/*.h) include/*.h $(SKELS) | $(OUTPUT)
+$(OUTPUT)/proto/%.pb-c.c $(OUTPUT)/proto/%.pb-c.h: proto/%.proto $(PROTOS)
+	@mkdir -p $(OUTPUT)/proto
+	protoc-c --proto_path=proto --c_out=$(OUTPUT)/proto $<
+
+$(OUTPUT)/proto/%.pb-c.o: $(OUTPUT)/proto/%.pb-c.c $(PB_HDRS)
+	$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(OUTPUT)/%.o: user/%.c $(wildcard user/*.h) include/*.h $(SKELS) $(PB_HDRS) | $(OUTPUT)
 	$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
 
 llmtap: $(USER_OBJS)

@@ -48,6 +48,8 @@ struct session {
 	struct prom_server *prom; /* --prometheus */
 	struct sink top;          /* `llmtap top`'s view, ops NULL otherwise */
 	struct sink tail;         /* --tail's capture, ops NULL otherwise */
+	struct sink otlp;         /* OTLP export, ops NULL otherwise */
+	struct otlp_config otlp_cfg;
 	struct termios tty;       /* the terminal's settings, restored at the end */
 	bool tty_raw;
 	struct gguf_info gguf;    /* the mapped model's header */
@@ -201,7 +203,31 @@ static int add_sinks(struct session *s, const struct attach_opts *o, char *err, 
 			return ret;
 		telemetry_add_sink(&s->tm, sk);
 	}
+	if (s->otlp_cfg.enabled) {
+		ret = sink_otlp_new(&s->otlp_cfg, &sk, err, errlen);
+		if (ret)
+			return ret;
+		if (telemetry_add_sink(&s->tm, sk)) {
+			sk.ops->destroy(sk.self);
+			snprintf(err, errlen, "too many outputs at once");
+			return -E2BIG;
+		}
+		s->otlp = sk;
+	}
 	return 0;
+}
+
+/* Where OTLP goes, once at the start (stderr). */
+static void print_otlp(const struct otlp_config *c)
+{
+	const struct otlp_signal_config *t = &c->signal[OTLP_TRACES], *m = &c->signal[OTLP_METRICS];
+
+	if (t->enabled)
+		fprintf(stderr, "llmtap: OTLP traces to %s%s\n", t->url, t->gzip ? " (gzip)" : "");
+	if (m->enabled)
+		fprintf(stderr, "llmtap: OTLP metrics to %s every %.3gs, %s%s\n", m->url,
+			(double)c->metric_interval_ms / 1000, c->delta ? "delta" : "cumulative",
+			m->gzip ? " (gzip)" : "");
 }
 
 /* `llmtap top`: keys without Enter, not echoed; read without blocking. */
@@ -256,6 +282,8 @@ static const char *run_loop(struct session *s, struct probes *p, const struct at
 		}
 		if (now >= next_tick) {
 			update_gauges(s);
+			if (s->otlp.ops)
+				sink_otlp_health(&s->otlp, &s->tm.metrics, now);
 			telemetry_tick(&s->tm, now, lost_total(p, s));
 			if (s->prom)
 				prom_server_publish(s->prom, &s->tm.metrics);
@@ -320,6 +348,10 @@ int cmd_attach(const struct attach_opts *o)
 		goto cleanup;
 	}
 	s->debug = o->debug_events;
+	if (otlp_config_load(&s->otlp_cfg, &o->otlp, NULL, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
 	if (o->prometheus) {
 		s->prom = prom_server_start(o->prometheus, err, sizeof(err));
 		if (!s->prom) {
@@ -356,6 +388,8 @@ int cmd_attach(const struct attach_opts *o)
 		goto cleanup;
 	}
 	telemetry_attached(&s->tm);
+	if (s->otlp.ops)
+		print_otlp(&s->otlp_cfg);
 	if (s->top.ops)
 		keys_raw(s);
 
@@ -363,7 +397,11 @@ int cmd_attach(const struct attach_opts *o)
 	probes_poll(p, 0); /* whatever is still in the ring buffer */
 	update_gauges(s);
 	correlator_flush(s->corr, monotonic_ns());
+	if (s->otlp.ops)
+		sink_otlp_health(&s->otlp, &s->tm.metrics, monotonic_ns());
 	telemetry_finish(&s->tm, monotonic_ns(), lost_total(p, s), reason);
+	if (s->otlp.ops) /* the final flush's outcome */
+		sink_otlp_health(&s->otlp, &s->tm.metrics, monotonic_ns());
 	if (s->prom)
 		prom_server_publish(s->prom, &s->tm.metrics);
 	ret = 0;

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "otlp_config.h"
+
 struct attach_opts {
 	int pid;
 	uint64_t duration_ns;  /* 0: until interrupted or the target exits */
@@ -23,6 +25,7 @@ struct attach_opts {
 	uint64_t tail_ns;       /* tail capture window, 0 for none */
 	uint64_t tail_ttft_ns;  /* dump the tail when a TTFT exceeds this, 0: SIGUSR1 only */
 	const char *tail_dir;   /* where tail captures go */
+	struct otlp_cli otlp;   /* --otlp-* flags (the environment is read at start) */
 };
 
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */

@@ -32,6 +32,16 @@ static const char attach_doc[] =
 	"cache_save, cache_load, model_load, context_init, interval, and a summary with\n"
 	"every metric (OpenTelemetry names).\n"
 	"\n"
+	"OTLP export starts when --otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT (or a\n"
+	"per-signal _TRACES_/_METRICS_ENDPOINT) is set: request spans with queue,\n"
+	"prefill and generation children, engine events, and every metric, to an\n"
+	"OpenTelemetry Collector's OTLP/HTTP receiver. Spans wait in a bounded queue\n"
+	"(OTEL_BSP_MAX_QUEUE_SIZE, default 2048; at most 16 MiB of encoded requests);\n"
+	"failed requests are retried with backoff for up to 60s (LLMTAP_OTLP_RETRY_MAX);\n"
+	"at exit the queue is flushed for up to 5s (LLMTAP_OTLP_FLUSH_TIMEOUT). Whatever\n"
+	"is dropped is counted in otel.sdk.exporter.span.exported and\n"
+	"otel.sdk.exporter.metric_data_point.exported with error.type.\n"
+	"\n"
 	"Needs root (or CAP_BPF + CAP_PERFMON, and CAP_SYS_PTRACE for another user's\n"
 	"process), a kernel with BTF and uprobes.\n"
 	"\n"
@@ -43,8 +53,16 @@ static const char attach_doc[] =
 	"\v"
 	"DURATION: a number with an optional unit: 500ms, 30s (the default unit), 5m, 1h.\n"
 	"SIZE: bytes with an optional k, M or G suffix (powers of 1024).\n"
-	"Environment: LLMTAP_NO_UPROBE_MULTI=1 uses a perf-event link per probe instead of\n"
-	"uprobe_multi links (Linux 6.6+), as on older kernels.";
+	"Environment: LLMTAP_NO_UPROBE_MULTI=1 uses a perf-event link per probe instead of "
+	"uprobe_multi links (Linux 6.6+), as on older kernels.\n"
+	"OpenTelemetry variables read: OTEL_EXPORTER_OTLP_ENDPOINT, "
+	"OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT, "
+	"OTEL_EXPORTER_OTLP[_{TRACES,METRICS}]_{HEADERS, TIMEOUT, COMPRESSION, PROTOCOL, "
+	"CERTIFICATE, CLIENT_CERTIFICATE, CLIENT_KEY}, OTEL_SERVICE_NAME, "
+	"OTEL_RESOURCE_ATTRIBUTES, OTEL_METRIC_EXPORT_INTERVAL, "
+	"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, OTEL_TRACES_SAMPLER[_ARG], "
+	"OTEL_TRACES_EXPORTER and OTEL_METRICS_EXPORTER (otlp or none), "
+	"OTEL_BSP_{SCHEDULE_DELAY, MAX_QUEUE_SIZE, MAX_EXPORT_BATCH_SIZE}, OTEL_SDK_DISABLED.";
 
 static const char record_doc[] =
 	"Record a running llama.cpp process into a Chrome / Perfetto trace-event file:\n"
@@ -83,7 +101,9 @@ static const char top_doc[] =
 	"The other options are attach's.";
 
 enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROMETHEUS,
-       OPT_TAIL, OPT_TAIL_DIR, OPT_TAIL_TTFT };
+       OPT_TAIL, OPT_TAIL_DIR, OPT_TAIL_TTFT, OPT_OTLP_ENDPOINT, OPT_OTLP_HEADER,
+       OPT_OTLP_COMPRESSION, OPT_OTLP_TIMEOUT, OPT_OTLP_INTERVAL, OPT_OTLP_TEMPORALITY,
+       OPT_OTLP_SAMPLER, OPT_OTLP_PROTOCOL, OPT_OTLP_CA, OPT_OTLP_CERT, OPT_OTLP_KEY };
 
 static const struct argp_option attach_options[] = {
 	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
@@ -98,6 +118,18 @@ static const struct argp_option attach_options[] = {
 	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer size, a power of two >= 4k (default 4M)", 0 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics (verifier log on load failures)", 0 },
 	{ "debug-events", OPT_DEBUG_EVENTS, NULL, 0, "Print every raw probe record to stderr (for debugging llmtap)", 0 },
+	{ NULL, 0, NULL, 0, "OpenTelemetry export, OTLP/HTTP protobuf (each flag overrides its OTEL_* variable):", 1 },
+	{ "otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", 0, "Send spans and metrics to URL/v1/traces and URL/v1/metrics (e.g. http://collector:4318); like OTEL_EXPORTER_OTLP_ENDPOINT", 1 },
+	{ "otlp-header", OPT_OTLP_HEADER, "KEY=VALUE", 0, "Add a request header (repeatable; like OTEL_EXPORTER_OTLP_HEADERS)", 1 },
+	{ "otlp-compression", OPT_OTLP_COMPRESSION, "gzip|none", 0, "Compress request bodies (default none)", 1 },
+	{ "otlp-timeout", OPT_OTLP_TIMEOUT, "DURATION", 0, "Give up on one request after this long (default 10s)", 1 },
+	{ "otlp-interval", OPT_OTLP_INTERVAL, "DURATION", 0, "Metric export period (default 60s; OTEL_METRIC_EXPORT_INTERVAL)", 1 },
+	{ "otlp-temporality", OPT_OTLP_TEMPORALITY, "cumulative|delta", 0, "Temporality of sums and histograms (default cumulative)", 1 },
+	{ "otlp-sampler", OPT_OTLP_SAMPLER, "SAMPLER", 0, "always_on (default), always_off or traceidratio=RATIO (OTEL_TRACES_SAMPLER[_ARG])", 1 },
+	{ "otlp-protocol", OPT_OTLP_PROTOCOL, "PROTOCOL", 0, "http/protobuf, the only one llmtap speaks", 1 },
+	{ "otlp-ca", OPT_OTLP_CA, "FILE", 0, "Trust this CA bundle (PEM) for https instead of the system's store", 1 },
+	{ "otlp-client-cert", OPT_OTLP_CERT, "FILE", 0, "Client certificate (PEM) for mutual TLS, with --otlp-client-key", 1 },
+	{ "otlp-client-key", OPT_OTLP_KEY, "FILE", 0, "The client certificate's private key (PEM)", 1 },
 	{ 0 },
 };
 
@@ -151,6 +183,45 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_TAIL_DIR:
 		o->tail_dir = arg;
+		break;
+	case OPT_OTLP_ENDPOINT:
+		o->otlp.endpoint = arg;
+		break;
+	case OPT_OTLP_HEADER:
+		if (o->otlp.n_headers >= OTLP_MAX_HEADERS)
+			argp_error(state, "--otlp-header: at most %d headers", OTLP_MAX_HEADERS);
+		o->otlp.headers[o->otlp.n_headers++] = arg;
+		break;
+	case OPT_OTLP_COMPRESSION:
+		o->otlp.compression = arg;
+		break;
+	case OPT_OTLP_TIMEOUT:
+	case OPT_OTLP_INTERVAL: {
+		uint64_t ns;
+
+		if (parse_duration(arg, &ns) || ns < 1000000)
+			argp_error(state, "--otlp-%s: '%s' is not a duration of at least 1ms",
+				   key == OPT_OTLP_TIMEOUT ? "timeout" : "interval", arg);
+		*(key == OPT_OTLP_TIMEOUT ? &o->otlp.timeout_ms : &o->otlp.interval_ms) = ns / 1000000;
+		break;
+	}
+	case OPT_OTLP_TEMPORALITY:
+		o->otlp.temporality = arg;
+		break;
+	case OPT_OTLP_SAMPLER:
+		o->otlp.sampler = arg;
+		break;
+	case OPT_OTLP_PROTOCOL:
+		o->otlp.protocol = arg;
+		break;
+	case OPT_OTLP_CA:
+		o->otlp.ca_file = arg;
+		break;
+	case OPT_OTLP_CERT:
+		o->otlp.client_cert = arg;
+		break;
+	case OPT_OTLP_KEY:
+		o->otlp.client_key = arg;
 		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);

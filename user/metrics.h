@@ -47,6 +47,11 @@ enum instr_id {
 	M_MODEL_LOAD,          /* llmtap.model.load.duration */
 	M_EVENTS_LOST,         /* llmtap.events.lost */
 	M_PROCESS_MEMORY,      /* process.memory.usage (the target's resident memory) */
+	M_OTLP_SPANS,          /* otel.sdk.exporter.span.exported (error.type: why dropped) */
+	M_OTLP_POINTS,         /* otel.sdk.exporter.metric_data_point.exported */
+	M_OTLP_QUEUE_SIZE,     /* otel.sdk.processor.span.queue.size */
+	M_OTLP_QUEUE_CAPACITY, /* otel.sdk.processor.span.queue.capacity */
+	M_OTLP_FAILURES,       /* llmtap.otlp.export.failures (attempts, by signal) */
 	M_INSTR_MAX,
 };
 

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "otlp_config.h"
 #include "telemetry.h"
 
 /* Live one-line-per-interval view and a summary block, for people. */
@@ -31,5 +32,13 @@ int sink_trace_new(const char *path, struct sink *s, char *err, size_t errlen);
 int sink_tail_new(const char *dir, uint64_t window_ns, uint64_t ttft_ns, size_t max_bytes,
 		  struct sink *s, char *err, size_t errlen);
 void sink_tail_dump(struct sink *s, const char *reason);
+
+/*
+ * OTLP/HTTP export of request spans, engine events and the metrics (see
+ * otlp_config.h for where to); the final flush happens in the summary.
+ */
+int sink_otlp_new(const struct otlp_config *c, struct sink *s, char *err, size_t errlen);
+/* The exporter's own health (otel.sdk.* and llmtap.otlp.*) into m. */
+void sink_otlp_health(struct sink *s, struct metrics *m, uint64_t now_ns);
 
 #endif

@@ -181,7 +181,7 @@ struct sink {
 	void *self;
 };
 
-#define TM_MAX_SINKS 4
+#define TM_MAX_SINKS 8
 
 struct telemetry {
 	struct tm_target target;

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * OTLP sink: request spans (with queue / prefill / generation children) and
+ * engine events go out in batches like the SDK's batch span processor does;
+ * the metric instruments every OTEL_METRIC_EXPORT_INTERVAL and at the end.
+ */
+#include "sinks.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "otlp_encode.h"
+#include "otlp_export.h"
+
+struct otlp_sink {
+	struct otlp_config cfg;
+	struct otlp_exporter *exp;
+	struct otlp_idgen ids;
+	struct otlp_encode_ctx ctx;
+	/* the batch being filled */
+	struct otlp_item *batch;
+	uint32_t n_batch;
+	uint32_t batch_spans;
+	uint64_t batch_since_ns;
+	uint64_t engine_events;
+	/* metrics */
+	uint64_t next_metrics_ns;
+	struct metrics *prev; /* delta: what the last export held */
+	uint64_t prev_ns;
+	struct otlp_stats reported; /* health already added to the metric model */
+	struct otlp_stats final;    /* the exporter's counts when it stopped */
+	bool finished;
+};
+
+static uint64_t ms_ns(uint64_t ms)
+{
+	return ms * 1000000ull;
+}
+
+static void flush_spans(struct otlp_sink *o)
+{
+	uint8_t *buf;
+	size_t len;
+
+	if (!o->n_batch)
+		return;
+	if (otlp_encode_traces(&o->ctx, o->batch, (int)o->n_batch, &buf, &len))
+		otlp_exporter_count_drop(o->exp, OTLP_TRACES, OTLP_DROP_FAILED, o->batch_spans);
+	else
+		otlp_exporter_submit(o->exp, OTLP_TRACES, buf, len, o->batch_spans, false);
+	o->n_batch = 0;
+	o->batch_spans = 0;
+}
+
+/* Take an item into the batch if the sampler keeps it and the queue has room. */
+static void add_item(struct otlp_sink *o, const struct otlp_item *it, uint64_t trace_key,
+		     uint64_t now_ns)
+{
+	uint8_t trace[16];
+	uint32_t spans = (uint32_t)otlp_item_spans(it);
+
+	if (o->finished || !o->cfg.signal[OTLP_TRACES].enabled ||
+	    o->cfg.sampler == OTLP_SAMPLE_ALWAYS_OFF)
+		return;
+	otlp_trace_id(&o->ids, trace_key, trace);
+	if (o->cfg.sampler == OTLP_SAMPLE_RATIO && !otlp_sample(trace, o->cfg.sampler_ratio))
+		return;
+	if (!otlp_exporter_has_room(o->exp, OTLP_TRACES, o->batch_spans + spans)) {
+		otlp_exporter_count_drop(o->exp, OTLP_TRACES, OTLP_DROP_QUEUE_FULL, spans);
+		return;
+	}
+	if (!o->n_batch)
+		o->batch_since_ns = now_ns;
+	o->batch[o->n_batch++] = *it;
+	o->batch_spans += spans;
+	if (o->n_batch >= o->cfg.max_export_batch || o->batch_spans >= o->cfg.max_export_batch)
+		flush_spans(o);
+}
+
+static void otlp_attached(void *self, const struct tm_target *t)
+{
+	struct otlp_sink *o = self;
+
+	o->ctx.resource = t->resource;
+	o->ctx.model = t->model ? t->model : "";
+}
+
+static void otlp_request(void *self, const struct req_span *r, int64_t off)
+{
+	struct otlp_sink *o = self;
+	struct otlp_item it = { .is_request = true, .req = *r };
+
+	o->ctx.realtime_offset_ns = off;
+	add_item(o, &it, r->id, r->end_ns);
+}
+
+static void otlp_engine_event(void *self, const struct engine_event *e, int64_t off)
+{
+	struct otlp_sink *o = self;
+	struct otlp_item it = { .is_request = false };
+
+	o->ctx.realtime_offset_ns = off;
+	it.engine.ev = *e;
+	it.engine.number = ++o->engine_events;
+	snprintf(it.engine.text, sizeof(it.engine.text), "%s", e->text ? e->text : "");
+	it.engine.ev.text = NULL;
+	/* the sampler decides by the trace the span belongs to */
+	add_item(o, &it, e->request_id ? e->request_id : (1ull << 63) | it.engine.number,
+		 e->ts_ns + e->duration_ns);
+}
+
+static void export_metrics(struct otlp_sink *o, const struct tm_snapshot *snap)
+{
+	uint8_t *buf;
+	size_t len;
+	uint32_t n;
+
+	if (!o->cfg.signal[OTLP_METRICS].enabled || !snap->metrics)
+		return;
+	o->ctx.realtime_offset_ns = snap->realtime_offset_ns;
+	if (otlp_encode_metrics(&o->ctx, snap->metrics, o->cfg.delta ? o->prev : NULL, o->prev_ns,
+				snap->now_ns, &buf, &len, &n)) {
+		otlp_exporter_count_drop(o->exp, OTLP_METRICS, OTLP_DROP_FAILED,
+					 (uint64_t)snap->metrics->n_points);
+		return;
+	}
+	if (o->cfg.delta) {
+		*o->prev = *snap->metrics;
+		o->prev_ns = snap->now_ns;
+	}
+	if (!n && o->cfg.delta) { /* nothing changed */
+		free(buf);
+		return;
+	}
+	otlp_exporter_submit(o->exp, OTLP_METRICS, buf, len, n, !o->cfg.delta);
+}
+
+static void otlp_interval(void *self, const struct tm_snapshot *snap)
+{
+	struct otlp_sink *o = self;
+
+	if (o->n_batch && snap->now_ns - o->batch_since_ns >= ms_ns(o->cfg.schedule_delay_ms))
+		flush_spans(o);
+	if (!o->next_metrics_ns)
+		o->next_metrics_ns = snap->now_ns + ms_ns(o->cfg.metric_interval_ms);
+	if (snap->now_ns >= o->next_metrics_ns) {
+		export_metrics(o, snap);
+		o->next_metrics_ns += ms_ns(o->cfg.metric_interval_ms);
+		if (o->next_metrics_ns <= snap->now_ns)
+			o->next_metrics_ns = snap->now_ns + ms_ns(o->cfg.metric_interval_ms);
+	}
+}
+
+static uint64_t dropped(const struct otlp_signal_stats *s)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < OTLP_DROP_MAX; i++)
+		n += s->dropped[i];
+	return n;
+}
+
+/* The final flush: what is batched, the metrics as they end, then the queue until the deadline. */
+static void otlp_summary(void *self, const struct tm_snapshot *snap)
+{
+	struct otlp_sink *o = self;
+	const struct otlp_signal_stats *t, *m;
+	struct otlp_stats st;
+
+	if (o->finished)
+		return;
+	flush_spans(o);
+	export_metrics(o, snap);
+	o->finished = true;
+	otlp_exporter_shutdown(o->exp, o->cfg.flush_timeout_ms, &st);
+	o->exp = NULL;
+	o->final = st;
+	t = &st.signal[OTLP_TRACES];
+	m = &st.signal[OTLP_METRICS];
+	fprintf(stderr,
+		"llmtap: OTLP: %llu spans and %llu data points exported (%llu and %llu requests), "
+		"%llu spans and %llu data points dropped, %llu failed attempts\n",
+		(unsigned long long)t->exported, (unsigned long long)m->exported,
+		(unsigned long long)t->requests, (unsigned long long)m->requests,
+		(unsigned long long)dropped(t), (unsigned long long)dropped(m),
+		(unsigned long long)(t->failures + m->failures));
+}
+
+static void otlp_destroy(void *self)
+{
+	struct otlp_sink *o = self;
+
+	otlp_exporter_shutdown(o->exp, 0, NULL);
+	free(o->batch);
+	free(o->prev);
+	free(o);
+}
+
+static const struct sink_ops otlp_ops = {
+	.attached = otlp_attached,
+	.request = otlp_request,
+	.engine_event = otlp_engine_event,
+	.interval = otlp_interval,
+	.summary = otlp_summary,
+	.destroy = otlp_destroy,
+};
+
+int sink_otlp_new(const struct otlp_config *c, struct sink *s, char *err, size_t errlen)
+{
+	struct otlp_sink *o = calloc(1, sizeof(*o));
+
+	if (!o || !(o->batch = calloc(c->max_export_batch ? c->max_export_batch : 1,
+				      sizeof(*o->batch))) ||
+	    (c->delta && !(o->prev = calloc(1, sizeof(*o->prev))))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	o->cfg = *c;
+	otlp_idgen_init(&o->ids);
+	o->ctx.ids = &o->ids;
+	o->ctx.model = "";
+	o->exp = otlp_exporter_start(c, err, errlen);
+	if (!o->exp)
+		goto fail;
+	*s = (struct sink){ &otlp_ops, o };
+	return 0;
+fail:
+	if (o) {
+		free(o->batch);
+		free(o->prev);
+	}
+	free(o);
+	return -ENOMEM;
+}
+
+/* Add the change since the last report of one counter. */
+static void add_delta(struct metrics *m, enum instr_id id, uint64_t now, uint64_t cur,
+		      uint64_t *last, const char *k1, const char *v1, const char *k2, const char *v2)
+{
+	if (cur > *last)
+		metrics_add(m, id, (double)(cur - *last), now, k1, v1, k2, v2, NULL);
+	*last = cur;
+}
+
+void sink_otlp_health(struct sink *s, struct metrics *m, uint64_t now_ns)
+{
+	static const enum instr_id exported_id[OTLP_SIGNALS] = { M_OTLP_SPANS, M_OTLP_POINTS };
+	struct otlp_sink *o = s->self;
+	struct otlp_stats st;
+
+	if (o->exp)
+		otlp_exporter_stats(o->exp, &st);
+	else
+		st = o->final;
+	for (int sig = 0; sig < OTLP_SIGNALS; sig++) {
+		struct otlp_signal_stats *cur = &st.signal[sig], *last = &o->reported.signal[sig];
+		const char *name = otlp_signal_name((enum otlp_signal)sig);
+
+		if (!o->cfg.signal[sig].enabled)
+			continue;
+		add_delta(m, exported_id[sig], now_ns, cur->exported, &last->exported, NULL, NULL,
+			  NULL, NULL);
+		for (int why = 0; why < OTLP_DROP_MAX; why++)
+			add_delta(m, exported_id[sig], now_ns, cur->dropped[why], &last->dropped[why],
+				  "error.type", otlp_drop_name((enum otlp_drop)why), NULL, NULL);
+		add_delta(m, M_OTLP_FAILURES, now_ns, cur->failures, &last->failures, "signal", name,
+			  NULL, NULL);
+		/* make the counters exist from the start, at 0 */
+		metrics_add(m, exported_id[sig], 0, now_ns, NULL);
+		metrics_add(m, M_OTLP_FAILURES, 0, now_ns, "signal", name, NULL);
+	}
+	if (o->cfg.signal[OTLP_TRACES].enabled) {
+		metrics_set(m, M_OTLP_QUEUE_SIZE, (double)(st.signal[OTLP_TRACES].queued + o->batch_spans),
+			    now_ns, NULL);
+		metrics_set(m, M_OTLP_QUEUE_CAPACITY, o->cfg.max_queue_size, now_ns, NULL);
+	}
+}
