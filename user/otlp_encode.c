@@ -226,8 +226,17 @@ static Resource *make_resource(struct arena *a, const struct resource *r)
 	if (!kv)
 		return res;
 	for (int i = 0; i < r->n; i++) {
+		const char *key = arena_str(a, r->attrs[i].key), *v = r->attrs[i].value;
+		char *end;
+		long long n;
+
 		at.n = 0;
-		attr_str(a, &at, arena_str(a, r->attrs[i].key), r->attrs[i].value);
+		/* the semantic conventions' integer attributes go out as integers */
+		n = strtoll(v, &end, 10);
+		if ((!strcmp(key, "process.pid") || !strcmp(key, "process.parent_pid")) && *v && !*end)
+			attr_int(a, &at, key, n);
+		else
+			attr_str(a, &at, key, v);
 		if (at.n)
 			kv[res->n_attributes++] = at.kv[0];
 	}

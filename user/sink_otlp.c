@@ -74,7 +74,8 @@ static void add_item(struct otlp_sink *o, const struct otlp_item *it, uint64_t t
 		o->batch_since_ns = now_ns;
 	o->batch[o->n_batch++] = *it;
 	o->batch_spans += spans;
-	if (o->n_batch >= o->cfg.max_export_batch || o->batch_spans >= o->cfg.max_export_batch)
+	if (o->n_batch >= o->cfg.max_export_batch || o->batch_spans >= o->cfg.max_export_batch ||
+	    now_ns - o->batch_since_ns >= ms_ns(o->cfg.schedule_delay_ms))
 		flush_spans(o);
 }
 

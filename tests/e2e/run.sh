@@ -7,6 +7,8 @@ export LLAMA_SERVER_SHARED=${LLAMA_SERVER_SHARED:-$(tools/build-llama.sh shared)
 export LLAMA_SERVER_STATIC=${LLAMA_SERVER_STATIC:-$(tools/build-llama.sh static)}
 export LLMTAP_MODEL=${LLMTAP_MODEL:-$(tools/make-model.sh)}
 export LLMTAP=${LLMTAP:-$PWD/llmtap}
+# the OpenTelemetry project's own OTLP decoder (npm), for the export tests
+export LLMTAP_OTLP_DECODER=${LLMTAP_OTLP_DECODER:-$(tools/otlp-decoder.sh)}
 # a libllama embedder without llama-server, built against the cached shared build
 SRC=$(ls -d "${LLMTAP_CACHE:-/var/cache/llmtap}"/llama.cpp-* | head -1)
 BIN=$(dirname "$LLAMA_SERVER_SHARED")
