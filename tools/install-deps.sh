@@ -7,14 +7,14 @@ set -euo pipefail
 PKGS=(
 	# build
 	make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config libjson-c-dev
-	# later exporters
+	# OTLP export: protoc-c, libprotobuf-c, libcurl (gzip comes from zlib)
 	protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev
 	# unit tests
 	libcmocka-dev
 	# the real target: llama.cpp from the node-llama-cpp npm package
 	git cmake g++ nodejs npm python3-numpy
 	# end-to-end tests
-	curl jq procps util-linux libcap2-bin prometheus tmux chromium fonts-dejavu-core
+	curl jq procps util-linux libcap2-bin prometheus tmux chromium fonts-dejavu-core openssl ca-certificates
 )
 
 missing=()

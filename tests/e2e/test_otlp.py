@@ -7,6 +7,7 @@ llmtap's. Token counts are checked against the server's own `timings`.
 import os
 import re
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
@@ -188,6 +189,25 @@ def otlp_retries_503_once_and_drops_400():
         exported, _, dropped, _, failures = final_counts(tr.stderr())
         check_eq((exported, failures), (0, 1), "exported, failures after a 400")
         check(dropped >= 3, f"the rejected batch's spans are counted as dropped ({dropped})")
+
+
+@test
+def otlp_final_flush_keeps_its_deadline():
+    """A collector that never answers: SIGTERM ends llmtap within LLMTAP_OTLP_FLUSH_TIMEOUT,
+    the target untouched, and the spans still in flight are counted as dropped."""
+    with LlamaServer(np=1) as srv, OtlpReceiver(script=lambda sig, n, req: Reply(200, delay=60)) as rx:
+        tr = Tracer(srv.pid, ["--no-steps"], env=otlp_env(
+            rx.url(), LLMTAP_OTLP_FLUSH_TIMEOUT="2s", OTEL_METRICS_EXPORTER="none")).wait_attached()
+        completion(srv, 3900, 3, False)
+        wait_until(lambda: rx.requests("traces"), 10, "a traces POST in flight")
+        t0 = time.monotonic()
+        check_eq(tr.stop(signal.SIGTERM), 0, "llmtap exit code")
+        took = time.monotonic() - t0
+        check(took < 4.5, f"llmtap took {took:.1f}s to stop with a 2s flush deadline")
+        check_eq(srv.get("/health")[0], 200, "the server is untouched")
+        exported, _, dropped, _, _ = final_counts(tr.stderr())
+        check_eq(exported, 0, "nothing acknowledged")
+        check(dropped >= 3, f"the unacknowledged spans are counted as dropped ({dropped})")
 
 
 def rss_kib(pid):
