@@ -31,4 +31,11 @@ struct attach_opts {
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */
 int cmd_attach(const struct attach_opts *o);
 
+/* What attach, run and daemon share: SIGINT/SIGTERM/SIGHUP stop, SIGUSR1 dumps the tail. */
+void attach_install_signals(void);
+int attach_stop_signal(void);            /* the stopping signal, 0 when none yet */
+bool attach_take_dump_signal(void);      /* SIGUSR1 came since the last call */
+const char *attach_signal_reason(int sig);
+void attach_print_otlp(const struct otlp_config *c);
+
 #endif

@@ -361,6 +361,11 @@ int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX])
 	return 0;
 }
 
+int probes_fd(const struct probes *p)
+{
+	return ring_buffer__epoll_fd(p->rb);
+}
+
 const char *probes_attached(const struct probes *p)
 {
 	return p->attached;

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,59 @@ static void instance_id(pid_t pid, char *out, size_t len)
 		 (unsigned long long)(h[1] & 0xffffffffffffull));
 }
 
+/* The value of name in a NUL-separated environment block, or NULL. */
+static const char *env_in(const char *block, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < len; i += strlen(block + i) + 1)
+		if (!strncmp(block + i, name, n) && block[i + n] == '=' && block[i + n + 1])
+			return block + i + n + 1;
+	return NULL;
+}
+
+/*
+ * What the target says about itself in its environment: the Kubernetes names a
+ * manifest passes through the downward API, and its own OpenTelemetry settings.
+ * A malformed OTEL_RESOURCE_ATTRIBUTES there is the target's business: skipped.
+ */
+static void apply_target_env(struct resource *r, pid_t pid)
+{
+	static const char *const k8s[][3] = {
+		{ "k8s.pod.name", "K8S_POD_NAME", "POD_NAME" },
+		{ "k8s.namespace.name", "K8S_NAMESPACE", "POD_NAMESPACE" },
+		{ "k8s.node.name", "K8S_NODE_NAME", "NODE_NAME" },
+	};
+	char path[64], *block = malloc(65536);
+	const char *v;
+	ssize_t len;
+	int fd;
+
+	if (!block)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	len = fd >= 0 ? read(fd, block, 65535) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (len > 0) {
+		block[len] = '\0';
+		for (size_t i = 0; i < sizeof(k8s) / sizeof(k8s[0]); i++)
+			if ((v = env_in(block, (size_t)len, k8s[i][1])) ||
+			    (v = env_in(block, (size_t)len, k8s[i][2])))
+				resource_set(r, k8s[i][0], v);
+		if ((v = env_in(block, (size_t)len, "OTEL_RESOURCE_ATTRIBUTES"))) {
+			struct resource tmp = *r;
+
+			if (!resource_parse_attrs(&tmp, v))
+				*r = tmp;
+		}
+		if ((v = env_in(block, (size_t)len, "OTEL_SERVICE_NAME")))
+			resource_set(r, "service.name", v);
+	}
+	free(block);
+}
+
 int resource_detect(struct resource *r, const struct resource_target *t, char *err, size_t errlen)
 {
 	char buf[4096], path[64], exe[1024];
@@ -229,6 +283,12 @@ int resource_detect(struct resource *r, const struct resource_target *t, char *e
 		resource_set(r, "llmtap.model.architecture", t->model_arch);
 	resource_set(r, "telemetry.sdk.name", "llmtap");
 	resource_set(r, "telemetry.sdk.version", LLMTAP_VERSION);
+	/* a DaemonSet passes its node's name through the downward API */
+	env = getenv("K8S_NODE_NAME");
+	if (env && *env)
+		resource_set(r, "k8s.node.name", env);
+	if (t->from_env)
+		apply_target_env(r, t->pid);
 
 	env = getenv("OTEL_RESOURCE_ATTRIBUTES");
 	if (env && resource_parse_attrs(r, env)) {

@@ -29,10 +29,14 @@ struct resource_target {
 	const char *model_path; /* the .gguf it maps, as it sees it; "" when none */
 	const char *model_name; /* general.name, "" when unknown */
 	const char *model_arch; /* general.architecture, "" when unknown */
+	bool from_env;          /* the target's environment names it too (the daemon) */
 };
 
 /*
- * Detect the resource of a target. OTEL_RESOURCE_ATTRIBUTES (key=value,...,
+ * Detect the resource of a target. K8S_NODE_NAME gives k8s.node.name; with
+ * from_env, the target's own environment (K8S_POD_NAME or POD_NAME,
+ * K8S_NAMESPACE or POD_NAMESPACE, OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME)
+ * comes next; then llmtap's OTEL_RESOURCE_ATTRIBUTES (key=value,...,
  * percent-encoded) and OTEL_SERVICE_NAME, in that order, override what was
  * detected. Returns 0, or -EINVAL with a reason in err when
  * OTEL_RESOURCE_ATTRIBUTES is malformed.

@@ -16,6 +16,7 @@
 struct otlp_sink {
 	struct otlp_config cfg;
 	struct otlp_exporter *exp;
+	bool shared;           /* exp belongs to the caller (the daemon's sessions share one) */
 	struct otlp_idgen ids;
 	struct otlp_encode_ctx ctx;
 	/* the batch being filled */
@@ -174,6 +175,8 @@ static void otlp_summary(void *self, const struct tm_snapshot *snap)
 	flush_spans(o);
 	export_metrics(o, snap);
 	o->finished = true;
+	if (o->shared)
+		return; /* the owner flushes the sender */
 	otlp_exporter_shutdown(o->exp, o->cfg.flush_timeout_ms, &st);
 	o->exp = NULL;
 	o->final = st;
@@ -192,7 +195,8 @@ static void otlp_destroy(void *self)
 {
 	struct otlp_sink *o = self;
 
-	otlp_exporter_shutdown(o->exp, 0, NULL);
+	if (!o->shared)
+		otlp_exporter_shutdown(o->exp, 0, NULL);
 	free(o->batch);
 	free(o->prev);
 	free(o);
@@ -207,7 +211,8 @@ static const struct sink_ops otlp_ops = {
 	.destroy = otlp_destroy,
 };
 
-int sink_otlp_new(const struct otlp_config *c, struct sink *s, char *err, size_t errlen)
+int sink_otlp_new(const struct otlp_config *c, struct otlp_exporter *shared, struct sink *s,
+		  char *err, size_t errlen)
 {
 	struct otlp_sink *o = calloc(1, sizeof(*o));
 
@@ -221,7 +226,8 @@ int sink_otlp_new(const struct otlp_config *c, struct sink *s, char *err, size_t
 	otlp_idgen_init(&o->ids);
 	o->ctx.ids = &o->ids;
 	o->ctx.model = "";
-	o->exp = otlp_exporter_start(c, err, errlen);
+	o->shared = shared != NULL;
+	o->exp = shared ? shared : otlp_exporter_start(c, err, errlen);
 	if (!o->exp)
 		goto fail;
 	*s = (struct sink){ &otlp_ops, o };
@@ -250,6 +256,8 @@ void sink_otlp_health(struct sink *s, struct metrics *m, uint64_t now_ns)
 	struct otlp_sink *o = s->self;
 	struct otlp_stats st;
 
+	if (o->shared)
+		return; /* a shared sender's health is its owner's */
 	if (o->exp)
 		otlp_exporter_stats(o->exp, &st);
 	else

@@ -33,11 +33,15 @@ int sink_tail_new(const char *dir, uint64_t window_ns, uint64_t ttft_ns, size_t 
 		  struct sink *s, char *err, size_t errlen);
 void sink_tail_dump(struct sink *s, const char *reason);
 
+struct otlp_exporter;
 /*
  * OTLP/HTTP export of request spans, engine events and the metrics (see
- * otlp_config.h for where to); the final flush happens in the summary.
+ * otlp_config.h for where to); the final flush happens in the summary. With
+ * shared, the sink queues on that sender (several sinks may), which its owner
+ * shuts down; NULL: the sink starts and stops its own.
  */
-int sink_otlp_new(const struct otlp_config *c, struct sink *s, char *err, size_t errlen);
+int sink_otlp_new(const struct otlp_config *c, struct otlp_exporter *shared, struct sink *s,
+		  char *err, size_t errlen);
 /* The exporter's own health (otel.sdk.* and llmtap.otlp.*) into m. */
 void sink_otlp_health(struct sink *s, struct metrics *m, uint64_t now_ns);
 

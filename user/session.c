@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "session.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "correlate.h"
+#include "event.h"
+#include "gguf.h"
+#include "probes.h"
+#include "proc.h"
+#include "prom.h"
+#include "resource.h"
+#include "sinks.h"
+#include "telemetry.h"
+
+#define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
+
+struct session {
+	struct target t;
+	struct probes *p;
+	struct telemetry tm;
+	struct correlator *corr;
+	int pidfd;
+	uint64_t bad_records;
+	bool debug;                /* print every record to stderr */
+	struct prom_server *prom;  /* not owned */
+	struct sink top;           /* the full-screen view, ops NULL otherwise */
+	struct sink tail;          /* --tail's capture, ops NULL otherwise */
+	struct sink otlp;          /* OTLP export, ops NULL otherwise */
+	struct gguf_info gguf;     /* the mapped model's header */
+	struct resource resource;  /* who produced the telemetry */
+	struct event ev;           /* decoding buffer */
+	struct step_assembler steps; /* steps spread over several records */
+};
+
+static int on_event(void *arg, const void *data, size_t size)
+{
+	struct session *s = arg;
+
+	if (event_decode(data, size, &s->ev)) {
+		s->bad_records++;
+		return 0;
+	}
+	if (s->debug)
+		event_print(stderr, &s->ev);
+	if (s->ev.kind == LLMTAP_EV_STEP && !step_assemble(&s->steps, &s->ev.step, &s->ev.step))
+		return 0; /* the step's next record continues its runs */
+	correlator_event(s->corr, &s->ev);
+	return 0;
+}
+
+/* The model's name from its GGUF header, else its file name ("" when none is mapped). */
+static const char *model_name(const struct target *t, struct gguf_info *info)
+{
+	char host[PATH_MAX + 64], err[256];
+
+	memset(info, 0, sizeof(*info));
+	if (!t->model[0])
+		return "";
+	if (!proc_root_path(t->pid, t->model, host, sizeof(host)) &&
+	    !gguf_read_info(host, info, err, sizeof(err)) && info->name[0])
+		return info->name;
+	return strrchr(t->model, '/') ? strrchr(t->model, '/') + 1 : t->model;
+}
+
+/* The target's resource, given to the sinks and to Prometheus's target_info. */
+static int detect_resource(struct session *s, const struct session_opts *o, struct tm_target *tt,
+			   char *err, size_t errlen)
+{
+	const struct resource_target rt = {
+		.pid = s->t.pid,
+		.comm = s->t.comm,
+		.model_path = s->t.model,
+		.model_name = s->gguf.name,
+		.model_arch = s->gguf.architecture,
+		.from_env = o->target_env,
+	};
+	const char *kv[2 * RESOURCE_MAX_ATTRS + 1];
+	int ret = resource_detect(&s->resource, &rt, err, errlen);
+
+	if (ret)
+		return ret;
+	tt->resource = &s->resource;
+	for (int i = 0; i < s->resource.n; i++) {
+		kv[2 * i] = s->resource.attrs[i].key;
+		kv[2 * i + 1] = s->resource.attrs[i].value;
+	}
+	kv[2 * s->resource.n] = NULL;
+	if (s->prom && (ret = prom_server_set_info(s->prom, kv)))
+		snprintf(err, errlen, "out of memory");
+	return ret;
+}
+
+static void update_gauges(struct session *s)
+{
+	struct corr_gauges cg;
+	struct tm_gauges g;
+
+	correlator_gauges(s->corr, &cg);
+	g = (struct tm_gauges){
+		.active_requests = cg.active_requests,
+		.active_inference = cg.active_inference,
+		.queued_tasks = cg.queued_tasks,
+		.busy_slots = cg.busy_slots,
+		.kv_cells = cg.kv_cells,
+		.n_ctx = cg.n_ctx,
+		.rss_bytes = proc_rss_bytes(s->tm.target.pid),
+		.n_slots = cg.n_slots,
+	};
+	memcpy(g.slots, cg.slots, sizeof(g.slots[0]) * (size_t)cg.n_slots);
+	telemetry_set_gauges(&s->tm, &g);
+}
+
+static uint64_t lost_total(struct session *s)
+{
+	uint64_t st[LLMTAP_STAT_MAX];
+
+	if (probes_stats(s->p, st))
+		return s->tm.lost_seen;
+	/* LLMTAP_STAT_ENTRY_LOST is a call already running at attach: not traced, not lost */
+	return st[LLMTAP_STAT_RB_LOST] + st[LLMTAP_STAT_ENTRY_FULL] + s->bad_records +
+	       s->steps.dropped;
+}
+
+static int add_sink(struct session *s, struct sink sk, char *err, size_t errlen)
+{
+	if (telemetry_add_sink(&s->tm, sk)) {
+		sk.ops->destroy(sk.self);
+		snprintf(err, errlen, "too many outputs at once");
+		return -E2BIG;
+	}
+	return 0;
+}
+
+static int add_sinks(struct session *s, const struct session_opts *o, char *err, size_t errlen)
+{
+	struct sink sk;
+	int ret = 0;
+
+	switch (o->view) {
+	case VIEW_JSON:
+		ret = sink_json_new(o->out, o->json_steps, &sk);
+		break;
+	case VIEW_TOP:
+		ret = sink_top_new(o->out, &sk);
+		break;
+	case VIEW_CONSOLE:
+		ret = sink_console_new(o->out, &sk);
+		break;
+	case VIEW_NONE:
+		sk.ops = NULL;
+		break;
+	}
+	if (ret) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (sk.ops && (ret = add_sink(s, sk, err, errlen)))
+		return ret;
+	if (o->view == VIEW_TOP)
+		s->top = sk;
+	if (o->tail_ns) {
+		ret = sink_tail_new(o->tail_dir ? o->tail_dir : ".", o->tail_ns, o->tail_ttft_ns,
+				    TAIL_MAX_BYTES, &sk, err, errlen);
+		if (ret || (ret = add_sink(s, sk, err, errlen)))
+			return ret;
+		s->tail = sk;
+	}
+	if (o->record_path) {
+		ret = sink_trace_new(o->record_path, &sk, err, errlen);
+		if (ret || (ret = add_sink(s, sk, err, errlen)))
+			return ret;
+	}
+	if (o->otlp && o->otlp->enabled) {
+		ret = sink_otlp_new(o->otlp, o->otlp_exporter, &sk, err, errlen);
+		if (ret || (ret = add_sink(s, sk, err, errlen)))
+			return ret;
+		s->otlp = sk;
+	}
+	return 0;
+}
+
+struct session *session_open(const struct target *t, const struct session_opts *o, char *err,
+			     size_t errlen)
+{
+	struct probes_opts po = {
+		.ringbuf_bytes = o->ringbuf_bytes,
+		.verbose = o->verbose,
+		.layers = { true, true, true, true },
+	};
+	struct session *s = calloc(1, sizeof(*s));
+	struct tm_target tt;
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->t = *t;
+	s->debug = o->debug_events;
+	s->prom = o->prom;
+	/* watch for the target's exit without racing PID reuse */
+	s->pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
+	if (s->pidfd < 0 && errno == ESRCH) {
+		snprintf(err, errlen, "PID %d exited before llmtap could attach", (int)t->pid);
+		free(s);
+		return NULL;
+	}
+	if (probes_open(&s->t, &po, on_event, s, &s->p, err, errlen))
+		goto fail;
+	tt = (struct tm_target){
+		.pid = s->t.pid,
+		.comm = s->t.comm,
+		.library = target_core(&s->t)->path,
+		.in_executable = s->t.in_executable,
+		.layers = probes_attached(s->p),
+		.model = model_name(&s->t, &s->gguf),
+		.model_arch = s->gguf.architecture,
+	};
+	if (detect_resource(s, o, &tt, err, errlen))
+		goto fail;
+	telemetry_init(&s->tm, &tt, monotonic_ns());
+	s->corr = correlator_new(&s->tm);
+	if (!s->corr) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (add_sinks(s, o, err, errlen))
+		goto fail;
+	telemetry_attached(&s->tm);
+	return s;
+fail:
+	probes_close(s->p);
+	correlator_free(s->corr);
+	telemetry_destroy(&s->tm);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	free(s);
+	return NULL;
+}
+
+int session_poll(struct session *s, int timeout_ms)
+{
+	return probes_poll(s->p, timeout_ms);
+}
+
+int session_fd(const struct session *s)
+{
+	return probes_fd(s->p);
+}
+
+void session_tick(struct session *s, uint64_t now)
+{
+	update_gauges(s);
+	if (s->otlp.ops)
+		sink_otlp_health(&s->otlp, &s->tm.metrics, now);
+	telemetry_tick(&s->tm, now, lost_total(s));
+	if (s->prom)
+		prom_server_publish(s->prom, &s->tm.metrics);
+}
+
+bool session_target_gone(const struct session *s)
+{
+	struct pollfd pfd = { .fd = s->pidfd, .events = POLLIN };
+
+	if (s->pidfd >= 0)
+		return poll(&pfd, 1, 0) > 0;
+	return kill(s->t.pid, 0) && errno == ESRCH;
+}
+
+int session_pid(const struct session *s)
+{
+	return s->t.pid;
+}
+
+const char *session_comm(const struct session *s)
+{
+	return s->t.comm;
+}
+
+const char *session_layers(const struct session *s)
+{
+	return probes_attached(s->p);
+}
+
+const char *session_instance(const struct session *s)
+{
+	const char *v = resource_get(&s->resource, "service.instance.id");
+
+	return v ? v : "";
+}
+
+uint64_t session_requests(const struct session *s)
+{
+	return s->tm.total.requests;
+}
+
+bool session_dump_tail(struct session *s, const char *reason)
+{
+	if (!s->tail.ops)
+		return false;
+	sink_tail_dump(&s->tail, reason);
+	return true;
+}
+
+bool session_key(struct session *s, int key)
+{
+	if (!s->top.ops)
+		return false;
+	sink_top_key(&s->top, key);
+	return true;
+}
+
+void session_close(struct session *s, const char *reason)
+{
+	if (!s)
+		return;
+	probes_poll(s->p, 0); /* whatever is still in the ring buffer */
+	update_gauges(s);
+	correlator_flush(s->corr, monotonic_ns());
+	if (s->otlp.ops)
+		sink_otlp_health(&s->otlp, &s->tm.metrics, monotonic_ns());
+	telemetry_finish(&s->tm, monotonic_ns(), lost_total(s), reason);
+	if (s->otlp.ops) /* the final flush's outcome */
+		sink_otlp_health(&s->otlp, &s->tm.metrics, monotonic_ns());
+	if (s->prom)
+		prom_server_publish(s->prom, &s->tm.metrics);
+	probes_close(s->p);
+	correlator_free(s->corr);
+	telemetry_destroy(&s->tm);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	free(s);
+}
