@@ -231,4 +231,11 @@ struct llmtap_call_event {
 	char text[LLMTAP_PATH_LEN]; /* model or state file path; never prompt text */
 };
 
+/* bpf/exec.bpf.c: a process exec'd (the daemon's watcher; its own ring buffer) */
+struct llmtap_exec_event {
+	__u32 pid; /* the thread group, in the initial PID namespace */
+	__u32 _pad;
+	char comm[16];
+};
+
 #endif /* LLMTAP_EVENTS_H */

@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "attach.h"
+#include "daemon.h"
 #include "report.h"
+#include "select.h"
 #include "util.h"
 
 const char *argp_program_version = "llmtap " LLMTAP_VERSION;
@@ -103,7 +105,8 @@ static const char top_doc[] =
 enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROMETHEUS,
        OPT_TAIL, OPT_TAIL_DIR, OPT_TAIL_TTFT, OPT_OTLP_ENDPOINT, OPT_OTLP_HEADER,
        OPT_OTLP_COMPRESSION, OPT_OTLP_TIMEOUT, OPT_OTLP_INTERVAL, OPT_OTLP_TEMPORALITY,
-       OPT_OTLP_SAMPLER, OPT_OTLP_PROTOCOL, OPT_OTLP_CA, OPT_OTLP_CERT, OPT_OTLP_KEY };
+       OPT_OTLP_SAMPLER, OPT_OTLP_PROTOCOL, OPT_OTLP_CA, OPT_OTLP_CERT, OPT_OTLP_KEY,
+       OPT_EXE, OPT_CGROUP, OPT_PORT, OPT_EXCLUDE, OPT_MAX_TARGETS, OPT_RESCAN, OPT_NO_EXEC };
 
 static const struct argp_option attach_options[] = {
 	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
@@ -132,6 +135,54 @@ static const struct argp_option attach_options[] = {
 	{ "otlp-client-key", OPT_OTLP_KEY, "FILE", 0, "The client certificate's private key (PEM)", 1 },
 	{ 0 },
 };
+
+/* The --otlp-* flags, shared by attach, top, record and daemon. */
+static void parse_otlp(int key, char *arg, struct otlp_cli *c, struct argp_state *state)
+{
+	switch (key) {
+	case OPT_OTLP_ENDPOINT:
+		c->endpoint = arg;
+		break;
+	case OPT_OTLP_HEADER:
+		if (c->n_headers >= OTLP_MAX_HEADERS)
+			argp_error(state, "--otlp-header: at most %d headers", OTLP_MAX_HEADERS);
+		c->headers[c->n_headers++] = arg;
+		break;
+	case OPT_OTLP_COMPRESSION:
+		c->compression = arg;
+		break;
+	case OPT_OTLP_TIMEOUT:
+	case OPT_OTLP_INTERVAL: {
+		uint64_t ns;
+
+		if (parse_duration(arg, &ns) || ns < 1000000)
+			argp_error(state, "--otlp-%s: '%s' is not a duration of at least 1ms",
+				   key == OPT_OTLP_TIMEOUT ? "timeout" : "interval", arg);
+		*(key == OPT_OTLP_TIMEOUT ? &c->timeout_ms : &c->interval_ms) = ns / 1000000;
+		break;
+	}
+	case OPT_OTLP_TEMPORALITY:
+		c->temporality = arg;
+		break;
+	case OPT_OTLP_SAMPLER:
+		c->sampler = arg;
+		break;
+	case OPT_OTLP_PROTOCOL:
+		c->protocol = arg;
+		break;
+	case OPT_OTLP_CA:
+		c->ca_file = arg;
+		break;
+	case OPT_OTLP_CERT:
+		c->client_cert = arg;
+		break;
+	case OPT_OTLP_KEY:
+		c->client_key = arg;
+		break;
+	default:
+		break;
+	}
+}
 
 static error_t attach_parse(int key, char *arg, struct argp_state *state)
 {
@@ -184,44 +235,8 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 	case OPT_TAIL_DIR:
 		o->tail_dir = arg;
 		break;
-	case OPT_OTLP_ENDPOINT:
-		o->otlp.endpoint = arg;
-		break;
-	case OPT_OTLP_HEADER:
-		if (o->otlp.n_headers >= OTLP_MAX_HEADERS)
-			argp_error(state, "--otlp-header: at most %d headers", OTLP_MAX_HEADERS);
-		o->otlp.headers[o->otlp.n_headers++] = arg;
-		break;
-	case OPT_OTLP_COMPRESSION:
-		o->otlp.compression = arg;
-		break;
-	case OPT_OTLP_TIMEOUT:
-	case OPT_OTLP_INTERVAL: {
-		uint64_t ns;
-
-		if (parse_duration(arg, &ns) || ns < 1000000)
-			argp_error(state, "--otlp-%s: '%s' is not a duration of at least 1ms",
-				   key == OPT_OTLP_TIMEOUT ? "timeout" : "interval", arg);
-		*(key == OPT_OTLP_TIMEOUT ? &o->otlp.timeout_ms : &o->otlp.interval_ms) = ns / 1000000;
-		break;
-	}
-	case OPT_OTLP_TEMPORALITY:
-		o->otlp.temporality = arg;
-		break;
-	case OPT_OTLP_SAMPLER:
-		o->otlp.sampler = arg;
-		break;
-	case OPT_OTLP_PROTOCOL:
-		o->otlp.protocol = arg;
-		break;
-	case OPT_OTLP_CA:
-		o->otlp.ca_file = arg;
-		break;
-	case OPT_OTLP_CERT:
-		o->otlp.client_cert = arg;
-		break;
-	case OPT_OTLP_KEY:
-		o->otlp.client_key = arg;
+	case OPT_OTLP_ENDPOINT ... OPT_OTLP_KEY:
+		parse_otlp(key, arg, &o->otlp, state);
 		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
@@ -359,6 +374,166 @@ static int run_report(int argc, char **argv)
 	return 0;
 }
 
+static const char daemon_doc[] =
+	"Trace every llama.cpp process of this host: the ones running now, and the ones\n"
+	"that start later (an exec tracepoint sees them within milliseconds; a /proc\n"
+	"rescan every --rescan is the safety net). Each is attached when it maps a file\n"
+	"that defines llama_decode, in any container (paths are resolved through\n"
+	"/proc/PID/root), and detached when it exits. A process started after the\n"
+	"daemon is usually attached before its model loads: model load and context\n"
+	"creation are then traced too.\n"
+	"\n"
+	"Each process gets its own OpenTelemetry resource: service.name (its name, or\n"
+	"OTEL_SERVICE_NAME in its own environment), service.instance.id, process.pid,\n"
+	"container.id and k8s.pod.uid from its cgroup, k8s.pod.name and\n"
+	"k8s.namespace.name from its environment (K8S_POD_NAME or POD_NAME,\n"
+	"K8S_NAMESPACE or POD_NAMESPACE: the downward API), k8s.node.name from the\n"
+	"daemon's K8S_NODE_NAME, and its own OTEL_RESOURCE_ATTRIBUTES.\n"
+	"\n"
+	"Output: OTLP (one sender for all processes), --prometheus (every process's\n"
+	"series with its service_instance_id and process_pid labels, and a target_info\n"
+	"each), --json lines for every process; attach and detach lines on stderr.\n"
+	"Selection: every llama.cpp process unless --exe, --cgroup or --port narrow it\n"
+	"(each kind given must match one of its values) and --exclude drops some.\n"
+	"\n"
+	"Examples:\n"
+	"  sudo llmtap daemon --otlp-endpoint http://otel-collector:4318\n"
+	"  sudo llmtap daemon --exe '*/llama-server' --exclude '*test*' --json\n"
+	"\n"
+	"Stop it with SIGINT or SIGTERM: every process is detached, nothing is left\n"
+	"attached. Exit status: 0 stopped, 1 could not start, 2 bad usage.\n"
+	"\v"
+	"GLOB: an fnmatch(3) pattern, '*' also crossing '/', matched against the\n"
+	"executable's path (as the process sees it) and its name.\n"
+	"Memory: per process, a ring buffer (--ringbuf-size, 1M by default) and about\n"
+	"2 MiB of state; --max-targets bounds how many.";
+
+static const struct argp_option daemon_options[] = {
+	{ "exe", OPT_EXE, "GLOB", 0, "Trace only executables matching GLOB (repeatable)", 0 },
+	{ "cgroup", OPT_CGROUP, "GLOB", 0, "Trace only processes in a cgroup matching GLOB, e.g. '*kubepods*' (repeatable)", 0 },
+	{ "port", OPT_PORT, "PORT", 0, "Trace only processes listening on this TCP port (repeatable)", 0 },
+	{ "exclude", OPT_EXCLUDE, "GLOB", 0, "Never trace executables matching GLOB (repeatable)", 0 },
+	{ "max-targets", OPT_MAX_TARGETS, "N", 0, "Trace at most N processes at once (default 32, at most 64)", 0 },
+	{ "rescan", OPT_RESCAN, "DURATION", 0, "Look through /proc this often (default 2s)", 0 },
+	{ "no-exec-watch", OPT_NO_EXEC, NULL, 0, "No exec tracepoint: find new processes by rescans only", 0 },
+	{ "duration", 'd', "DURATION", 0, "Stop after this long (default: until SIGINT or SIGTERM)", 0 },
+	{ "interval", OPT_INTERVAL, "DURATION", 0, "Telemetry period (default 1s)", 0 },
+	{ "json", 'j', NULL, 0, "JSON lines for every process on stdout (each record has its pid)", 0 },
+	{ "no-steps", OPT_NO_STEPS, NULL, 0, "With --json, leave out the per-step records", 0 },
+	{ "prometheus", OPT_PROMETHEUS, "ADDR:PORT", 0, "Serve every process's metrics on http://ADDR:PORT/metrics", 0 },
+	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer per process, a power of two >= 4k (default 1M)", 0 },
+	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics", 0 },
+	{ 0 },
+};
+
+static void add_glob(struct argp_state *state, const char *flag, const char **list, int *n,
+		     const char *arg)
+{
+	if (*n >= SELECT_MAX)
+		argp_error(state, "%s: at most %d", flag, SELECT_MAX);
+	list[(*n)++] = arg;
+}
+
+static error_t daemon_parse(int key, char *arg, struct argp_state *state)
+{
+	struct daemon_opts *o = state->input;
+	char *end;
+	long v;
+
+	switch (key) {
+	case OPT_EXE:
+		add_glob(state, "--exe", o->sel.exe, &o->sel.n_exe, arg);
+		break;
+	case OPT_CGROUP:
+		add_glob(state, "--cgroup", o->sel.cgroup, &o->sel.n_cgroup, arg);
+		break;
+	case OPT_EXCLUDE:
+		add_glob(state, "--exclude", o->sel.exclude, &o->sel.n_exclude, arg);
+		break;
+	case OPT_PORT:
+		v = strtol(arg, &end, 10);
+		if (*end || v < 1 || v > 65535)
+			argp_error(state, "--port: '%s' is not a TCP port (1-65535)", arg);
+		if (o->sel.n_ports >= SELECT_MAX)
+			argp_error(state, "--port: at most %d", SELECT_MAX);
+		o->sel.ports[o->sel.n_ports++] = (unsigned int)v;
+		break;
+	case OPT_MAX_TARGETS:
+		v = strtol(arg, &end, 10);
+		if (*end || v < 1 || v > 64)
+			argp_error(state, "--max-targets: '%s' is not a number from 1 to 64", arg);
+		o->max_targets = (int)v;
+		break;
+	case OPT_RESCAN:
+		if (parse_duration(arg, &o->rescan_ns) || o->rescan_ns < 100000000ull)
+			argp_error(state, "--rescan: '%s' is not a duration of at least 100ms", arg);
+		break;
+	case OPT_NO_EXEC:
+		o->no_exec_watch = true;
+		break;
+	case 'd':
+		if (parse_duration(arg, &o->duration_ns) || !o->duration_ns)
+			argp_error(state, "--duration: '%s' is not a positive duration (e.g. 30s, 500ms, 5m)", arg);
+		break;
+	case OPT_INTERVAL:
+		if (parse_duration(arg, &o->interval_ns) || o->interval_ns < 10000000ull)
+			argp_error(state, "--interval: '%s' is not a duration of at least 10ms", arg);
+		break;
+	case 'j':
+		o->json = true;
+		break;
+	case OPT_NO_STEPS:
+		o->json_steps = false;
+		break;
+	case OPT_PROMETHEUS:
+		o->prometheus = arg;
+		break;
+	case OPT_RINGBUF:
+		if (parse_size(arg, &o->ringbuf_bytes) || o->ringbuf_bytes < 4096 ||
+		    (o->ringbuf_bytes & (o->ringbuf_bytes - 1)) || o->ringbuf_bytes > (1ul << 30))
+			argp_error(state, "--ringbuf-size: '%s' is not a power of two between 4k and 1G", arg);
+		break;
+	case 'v':
+		o->verbose = true;
+		break;
+	case OPT_OTLP_ENDPOINT ... OPT_OTLP_KEY:
+		parse_otlp(key, arg, &o->otlp, state);
+		break;
+	case ARGP_KEY_ARG:
+		argp_error(state, "unexpected argument '%s'", arg);
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static int run_daemon(int argc, char **argv)
+{
+	static struct argp_option options[sizeof(daemon_options) / sizeof(daemon_options[0]) +
+					  sizeof(attach_options) / sizeof(attach_options[0])];
+	static const struct argp argp = { options, daemon_parse, NULL, daemon_doc, NULL, NULL, NULL };
+	struct daemon_opts o = {
+		.interval_ns = 1000000000ull,
+		.rescan_ns = 2000000000ull,
+		.max_targets = 32,
+		.ringbuf_bytes = 1u << 20,
+		.json_steps = true,
+	};
+	size_t n = 0;
+
+	/* the daemon's own options, then attach's OpenTelemetry group */
+	for (size_t i = 0; daemon_options[i].name || daemon_options[i].key; i++)
+		options[n++] = daemon_options[i];
+	for (size_t i = 0; attach_options[i].name || attach_options[i].key || attach_options[i].doc; i++)
+		if (attach_options[i].group == 1)
+			options[n++] = attach_options[i];
+	options[n] = (struct argp_option){ 0 };
+	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
+		return 2;
+	return cmd_daemon(&o);
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -370,6 +545,7 @@ static void usage(FILE *out)
 		"  top      a live full-screen view: llmtap top --pid PID\n"
 		"  record   record a trace-event file: llmtap record --pid PID --duration 60s -o trace.json\n"
 		"  report   an HTML page about a recording: llmtap report trace.json -o report.html\n"
+		"  daemon   trace every llama.cpp process of the host: llmtap daemon --otlp-endpoint URL\n"
 		"\n"
 		"'llmtap COMMAND --help' shows a command's options; 'llmtap --version' the version.\n");
 }
@@ -399,6 +575,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "record")) {
 		argv[1] = "llmtap record";
 		return run_record(argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[1], "daemon")) {
+		argv[1] = "llmtap daemon";
+		return run_daemon(argc - 1, argv + 1);
 	}
 	if (!strcmp(argv[1], "report")) {
 		argv[1] = "llmtap report";

@@ -246,8 +246,7 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 	int ret;
 
 	*out = NULL;
-	libbpf_verbose = opts->verbose;
-	libbpf_set_print(libbpf_print);
+	probes_libbpf_log(opts->verbose);
 
 	p = calloc(1, sizeof(*p));
 	if (!p) {
@@ -359,6 +358,12 @@ int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX])
 	}
 	free(vals);
 	return 0;
+}
+
+void probes_libbpf_log(bool verbose)
+{
+	libbpf_verbose = verbose;
+	libbpf_set_print(libbpf_print);
 }
 
 int probes_fd(const struct probes *p)

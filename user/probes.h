@@ -29,6 +29,8 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 		void *arg, struct probes **out, char *err, size_t errlen);
 /* Wait up to timeout_ms for data, then drain everything waiting. Returns records or -errno. */
 int probes_poll(struct probes *p, int timeout_ms);
+/* libbpf's diagnostics on stderr only when verbose (every BPF object of llmtap). */
+void probes_libbpf_log(bool verbose);
 /* An fd that is readable when records wait (epoll). */
 int probes_fd(const struct probes *p);
 /* Sum the per-CPU counters (enum llmtap_stat). */

@@ -367,14 +367,14 @@ static void write_point(FILE *out, const char *name, const struct instrument *in
 		write_series(out, name, "", &ls, NULL, fmt_num(num, sizeof(num), p->value));
 }
 
-/* HELP and TYPE once, then every point of the instrument, wherever it is in points[] */
-static void write_family(FILE *out, const struct metrics *m, enum instr_id id, const char *name,
-			 const char *const *const_labels)
+/* HELP and TYPE once (unless head: written already), then every point of the
+ * instrument, wherever it is in points[]. Returns whether the head is written. */
+static bool write_family(FILE *out, const struct metrics *m, enum instr_id id, const char *name,
+			 const char *const *const_labels, bool head)
 {
 	static const char *const types[] = { "counter", "gauge", "histogram" };
 	const struct instrument *in = metric_instrument(id);
 	int n_points = m->n_points < METRIC_MAX_POINTS ? m->n_points : METRIC_MAX_POINTS;
-	bool head = false;
 
 	for (int i = 0; i < n_points; i++) {
 		if (m->points[i].id != id)
@@ -387,6 +387,7 @@ static void write_family(FILE *out, const struct metrics *m, enum instr_id id, c
 		}
 		write_point(out, name, in, &m->points[i], const_labels);
 	}
+	return head;
 }
 
 struct family {
@@ -408,27 +409,42 @@ static int count_pairs(const char *const *kv)
 	return n;
 }
 
-int prom_render(const struct metrics *m, const char *const *const_labels, FILE *out)
+int prom_render_many(const struct metrics *const *ms, const char *const *const *const_labels,
+		     int n, FILE *out)
 {
 	struct family fams[M_INSTR_MAX];
 
-	if (!m || !out || count_pairs(const_labels) > PROM_MAX_CONST_LABELS)
+	if (!ms || !out || n < 0)
 		return -EINVAL;
+	for (int t = 0; t < n; t++)
+		if (!ms[t] || count_pairs(const_labels ? const_labels[t] : NULL) > PROM_MAX_CONST_LABELS)
+			return -EINVAL;
 	for (int id = 0; id < M_INSTR_MAX; id++) {
 		fams[id].id = (enum instr_id)id;
 		prom_metric_name(metric_instrument(id), fams[id].name, sizeof(fams[id].name));
 	}
-	/* sorted by name, as Prometheus client libraries write them */
+	/* sorted by name, as Prometheus client libraries write them; one family, every set */
 	qsort(fams, M_INSTR_MAX, sizeof(fams[0]), cmp_family);
 	errno = 0;
-	for (int i = 0; i < M_INSTR_MAX; i++)
-		write_family(out, m, fams[i].id, fams[i].name, const_labels);
+	for (int i = 0; i < M_INSTR_MAX; i++) {
+		bool head = false;
+
+		for (int t = 0; t < n; t++)
+			head = write_family(out, ms[t], fams[i].id, fams[i].name,
+					    const_labels ? const_labels[t] : NULL, head);
+	}
 	if (fflush(out) || ferror(out))
 		return errno ? -errno : -EIO;
 	return 0;
 }
 
-int prom_render_info(const char *const *labels, FILE *out)
+int prom_render(const struct metrics *m, const char *const *const_labels, FILE *out)
+{
+	return prom_render_many(&m, &const_labels, 1, out);
+}
+
+/* target_info with labels; head_done: HELP and TYPE written already. */
+static int prom_render_info_labels(const char *const *labels, FILE *out, bool head_done)
 {
 	struct labels ls = { .n = 0 };
 
@@ -439,21 +455,36 @@ int prom_render_info(const char *const *labels, FILE *out)
 	for (int i = 0; labels[i]; i += 2)
 		add_label(&ls, labels[i], labels[i + 1]);
 	qsort(ls.l, (size_t)ls.n, sizeof(ls.l[0]), cmp_label);
-	fputs("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info", out);
+	if (!head_done)
+		fputs("# HELP target_info Target metadata\n# TYPE target_info gauge\n", out);
+	fputs("target_info", out);
 	write_labels(out, &ls, NULL);
 	fputs(" 1\n", out);
 	return ferror(out) ? -EIO : 0;
 }
 
+int prom_render_info(const char *const *labels, FILE *out)
+{
+	return prom_render_info_labels(labels, out, false);
+}
+
 /* ---- HTTP server ---- */
+
+/* One traced process's metrics as scrapes see them. */
+struct prom_target {
+	bool used;
+	int id;
+	struct metrics *snap;
+	char **info;   /* target_info labels: key, value, ..., NULL */
+	char **labels; /* labels on each of its series, NULL for none */
+};
 
 struct prom_server {
 	int lfd;
 	int wakefd; /* eventfd: readable once stopping */
 	pthread_t thread;
-	pthread_mutex_t lock; /* guards snap and info */
-	struct metrics *snap;
-	char **info; /* target_info labels: key, value, ..., NULL */
+	pthread_mutex_t lock; /* guards targets */
+	struct prom_target targets[PROM_MAX_TARGETS]; /* [0]: the single target of attach */
 };
 
 struct listen_addr {
@@ -755,6 +786,26 @@ static const char *reason(int status)
 	}
 }
 
+/* target_info of every target, then every family across them (lock held). */
+static int render_targets(struct prom_server *s, FILE *f)
+{
+	const struct metrics *ms[PROM_MAX_TARGETS];
+	const char *const *labels[PROM_MAX_TARGETS];
+	int n = 0, ret = 0;
+
+	for (int i = 0; i < PROM_MAX_TARGETS && !ret; i++) {
+		struct prom_target *t = &s->targets[i];
+
+		if (!t->used)
+			continue;
+		/* the resource names the target already (service.instance.id, process.pid) */
+		ret = prom_render_info_labels((const char *const *)t->info, f, n > 0);
+		ms[n] = t->snap;
+		labels[n++] = (const char *const *)t->labels;
+	}
+	return ret ? ret : prom_render_many(ms, labels, n, f);
+}
+
 /* The snapshot in the exposition format (malloc'ed), or NULL. */
 static char *render_snapshot(struct prom_server *s, size_t *len)
 {
@@ -765,9 +816,7 @@ static char *render_snapshot(struct prom_server *s, size_t *len)
 	if (!f)
 		return NULL;
 	pthread_mutex_lock(&s->lock);
-	ret = prom_render_info((const char *const *)s->info, f);
-	if (!ret)
-		ret = prom_render(s->snap, NULL, f);
+	ret = render_targets(s, f);
 	pthread_mutex_unlock(&s->lock);
 	if (fclose(f) || ret) {
 		free(buf);
@@ -872,6 +921,14 @@ static void free_info(char **info)
 	free(info);
 }
 
+static void free_target(struct prom_target *t)
+{
+	free(t->snap);
+	free_info(t->info);
+	free_info(t->labels);
+	memset(t, 0, sizeof(*t));
+}
+
 static void free_server(struct prom_server *s)
 {
 	if (s->lfd >= 0)
@@ -879,8 +936,8 @@ static void free_server(struct prom_server *s)
 	if (s->wakefd >= 0)
 		close(s->wakefd);
 	pthread_mutex_destroy(&s->lock);
-	free(s->snap);
-	free_info(s->info);
+	for (int i = 0; i < PROM_MAX_TARGETS; i++)
+		free_target(&s->targets[i]);
 	free(s);
 }
 
@@ -916,11 +973,9 @@ struct prom_server *prom_server_start(const char *addr_port, char *err, size_t e
 	}
 	s->lfd = -1;
 	pthread_mutex_init(&s->lock, NULL);
-	s->snap = calloc(1, sizeof(*s->snap));
 	s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!s->snap || s->wakefd < 0) {
-		set_err(err, errlen, "cannot start the metrics server: %s",
-			strerror(s->snap ? errno : ENOMEM));
+	if (s->wakefd < 0) {
+		set_err(err, errlen, "cannot start the metrics server: %s", strerror(errno));
 		goto fail;
 	}
 	s->lfd = listen_on(&a, addr_port, err, errlen);
@@ -937,40 +992,119 @@ fail:
 	return NULL;
 }
 
-void prom_server_publish(struct prom_server *s, const struct metrics *m)
-{
-	if (!s)
-		return;
-	pthread_mutex_lock(&s->lock);
-	if (m)
-		memcpy(s->snap, m, sizeof(*m));
-	else
-		memset(s->snap, 0, sizeof(*s->snap));
-	pthread_mutex_unlock(&s->lock);
-}
-
-int prom_server_set_info(struct prom_server *s, const char *const *labels)
+static char **copy_pairs(const char *const *labels, bool *failed)
 {
 	int n = count_pairs(labels);
 	char **copy;
 
-	if (!s)
-		return -EINVAL;
+	*failed = false;
+	if (!n)
+		return NULL;
 	copy = calloc((size_t)(2 * n + 1), sizeof(*copy));
-	if (!copy)
-		return -ENOMEM;
-	for (int i = 0; i < 2 * n; i++) {
+	for (int i = 0; copy && i < 2 * n; i++) {
 		copy[i] = strdup(labels[i] ? labels[i] : "");
 		if (!copy[i]) {
 			free_info(copy);
-			return -ENOMEM;
+			copy = NULL;
 		}
 	}
+	*failed = !copy;
+	return copy;
+}
+
+/* The target with id (created when create), or NULL (lock held). */
+static struct prom_target *find_target(struct prom_server *s, int id, bool create)
+{
+	struct prom_target *free_slot = NULL;
+
+	for (int i = 0; i < PROM_MAX_TARGETS; i++) {
+		if (s->targets[i].used && s->targets[i].id == id)
+			return &s->targets[i];
+		if (!s->targets[i].used && !free_slot)
+			free_slot = &s->targets[i];
+	}
+	if (!create || !free_slot)
+		return NULL;
+	free_slot->snap = calloc(1, sizeof(*free_slot->snap));
+	if (!free_slot->snap)
+		return NULL;
+	free_slot->used = true;
+	free_slot->id = id;
+	return free_slot;
+}
+
+int prom_server_publish_target(struct prom_server *s, int id, const char *const *labels,
+			       const struct metrics *m)
+{
+	struct prom_target *t;
+	int ret = 0;
+
+	if (!s)
+		return -EINVAL;
 	pthread_mutex_lock(&s->lock);
-	free_info(s->info);
-	s->info = copy;
+	t = find_target(s, id, true);
+	if (!t) {
+		ret = -ENOSPC;
+	} else {
+		bool failed;
+
+		if (m)
+			memcpy(t->snap, m, sizeof(*m));
+		else
+			memset(t->snap, 0, sizeof(*t->snap));
+		if (labels && !t->labels) {
+			t->labels = copy_pairs(labels, &failed);
+			ret = failed ? -ENOMEM : 0;
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return ret;
+}
+
+int prom_server_set_target_info(struct prom_server *s, int id, const char *const *info)
+{
+	struct prom_target *t;
+	char **copy;
+	bool failed;
+
+	if (!s)
+		return -EINVAL;
+	copy = copy_pairs(info, &failed);
+	if (failed)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	t = find_target(s, id, true);
+	if (t) {
+		free_info(t->info);
+		t->info = copy;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!t)
+		free_info(copy);
+	return t ? 0 : -ENOSPC;
+}
+
+void prom_server_remove_target(struct prom_server *s, int id)
+{
+	struct prom_target *t;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	t = find_target(s, id, false);
+	if (t)
+		free_target(t);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void prom_server_publish(struct prom_server *s, const struct metrics *m)
+{
+	prom_server_publish_target(s, 0, NULL, m);
+}
+
+int prom_server_set_info(struct prom_server *s, const char *const *labels)
+{
+	return prom_server_set_target_info(s, 0, labels);
 }
 
 void prom_server_stop(struct prom_server *s)

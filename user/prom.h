@@ -33,6 +33,10 @@ void prom_label_name(const char *key, char *buf, size_t len);
  * Returns 0, -EINVAL, or the negative errno of a failed write.
  */
 int prom_render(const struct metrics *m, const char *const *const_labels, FILE *out);
+/* The same for n metric sets, each with its own const labels (const_labels may be
+ * NULL), each family written once with the series of every set. */
+int prom_render_many(const struct metrics *const *ms, const char *const *const *const_labels,
+		     int n, FILE *out);
 
 struct prom_server;
 
@@ -45,6 +49,19 @@ struct prom_server *prom_server_start(const char *addr_port, char *err, size_t e
 
 /* Copy m (NULL: no points) as the snapshot later scrapes see. */
 void prom_server_publish(struct prom_server *s, const struct metrics *m);
+
+#define PROM_MAX_TARGETS 64
+/*
+ * Several traced processes on one endpoint (the daemon): target id's metrics,
+ * with labels (key, value, ..., NULL; taken the first time) on each of its
+ * series and its own target_info. 0, -ENOSPC past PROM_MAX_TARGETS, -ENOMEM.
+ * Id 0 is what prom_server_publish and prom_server_set_info use.
+ */
+int prom_server_publish_target(struct prom_server *s, int id, const char *const *labels,
+			       const struct metrics *m);
+int prom_server_set_target_info(struct prom_server *s, int id, const char *const *info);
+/* Its series go away (a target that exited). */
+void prom_server_remove_target(struct prom_server *s, int id);
 
 /* Stop the thread, close the sockets, free everything; NULL is fine. */
 void prom_server_stop(struct prom_server *s);

@@ -31,10 +31,15 @@ struct session {
 	uint64_t bad_records;
 	bool debug;                /* print every record to stderr */
 	struct prom_server *prom;  /* not owned */
+	bool prom_per_target;
+	char pid_str[16];
+	const char *prom_labels[5]; /* service.instance.id, process.pid (per target) */
 	struct sink top;           /* the full-screen view, ops NULL otherwise */
 	struct sink tail;          /* --tail's capture, ops NULL otherwise */
 	struct sink otlp;          /* OTLP export, ops NULL otherwise */
 	struct gguf_info gguf;     /* the mapped model's header */
+	char model[256];           /* what the sinks call the model: filled in place when a
+				    * model is mapped after the attach */
 	struct resource resource;  /* who produced the telemetry */
 	struct event ev;           /* decoding buffer */
 	struct step_assembler steps; /* steps spread over several records */
@@ -56,18 +61,67 @@ static int on_event(void *arg, const void *data, size_t size)
 	return 0;
 }
 
-/* The model's name from its GGUF header, else its file name ("" when none is mapped). */
-static const char *model_name(const struct target *t, struct gguf_info *info)
+/* The model's name from its GGUF header, else its file name, into s->model ("" when none). */
+static void read_model(struct session *s)
 {
+	const struct target *t = &s->t;
 	char host[PATH_MAX + 64], err[256];
+	const char *slash = strrchr(t->model, '/');
 
-	memset(info, 0, sizeof(*info));
+	memset(&s->gguf, 0, sizeof(s->gguf));
+	s->model[0] = '\0';
 	if (!t->model[0])
-		return "";
+		return;
 	if (!proc_root_path(t->pid, t->model, host, sizeof(host)) &&
-	    !gguf_read_info(host, info, err, sizeof(err)) && info->name[0])
-		return info->name;
-	return strrchr(t->model, '/') ? strrchr(t->model, '/') + 1 : t->model;
+	    !gguf_read_info(host, &s->gguf, err, sizeof(err)) && s->gguf.name[0])
+		snprintf(s->model, sizeof(s->model), "%s", s->gguf.name);
+	else
+		snprintf(s->model, sizeof(s->model), "%.255s", slash ? slash + 1 : t->model);
+}
+
+static int find_gguf(const struct proc_map *m, void *arg)
+{
+	struct session *s = arg;
+	size_t len = strlen(m->path);
+
+	if (len > 5 && !strcmp(m->path + len - 5, ".gguf")) {
+		snprintf(s->t.model, sizeof(s->t.model), "%s", m->path);
+		return 1;
+	}
+	return 0;
+}
+
+static int publish_info(struct session *s);
+
+/* Attached before the model was loaded: look for it (the sinks see it in place). */
+static void refresh_model(struct session *s)
+{
+	if (s->model[0] || proc_for_each_map(s->t.pid, find_gguf, s) <= 0)
+		return;
+	read_model(s);
+	resource_set(&s->resource, "llmtap.model.file", s->t.model);
+	if (s->gguf.name[0])
+		resource_set(&s->resource, "llmtap.model.name", s->gguf.name);
+	if (s->gguf.architecture[0])
+		resource_set(&s->resource, "llmtap.model.architecture", s->gguf.architecture);
+	publish_info(s);
+}
+
+/* The resource as Prometheus's target_info. */
+static int publish_info(struct session *s)
+{
+	const char *kv[2 * RESOURCE_MAX_ATTRS + 1];
+
+	for (int i = 0; i < s->resource.n; i++) {
+		kv[2 * i] = s->resource.attrs[i].key;
+		kv[2 * i + 1] = s->resource.attrs[i].value;
+	}
+	kv[2 * s->resource.n] = NULL;
+	if (s->prom && s->prom_per_target)
+		return prom_server_set_target_info(s->prom, s->t.pid, kv);
+	if (s->prom)
+		return prom_server_set_info(s->prom, kv);
+	return 0;
 }
 
 /* The target's resource, given to the sinks and to Prometheus's target_info. */
@@ -82,19 +136,21 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 		.model_arch = s->gguf.architecture,
 		.from_env = o->target_env,
 	};
-	const char *kv[2 * RESOURCE_MAX_ATTRS + 1];
 	int ret = resource_detect(&s->resource, &rt, err, errlen);
 
 	if (ret)
 		return ret;
 	tt->resource = &s->resource;
-	for (int i = 0; i < s->resource.n; i++) {
-		kv[2 * i] = s->resource.attrs[i].key;
-		kv[2 * i + 1] = s->resource.attrs[i].value;
-	}
-	kv[2 * s->resource.n] = NULL;
-	if (s->prom && (ret = prom_server_set_info(s->prom, kv)))
-		snprintf(err, errlen, "out of memory");
+	snprintf(s->pid_str, sizeof(s->pid_str), "%d", (int)s->t.pid);
+	s->prom_labels[0] = "service.instance.id";
+	s->prom_labels[1] = resource_get(&s->resource, "service.instance.id");
+	s->prom_labels[2] = "process.pid";
+	s->prom_labels[3] = s->pid_str;
+	s->prom_labels[4] = NULL;
+	ret = publish_info(s);
+	if (ret)
+		snprintf(err, errlen, ret == -ENOSPC ? "the Prometheus endpoint holds %d processes at most" :
+			 "out of memory", PROM_MAX_TARGETS);
 	return ret;
 }
 
@@ -205,6 +261,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	s->t = *t;
 	s->debug = o->debug_events;
 	s->prom = o->prom;
+	s->prom_per_target = o->prom_per_target;
 	/* watch for the target's exit without racing PID reuse */
 	s->pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
 	if (s->pidfd < 0 && errno == ESRCH) {
@@ -214,13 +271,14 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	}
 	if (probes_open(&s->t, &po, on_event, s, &s->p, err, errlen))
 		goto fail;
+	read_model(s);
 	tt = (struct tm_target){
 		.pid = s->t.pid,
 		.comm = s->t.comm,
 		.library = target_core(&s->t)->path,
 		.in_executable = s->t.in_executable,
 		.layers = probes_attached(s->p),
-		.model = model_name(&s->t, &s->gguf),
+		.model = s->model,
 		.model_arch = s->gguf.architecture,
 	};
 	if (detect_resource(s, o, &tt, err, errlen))
@@ -236,6 +294,8 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	telemetry_attached(&s->tm);
 	return s;
 fail:
+	if (s->prom && s->prom_per_target)
+		prom_server_remove_target(s->prom, s->t.pid);
 	probes_close(s->p);
 	correlator_free(s->corr);
 	telemetry_destroy(&s->tm);
@@ -255,14 +315,22 @@ int session_fd(const struct session *s)
 	return probes_fd(s->p);
 }
 
+static void publish(struct session *s)
+{
+	if (s->prom && s->prom_per_target)
+		prom_server_publish_target(s->prom, s->t.pid, s->prom_labels, &s->tm.metrics);
+	else if (s->prom)
+		prom_server_publish(s->prom, &s->tm.metrics);
+}
+
 void session_tick(struct session *s, uint64_t now)
 {
+	refresh_model(s);
 	update_gauges(s);
 	if (s->otlp.ops)
 		sink_otlp_health(&s->otlp, &s->tm.metrics, now);
 	telemetry_tick(&s->tm, now, lost_total(s));
-	if (s->prom)
-		prom_server_publish(s->prom, &s->tm.metrics);
+	publish(s);
 }
 
 bool session_target_gone(const struct session *s)
@@ -329,8 +397,10 @@ void session_close(struct session *s, const char *reason)
 	telemetry_finish(&s->tm, monotonic_ns(), lost_total(s), reason);
 	if (s->otlp.ops) /* the final flush's outcome */
 		sink_otlp_health(&s->otlp, &s->tm.metrics, monotonic_ns());
-	if (s->prom)
-		prom_server_publish(s->prom, &s->tm.metrics);
+	if (s->prom && s->prom_per_target) /* gone with the process */
+		prom_server_remove_target(s->prom, s->t.pid);
+	else
+		publish(s);
 	probes_close(s->p);
 	correlator_free(s->corr);
 	telemetry_destroy(&s->tm);

@@ -38,6 +38,8 @@ struct session_opts {
 	const struct otlp_config *otlp;       /* NULL or not enabled: no OTLP */
 	struct otlp_exporter *otlp_exporter;  /* a sender shared by sessions, NULL: its own */
 	struct prom_server *prom;             /* publish the metrics there, NULL for none */
+	bool prom_per_target;     /* one of several on prom: its series carry its
+				   * service.instance.id and process.pid, gone at the end */
 	bool target_env;          /* the target's own OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES
 				   * and K8S_* / POD_* variables name its resource too */
 };

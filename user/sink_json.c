@@ -9,6 +9,7 @@
 struct json_sink {
 	FILE *out;
 	bool steps;
+	int pid; /* the target's: on every record (the daemon writes several targets' records) */
 };
 
 static void json_hist(FILE *out, const char *name, const struct hist *h, double scale)
@@ -77,6 +78,7 @@ static void json_attached(void *self, const struct tm_target *t)
 {
 	struct json_sink *j = self;
 
+	j->pid = t->pid;
 	fprintf(j->out, "{\"type\":\"attach\",\"pid\":%d,\"comm\":", t->pid);
 	json_write_string(j->out, t->comm);
 	fputs(",\"library\":", j->out);
@@ -144,7 +146,8 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 	char name[sizeof(r->method) + 64], type[32];
 	bool first = true;
 
-	fprintf(out, "{\"type\":\"request\",\"id\":%llu,\"name\":", (unsigned long long)r->id);
+	fprintf(out, "{\"type\":\"request\",\"pid\":%d,\"id\":%llu,\"name\":", j->pid,
+		(unsigned long long)r->id);
 	req_span_name(r, name, sizeof(name));
 	json_write_string(out, name);
 	fprintf(out, ",\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"complete\":%s",
@@ -207,8 +210,8 @@ static void json_engine_event(void *self, const struct engine_event *e, int64_t 
 {
 	struct json_sink *j = self;
 
-	fprintf(j->out, "{\"type\":\"%s\",\"time_unix_nano\":%lld,\"duration_ns\":%llu,\"seq\":%d",
-		engine_event_name(e->kind), (long long)e->ts_ns + off,
+	fprintf(j->out, "{\"type\":\"%s\",\"pid\":%d,\"time_unix_nano\":%lld,\"duration_ns\":%llu,"
+		"\"seq\":%d", engine_event_name(e->kind), j->pid, (long long)e->ts_ns + off,
 		(unsigned long long)e->duration_ns, e->seq);
 	if (e->request_id)
 		fprintf(j->out, ",\"request\":%llu", (unsigned long long)e->request_id);

@@ -11,6 +11,7 @@
 #include "proc.h"
 
 #define MAX_SEARCHED 64
+#define MAX_IDS 512 /* distinct executable files a process maps, at most */
 #define MAX_ALTS 3
 
 /* Each site: the layer it belongs to and its names, newest first ("prefix*" for C++). */
@@ -131,7 +132,26 @@ struct search {
 	int unreadable;
 	int last_err;
 	struct elf_sym_req reqs[SITE_MAX * MAX_ALTS];
+	/* files searched, by device and inode: one file mapped at two paths (a bind
+	 * mount, a container's view and the host's) is searched and probed once */
+	struct file_id {
+		uint64_t ino;
+		unsigned int major, minor;
+	} ids[MAX_IDS];
+	int n_ids;
 };
+
+/* True when m's file was searched already; else remembers it. */
+static bool seen_inode(struct search *s, const struct proc_map *m)
+{
+	for (int i = 0; i < s->n_ids; i++)
+		if (s->ids[i].ino == m->inode && s->ids[i].major == m->dev_major &&
+		    s->ids[i].minor == m->dev_minor)
+			return true;
+	if (s->n_ids < MAX_IDS)
+		s->ids[s->n_ids++] = (struct file_id){ m->inode, m->dev_major, m->dev_minor };
+	return false;
+}
 
 static bool already_searched(const struct search *s, const char *path)
 {
@@ -201,7 +221,7 @@ static int check_mapping(const struct proc_map *m, void *arg)
 	} else if (proc_root_path(t->pid, path, host, sizeof(host))) {
 		return 0;
 	}
-	if (already_searched(s, path))
+	if (already_searched(s, path) || (m->inode && seen_inode(s, m)))
 		return 0;
 	if (s->n_searched < MAX_SEARCHED)
 		snprintf(s->searched[s->n_searched++], PATH_MAX, "%s", path);
