@@ -65,9 +65,9 @@ class LlamaServer:
 
     binary "" runs prefix alone with the server's arguments (prefix execs the server)."""
 
-    def __init__(self, binary=None, args=(), np=2, ctx=2048, prefix=(), env=None):
+    def __init__(self, binary=None, args=(), np=2, ctx=2048, prefix=(), env=None, port=None):
         self.binary = SERVER_SHARED if binary is None else binary
-        self.port = free_port()
+        self.port = port or free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
         cmd = list(prefix) + ([self.binary] if self.binary else []) + ["-m", MODEL, "--host", "127.0.0.1",
                               "--port", str(self.port), "-np", str(np), "-c", str(ctx),
@@ -149,8 +149,9 @@ class LlamaServer:
 class Tracer:
     """llmtap attach --json on a PID; collects the JSON records it writes."""
 
-    def __init__(self, pid, args=(), json_mode=True, prefix=(), env=None):
-        cmd = list(prefix) + [LLMTAP, "attach", "--pid", str(pid)] + \
+    def __init__(self, pid, args=(), json_mode=True, prefix=(), env=None, command=None):
+        """command: llmtap's arguments instead of `attach --pid PID ...` (e.g. a daemon)."""
+        cmd = list(prefix) + [LLMTAP] + (list(command) if command else ["attach", "--pid", str(pid)]) + \
               (["--json"] if json_mode else []) + list(args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env)

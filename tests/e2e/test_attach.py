@@ -149,7 +149,7 @@ def target_exit_ends_with_summary():
 def llmtap_bpf_programs():
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
     return [p for p in json.loads(out.stdout or "[]")
-            if p.get("name", "") in ("probe_enter", "probe_exit")]
+            if p.get("name", "") in ("probe_enter", "probe_exit", "on_exec")]
 
 
 @test

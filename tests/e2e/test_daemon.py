@@ -1,0 +1,177 @@
+"""End-to-end tests of `llmtap daemon` (issue: node-wide daemon).
+
+Three real llama-servers: one plain, one in its own mount and PID namespace whose binary and
+libraries exist only at a path the host does not have (like a container), one started after
+the daemon. Every request is matched to the daemon's JSON record by the client's TCP port and
+checked against the server's own `timings`; OTLP carries each process under its own resource.
+"""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import harness
+from harness import LlamaServer, Tracer, check, check_eq, test, wait_until
+from otlp_receiver import OtlpReceiver
+from test_attach import llmtap_bpf_programs
+from test_requests import chat, completion
+
+CTR_DIR = "/mnt/llmtap-ctr"  # exists only inside the namespaced server's mount namespace
+
+
+def daemon(args=(), env=None):
+    return Tracer(None, ["--no-steps", "--interval", "500ms"] + list(args), env=env,
+                  command=["daemon"])
+
+
+def attached_pids(d):
+    return {int(m) for m in re.findall(r"attached to PID (\d+)", d.stderr_so_far())}
+
+
+def detached_pids(d):
+    return {int(m) for m in re.findall(r"detached from PID (\d+)", d.stderr_so_far())}
+
+
+def namespaced_server():
+    """llama-server in new mount and PID namespaces, run from CTR_DIR (a tmpfs inside the
+    namespace with the build bind-mounted into it): its maps name files the host lacks."""
+    build = os.path.dirname(harness.SERVER_SHARED)
+    script = (f"mount -t tmpfs tmpfs /mnt && mkdir -p {CTR_DIR} && "
+              f"mount --bind {build} {CTR_DIR} && "
+              f"LD_LIBRARY_PATH={CTR_DIR} exec {CTR_DIR}/llama-server \"$@\"")
+    return LlamaServer(binary="", prefix=["unshare", "--mount", "--pid", "--fork", "--mount-proc",
+                                          "--propagation", "private", "sh", "-c", script, "sh"])
+
+
+def server_pid(srv):
+    """The llama-server process itself (under unshare and sh, for the namespaced one)."""
+    def find():
+        out = subprocess.run(["pgrep", "-s", str(srv.proc.pid), "-x", "llama-server"],
+                             capture_output=True, text=True).stdout.split()
+        return int(out[0]) if out else None
+    wait_until(find, 10, "the llama-server process")
+    return find()
+
+
+def requests_by_port(d):
+    out = {}
+    for r in d.records("request"):
+        port = r["attributes"]["client.port"]
+        check(port not in out, f"two requests on client port {port} (a target traced twice?)")
+        out[port] = r
+    return out
+
+
+def check_calls(calls, reqs, pid):
+    for c in calls:
+        r = reqs.get(c.port)
+        check(r, f"no daemon record for client port {c.port} (server PID {pid})")
+        what = f"PID {pid} port {c.port}"
+        check_eq(r["pid"], pid, f"{what}: pid")
+        check_eq(r["prompt_tokens"] + r["cached_tokens"], c.timings["prompt_n"] + c.timings.get("cache_n", 0),
+                 f"{what}: input tokens")
+        check_eq(r["cached_tokens"], c.timings.get("cache_n", 0), f"{what}: cached tokens")
+        check_eq(r["output_tokens"], c.timings["predicted_n"], f"{what}: output tokens")
+        check_eq(r["attributes"]["http.response.status_code"], 200, f"{what}: status")
+
+
+@test
+def daemon_traces_three_servers_each_under_its_own_resource():
+    check(not os.path.exists(CTR_DIR), f"{CTR_DIR} must not exist on the host")
+    rx = OtlpReceiver().start()
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=rx.url(), OTEL_METRIC_EXPORT_INTERVAL="1000",
+               OTEL_BSP_SCHEDULE_DELAY="200", K8S_NODE_NAME="node-7")
+    a = LlamaServer(np=2)
+    b = namespaced_server()
+    d = c = None
+    try:
+        pid_a, pid_b = a.pid, server_pid(b)
+        maps = open(f"/proc/{pid_b}/maps").read()
+        check(f"{CTR_DIR}/libllama" in maps, "the namespaced server maps libllama from its own path")
+        d = daemon(env=env)
+        wait_until(lambda: {pid_a, pid_b} <= attached_pids(d), 20, "the daemon to attach to both")
+        c = LlamaServer(np=2)  # started after the daemon
+        wait_until(lambda: c.pid in attached_pids(d), 10, "the daemon to attach to the new server")
+        calls = {}
+        for srv, pid in ((a, pid_a), (b, pid_b), (c, c.pid)):
+            calls[pid] = [completion(srv, 4000 + pid % 97 * 10 + i, 3 + i, i % 2 == 1) for i in range(3)] + \
+                         [chat(srv, 4500 + pid % 97 * 10 + i, 4, i == 1) for i in range(2)]
+        time.sleep(1.2)
+        reqs = requests_by_port(d)
+        for pid, cs in calls.items():
+            check_calls(cs, reqs, pid)
+        check_eq(len([r for r in reqs.values() if r["kind"] in ("chat", "completion")]), 15,
+                 "inference requests the daemon saw (three servers, five each)")
+        loads = [r for r in d.records("model_load") if r["pid"] == c.pid]
+        check(loads and loads[0]["ok"], "the server started after the daemon: its model load is traced")
+        inits = [r for r in d.records("context_init") if r["pid"] == c.pid]
+        check(inits and inits[-1]["n_ctx"] == 2048, "and its context size")
+
+        c.stop()
+        wait_until(lambda: c.pid in detached_pids(d), 10, "the daemon to detach from the exited server")
+        check(re.search(rf"detached from PID {c.pid} \(llama-server\): target exited, \d+ requests",
+                        d.stderr_so_far()), "the detach line says why")
+        check_eq(d.stop(signal.SIGTERM), 0, f"daemon exit code ({d.stderr()})")
+        check_eq(detached_pids(d), {pid_a, pid_b, c.pid}, "every target detached")
+        wait_until(lambda: not llmtap_bpf_programs(), 10, "no llmtap programs left")
+        check_eq(a.get("/health")[0], 200, "server a serves on")
+        check_eq(b.get("/health")[0], 200, "server b serves on")
+    finally:
+        if d and d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
+        for srv in (a, b, c):
+            if srv and srv.proc.poll() is None:
+                srv.stop()
+        rx.stop()
+
+    spans = [s for s in rx.spans() if s["kind"] == "SPAN_KIND_SERVER"]
+    by_pid = {}
+    for s in spans:
+        by_pid.setdefault(s["resource"]["process.pid"], []).append(s)
+    check_eq(set(by_pid), {pid_a, pid_b, c.pid}, "OTLP resources: one per server")
+    instances = {ss[0]["resource"]["service.instance.id"] for ss in by_pid.values()}
+    check_eq(len(instances), 3, "three service.instance.id")
+    for pid, ss in by_pid.items():
+        check_eq(len({s["resource"]["service.instance.id"] for s in ss}), 1, f"PID {pid}: one resource")
+        check_eq(ss[0]["resource"]["k8s.node.name"], "node-7", "k8s.node.name from K8S_NODE_NAME")
+        ports = {s["attributes"]["client.port"] for s in ss}
+        check({c_.port for c_ in calls[pid]} <= ports, f"PID {pid}: every request's span")
+    check_eq(by_pid[pid_b][0]["resource"]["process.executable.path"], f"{CTR_DIR}/llama-server",
+             "the namespaced server's executable, as it sees it")
+
+
+@test
+def daemon_reattaches_a_restarted_server_and_selects():
+    """kill -9 and a restart on the same port: the new process is traced; --port and --exe
+    select; stopping the daemon leaves no probes behind."""
+    a = LlamaServer(np=1)
+    other = LlamaServer(np=1)
+    a2 = d = None
+    try:
+        d = daemon(["--port", str(a.port), "--exe", "*llama-server"])
+        wait_until(lambda: a.pid in attached_pids(d), 20, "the daemon to attach to the selected server")
+        wait_until(lambda: f"not tracing PID {other.pid}: it listens on no --port" in d.stderr_so_far(),
+                   10, "the other server left out, with the reason")
+        first = completion(a, 4800, 3, False)
+        os.killpg(a.proc.pid, signal.SIGKILL)
+        a.proc.wait()
+        wait_until(lambda: a.pid in detached_pids(d), 10, "the daemon to detach from the killed server")
+        a2 = LlamaServer(np=1, port=a.port)
+        wait_until(lambda: a2.pid in attached_pids(d), 20, "the daemon to attach to the restarted server")
+        second = completion(a2, 4801, 4, False)
+        time.sleep(1.0)
+        reqs = requests_by_port(d)
+        check_calls([first], reqs, a.pid)
+        check_calls([second], reqs, a2.pid)
+        check(other.pid not in {r["pid"] for r in reqs.values()}, "the unselected server is not traced")
+        check_eq(d.stderr_so_far().count(f"not tracing PID {other.pid}"), 1, "told once")
+        check_eq(d.stop(signal.SIGINT), 0, "daemon exit code")
+        wait_until(lambda: not llmtap_bpf_programs(), 10, "no llmtap programs left")
+        check_eq(other.get("/health")[0], 200, "the other server serves on")
+    finally:
+        if d and d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
+        for srv in (a, a2, other):
+            if srv and srv.proc.poll() is None:
+                srv.stop()
