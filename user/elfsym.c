@@ -82,6 +82,24 @@ static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynam
 	}
 }
 
+static void read_interp(Elf *elf, struct elf_file_info *info)
+{
+	size_t n, size;
+	char *raw = elf_rawfile(elf, &size);
+	GElf_Phdr ph;
+
+	if (!raw || elf_getphdrnum(elf, &n))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_INTERP)
+			continue;
+		if (ph.p_offset < size && ph.p_filesz <= size - ph.p_offset && ph.p_filesz > 1)
+			snprintf(info->interp, sizeof(info->interp), "%.*s", (int)ph.p_filesz,
+				 raw + ph.p_offset);
+		return;
+	}
+}
+
 int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
 		struct elf_file_info *info)
 {
@@ -109,6 +127,7 @@ int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
 		goto cleanup;
 	}
 	info->is_dyn = eh.e_type == ET_DYN;
+	read_interp(elf, info);
 	while ((scn = elf_nextscn(elf, scn))) {
 		if (!gelf_getshdr(scn, &sh))
 			continue;

@@ -22,6 +22,7 @@ struct elf_file_info {
 	bool has_symtab;   /* a .symtab section: not stripped */
 	bool has_dynsym;
 	bool is_dyn;       /* ET_DYN (shared library or PIE) */
+	char interp[256];  /* PT_INTERP: the dynamic loader it asks for, "" when static */
 };
 
 /*

@@ -8,6 +8,7 @@
 #include "attach.h"
 #include "daemon.h"
 #include "report.h"
+#include "run.h"
 #include "select.h"
 #include "util.h"
 
@@ -534,6 +535,86 @@ static int run_daemon(int argc, char **argv)
 	return cmd_daemon(&o);
 }
 
+static const char run_doc[] =
+	"Start a program under llmtap, traced from its first instruction: llmtap finds\n"
+	"llama.cpp in the executable and the libraries its dynamic loader will map,\n"
+	"attaches, and only then lets the program run, so model load (how long, which\n"
+	"file) and context creation (n_ctx, n_batch, n_ubatch, n_seq_max) are traced\n"
+	"like every request after them.\n"
+	"\n"
+	"Signals sent to llmtap (kill, systemd, a container runtime) go on to the\n"
+	"program; Ctrl-C reaches both from the terminal. llmtap ends when the program\n"
+	"does, with the summary, and exits with the program's status (128 + N when\n"
+	"signal N ended it). SIGUSR1 stays llmtap's (--tail). A program without\n"
+	"llama.cpp is not started.\n"
+	"\n"
+	"Examples:\n"
+	"  sudo llmtap run -- llama-server -m model.gguf --port 8080\n"
+	"  sudo llmtap run --json --no-steps --otlp-endpoint http://collector:4318 -- \\\n"
+	"       /opt/llama/llama-server -m /models/q4.gguf\n"
+	"\n"
+	"Exit status: the program's, or 1 when it could not be started or traced, 2 bad\n"
+	"usage.\n"
+	"\v"
+	"The options are attach's (without --pid); --duration stops the tracing, the\n"
+	"program runs on and llmtap still waits for its status.";
+
+struct run_args {
+	struct attach_opts o;
+	char **argv; /* the program and its arguments */
+};
+
+static error_t run_parse(int key, char *arg, struct argp_state *state)
+{
+	struct run_args *r = state->input;
+
+	switch (key) {
+	case ARGP_KEY_ARG: /* the program: it and everything after it are its own */
+		r->argv = &state->argv[state->next - 1];
+		state->next = state->argc;
+		break;
+	case ARGP_KEY_END:
+		if (!r->argv)
+			argp_error(state, "which program? give it after --, e.g. "
+					  "llmtap run -- llama-server -m model.gguf");
+		if ((r->o.tail_ttft_ns || r->o.tail_dir) && !r->o.tail_ns)
+			argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
+		break;
+	case 'p':
+		argp_error(state, "run starts its program: no --pid");
+		break;
+	default:
+		if (key == ARGP_KEY_INIT || key == ARGP_KEY_SUCCESS || key == ARGP_KEY_FINI ||
+		    key == ARGP_KEY_ERROR || key == ARGP_KEY_NO_ARGS || key == ARGP_KEY_ARGS)
+			return ARGP_ERR_UNKNOWN;
+		state->input = &r->o;
+		{
+			error_t e = attach_parse(key, arg, state);
+
+			state->input = r;
+			return e;
+		}
+	}
+	return 0;
+}
+
+static int run_run(int argc, char **argv)
+{
+	static struct argp_option options[sizeof(attach_options) / sizeof(attach_options[0])];
+	static const struct argp argp = { options, run_parse, "-- PROGRAM [ARG...]", run_doc, NULL,
+					  NULL, NULL };
+	struct run_args r = { .o = attach_defaults() };
+	size_t n = 0;
+
+	for (size_t i = 0; attach_options[i].name || attach_options[i].key || attach_options[i].doc; i++)
+		if (attach_options[i].key != 'p')
+			options[n++] = attach_options[i];
+	options[n] = (struct argp_option){ 0 };
+	if (argp_parse(&argp, argc, argv, ARGP_IN_ORDER, NULL, &r))
+		return 2;
+	return cmd_run(&r.o, r.argv);
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -545,6 +626,7 @@ static void usage(FILE *out)
 		"  top      a live full-screen view: llmtap top --pid PID\n"
 		"  record   record a trace-event file: llmtap record --pid PID --duration 60s -o trace.json\n"
 		"  report   an HTML page about a recording: llmtap report trace.json -o report.html\n"
+		"  run      start a program traced from its first instruction: llmtap run -- llama-server ...\n"
 		"  daemon   trace every llama.cpp process of the host: llmtap daemon --otlp-endpoint URL\n"
 		"\n"
 		"'llmtap COMMAND --help' shows a command's options; 'llmtap --version' the version.\n");
@@ -575,6 +657,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "record")) {
 		argv[1] = "llmtap record";
 		return run_record(argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[1], "run")) {
+		argv[1] = "llmtap run";
+		return run_run(argc - 1, argv + 1);
 	}
 	if (!strcmp(argv[1], "daemon")) {
 		argv[1] = "llmtap daemon";

@@ -7,6 +7,11 @@
 
 struct console {
 	FILE *out;
+	/* the last model load and context creation, repeated in the summary */
+	bool loaded, have_ctx;
+	double load_s;
+	bool load_ok;
+	uint32_t ctx[4];
 };
 
 static void print_mix(FILE *out, const struct tm_window *w)
@@ -122,6 +127,11 @@ static void console_summary(void *self, const struct tm_snapshot *snap)
 			(double)hist_quantile(t, 0.5) / 1e9, (double)hist_quantile(t, 0.99) / 1e9,
 			(double)hist_quantile(&w->tpot_ns, 0.5) / 1e6);
 	}
+	if (c->loaded)
+		fprintf(c->out, "  model load  %.3f s%s\n", c->load_s, c->load_ok ? "" : " (failed)");
+	if (c->have_ctx)
+		fprintf(c->out, "  context     n_ctx %u, n_batch %u, n_ubatch %u, n_seq_max %u\n",
+			c->ctx[0], c->ctx[1], c->ctx[2], c->ctx[3]);
 	fflush(c->out);
 }
 
@@ -130,8 +140,34 @@ static void console_destroy(void *self)
 	free(self);
 }
 
+/* Model load and context creation, when llmtap saw them (attached first: run, daemon). */
+static void console_engine_event(void *self, const struct engine_event *e, int64_t off)
+{
+	struct console *c = self;
+
+	(void)off;
+	if (e->kind == EE_MODEL_LOAD) {
+		c->loaded = true;
+		c->load_ok = e->ok;
+		c->load_s = (double)e->duration_ns / 1e9;
+		fprintf(c->out, "llmtap: model load %s in %.3f s: %s\n", e->ok ? "done" : "FAILED",
+			c->load_s, e->text ? e->text : "?");
+	} else if (e->kind == EE_CONTEXT_INIT && e->ok) {
+		c->have_ctx = true;
+		for (int i = 0; i < 4; i++)
+			c->ctx[i] = e->params[i];
+		fprintf(c->out, "llmtap: context created in %.3f s: n_ctx %u, n_batch %u, n_ubatch %u, "
+			"n_seq_max %u\n", (double)e->duration_ns / 1e9, e->params[0], e->params[1],
+			e->params[2], e->params[3]);
+	} else {
+		return;
+	}
+	fflush(c->out);
+}
+
 static const struct sink_ops console_ops = {
 	.attached = console_attached,
+	.engine_event = console_engine_event,
 	.interval = console_interval,
 	.summary = console_summary,
 	.destroy = console_destroy,

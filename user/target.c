@@ -196,15 +196,41 @@ static bool take_sites(struct search *s, const char *path, const char *host)
 	return any;
 }
 
+/* Search one file (path: as the target sees it; host: how we reach it). */
+static void search_file(struct search *s, const char *path, const char *host)
+{
+	struct target *t = s->t;
+	struct elf_file_info info;
+	int err;
+
+	if (already_searched(s, path))
+		return;
+	if (s->n_searched < MAX_SEARCHED)
+		snprintf(s->searched[s->n_searched++], PATH_MAX, "%s", path);
+	else
+		s->n_skipped++;
+
+	err = elf_resolve(host, s->reqs, SITE_MAX * MAX_ALTS, &info);
+	if (err) {
+		s->unreadable++;
+		s->last_err = err;
+		return;
+	}
+	if (!t->sites[SITE_DECODE].found && !s->reqs[SITE_DECODE * MAX_ALTS].found &&
+	    !info.has_symtab && !strcmp(path, s->exe))
+		snprintf(s->stripped, sizeof(s->stripped), "%s", path);
+	if (take_sites(s, path, host) && t->sites[SITE_DECODE].found &&
+	    t->sites[SITE_DECODE].locs[0].file == t->n_files - 1 && !strcmp(path, s->exe))
+		t->in_executable = true;
+}
+
 static int check_mapping(const struct proc_map *m, void *arg)
 {
 	static const char deleted[] = " (deleted)";
 	struct search *s = arg;
 	struct target *t = s->t;
-	struct elf_file_info info;
 	char path[PATH_MAX], host[PATH_MAX];
 	size_t len;
-	int err;
 
 	len = strlen(m->path);
 	if (!t->model[0] && len > 5 && !strcmp(m->path + len - 5, ".gguf"))
@@ -221,25 +247,9 @@ static int check_mapping(const struct proc_map *m, void *arg)
 	} else if (proc_root_path(t->pid, path, host, sizeof(host))) {
 		return 0;
 	}
-	if (already_searched(s, path) || (m->inode && seen_inode(s, m)))
+	if (m->inode && seen_inode(s, m))
 		return 0;
-	if (s->n_searched < MAX_SEARCHED)
-		snprintf(s->searched[s->n_searched++], PATH_MAX, "%s", path);
-	else
-		s->n_skipped++;
-
-	err = elf_resolve(host, s->reqs, SITE_MAX * MAX_ALTS, &info);
-	if (err) {
-		s->unreadable++;
-		s->last_err = err;
-		return 0;
-	}
-	if (!t->sites[SITE_DECODE].found && !s->reqs[SITE_DECODE * MAX_ALTS].found &&
-	    !info.has_symtab && !strcmp(path, s->exe))
-		snprintf(s->stripped, sizeof(s->stripped), "%s", path);
-	if (take_sites(s, path, host) && t->sites[SITE_DECODE].found &&
-	    t->sites[SITE_DECODE].locs[0].file == t->n_files - 1 && !strcmp(path, s->exe))
-		t->in_executable = true;
+	search_file(s, path, host);
 	return 0;
 }
 
@@ -268,34 +278,45 @@ static void explain_not_found(const struct search *s, char *err, size_t errlen)
 			 s->unreadable, strerror(-s->last_err));
 }
 
-int target_find(pid_t pid, struct target *t, char *err, size_t errlen)
+static struct search *search_new(pid_t pid, struct target *t, const char *exe)
 {
 	struct search *s;
-	char link[64];
-	ssize_t n;
-	int ret;
 
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
-	ret = proc_check(pid);
-	if (ret) {
-		snprintf(err, errlen, "no process with PID %d", (int)pid);
-		return ret;
-	}
-	proc_comm(pid, t->comm, sizeof(t->comm));
-
 	s = calloc(1, sizeof(*s));
-	if (!s) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
+	if (!s)
+		return NULL;
 	s->t = t;
 	for (int i = 0; i < SITE_MAX; i++)
 		for (int a = 0; a < MAX_ALTS; a++) /* "" never matches */
 			s->reqs[i * MAX_ALTS + a].name = sites[i].names[a] ? sites[i].names[a] : "";
+	snprintf(s->exe, sizeof(s->exe), "%s", exe);
+	return s;
+}
+
+int target_find(pid_t pid, struct target *t, char *err, size_t errlen)
+{
+	struct search *s;
+	char link[64], exe[PATH_MAX];
+	ssize_t n;
+	int ret;
+
+	ret = proc_check(pid);
+	if (ret) {
+		memset(t, 0, sizeof(*t));
+		snprintf(err, errlen, "no process with PID %d", (int)pid);
+		return ret;
+	}
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
-	n = readlink(link, s->exe, sizeof(s->exe) - 1);
-	s->exe[n > 0 ? n : 0] = '\0';
+	n = readlink(link, exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	s = search_new(pid, t, exe);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	proc_comm(pid, t->comm, sizeof(t->comm));
 
 	ret = proc_for_each_map(pid, check_mapping, s);
 	if (ret < 0) {
@@ -305,6 +326,27 @@ int target_find(pid_t pid, struct target *t, char *err, size_t errlen)
 		snprintf(err, errlen, "PID %d exited while llmtap was looking at it", (int)pid);
 		ret = -ESRCH;
 	} else if (!t->sites[SITE_DECODE].found) {
+		explain_not_found(s, err, errlen);
+		ret = -ENOENT;
+	}
+	free(s);
+	return ret;
+}
+
+int target_find_files(pid_t pid, const char *comm, const char *const *paths, int n,
+		      struct target *t, char *err, size_t errlen)
+{
+	struct search *s = search_new(pid, t, n > 0 ? paths[0] : "");
+	int ret = 0;
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(t->comm, sizeof(t->comm), "%s", comm);
+	for (int i = 0; i < n; i++)
+		search_file(s, paths[i], paths[i]);
+	if (!t->sites[SITE_DECODE].found) {
 		explain_not_found(s, err, errlen);
 		ret = -ENOENT;
 	}

@@ -102,4 +102,11 @@ bool target_layer_found(const struct target *t, enum target_layer l);
  */
 int target_find(pid_t pid, struct target *t, char *err, size_t errlen);
 
+/*
+ * The same from a list of files (paths[0]: the executable), for a process that
+ * has not mapped them yet (`llmtap run` attaches before the program runs).
+ */
+int target_find_files(pid_t pid, const char *comm, const char *const *paths, int n,
+		      struct target *t, char *err, size_t errlen);
+
 #endif

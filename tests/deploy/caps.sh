@@ -95,6 +95,7 @@ run() {
 	local who=$1 caps=$2 expect=$3
 	shift 3
 	local out=$WORK/out err=$WORK/err capsf=$WORK/caps pre=() all drop
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	local inner='capsh --print | sed -n "s/^Current: //p" >"$0"; exec "$@"'
 	n=$((n + 1))
 	if [[ $who == root ]]; then

@@ -175,3 +175,76 @@ def daemon_reattaches_a_restarted_server_and_selects():
         for srv in (a, a2, other):
             if srv and srv.proc.poll() is None:
                 srv.stop()
+
+
+def run_server(port, np=2, ctx=2048, extra=()):
+    """`llmtap run --json` starting a llama-server (the Tracer runs llmtap run)."""
+    args = ["-m", harness.MODEL, "--host", "127.0.0.1", "--port", str(port), "-np", str(np),
+            "-c", str(ctx), "-t", "1", "--metrics", "--no-webui"]
+    return Tracer(None, ["--no-steps"] + list(extra) + ["--", harness.SERVER_SHARED] + args,
+                  command=["run"])
+
+
+class Remote:
+    """Enough of LlamaServer for the request helpers: a server llmtap run started."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def get(self, path, timeout=10):
+        return LlamaServer.get(self, path, timeout)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@test
+def run_traces_from_the_first_instruction():
+    """llmtap run: model load and context size, exact requests, signals and the exit status
+    passed through."""
+    port = harness.free_port()
+    r = run_server(port, np=3)
+    srv = Remote(port)
+
+    def healthy():
+        check(r.proc.poll() is None, f"llmtap run exited: {r.stderr_so_far()}")
+        try:
+            return srv.get("/health")[0] == 200
+        except OSError:
+            return False
+    wait_until(healthy, 60, "the server llmtap run started")
+    calls = [completion(srv, 4900 + i, 3 + i, i == 1) for i in range(3)] + [chat(srv, 4950, 5, False)]
+    time.sleep(1.2)
+    loads = r.records("model_load")
+    check(loads and all(l["ok"] for l in loads), "model load traced")
+    check_eq(loads[-1]["path"], harness.MODEL, "the model file")
+    check(all(l["duration_ns"] > 0 for l in loads), "model load time")
+    inits = r.records("context_init")
+    check(inits, "context creation traced")
+    check_eq((inits[-1]["n_ctx"], inits[-1]["n_seq_max"]), (2048, 3), "context size and slots")
+    attach = r.records("attach")[0]
+    check_eq(attach["comm"], "llama-server", "the program's name, not llmtap's")
+    check_eq(attach["resource"]["process.executable.path"], harness.SERVER_SHARED, "its executable")
+    reqs = requests_by_port(r)
+    check_calls(calls, reqs, attach["pid"])
+    server = attach["pid"]
+    r.proc.send_signal(signal.SIGTERM)  # forwarded: the server shuts down, llmtap follows
+    check_eq(r.wait(30), 0, f"llmtap run's status is the server's ({r.stderr()})")
+    check(not os.path.exists(f"/proc/{server}"), "the server exited")
+    summary = r.records("summary")[0]
+    check_eq(summary["end_reason"], "program exited with status 0", "end reason")
+
+    # a signal that kills the program: 128 + N, as a shell would say
+    port = harness.free_port()
+    r = run_server(port, np=1)
+    srv = Remote(port)
+    wait_until(healthy, 60, "the second server")
+    os.kill(r.records("attach")[0]["pid"], signal.SIGKILL)
+    check_eq(r.wait(30), 128 + signal.SIGKILL, "llmtap run's status after SIGKILL")
+
+    for argv, says in ((["/nonexistent/llama-server"], "no such program"),
+                       (["true"], "no llama.cpp"),
+                       ([], "which program?")):
+        rc, _, err = harness.run_llmtap(["run", "--"] + argv)
+        check_eq(rc, 2 if not argv else 1, f"exit code of run {argv}")
+        check(says in err, f"run {argv}: {err!r}")
