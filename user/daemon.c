@@ -16,6 +16,7 @@
 
 #include "attach.h"
 #include "discover.h"
+#include "freeze.h"
 #include "otlp_export.h"
 #include "preflight.h"
 #include "probes.h"
@@ -30,8 +31,9 @@
 #define MAX_NOTED 1024      /* processes left out, remembered so they are told once */
 #define MAX_TARGETS_LIMIT 64
 
-/* after an exec, look again at these delays (ms): libraries map within milliseconds */
-static const unsigned int recheck_ms[] = { 0, 20, 100, 300, 1000, 3000 };
+/* after an exec, look again at these delays (ms): the dynamic loader maps the libraries
+ * within milliseconds, and attaching before the model loads means seeing it load */
+static const unsigned int recheck_ms[] = { 0, 2, 5, 10, 20, 40, 80, 160, 320, 1000, 3000 };
 #define N_RECHECKS (sizeof(recheck_ms) / sizeof(recheck_ms[0]))
 
 struct tracked {
@@ -114,13 +116,15 @@ static void detach(struct daemon *d, struct tracked *t, const char *reason)
 }
 
 /* Look at pid: trace it when it loads llama.cpp and the selection takes it. */
-static void consider(struct daemon *d, pid_t pid)
+static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 {
 	uint64_t start = discover_start_time(pid);
 	struct tracked *t = find_tracked(d, pid);
 	struct target *tgt;
 	char why[256], err[2048];
 	struct session *s;
+	struct freeze fr;
+	bool frozen;
 
 	if (!start || pid == d->self)
 		return;
@@ -144,14 +148,19 @@ static void consider(struct daemon *d, pid_t pid)
 	tgt = calloc(1, sizeof(*tgt));
 	if (!tgt)
 		return;
-	if (target_find(pid, tgt, err, sizeof(err)) ||
-	    !(s = session_open(tgt, &d->so, err, sizeof(err)))) {
+	/* just exec'd: hold it still while attaching, so that its model load is seen */
+	frozen = exec_ns && !d->o->no_freeze && freeze_process(pid, &fr);
+	s = NULL;
+	if (!target_find(pid, tgt, err, sizeof(err)))
+		s = session_open(tgt, &d->so, err, sizeof(err));
+	if (frozen)
+		freeze_release(&fr);
+	free(tgt);
+	if (!s) {
 		if (!already_noted(d, pid, start))
 			fprintf(stderr, "llmtap: cannot trace PID %d: %s\n", (int)pid, err);
-		free(tgt);
 		return;
 	}
-	free(tgt);
 	d->targets[d->n_targets++] = (struct tracked){ pid, start, s };
 	forget_noted(d, pid);
 	d->attached++;
@@ -160,8 +169,12 @@ static void consider(struct daemon *d, pid_t pid)
 
 		epoll_ctl(d->epfd, EPOLL_CTL_ADD, session_fd(s), &ev);
 	}
-	fprintf(stderr, "llmtap: attached to PID %d (%s): %s; service.instance.id %s\n", (int)pid,
+	fprintf(stderr, "llmtap: attached to PID %d (%s): %s; service.instance.id %s", (int)pid,
 		session_comm(s), session_layers(s), session_instance(s));
+	if (exec_ns)
+		fprintf(stderr, "; %.1f ms after its exec%s", (double)(monotonic_ns() - exec_ns) / 1e6,
+			frozen ? ", held still while attaching" : "");
+	fputc('\n', stderr);
 }
 
 static void rescan(struct daemon *d)
@@ -169,7 +182,7 @@ static void rescan(struct daemon *d)
 	int n = discover_list(d->pids, MAX_PIDS);
 
 	for (int i = 0; i < n; i++)
-		consider(d, d->pids[i]);
+		consider(d, d->pids[i], 0);
 }
 
 static void add_pending(struct daemon *d, pid_t pid, uint64_t now)
@@ -187,6 +200,21 @@ static void add_pending(struct daemon *d, pid_t pid, uint64_t now)
 		d->pending[d->n_pending++] = (struct pending){ pid, now, 0 };
 }
 
+/* How long the loop may sleep: until the next recheck of a new process, POLL_MS at most. */
+static int sleep_ms(const struct daemon *d, uint64_t now)
+{
+	int ms = POLL_MS;
+
+	for (int i = 0; i < d->n_pending; i++) {
+		uint64_t due = d->pending[i].exec_ns + recheck_ms[d->pending[i].next] * 1000000ull;
+		int wait = due <= now ? 0 : (int)((due - now + 999999) / 1000000);
+
+		if (wait < ms)
+			ms = wait;
+	}
+	return ms;
+}
+
 static void run_pending(struct daemon *d, uint64_t now)
 {
 	for (int i = 0; i < d->n_pending; i++) {
@@ -194,7 +222,7 @@ static void run_pending(struct daemon *d, uint64_t now)
 
 		if (now < p->exec_ns + recheck_ms[p->next] * 1000000ull)
 			continue;
-		consider(d, p->pid);
+		consider(d, p->pid, p->exec_ns);
 		if (find_tracked(d, p->pid) || ++p->next == N_RECHECKS)
 			d->pending[i--] = d->pending[--d->n_pending];
 	}
@@ -259,7 +287,7 @@ static const char *loop(struct daemon *d)
 
 	for (;;) {
 		struct epoll_event evs[16];
-		int n = epoll_wait(d->epfd, evs, 16, POLL_MS);
+		int n = epoll_wait(d->epfd, evs, 16, sleep_ms(d, monotonic_ns()));
 		uint64_t now = monotonic_ns();
 
 		(void)n; /* whatever woke us, every ring buffer is drained */

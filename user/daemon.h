@@ -20,6 +20,7 @@ struct daemon_opts {
 	bool json;              /* JSON lines for every target on stdout */
 	bool json_steps;
 	bool no_exec_watch;     /* rescans only */
+	bool no_freeze;         /* never hold a just-started process while attaching */
 	bool verbose;
 	const char *prometheus; /* ADDR:PORT, NULL for none */
 	struct otlp_cli otlp;

@@ -42,8 +42,52 @@ static bool name_matches(const char *want, const char *name)
 	return !strcmp(want, name);
 }
 
+#define LEAD 4        /* bytes of a name compared first */
+#define MAX_LEADS 64
+
+/* The distinct first LEAD bytes of the wanted names: most of a big library's symbols
+ * (libstdc++'s tens of thousands) start otherwise and cost one short compare each. */
+struct leads {
+	char lead[MAX_LEADS][LEAD];
+	int n;
+	bool all; /* a name shorter than LEAD, or too many leads: compare everything */
+};
+
+static void leads_init(struct leads *l, const struct elf_sym_req *reqs, size_t n)
+{
+	l->n = 0;
+	l->all = false;
+	for (size_t k = 0; k < n && !l->all; k++) {
+		const char *w = reqs[k].name;
+		int i;
+
+		if (!w[0])
+			continue;
+		if (strnlen(w, LEAD) < LEAD || memchr(w, '*', LEAD) || l->n == MAX_LEADS) {
+			l->all = true;
+			break;
+		}
+		for (i = 0; i < l->n && memcmp(l->lead[i], w, LEAD); i++)
+			;
+		if (i == l->n)
+			memcpy(l->lead[l->n++], w, LEAD);
+	}
+}
+
+static bool leads_match(const struct leads *l, const char *name)
+{
+	if (l->all)
+		return true;
+	if (strnlen(name, LEAD) < LEAD)
+		return false; /* every wanted name is at least LEAD long */
+	for (int i = 0; i < l->n; i++)
+		if (!memcmp(l->lead[i], name, LEAD))
+			return true;
+	return false;
+}
+
 static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynamic,
-			 struct elf_sym_req *reqs, size_t n)
+			 struct elf_sym_req *reqs, size_t n, const struct leads *leads)
 {
 	Elf_Data *data = elf_getdata(scn, NULL);
 	size_t i, k, count;
@@ -62,7 +106,7 @@ static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynam
 		if (type != STT_FUNC && type != STT_GNU_IFUNC)
 			continue;
 		name = elf_strptr(elf, sh->sh_link, sym.st_name);
-		if (!name)
+		if (!name || !leads_match(leads, name))
 			continue;
 		for (k = 0; k < n; k++) {
 			if (!name_matches(reqs[k].name, name))
@@ -108,6 +152,7 @@ int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
 	GElf_Shdr sh;
 	Elf *elf = NULL;
 	int fd, ret = 0;
+	struct leads leads;
 	size_t k;
 
 	memset(info, 0, sizeof(*info));
@@ -118,6 +163,7 @@ int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
 	}
 	if (elf_version(EV_CURRENT) == EV_NONE)
 		return -ENOEXEC;
+	leads_init(&leads, reqs, n);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -137,7 +183,7 @@ int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
 			info->has_dynsym = true;
 		else
 			continue;
-		scan_symbols(elf, scn, &sh, sh.sh_type == SHT_DYNSYM, reqs, n);
+		scan_symbols(elf, scn, &sh, sh.sh_type == SHT_DYNSYM, reqs, n, &leads);
 	}
 cleanup:
 	if (elf)

@@ -107,7 +107,7 @@ enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROM
        OPT_TAIL, OPT_TAIL_DIR, OPT_TAIL_TTFT, OPT_OTLP_ENDPOINT, OPT_OTLP_HEADER,
        OPT_OTLP_COMPRESSION, OPT_OTLP_TIMEOUT, OPT_OTLP_INTERVAL, OPT_OTLP_TEMPORALITY,
        OPT_OTLP_SAMPLER, OPT_OTLP_PROTOCOL, OPT_OTLP_CA, OPT_OTLP_CERT, OPT_OTLP_KEY,
-       OPT_EXE, OPT_CGROUP, OPT_PORT, OPT_EXCLUDE, OPT_MAX_TARGETS, OPT_RESCAN, OPT_NO_EXEC };
+       OPT_EXE, OPT_CGROUP, OPT_PORT, OPT_EXCLUDE, OPT_MAX_TARGETS, OPT_RESCAN, OPT_NO_EXEC, OPT_NO_FREEZE };
 
 static const struct argp_option attach_options[] = {
 	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
@@ -381,8 +381,10 @@ static const char daemon_doc[] =
 	"rescan every --rescan is the safety net). Each is attached when it maps a file\n"
 	"that defines llama_decode, in any container (paths are resolved through\n"
 	"/proc/PID/root), and detached when it exits. A process started after the\n"
-	"daemon is usually attached before its model loads: model load and context\n"
-	"creation are then traced too.\n"
+	"daemon is attached before its model loads, so model load and context\n"
+	"creation are traced too: a process seen within 3 s of its exec is held\n"
+	"still while the probes go on (ptrace's invisible stop, tens of milliseconds,\n"
+	"before it serves anything; --no-freeze turns that off).\n"
 	"\n"
 	"Each process gets its own OpenTelemetry resource: service.name (its name, or\n"
 	"OTEL_SERVICE_NAME in its own environment), service.instance.id, process.pid,\n"
@@ -417,6 +419,7 @@ static const struct argp_option daemon_options[] = {
 	{ "max-targets", OPT_MAX_TARGETS, "N", 0, "Trace at most N processes at once (default 32, at most 64)", 0 },
 	{ "rescan", OPT_RESCAN, "DURATION", 0, "Look through /proc this often (default 2s)", 0 },
 	{ "no-exec-watch", OPT_NO_EXEC, NULL, 0, "No exec tracepoint: find new processes by rescans only", 0 },
+	{ "no-freeze", OPT_NO_FREEZE, NULL, 0, "Never hold a just-started process still while attaching (its model load may then be missed)", 0 },
 	{ "duration", 'd', "DURATION", 0, "Stop after this long (default: until SIGINT or SIGTERM)", 0 },
 	{ "interval", OPT_INTERVAL, "DURATION", 0, "Telemetry period (default 1s)", 0 },
 	{ "json", 'j', NULL, 0, "JSON lines for every process on stdout (each record has its pid)", 0 },
@@ -471,6 +474,9 @@ static error_t daemon_parse(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_NO_EXEC:
 		o->no_exec_watch = true;
+		break;
+	case OPT_NO_FREEZE:
+		o->no_freeze = true;
 		break;
 	case 'd':
 		if (parse_duration(arg, &o->duration_ns) || !o->duration_ns)

@@ -103,6 +103,8 @@ def daemon_traces_three_servers_each_under_its_own_resource():
             check_calls(cs, reqs, pid)
         check_eq(len([r for r in reqs.values() if r["kind"] in ("chat", "completion")]), 15,
                  "inference requests the daemon saw (three servers, five each)")
+        check(re.search(rf"attached to PID {c.pid} .*after its exec, held still while attaching",
+                        d.stderr_so_far()), "the new server was held still while the probes went on")
         loads = [r for r in d.records("model_load") if r["pid"] == c.pid]
         check(loads and loads[0]["ok"], "the server started after the daemon: its model load is traced")
         inits = [r for r in d.records("context_init") if r["pid"] == c.pid]
