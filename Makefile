@@ -30,7 +30,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 
 .SECONDARY:
-.PHONY: all deps test unit e2e demo bench clean target
+.PHONY: all deps test unit e2e demo bench clean target deploy-check image-check
 all: llmtap
 
 deps:
@@ -74,6 +74,18 @@ test:
 	$(MAKE) target
 	LLMTAP_MODEL=$$(tools/make-model.sh) $(MAKE) unit
 	$(MAKE) e2e
+	$(MAKE) deploy-check
+
+# deploy/: the manifests against the Kubernetes schemas, and the capabilities they grant
+# shown necessary and sufficient with capsh against real llama-servers
+deploy-check: llmtap target
+	tests/deploy/lint.sh
+	tests/deploy/caps.sh
+
+# builds deploy/Dockerfile with podman and runs attach and the daemon in the image
+# (installs podman, runc and mmdebstrap; a few minutes; not part of `make test`)
+image-check: llmtap target
+	tests/deploy/image.sh
 
 target:
 	tools/build-llama.sh shared >/dev/null

@@ -15,6 +15,8 @@ PKGS=(
 	git cmake g++ nodejs npm python3-numpy
 	# end-to-end tests
 	curl jq procps util-linux libcap2-bin prometheus tmux chromium fonts-dejavu-core openssl ca-certificates
+	# deploy/ checks
+	yamllint
 )
 
 missing=()

@@ -223,9 +223,12 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum targe
 							       (size_t)loc->offset, &uo);
 			if (!link) {
 				e = -errno ? -errno : -EINVAL;
-				snprintf(err, errlen, "cannot attach a %s to %s in %s (PID %d): %s",
+				snprintf(err, errlen, "cannot attach a %s to %s in %s (PID %d): %s%s",
 					 dir ? "uretprobe" : "uprobe", target_site_name(site),
-					 t->files[loc->file].path, (int)t->pid, strerror(-e));
+					 t->files[loc->file].path, (int)t->pid, strerror(-e),
+					 e == -EPERM || e == -EACCES ?
+						 " (per-probe perf links, as on kernels before 6.6, need "
+						 "CAP_SYS_ADMIN: CAP_BPF and CAP_PERFMON are not enough)" : "");
 				break;
 			}
 			p->links[p->n_links++] = link;

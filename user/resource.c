@@ -262,7 +262,11 @@ int resource_detect(struct resource *r, const struct resource_target *t, char *e
 		exe[n] = '\0';
 		resource_set(r, "process.executable.path", exe);
 	}
-	if (!gethostname(buf, sizeof(buf))) {
+	/* in a pod, gethostname() is the pod's name: the node's comes from the downward API */
+	env = getenv("K8S_NODE_NAME");
+	if (env && *env) {
+		resource_set(r, "host.name", env);
+	} else if (!gethostname(buf, sizeof(buf))) {
 		buf[sizeof(buf) - 1] = '\0';
 		resource_set(r, "host.name", buf);
 	}

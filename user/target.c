@@ -274,8 +274,12 @@ static void explain_not_found(const struct search *s, char *err, size_t errlen)
 					"; %s is stripped (no .symtab): if llama.cpp is linked into it statically, trace an unstripped build",
 					s->stripped);
 	if (s->unreadable && off < errlen)
-		snprintf(err + off, errlen - off, "; %d file(s) could not be read (%s)",
-			 s->unreadable, strerror(-s->last_err));
+		snprintf(err + off, errlen - off, "; %d file(s) could not be read (%s)%s",
+			 s->unreadable, strerror(-s->last_err),
+			 s->last_err == -EACCES || s->last_err == -EPERM ?
+				 ": reading another user's (or a more privileged) process's files through "
+				 "/proc/PID/root needs CAP_SYS_PTRACE, and files closed to others "
+				 "CAP_DAC_READ_SEARCH" : "");
 }
 
 static struct search *search_new(pid_t pid, struct target *t, const char *exe)

@@ -250,3 +250,36 @@ def run_traces_from_the_first_instruction():
         rc, _, err = harness.run_llmtap(["run", "--"] + argv)
         check_eq(rc, 2 if not argv else 1, f"exit code of run {argv}")
         check(says in err, f"run {argv}: {err!r}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+@test
+def daemon_memory_is_bounded_and_freed_on_detach():
+    """Each target costs the daemon a bounded amount of memory, given back when it detaches:
+    after the first attach/detach cycle, more cycles do not grow it."""
+    d = daemon([], env=None)
+    try:
+        time.sleep(1.0)
+        idle = rss_kib(d.proc.pid)
+        sizes = []
+        for k in range(4):
+            srv = LlamaServer(np=1)
+            wait_until(lambda: srv.pid in attached_pids(d), 20, "the daemon to attach")
+            attached = rss_kib(d.proc.pid)
+            srv.stop()
+            wait_until(lambda: srv.pid in detached_pids(d), 10, "the daemon to detach")
+            time.sleep(0.3)
+            sizes.append((attached, rss_kib(d.proc.pid)))
+        print(f"    daemon RSS: {idle} KiB idle; attached/detached per cycle: {sizes}")
+        for attached, _ in sizes:
+            check(attached - idle < 16 * 1024, f"one target costs under 16 MiB ({attached - idle} KiB)")
+        check(sizes[-1][1] - sizes[0][1] < 1024,
+              f"memory is given back on detach (after cycle 1: {sizes[0][1]} KiB, after 4: {sizes[-1][1]} KiB)")
+        check_eq(d.stop(signal.SIGTERM), 0, "daemon exit code")
+    finally:
+        if d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
