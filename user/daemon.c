@@ -275,6 +275,9 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 		.prom = d->prom,
 		.prom_per_target = true,
 		.target_env = true,
+		.tail_ns = o->tail_ns,
+		.tail_ttft_ns = o->tail_ttft_ns,
+		.tail_dir = o->tail_dir,
 	};
 	attach_print_otlp(&d->otlp);
 	return 0;

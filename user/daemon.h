@@ -23,6 +23,9 @@ struct daemon_opts {
 	bool no_freeze;         /* never hold a just-started process while attaching */
 	bool verbose;
 	const char *prometheus; /* ADDR:PORT, NULL for none */
+	uint64_t tail_ns;       /* per target tail capture, 0 for none */
+	uint64_t tail_ttft_ns;
+	const char *tail_dir;
 	struct otlp_cli otlp;
 };
 

@@ -426,6 +426,9 @@ static const struct argp_option daemon_options[] = {
 	{ "no-steps", OPT_NO_STEPS, NULL, 0, "With --json, leave out the per-step records", 0 },
 	{ "prometheus", OPT_PROMETHEUS, "ADDR:PORT", 0, "Serve every process's metrics on http://ADDR:PORT/metrics", 0 },
 	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer per process, a power of two >= 4k (default 1M)", 0 },
+	{ "tail", OPT_TAIL, "DURATION", 0, "Keep each process's last DURATION of events in memory (64 MiB at most each) and write them on SIGUSR1 or --tail-ttft", 0 },
+	{ "tail-ttft", OPT_TAIL_TTFT, "DURATION", 0, "With --tail: also write a process's capture when one of its requests' time to first token exceeds DURATION", 0 },
+	{ "tail-dir", OPT_TAIL_DIR, "DIR", 0, "With --tail: where the captures go (default: the current directory; llmtap-tail-PID-...json)", 0 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics", 0 },
 	{ 0 },
 };
@@ -503,11 +506,26 @@ static error_t daemon_parse(int key, char *arg, struct argp_state *state)
 	case 'v':
 		o->verbose = true;
 		break;
+	case OPT_TAIL:
+		if (parse_duration(arg, &o->tail_ns) || !o->tail_ns)
+			argp_error(state, "--tail: '%s' is not a positive duration (e.g. 60s)", arg);
+		break;
+	case OPT_TAIL_TTFT:
+		if (parse_duration(arg, &o->tail_ttft_ns) || !o->tail_ttft_ns)
+			argp_error(state, "--tail-ttft: '%s' is not a positive duration (e.g. 2s)", arg);
+		break;
+	case OPT_TAIL_DIR:
+		o->tail_dir = arg;
+		break;
 	case OPT_OTLP_ENDPOINT ... OPT_OTLP_KEY:
 		parse_otlp(key, arg, &o->otlp, state);
 		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
+		break;
+	case ARGP_KEY_END:
+		if ((o->tail_ttft_ns || o->tail_dir) && !o->tail_ns)
+			argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;

@@ -5,10 +5,13 @@ libraries exist only at a path the host does not have (like a container), one st
 the daemon. Every request is matched to the daemon's JSON record by the client's TCP port and
 checked against the server's own `timings`; OTLP carries each process under its own resource.
 """
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import harness
@@ -91,7 +94,9 @@ def daemon_traces_three_servers_each_under_its_own_resource():
         check(f"{CTR_DIR}/libllama" in maps, "the namespaced server maps libllama from its own path")
         d = daemon(env=env)
         wait_until(lambda: {pid_a, pid_b} <= attached_pids(d), 20, "the daemon to attach to both")
-        c = LlamaServer(np=2)  # started after the daemon
+        # started after the daemon, with what a pod manifest passes through the downward API
+        c = LlamaServer(np=2, env=dict(os.environ, K8S_POD_NAME="chat-7f9c", POD_NAMESPACE="inference",
+                                       OTEL_RESOURCE_ATTRIBUTES="team=ml,k8s.deployment.name=chat"))
         wait_until(lambda: c.pid in attached_pids(d), 10, "the daemon to attach to the new server")
         calls = {}
         for srv, pid in ((a, pid_a), (b, pid_b), (c, c.pid)):
@@ -141,6 +146,12 @@ def daemon_traces_three_servers_each_under_its_own_resource():
         check({c_.port for c_ in calls[pid]} <= ports, f"PID {pid}: every request's span")
     check_eq(by_pid[pid_b][0]["resource"]["process.executable.path"], f"{CTR_DIR}/llama-server",
              "the namespaced server's executable, as it sees it")
+    rc = by_pid[c.pid][0]["resource"]
+    check_eq((rc.get("k8s.pod.name"), rc.get("k8s.namespace.name"), rc.get("team"),
+              rc.get("k8s.deployment.name")), ("chat-7f9c", "inference", "ml", "chat"),
+             "the target's own environment names its pod and adds its attributes")
+    check("k8s.pod.name" not in by_pid[pid_a][0]["resource"], "a target without them has none")
+    check_eq(rc["host.name"], "node-7", "host.name from the daemon's K8S_NODE_NAME")
 
 
 @test
@@ -283,3 +294,36 @@ def daemon_memory_is_bounded_and_freed_on_detach():
     finally:
         if d.proc.poll() is None:
             d.stop(signal.SIGKILL)
+
+
+@test
+def daemon_tail_capture_per_target():
+    """--tail in the daemon: SIGUSR1 writes one capture per traced process, each holding
+    only its own requests."""
+    out = tempfile.mkdtemp(prefix="llmtap-dtail-")
+    a, b = LlamaServer(np=1), LlamaServer(np=1)
+    d = None
+    try:
+        d = daemon(["--tail", "30s", "--tail-dir", out])
+        wait_until(lambda: {a.pid, b.pid} <= attached_pids(d), 20, "the daemon to attach to both")
+        calls = {a.pid: [completion(a, 5000 + i, 3, False) for i in range(2)],
+                 b.pid: [completion(b, 5100 + i, 4, False) for i in range(3)]}
+        time.sleep(0.5)
+        d.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: len(os.listdir(out)) >= 2, 10, "a capture per process")
+        check_eq(d.stop(signal.SIGTERM), 0, "daemon exit code")
+        for pid, cs in calls.items():
+            files = [f for f in os.listdir(out) if f.startswith(f"llmtap-tail-{pid}-")]
+            check_eq(len(files), 1, f"PID {pid}'s capture")
+            with open(os.path.join(out, files[0])) as f:
+                events = json.load(f)["traceEvents"]
+            reqs = {e["args"]["client_port"]: e for e in events if e["ph"] == "X" and e["cat"] == "request"}
+            check_eq(set(reqs), {c.port for c in cs}, f"PID {pid}: its own requests, all of them")
+            for c in cs:
+                check_eq(reqs[c.port]["args"]["output_tokens"], c.timings["predicted_n"], "tokens")
+    finally:
+        if d and d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
+        a.stop()
+        b.stop()
+        shutil.rmtree(out, ignore_errors=True)
