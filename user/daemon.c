@@ -333,19 +333,8 @@ static void teardown(struct daemon *d, const char *reason)
 	while (d->n_targets)
 		detach(d, &d->targets[0], reason);
 	if (d->exporter) {
-		const struct otlp_signal_stats *t = &st.signal[OTLP_TRACES], *m = &st.signal[OTLP_METRICS];
-		uint64_t dt = 0, dm = 0;
-
 		otlp_exporter_shutdown(d->exporter, d->otlp.flush_timeout_ms, &st);
-		for (int i = 0; i < OTLP_DROP_MAX; i++)
-			dt += t->dropped[i], dm += m->dropped[i];
-		fprintf(stderr,
-			"llmtap: OTLP: %llu spans and %llu data points exported (%llu and %llu requests), "
-			"%llu spans and %llu data points dropped, %llu failed attempts\n",
-			(unsigned long long)t->exported, (unsigned long long)m->exported,
-			(unsigned long long)t->requests, (unsigned long long)m->requests,
-			(unsigned long long)dt, (unsigned long long)dm,
-			(unsigned long long)(t->failures + m->failures));
+		otlp_print_stats(stderr, &st);
 	}
 	prom_server_stop(d->prom);
 	discover_close(d->disc);

@@ -49,6 +49,24 @@ struct otlp_exporter {
 static const char *const drop_names[OTLP_DROP_MAX] = { "queue_full", "export_failed", "rejected",
 							"shutdown" };
 
+void otlp_print_stats(FILE *out, const struct otlp_stats *st)
+{
+	const struct otlp_signal_stats *t = &st->signal[OTLP_TRACES], *m = &st->signal[OTLP_METRICS];
+	uint64_t dt = 0, dm = 0;
+
+	for (int i = 0; i < OTLP_DROP_MAX; i++) {
+		dt += t->dropped[i];
+		dm += m->dropped[i];
+	}
+	fprintf(out,
+		"llmtap: OTLP: %llu spans and %llu data points exported (%llu and %llu requests), "
+		"%llu spans and %llu data points dropped, %llu failed attempts\n",
+		(unsigned long long)t->exported, (unsigned long long)m->exported,
+		(unsigned long long)t->requests, (unsigned long long)m->requests,
+		(unsigned long long)dt, (unsigned long long)dm,
+		(unsigned long long)(t->failures + m->failures));
+}
+
 const char *otlp_drop_name(enum otlp_drop why)
 {
 	return why < OTLP_DROP_MAX ? drop_names[why] : "?";

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "otlp_config.h"
 
@@ -67,6 +68,9 @@ void otlp_exporter_stats(struct otlp_exporter *e, struct otlp_stats *st);
 void otlp_exporter_shutdown(struct otlp_exporter *e, uint64_t timeout_ms, struct otlp_stats *st);
 
 const char *otlp_drop_name(enum otlp_drop why);
+
+/* One line: what was exported and dropped, and the failed attempts (at the end). */
+void otlp_print_stats(FILE *out, const struct otlp_stats *st);
 
 /* RFC 1952 gzip of in; *out is malloc'ed. 0 or -ENOMEM. */
 int otlp_gzip(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len);

@@ -154,20 +154,10 @@ static void otlp_interval(void *self, const struct tm_snapshot *snap)
 	}
 }
 
-static uint64_t dropped(const struct otlp_signal_stats *s)
-{
-	uint64_t n = 0;
-
-	for (int i = 0; i < OTLP_DROP_MAX; i++)
-		n += s->dropped[i];
-	return n;
-}
-
 /* The final flush: what is batched, the metrics as they end, then the queue until the deadline. */
 static void otlp_summary(void *self, const struct tm_snapshot *snap)
 {
 	struct otlp_sink *o = self;
-	const struct otlp_signal_stats *t, *m;
 	struct otlp_stats st;
 
 	if (o->finished)
@@ -180,15 +170,7 @@ static void otlp_summary(void *self, const struct tm_snapshot *snap)
 	otlp_exporter_shutdown(o->exp, o->cfg.flush_timeout_ms, &st);
 	o->exp = NULL;
 	o->final = st;
-	t = &st.signal[OTLP_TRACES];
-	m = &st.signal[OTLP_METRICS];
-	fprintf(stderr,
-		"llmtap: OTLP: %llu spans and %llu data points exported (%llu and %llu requests), "
-		"%llu spans and %llu data points dropped, %llu failed attempts\n",
-		(unsigned long long)t->exported, (unsigned long long)m->exported,
-		(unsigned long long)t->requests, (unsigned long long)m->requests,
-		(unsigned long long)dropped(t), (unsigned long long)dropped(m),
-		(unsigned long long)(t->failures + m->failures));
+	otlp_print_stats(stderr, &st);
 }
 
 static void otlp_destroy(void *self)
