@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import harness
 from harness import LlamaServer, Tracer, check, check_eq, test, wait_until
@@ -162,7 +163,8 @@ def daemon_reattaches_a_restarted_server_and_selects():
     other = LlamaServer(np=1)
     a2 = d = None
     try:
-        d = daemon(["--port", str(a.port), "--exe", "*llama-server"])
+        prom = harness.free_port()
+        d = daemon(["--port", str(a.port), "--exe", "*llama-server", "--prometheus", f"127.0.0.1:{prom}"])
         wait_until(lambda: a.pid in attached_pids(d), 20, "the daemon to attach to the selected server")
         wait_until(lambda: f"not tracing PID {other.pid}: it listens on no --port" in d.stderr_so_far(),
                    10, "the other server left out, with the reason")
@@ -178,6 +180,17 @@ def daemon_reattaches_a_restarted_server_and_selects():
         check_calls([first], reqs, a.pid)
         check_calls([second], reqs, a2.pid)
         check(other.pid not in {r["pid"] for r in reqs.values()}, "the unselected server is not traced")
+        # Prometheus: the live target's series and target_info, the exited one's gone
+        time.sleep(0.6)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=5).read().decode()
+        served = [l for l in text.splitlines() if l.startswith("llmtap_inference_requests_total{")]
+        check(served and all(f'process_pid="{a2.pid}"' in l for l in served),
+              f"only the live target's series: {served}")
+        check_eq(sum(float(l.rsplit(" ", 1)[1]) for l in served), 1.0, "its request count")
+        check_eq(len([l for l in text.splitlines() if l.startswith("target_info{")]), 1,
+                 "one target_info")
+        check(f'process_pid="{a2.pid}"' in next(l for l in text.splitlines() if l.startswith("target_info{")),
+              "target_info of the live target")
         check_eq(d.stderr_so_far().count(f"not tracing PID {other.pid}"), 1, "told once")
         check_eq(d.stop(signal.SIGINT), 0, "daemon exit code")
         wait_until(lambda: not llmtap_bpf_programs(), 10, "no llmtap programs left")
