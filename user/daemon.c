@@ -17,7 +17,10 @@
 #include "attach.h"
 #include "discover.h"
 #include "freeze.h"
+#include "otlp_encode.h"
 #include "otlp_export.h"
+#include "resource.h"
+#include "sinks.h"
 #include "preflight.h"
 #include "probes.h"
 #include "prom.h"
@@ -70,6 +73,21 @@ struct daemon {
 	pid_t self;
 	pid_t *pids;                   /* rescan buffer */
 	uint64_t attached, detached;   /* totals, for the last line */
+	uint64_t failed;               /* processes that could not be traced */
+	struct health *health;         /* the daemon's own telemetry */
+};
+
+/* The daemon's own metrics, under a resource of its own (service.name llmtap). */
+struct health {
+	struct metrics m;
+	struct metrics prev;           /* delta temporality: the last export */
+	uint64_t prev_ns, next_export_ns;
+	struct resource res;
+	struct otlp_idgen ids;
+	struct otlp_stats reported;
+	uint64_t last_attached, last_detached, last_failed, last_lost;
+	char pid[16];
+	const char *labels[5];
 };
 
 static struct tracked *find_tracked(struct daemon *d, pid_t pid)
@@ -157,8 +175,10 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 		freeze_release(&fr);
 	free(tgt);
 	if (!s) {
-		if (!already_noted(d, pid, start))
+		if (!already_noted(d, pid, start)) {
+			d->failed++;
 			fprintf(stderr, "llmtap: cannot trace PID %d: %s\n", (int)pid, err);
+		}
 		return;
 	}
 	d->targets[d->n_targets++] = (struct tracked){ pid, start, s };
@@ -228,6 +248,86 @@ static void run_pending(struct daemon *d, uint64_t now)
 	}
 }
 
+static void add_since(struct metrics *m, enum instr_id id, uint64_t now, uint64_t cur,
+		      uint64_t *last, const char *k, const char *v)
+{
+	metrics_add(m, id, (double)(cur - *last), now, k, v, NULL);
+	*last = cur;
+}
+
+static int health_open(struct daemon *d, char *err, size_t errlen)
+{
+	const struct resource_target rt = { .pid = d->self, .comm = "llmtap", .from_env = true };
+	struct health *h = calloc(1, sizeof(*h));
+	const char *kv[2 * RESOURCE_MAX_ATTRS + 1];
+
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	d->health = h;
+	if (resource_detect(&h->res, &rt, err, errlen))
+		return -EINVAL;
+	resource_set(&h->res, "service.name", "llmtap"); /* whatever names the targets */
+	otlp_idgen_init(&h->ids);
+	snprintf(h->pid, sizeof(h->pid), "%d", (int)d->self);
+	h->labels[0] = "service.instance.id";
+	h->labels[1] = resource_get(&h->res, "service.instance.id");
+	h->labels[2] = "process.pid";
+	h->labels[3] = h->pid;
+	for (int i = 0; i < h->res.n; i++) {
+		kv[2 * i] = h->res.attrs[i].key;
+		kv[2 * i + 1] = h->res.attrs[i].value;
+	}
+	kv[2 * h->res.n] = NULL;
+	/* id 0 on the endpoint: no traced process has pid 0 */
+	if (d->prom && prom_server_set_target_info(d->prom, 0, kv)) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The daemon's own metrics: targets, attaches, lost execs, its OTLP sender's health. */
+static void health_tick(struct daemon *d, uint64_t now, bool final)
+{
+	struct health *h = d->health;
+	struct otlp_encode_ctx ctx = { &h->res, "", &h->ids, realtime_offset_ns() };
+	uint8_t *buf;
+	size_t len;
+	uint32_t n;
+
+	metrics_set(&h->m, M_DAEMON_TARGETS, d->n_targets, now, NULL);
+	add_since(&h->m, M_DAEMON_ATTACHES, now, d->attached, &h->last_attached, "outcome", "attached");
+	add_since(&h->m, M_DAEMON_ATTACHES, now, d->failed, &h->last_failed, "outcome", "failed");
+	add_since(&h->m, M_DAEMON_DETACHES, now, d->detached, &h->last_detached, NULL, NULL);
+	add_since(&h->m, M_DAEMON_EXECS_LOST, now, discover_lost(d->disc), &h->last_lost, NULL, NULL);
+	if (d->exporter) {
+		struct otlp_stats st;
+
+		otlp_exporter_stats(d->exporter, &st);
+		otlp_health_record(&h->m, &d->otlp, &st, &h->reported, 0, now);
+	}
+	if (d->prom)
+		prom_server_publish_target(d->prom, 0, h->labels, &h->m);
+	if (!d->exporter || !d->otlp.signal[OTLP_METRICS].enabled)
+		return;
+	if (!h->next_export_ns)
+		h->next_export_ns = now + d->otlp.metric_interval_ms * 1000000ull;
+	if (!final && now < h->next_export_ns)
+		return;
+	h->next_export_ns = now + d->otlp.metric_interval_ms * 1000000ull;
+	if (otlp_encode_metrics(&ctx, &h->m, d->otlp.delta ? &h->prev : NULL, h->prev_ns, now,
+				&buf, &len, &n))
+		return;
+	if (d->otlp.delta) {
+		h->prev = h->m;
+		h->prev_ns = now;
+	}
+	otlp_exporter_submit(d->exporter, OTLP_METRICS, buf, len, n, !d->otlp.delta,
+			     (uintptr_t)h);
+}
+
 static int setup(struct daemon *d, const struct daemon_opts *o)
 {
 	char err[2048];
@@ -279,6 +379,10 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 		.tail_ttft_ns = o->tail_ttft_ns,
 		.tail_dir = o->tail_dir,
 	};
+	if (health_open(d, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		return -1;
+	}
 	attach_print_otlp(&d->otlp);
 	return 0;
 }
@@ -307,6 +411,7 @@ static const char *loop(struct daemon *d)
 		if (now >= next_tick) {
 			for (int i = 0; i < d->n_targets; i++)
 				session_tick(d->targets[i].s, now);
+			health_tick(d, now, false);
 			next_tick += d->o->interval_ns;
 			if (next_tick <= now)
 				next_tick = now + d->o->interval_ns;
@@ -332,6 +437,8 @@ static void teardown(struct daemon *d, const char *reason)
 
 	while (d->n_targets)
 		detach(d, &d->targets[0], reason);
+	if (d->health && d->disc)
+		health_tick(d, monotonic_ns(), true);
 	if (d->exporter) {
 		otlp_exporter_shutdown(d->exporter, d->otlp.flush_timeout_ms, &st);
 		otlp_print_stats(stderr, &st);
@@ -341,6 +448,7 @@ static void teardown(struct daemon *d, const char *reason)
 	if (d->epfd >= 0)
 		close(d->epfd);
 	free(d->pids);
+	free(d->health);
 }
 
 int cmd_daemon(const struct daemon_opts *o)

@@ -52,6 +52,10 @@ enum instr_id {
 	M_OTLP_QUEUE_SIZE,     /* otel.sdk.processor.span.queue.size */
 	M_OTLP_QUEUE_CAPACITY, /* otel.sdk.processor.span.queue.capacity */
 	M_OTLP_FAILURES,       /* llmtap.otlp.export.failures (attempts, by signal) */
+	M_DAEMON_TARGETS,      /* llmtap.daemon.targets */
+	M_DAEMON_ATTACHES,     /* llmtap.daemon.attaches (outcome: attached, failed) */
+	M_DAEMON_DETACHES,     /* llmtap.daemon.detaches */
+	M_DAEMON_EXECS_LOST,   /* llmtap.daemon.exec_events.lost */
 	M_INSTR_MAX,
 };
 

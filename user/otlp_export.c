@@ -25,6 +25,7 @@ struct job {
 	uint8_t *body;
 	size_t len;
 	uint32_t items;
+	uintptr_t key; /* its submitter */
 };
 
 struct otlp_exporter {
@@ -184,16 +185,16 @@ void otlp_exporter_count_drop(struct otlp_exporter *e, enum otlp_signal sig, enu
 }
 
 bool otlp_exporter_submit(struct otlp_exporter *e, enum otlp_signal sig, uint8_t *body,
-			  size_t len, uint32_t items, bool replace)
+			  size_t len, uint32_t items, bool replace, uintptr_t key)
 {
 	struct otlp_signal_stats *st = &e->stats.signal[sig];
 	struct job *j = calloc(1, sizeof(*j));
 	bool ok = false;
 
 	pthread_mutex_lock(&e->lock);
-	if (replace) { /* an older request of this signal still waiting is superseded */
+	if (replace) { /* an older request of this signal and source still waiting is superseded */
 		for (struct job *p = NULL, *q = e->head; q; p = q, q = q->next) {
-			if (q->sig != sig)
+			if (q->sig != sig || q->key != key)
 				continue;
 			unlink_job(e, p, q);
 			st->dropped[OTLP_DROP_QUEUE_FULL] += q->items;
@@ -203,7 +204,7 @@ bool otlp_exporter_submit(struct otlp_exporter *e, enum otlp_signal sig, uint8_t
 	}
 	if (j && !e->stopping && st->queued + items <= queue_limit(e, sig) &&
 	    total_bytes(e) + len <= e->cfg.max_queue_bytes) {
-		*j = (struct job){ .sig = sig, .body = body, .len = len, .items = items };
+		*j = (struct job){ .sig = sig, .body = body, .len = len, .items = items, .key = key };
 		if (e->tail)
 			e->tail->next = j;
 		else

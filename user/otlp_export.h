@@ -44,12 +44,13 @@ struct otlp_exporter *otlp_exporter_start(const struct otlp_config *c, char *err
 
 /*
  * Queue body (taken over: freed by the exporter), which carries items spans or
- * data points. When replace is set, a request of this signal still waiting is
- * dropped for this one (cumulative metrics: the newer one holds it all). When the
- * queue has no room the body is dropped and counted; returns false then.
+ * data points. When replace is set, a request of this signal from the same
+ * source (key: whatever tells the submitters apart) still waiting is dropped for
+ * this one (cumulative metrics: the newer one holds it all). When the queue has
+ * no room the body is dropped and counted; returns false then.
  */
 bool otlp_exporter_submit(struct otlp_exporter *e, enum otlp_signal sig, uint8_t *body,
-			  size_t len, uint32_t items, bool replace);
+			  size_t len, uint32_t items, bool replace, uintptr_t key);
 
 /* Count items dropped before they reached the queue. */
 void otlp_exporter_count_drop(struct otlp_exporter *e, enum otlp_signal sig, enum otlp_drop why,

@@ -49,7 +49,8 @@ static void flush_spans(struct otlp_sink *o)
 	if (otlp_encode_traces(&o->ctx, o->batch, (int)o->n_batch, &buf, &len))
 		otlp_exporter_count_drop(o->exp, OTLP_TRACES, OTLP_DROP_FAILED, o->batch_spans);
 	else
-		otlp_exporter_submit(o->exp, OTLP_TRACES, buf, len, o->batch_spans, false);
+		otlp_exporter_submit(o->exp, OTLP_TRACES, buf, len, o->batch_spans, false,
+				     (uintptr_t)o);
 	o->n_batch = 0;
 	o->batch_spans = 0;
 }
@@ -135,7 +136,7 @@ static void export_metrics(struct otlp_sink *o, const struct tm_snapshot *snap)
 		free(buf);
 		return;
 	}
-	otlp_exporter_submit(o->exp, OTLP_METRICS, buf, len, n, !o->cfg.delta);
+	otlp_exporter_submit(o->exp, OTLP_METRICS, buf, len, n, !o->cfg.delta, (uintptr_t)o);
 }
 
 static void otlp_interval(void *self, const struct tm_snapshot *snap)
@@ -232,23 +233,18 @@ static void add_delta(struct metrics *m, enum instr_id id, uint64_t now, uint64_
 	*last = cur;
 }
 
-void sink_otlp_health(struct sink *s, struct metrics *m, uint64_t now_ns)
+void otlp_health_record(struct metrics *m, const struct otlp_config *cfg,
+			const struct otlp_stats *st, struct otlp_stats *reported, uint64_t batched,
+			uint64_t now_ns)
 {
 	static const enum instr_id exported_id[OTLP_SIGNALS] = { M_OTLP_SPANS, M_OTLP_POINTS };
-	struct otlp_sink *o = s->self;
-	struct otlp_stats st;
 
-	if (o->shared)
-		return; /* a shared sender's health is its owner's */
-	if (o->exp)
-		otlp_exporter_stats(o->exp, &st);
-	else
-		st = o->final;
 	for (int sig = 0; sig < OTLP_SIGNALS; sig++) {
-		struct otlp_signal_stats *cur = &st.signal[sig], *last = &o->reported.signal[sig];
+		const struct otlp_signal_stats *cur = &st->signal[sig];
+		struct otlp_signal_stats *last = &reported->signal[sig];
 		const char *name = otlp_signal_name((enum otlp_signal)sig);
 
-		if (!o->cfg.signal[sig].enabled)
+		if (!cfg->signal[sig].enabled)
 			continue;
 		add_delta(m, exported_id[sig], now_ns, cur->exported, &last->exported, NULL, NULL,
 			  NULL, NULL);
@@ -261,9 +257,23 @@ void sink_otlp_health(struct sink *s, struct metrics *m, uint64_t now_ns)
 		metrics_add(m, exported_id[sig], 0, now_ns, NULL);
 		metrics_add(m, M_OTLP_FAILURES, 0, now_ns, "signal", name, NULL);
 	}
-	if (o->cfg.signal[OTLP_TRACES].enabled) {
-		metrics_set(m, M_OTLP_QUEUE_SIZE, (double)(st.signal[OTLP_TRACES].queued + o->batch_spans),
+	if (cfg->signal[OTLP_TRACES].enabled) {
+		metrics_set(m, M_OTLP_QUEUE_SIZE, (double)(st->signal[OTLP_TRACES].queued + batched),
 			    now_ns, NULL);
-		metrics_set(m, M_OTLP_QUEUE_CAPACITY, o->cfg.max_queue_size, now_ns, NULL);
+		metrics_set(m, M_OTLP_QUEUE_CAPACITY, cfg->max_queue_size, now_ns, NULL);
 	}
+}
+
+void sink_otlp_health(struct sink *s, struct metrics *m, uint64_t now_ns)
+{
+	struct otlp_sink *o = s->self;
+	struct otlp_stats st;
+
+	if (o->shared)
+		return; /* a shared sender's health is its owner's */
+	if (o->exp)
+		otlp_exporter_stats(o->exp, &st);
+	else
+		st = o->final;
+	otlp_health_record(m, &o->cfg, &st, &o->reported, o->batch_spans, now_ns);
 }

@@ -44,5 +44,11 @@ int sink_otlp_new(const struct otlp_config *c, struct otlp_exporter *shared, str
 		  char *err, size_t errlen);
 /* The exporter's own health (otel.sdk.* and llmtap.otlp.*) into m. */
 void sink_otlp_health(struct sink *s, struct metrics *m, uint64_t now_ns);
+struct otlp_stats;
+/* The same from a sender's counts st; reported: what m holds already (updated);
+ * batched: spans not yet handed to the sender. */
+void otlp_health_record(struct metrics *m, const struct otlp_config *cfg,
+			const struct otlp_stats *st, struct otlp_stats *reported, uint64_t batched,
+			uint64_t now_ns);
 
 #endif

@@ -133,6 +133,19 @@ def daemon_traces_three_servers_each_under_its_own_resource():
                 srv.stop()
         rx.stop()
 
+    # the daemon's own health, under its own resource
+    own = [p for p in rx.metric_points("llmtap.daemon.attaches")
+           if p["resource"].get("service.name") == "llmtap"]
+    check(own, "the daemon exports its own metrics")
+    last = max(p["timeUnixNano"] for p in own)
+    check_eq(sum(p["value"] for p in own if p["timeUnixNano"] == last
+                 and p["attributes"].get("outcome") == "attached"), 3.0, "llmtap.daemon.attaches")
+    targets = [p["value"] for p in rx.metric_points("llmtap.daemon.targets")]
+    check(3.0 in targets, f"llmtap.daemon.targets reached 3: {targets}")
+    sent = [p for p in rx.metric_points("otel.sdk.exporter.span.exported")
+            if p["resource"].get("service.name") == "llmtap" and not p["attributes"]]
+    check(sent and max(p["value"] for p in sent) > 0, "the shared sender's exported spans")
+
     spans = [s for s in rx.spans() if s["kind"] == "SPAN_KIND_SERVER"]
     by_pid = {}
     for s in spans:
@@ -187,10 +200,11 @@ def daemon_reattaches_a_restarted_server_and_selects():
         check(served and all(f'process_pid="{a2.pid}"' in l for l in served),
               f"only the live target's series: {served}")
         check_eq(sum(float(l.rsplit(" ", 1)[1]) for l in served), 1.0, "its request count")
-        check_eq(len([l for l in text.splitlines() if l.startswith("target_info{")]), 1,
-                 "one target_info")
-        check(f'process_pid="{a2.pid}"' in next(l for l in text.splitlines() if l.startswith("target_info{")),
-              "target_info of the live target")
+        infos = [l for l in text.splitlines() if l.startswith("target_info{")]
+        check_eq(len(infos), 2, f"target_info of the live target and of the daemon: {infos}")
+        check(any(f'process_pid="{a2.pid}"' in l for l in infos), "target_info of the live target")
+        check(any('service_name="llmtap"' in l for l in infos), "the daemon's own target_info")
+        check(re.search(r'^llmtap_daemon_targets\{[^}]*\} 1$', text, re.M), "the daemon's own gauge: 1 target")
         check_eq(d.stderr_so_far().count(f"not tracing PID {other.pid}"), 1, "told once")
         check_eq(d.stop(signal.SIGINT), 0, "daemon exit code")
         wait_until(lambda: not llmtap_bpf_programs(), 10, "no llmtap programs left")
