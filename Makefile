@@ -98,8 +98,12 @@ demo:
 
 bench:
 	tools/install-deps.sh
-	$(MAKE) all
+	$(MAKE) all $(OUTPUT)/otlp-bench
+	$(OUTPUT)/otlp-bench
 	tools/bench.sh
+
+$(OUTPUT)/otlp-bench: tools/otlp-bench.c $(LIB_OBJS)
+	$(CC) $(CFLAGS) $(INCLUDES) $< $(LIB_OBJS) $(LIBS) -o $@
 
 clean:
 	rm -rf $(OUTPUT) llmtap
