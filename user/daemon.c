@@ -142,6 +142,7 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 	char why[256], err[2048];
 	struct session *s;
 	struct freeze fr;
+	uint64_t held;
 	bool frozen;
 
 	if (!start || pid == d->self)
@@ -168,11 +169,13 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 		return;
 	/* just exec'd: hold it still while attaching, so that its model load is seen */
 	frozen = exec_ns && !d->o->no_freeze && freeze_process(pid, &fr);
+	held = monotonic_ns();
 	s = NULL;
 	if (!target_find(pid, tgt, err, sizeof(err)))
 		s = session_open(tgt, &d->so, err, sizeof(err));
 	if (frozen)
 		freeze_release(&fr);
+	held = monotonic_ns() - held;
 	free(tgt);
 	if (!s) {
 		if (!already_noted(d, pid, start)) {
@@ -192,17 +195,28 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 	fprintf(stderr, "llmtap: attached to PID %d (%s): %s; service.instance.id %s", (int)pid,
 		session_comm(s), session_layers(s), session_instance(s));
 	if (exec_ns)
-		fprintf(stderr, "; %.1f ms after its exec%s", (double)(monotonic_ns() - exec_ns) / 1e6,
-			frozen ? ", held still while attaching" : "");
+		fprintf(stderr, "; %.1f ms after its exec", (double)(monotonic_ns() - exec_ns) / 1e6);
+	if (frozen)
+		fprintf(stderr, ", held still while attaching (%.1f ms)", (double)held / 1e6);
 	fputc('\n', stderr);
+}
+
+static bool is_pending(const struct daemon *d, pid_t pid)
+{
+	for (int i = 0; i < d->n_pending; i++)
+		if (d->pending[i].pid == pid)
+			return true;
+	return false;
 }
 
 static void rescan(struct daemon *d)
 {
 	int n = discover_list(d->pids, MAX_PIDS);
 
+	/* a process that just exec'd is the exec watcher's (it holds it still while attaching) */
 	for (int i = 0; i < n; i++)
-		consider(d, d->pids[i], 0);
+		if (!is_pending(d, d->pids[i]))
+			consider(d, d->pids[i], 0);
 }
 
 static void add_pending(struct daemon *d, pid_t pid, uint64_t now)
