@@ -149,7 +149,7 @@ bool selector_match(const struct selector *s, pid_t pid, char *why, size_t len)
 		int k = listening_inodes(s, pid, inodes, MAX_LISTEN);
 
 		if (!k || !owns_socket(pid, inodes, k)) {
-			snprintf(why, len, "it listens on no --port");
+			snprintf(why, len, "it listens on no --port (looked at again at each rescan)");
 			return false;
 		}
 	}
