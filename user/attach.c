@@ -168,6 +168,7 @@ int cmd_attach(const struct attach_opts *o)
 		.tail_ttft_ns = o->tail_ttft_ns,
 		.tail_dir = o->tail_dir,
 		.otlp = otlp,
+		.target_env = true,
 	};
 	struct keys keys = { .raw = false };
 	struct session *s = NULL;

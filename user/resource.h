@@ -29,7 +29,7 @@ struct resource_target {
 	const char *model_path; /* the .gguf it maps, as it sees it; "" when none */
 	const char *model_name; /* general.name, "" when unknown */
 	const char *model_arch; /* general.architecture, "" when unknown */
-	bool from_env;          /* the target's environment names it too (the daemon) */
+	bool from_env;          /* the target's environment names it too */
 };
 
 /*

@@ -250,6 +250,7 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 		.tail_ttft_ns = o->tail_ttft_ns,
 		.tail_dir = o->tail_dir,
 		.otlp = otlp,
+		.target_env = true,
 	};
 	char exe[PATH_MAX], err[2048], reason[128], comm[16];
 	struct session *s = NULL;
