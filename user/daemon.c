@@ -23,6 +23,7 @@
 #include "sinks.h"
 #include "preflight.h"
 #include "probes.h"
+#include "proc.h"
 #include "prom.h"
 #include "session.h"
 #include "target.h"
@@ -136,7 +137,7 @@ static void detach(struct daemon *d, struct tracked *t, const char *reason)
 /* Look at pid: trace it when it loads llama.cpp and the selection takes it. */
 static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 {
-	uint64_t start = discover_start_time(pid);
+	uint64_t start = proc_start_time(pid);
 	struct tracked *t = find_tracked(d, pid);
 	struct target *tgt;
 	char why[256], err[2048];

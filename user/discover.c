@@ -121,35 +121,6 @@ int discover_list(pid_t *out, int max)
 	return n;
 }
 
-uint64_t discover_start_time(pid_t pid)
-{
-	char fn[64], buf[1024], *p;
-	unsigned long long start = 0;
-	FILE *f;
-	size_t n;
-
-	snprintf(fn, sizeof(fn), "/proc/%d/stat", (int)pid);
-	f = fopen(fn, "re");
-	if (!f)
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* after the comm's closing parenthesis: state is field 3, starttime field 22 */
-	p = strrchr(buf, ')');
-	if (!p)
-		return 0;
-	p++;
-	for (int field = 3; field <= 22 && p; field++) {
-		while (*p == ' ')
-			p++;
-		if (field == 22)
-			start = strtoull(p, NULL, 10);
-		p = strchr(p, ' ');
-	}
-	return start;
-}
-
 static struct file_key *cache_slot(struct discover *d, const struct proc_map *m)
 {
 	uint64_t h = (m->inode ^ ((uint64_t)m->dev_major << 32 | m->dev_minor)) * 0x9e3779b97f4a7c15ull;
@@ -172,14 +143,12 @@ struct probe_ctx {
 /* One mapping: does its file define llama_decode? (a non-zero return stops the walk) */
 static int check_map(const struct proc_map *m, void *arg)
 {
-	static const char deleted[] = " (deleted)";
 	struct probe_ctx *c = arg;
 	struct discover *d = c->d;
 	struct elf_sym_req req = { .name = "llama_decode" };
 	char host[PATH_MAX + 64], path[PATH_MAX];
 	struct elf_file_info info;
 	struct file_key *k;
-	size_t len;
 
 	if (m->perms[2] != 'x' || m->path[0] != '/' || !m->inode)
 		return 0;
@@ -191,12 +160,7 @@ static int check_map(const struct proc_map *m, void *arg)
 		d->n_cached = 0;
 		k = cache_slot(d, m);
 	}
-	snprintf(path, sizeof(path), "%s", m->path);
-	len = strlen(path);
-	if (len > sizeof(deleted) - 1 && !strcmp(path + len - (sizeof(deleted) - 1), deleted))
-		snprintf(host, sizeof(host), "/proc/%d/map_files/%llx-%llx", (int)c->pid,
-			 (unsigned long long)m->start, (unsigned long long)m->end);
-	else if (proc_root_path(c->pid, path, host, sizeof(host)))
+	if (proc_map_file(c->pid, m, path, sizeof(path), host, sizeof(host)))
 		return 0;
 	d->files_read++;
 	if (elf_resolve(host, &req, 1, &info))

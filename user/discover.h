@@ -25,8 +25,6 @@ uint64_t discover_lost(const struct discover *d);
 
 /* Every process of the host (its thread group ids), at most max. Returns how many. */
 int discover_list(pid_t *out, int max);
-/* A process's start time (clock ticks after boot), 0 when it is gone. */
-uint64_t discover_start_time(pid_t pid);
 
 /*
  * Whether pid maps an executable file that defines llama_decode. Each file is

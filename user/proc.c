@@ -76,6 +76,55 @@ int proc_root_path(pid_t pid, const char *path, char *out, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+int proc_map_file(pid_t pid, const struct proc_map *m, char *path, size_t plen, char *host,
+		  size_t hlen)
+{
+	static const char deleted[] = " (deleted)";
+	size_t len = strlen(m->path), dl = sizeof(deleted) - 1;
+
+	if (len > dl && !strcmp(m->path + len - dl, deleted)) {
+		/* gone from the file system: reach it through map_files */
+		snprintf(path, plen, "%.*s", (int)(len - dl), m->path);
+		snprintf(host, hlen, "/proc/%d/map_files/%llx-%llx", (int)pid,
+			 (unsigned long long)m->start, (unsigned long long)m->end);
+		return 0;
+	}
+	snprintf(path, plen, "%s", m->path);
+	return proc_root_path(pid, m->path, host, hlen);
+}
+
+uint64_t proc_start_time(pid_t pid)
+{
+	char fn[64], buf[1024], *p;
+	unsigned long long start = 0;
+	size_t n;
+	FILE *f;
+
+	snprintf(fn, sizeof(fn), "/proc/%d/stat", (int)pid);
+	f = fopen(fn, "re");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* after the comm's closing parenthesis: state (field 3) ... starttime (field 22) */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+			 "%*d %*d %*d %llu", &start) != 1)
+		return 0;
+	return start;
+}
+
+void proc_exe(pid_t pid, char *buf, size_t len)
+{
+	char fn[64];
+	ssize_t n;
+
+	snprintf(fn, sizeof(fn), "/proc/%d/exe", (int)pid);
+	n = readlink(fn, buf, len - 1);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
 /* The number after "key:" in /proc/PID/status, or -1. */
 static long long status_value(pid_t pid, const char *key)
 {

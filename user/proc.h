@@ -40,5 +40,15 @@ uint64_t proc_rss_bytes(pid_t pid);
 
 /* A path inside the target's mount namespace, as reachable from ours. */
 int proc_root_path(pid_t pid, const char *path, char *out, size_t len);
+/*
+ * A mapping's file: path as the target sees it (without " (deleted)"), host as we
+ * reach it (through /proc/PID/root, or map_files for a deleted file). 0 or -errno.
+ */
+int proc_map_file(pid_t pid, const struct proc_map *m, char *path, size_t plen, char *host,
+		  size_t hlen);
+/* The process's start time (clock ticks after boot, /proc/PID/stat), 0 when it is gone. */
+uint64_t proc_start_time(pid_t pid);
+/* Its executable's path as it sees it; "" when unreadable. */
+void proc_exe(pid_t pid, char *buf, size_t len);
 
 #endif

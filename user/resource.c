@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proc.h"
+
 void resource_set(struct resource *r, const char *key, const char *value)
 {
 	struct resource_attr *a = NULL;
@@ -168,17 +170,13 @@ static int read_small_file(const char *path, char *buf, size_t len)
 /* A stable id for this process's life: boot id, pid and start time, as a UUID. */
 static void instance_id(pid_t pid, char *out, size_t len)
 {
-	char boot[64] = "", stat[1024] = "", key[256];
-	unsigned long long start = 0;
+	char boot[64] = "", key[256];
 	uint64_t h[2] = { 0xcbf29ce484222325ull, 0x84222325cbf29ce4ull };
 	const char *p;
 
 	read_small_file("/proc/sys/kernel/random/boot_id", boot, sizeof(boot));
-	snprintf(key, sizeof(key), "/proc/%d/stat", (int)pid);
-	if (!read_small_file(key, stat, sizeof(stat)) && (p = strrchr(stat, ')')))
-		sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-		       &start);
-	snprintf(key, sizeof(key), "%s/%d/%llu", boot, (int)pid, start);
+	snprintf(key, sizeof(key), "%s/%d/%llu", boot, (int)pid,
+		 (unsigned long long)proc_start_time(pid));
 	for (int k = 0; k < 2; k++) /* two FNV-1a 64 with different offsets */
 		for (p = key; *p; p++)
 			h[k] = (h[k] ^ (unsigned char)*p) * 0x100000001b3ull;
@@ -247,7 +245,6 @@ int resource_detect(struct resource *r, const struct resource_target *t, char *e
 {
 	char buf[4096], path[64], exe[1024];
 	const char *env;
-	ssize_t n;
 
 	memset(r, 0, sizeof(*r));
 	resource_set(r, "service.name", t->comm && t->comm[0] ? t->comm : "unknown_service");
@@ -256,12 +253,9 @@ int resource_detect(struct resource *r, const struct resource_target *t, char *e
 	snprintf(buf, sizeof(buf), "%d", (int)t->pid);
 	resource_set(r, "process.pid", buf);
 	resource_set(r, "process.executable.name", t->comm);
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)t->pid);
-	n = readlink(path, exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
+	proc_exe(t->pid, exe, sizeof(exe));
+	if (exe[0])
 		resource_set(r, "process.executable.path", exe);
-	}
 	/* in a pod, gethostname() is the pod's name: the node's comes from the downward API */
 	env = getenv("K8S_NODE_NAME");
 	if (env && *env) {

@@ -125,12 +125,9 @@ static bool owns_socket(pid_t pid, const uint64_t *inodes, int n)
 
 bool selector_match(const struct selector *s, pid_t pid, char *why, size_t len)
 {
-	char fn[64], exe[PATH_MAX] = "", comm[16];
-	ssize_t n;
+	char exe[PATH_MAX], comm[16];
 
-	snprintf(fn, sizeof(fn), "/proc/%d/exe", (int)pid);
-	n = readlink(fn, exe, sizeof(exe) - 1);
-	exe[n > 0 ? n : 0] = '\0';
+	proc_exe(pid, exe, sizeof(exe));
 	proc_comm(pid, comm, sizeof(comm));
 	if (glob_any(s->exclude, s->n_exclude, exe, comm)) {
 		snprintf(why, len, "excluded (--exclude)");

@@ -226,27 +226,16 @@ static void search_file(struct search *s, const char *path, const char *host)
 
 static int check_mapping(const struct proc_map *m, void *arg)
 {
-	static const char deleted[] = " (deleted)";
 	struct search *s = arg;
 	struct target *t = s->t;
 	char path[PATH_MAX], host[PATH_MAX];
-	size_t len;
+	size_t len = strlen(m->path);
 
-	len = strlen(m->path);
 	if (!t->model[0] && len > 5 && !strcmp(m->path + len - 5, ".gguf"))
 		snprintf(t->model, sizeof(t->model), "%s", m->path); /* llama.cpp mmaps its model */
-	if (m->perms[2] != 'x' || m->path[0] != '/')
+	if (m->perms[2] != 'x' || m->path[0] != '/' ||
+	    proc_map_file(t->pid, m, path, sizeof(path), host, sizeof(host)))
 		return 0;
-	snprintf(path, sizeof(path), "%s", m->path);
-	len = strlen(path);
-	if (len > sizeof(deleted) - 1 && !strcmp(path + len - (sizeof(deleted) - 1), deleted)) {
-		/* the file is gone from the file system: reach it through map_files */
-		path[len - (sizeof(deleted) - 1)] = '\0';
-		snprintf(host, sizeof(host), "/proc/%d/map_files/%llx-%llx", (int)t->pid,
-			 (unsigned long long)m->start, (unsigned long long)m->end);
-	} else if (proc_root_path(t->pid, path, host, sizeof(host))) {
-		return 0;
-	}
 	if (m->inode && seen_inode(s, m))
 		return 0;
 	search_file(s, path, host);
@@ -302,8 +291,7 @@ static struct search *search_new(pid_t pid, struct target *t, const char *exe)
 int target_find(pid_t pid, struct target *t, char *err, size_t errlen)
 {
 	struct search *s;
-	char link[64], exe[PATH_MAX];
-	ssize_t n;
+	char exe[PATH_MAX];
 	int ret;
 
 	ret = proc_check(pid);
@@ -312,9 +300,7 @@ int target_find(pid_t pid, struct target *t, char *err, size_t errlen)
 		snprintf(err, errlen, "no process with PID %d", (int)pid);
 		return ret;
 	}
-	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
-	n = readlink(link, exe, sizeof(exe) - 1);
-	exe[n > 0 ? n : 0] = '\0';
+	proc_exe(pid, exe, sizeof(exe));
 	s = search_new(pid, t, exe);
 	if (!s) {
 		snprintf(err, errlen, "out of memory");

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +305,51 @@ static void test_root_path(void **state)
 			 -ENAMETOOLONG);
 }
 
+static void test_map_file(void **state)
+{
+	struct proc_map m;
+	char path[PATH_MAX], host[PATH_MAX];
+
+	(void)state;
+	assert_int_equal(proc_parse_maps_line(
+		"7f00aa000000-7f00aa100000 r-xp 00000000 fd:01 42 /opt/llama/libllama.so (deleted)\n", &m), 0);
+	assert_int_equal(proc_map_file(4242, &m, path, sizeof(path), host, sizeof(host)), 0);
+	assert_string_equal(path, "/opt/llama/libllama.so");
+	assert_string_equal(host, "/proc/4242/map_files/7f00aa000000-7f00aa100000");
+	assert_int_equal(proc_parse_maps_line(
+		"7f00aa000000-7f00aa100000 r-xp 00000000 fd:01 42 /opt/llama/libllama.so\n", &m), 0);
+	assert_int_equal(proc_map_file(4242, &m, path, sizeof(path), host, sizeof(host)), 0);
+	assert_string_equal(path, "/opt/llama/libllama.so");
+	assert_string_equal(host, "/proc/4242/root/opt/llama/libllama.so");
+}
+
+static void test_start_time_and_exe(void **state)
+{
+	char exe[PATH_MAX], want[PATH_MAX];
+	ssize_t n;
+	pid_t child;
+	uint64_t mine = proc_start_time(getpid());
+
+	(void)state;
+	assert_true(mine > 0);
+	child = fork();
+	if (!child) {
+		pause();
+		_exit(0);
+	}
+	/* a process started after this one started no earlier */
+	assert_true(proc_start_time(child) >= mine);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	assert_int_equal(proc_start_time(child), 0);
+	proc_exe(getpid(), exe, sizeof(exe));
+	n = readlink("/proc/self/exe", want, sizeof(want) - 1);
+	want[n > 0 ? n : 0] = '\0';
+	assert_string_equal(exe, want);
+	proc_exe(child, exe, sizeof(exe));
+	assert_string_equal(exe, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -320,6 +366,8 @@ int main(void)
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_comm),
 		cmocka_unit_test(test_root_path),
+		cmocka_unit_test(test_map_file),
+		cmocka_unit_test(test_start_time_and_exe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
