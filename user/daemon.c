@@ -263,13 +263,6 @@ static void run_pending(struct daemon *d, uint64_t now)
 	}
 }
 
-static void add_since(struct metrics *m, enum instr_id id, uint64_t now, uint64_t cur,
-		      uint64_t *last, const char *k, const char *v)
-{
-	metrics_add(m, id, (double)(cur - *last), now, k, v, NULL);
-	*last = cur;
-}
-
 static int health_open(struct daemon *d, char *err, size_t errlen)
 {
 	const struct resource_target rt = { .pid = d->self, .comm = "llmtap", .from_env = true };
@@ -313,10 +306,13 @@ static void health_tick(struct daemon *d, uint64_t now, bool final)
 	uint32_t n;
 
 	metrics_set(&h->m, M_DAEMON_TARGETS, d->n_targets, now, NULL);
-	add_since(&h->m, M_DAEMON_ATTACHES, now, d->attached, &h->last_attached, "outcome", "attached");
-	add_since(&h->m, M_DAEMON_ATTACHES, now, d->failed, &h->last_failed, "outcome", "failed");
-	add_since(&h->m, M_DAEMON_DETACHES, now, d->detached, &h->last_detached, NULL, NULL);
-	add_since(&h->m, M_DAEMON_EXECS_LOST, now, discover_lost(d->disc), &h->last_lost, NULL, NULL);
+	metrics_add_total(&h->m, M_DAEMON_ATTACHES, d->attached, &h->last_attached, now, "outcome",
+			  "attached", NULL);
+	metrics_add_total(&h->m, M_DAEMON_ATTACHES, d->failed, &h->last_failed, now, "outcome",
+			  "failed", NULL);
+	metrics_add_total(&h->m, M_DAEMON_DETACHES, d->detached, &h->last_detached, now, NULL);
+	metrics_add_total(&h->m, M_DAEMON_EXECS_LOST, discover_lost(d->disc), &h->last_lost, now,
+			  NULL);
 	if (d->exporter) {
 		struct otlp_stats st;
 

@@ -229,6 +229,15 @@ void metrics_record(struct metrics *m, enum instr_id id, double v, uint64_t now_
 	UPDATE(instruments[id].kind != INSTR_HISTOGRAM);
 }
 
+void metrics_add_total(struct metrics *m, enum instr_id id, uint64_t total, uint64_t *reported,
+		       uint64_t now_ns, ...)
+{
+	double v = total > *reported ? (double)(total - *reported) : 0;
+
+	*reported = total;
+	UPDATE(instruments[id].kind != INSTR_COUNTER);
+}
+
 const struct metric_point *metrics_find(const struct metrics *m, enum instr_id id, ...)
 {
 	struct metric_attr attrs[METRIC_MAX_ATTRS];

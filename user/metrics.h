@@ -100,6 +100,10 @@ const struct instrument *metric_instrument(enum instr_id id);
 void metrics_add(struct metrics *m, enum instr_id id, double v, uint64_t now_ns, ...);
 void metrics_set(struct metrics *m, enum instr_id id, double v, uint64_t now_ns, ...);
 void metrics_record(struct metrics *m, enum instr_id id, double v, uint64_t now_ns, ...);
+/* A counter kept elsewhere as a running total: add what it grew by since *reported
+ * (0 creates the point), then remember it. */
+void metrics_add_total(struct metrics *m, enum instr_id id, uint64_t total, uint64_t *reported,
+		       uint64_t now_ns, ...);
 
 /* The point of an instrument with exactly these attributes, or NULL (for tests). */
 const struct metric_point *metrics_find(const struct metrics *m, enum instr_id id, ...);

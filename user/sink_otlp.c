@@ -224,15 +224,6 @@ fail:
 	return -ENOMEM;
 }
 
-/* Add the change since the last report of one counter. */
-static void add_delta(struct metrics *m, enum instr_id id, uint64_t now, uint64_t cur,
-		      uint64_t *last, const char *k1, const char *v1, const char *k2, const char *v2)
-{
-	if (cur > *last)
-		metrics_add(m, id, (double)(cur - *last), now, k1, v1, k2, v2, NULL);
-	*last = cur;
-}
-
 void otlp_health_record(struct metrics *m, const struct otlp_config *cfg,
 			const struct otlp_stats *st, struct otlp_stats *reported, uint64_t batched,
 			uint64_t now_ns)
@@ -246,16 +237,15 @@ void otlp_health_record(struct metrics *m, const struct otlp_config *cfg,
 
 		if (!cfg->signal[sig].enabled)
 			continue;
-		add_delta(m, exported_id[sig], now_ns, cur->exported, &last->exported, NULL, NULL,
-			  NULL, NULL);
+		/* exported and failures exist from the start; a drop reason once it happens */
+		metrics_add_total(m, exported_id[sig], cur->exported, &last->exported, now_ns, NULL);
 		for (int why = 0; why < OTLP_DROP_MAX; why++)
-			add_delta(m, exported_id[sig], now_ns, cur->dropped[why], &last->dropped[why],
-				  "error.type", otlp_drop_name((enum otlp_drop)why), NULL, NULL);
-		add_delta(m, M_OTLP_FAILURES, now_ns, cur->failures, &last->failures, "signal", name,
-			  NULL, NULL);
-		/* make the counters exist from the start, at 0 */
-		metrics_add(m, exported_id[sig], 0, now_ns, NULL);
-		metrics_add(m, M_OTLP_FAILURES, 0, now_ns, "signal", name, NULL);
+			if (cur->dropped[why] > last->dropped[why])
+				metrics_add_total(m, exported_id[sig], cur->dropped[why],
+						  &last->dropped[why], now_ns, "error.type",
+						  otlp_drop_name((enum otlp_drop)why), NULL);
+		metrics_add_total(m, M_OTLP_FAILURES, cur->failures, &last->failures, now_ns, "signal",
+				  name, NULL);
 	}
 	if (cfg->signal[OTLP_TRACES].enabled) {
 		metrics_set(m, M_OTLP_QUEUE_SIZE, (double)(st->signal[OTLP_TRACES].queued + batched),

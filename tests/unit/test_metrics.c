@@ -457,9 +457,32 @@ static void test_write_json(void **state)
 	free(m);
 }
 
+static void test_add_total(void **state)
+{
+	struct metrics *m = calloc(1, sizeof(*m));
+	const struct metric_point *p;
+	uint64_t reported = 0;
+
+	(void)state;
+	assert_non_null(m);
+	metrics_add_total(m, M_EVENTS_LOST, 0, &reported, 1, NULL); /* 0 creates the point */
+	p = metrics_find(m, M_EVENTS_LOST, NULL);
+	assert_non_null(p);
+	assert_true(p->value == 0);
+	metrics_add_total(m, M_EVENTS_LOST, 5, &reported, 2, NULL);
+	metrics_add_total(m, M_EVENTS_LOST, 5, &reported, 3, NULL);
+	metrics_add_total(m, M_EVENTS_LOST, 9, &reported, 4, NULL);
+	assert_true(p->value == 9);
+	assert_int_equal(reported, 9);
+	metrics_add_total(m, M_SLOTS_BUSY, 3, &reported, 5, NULL); /* a gauge: not a counter */
+	assert_null(metrics_find(m, M_SLOTS_BUSY, NULL));
+	free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_add_total),
 		cmocka_unit_test(test_instrument_table),
 		cmocka_unit_test(test_counter),
 		cmocka_unit_test(test_gauge),
