@@ -87,7 +87,6 @@ struct health {
 	struct otlp_idgen ids;
 	struct otlp_stats reported;
 	uint64_t last_attached, last_detached, last_failed, last_lost;
-	char pid[16];
 	const char *labels[5];
 };
 
@@ -278,16 +277,8 @@ static int health_open(struct daemon *d, char *err, size_t errlen)
 		return -EINVAL;
 	resource_set(&h->res, "service.name", "llmtap"); /* whatever names the targets */
 	otlp_idgen_init(&h->ids);
-	snprintf(h->pid, sizeof(h->pid), "%d", (int)d->self);
-	h->labels[0] = "service.instance.id";
-	h->labels[1] = resource_get(&h->res, "service.instance.id");
-	h->labels[2] = "process.pid";
-	h->labels[3] = h->pid;
-	for (int i = 0; i < h->res.n; i++) {
-		kv[2 * i] = h->res.attrs[i].key;
-		kv[2 * i + 1] = h->res.attrs[i].value;
-	}
-	kv[2 * h->res.n] = NULL;
+	resource_id_pairs(&h->res, h->labels);
+	resource_pairs(&h->res, kv);
 	/* id 0 on the endpoint: no traced process has pid 0 */
 	if (d->prom && prom_server_set_target_info(d->prom, 0, kv)) {
 		snprintf(err, errlen, "out of memory");

@@ -241,6 +241,24 @@ static void apply_target_env(struct resource *r, pid_t pid)
 	free(block);
 }
 
+void resource_pairs(const struct resource *r, const char *kv[2 * RESOURCE_MAX_ATTRS + 1])
+{
+	for (int i = 0; i < r->n; i++) {
+		kv[2 * i] = r->attrs[i].key;
+		kv[2 * i + 1] = r->attrs[i].value;
+	}
+	kv[2 * r->n] = NULL;
+}
+
+void resource_id_pairs(const struct resource *r, const char *kv[5])
+{
+	kv[0] = "service.instance.id";
+	kv[1] = resource_get(r, "service.instance.id");
+	kv[2] = "process.pid";
+	kv[3] = resource_get(r, "process.pid");
+	kv[4] = NULL;
+}
+
 int resource_detect(struct resource *r, const struct resource_target *t, char *err, size_t errlen)
 {
 	char buf[4096], path[64], exe[1024];

@@ -47,6 +47,11 @@ int resource_detect(struct resource *r, const struct resource_target *t, char *e
 void resource_set(struct resource *r, const char *key, const char *value);
 /* The value of key, or NULL. */
 const char *resource_get(const struct resource *r, const char *key);
+/* Its attributes as key, value, ..., NULL (pointers into r), e.g. for target_info. */
+void resource_pairs(const struct resource *r, const char *kv[2 * RESOURCE_MAX_ATTRS + 1]);
+/* What tells one process's series from another's on a shared endpoint:
+ * service.instance.id and process.pid, as key, value, ..., NULL. */
+void resource_id_pairs(const struct resource *r, const char *kv[5]);
 
 /* Parse OTEL_RESOURCE_ATTRIBUTES syntax into r. 0 or -EINVAL. */
 int resource_parse_attrs(struct resource *r, const char *s);

@@ -32,7 +32,6 @@ struct session {
 	bool debug;                /* print every record to stderr */
 	struct prom_server *prom;  /* not owned */
 	bool prom_per_target;
-	char pid_str[16];
 	const char *prom_labels[5]; /* service.instance.id, process.pid (per target) */
 	struct sink top;           /* the full-screen view, ops NULL otherwise */
 	struct sink tail;          /* --tail's capture, ops NULL otherwise */
@@ -112,11 +111,7 @@ static int publish_info(struct session *s)
 {
 	const char *kv[2 * RESOURCE_MAX_ATTRS + 1];
 
-	for (int i = 0; i < s->resource.n; i++) {
-		kv[2 * i] = s->resource.attrs[i].key;
-		kv[2 * i + 1] = s->resource.attrs[i].value;
-	}
-	kv[2 * s->resource.n] = NULL;
+	resource_pairs(&s->resource, kv);
 	if (s->prom && s->prom_per_target)
 		return prom_server_set_target_info(s->prom, s->t.pid, kv);
 	if (s->prom)
@@ -141,12 +136,7 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 	if (ret)
 		return ret;
 	tt->resource = &s->resource;
-	snprintf(s->pid_str, sizeof(s->pid_str), "%d", (int)s->t.pid);
-	s->prom_labels[0] = "service.instance.id";
-	s->prom_labels[1] = resource_get(&s->resource, "service.instance.id");
-	s->prom_labels[2] = "process.pid";
-	s->prom_labels[3] = s->pid_str;
-	s->prom_labels[4] = NULL;
+	resource_id_pairs(&s->resource, s->prom_labels);
 	ret = publish_info(s);
 	if (ret)
 		snprintf(err, errlen, ret == -ENOSPC ? "the Prometheus endpoint holds %d processes at most" :

@@ -143,9 +143,32 @@ static void test_detect_self(void **state)
 	free(r);
 }
 
+static void test_pairs(void **state)
+{
+	struct resource r = { .n = 0 };
+	const char *kv[2 * RESOURCE_MAX_ATTRS + 1], *id[5];
+
+	(void)state;
+	resource_set(&r, "service.name", "llama-server");
+	resource_set(&r, "process.pid", "42");
+	resource_set(&r, "service.instance.id", "abc");
+	resource_pairs(&r, kv);
+	assert_string_equal(kv[0], "service.name");
+	assert_string_equal(kv[1], "llama-server");
+	assert_string_equal(kv[5], "abc");
+	assert_null(kv[6]);
+	resource_id_pairs(&r, id);
+	assert_string_equal(id[0], "service.instance.id");
+	assert_string_equal(id[1], "abc");
+	assert_string_equal(id[2], "process.pid");
+	assert_string_equal(id[3], "42");
+	assert_null(id[4]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pairs),
 		cmocka_unit_test(test_container_id),
 		cmocka_unit_test(test_pod_uid),
 		cmocka_unit_test(test_parse_attrs),
