@@ -233,6 +233,17 @@ static int add_sinks(struct session *s, const struct session_opts *o, char *err,
 	return 0;
 }
 
+/* Everything a session holds, whatever state it got to (the sinks go with the telemetry). */
+static void session_free(struct session *s)
+{
+	probes_close(s->p);
+	correlator_free(s->corr);
+	telemetry_destroy(&s->tm);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	free(s);
+}
+
 struct session *session_open(const struct target *t, const struct session_opts *o, char *err,
 			     size_t errlen)
 {
@@ -286,12 +297,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 fail:
 	if (s->prom && s->prom_per_target)
 		prom_server_remove_target(s->prom, s->t.pid);
-	probes_close(s->p);
-	correlator_free(s->corr);
-	telemetry_destroy(&s->tm);
-	if (s->pidfd >= 0)
-		close(s->pidfd);
-	free(s);
+	session_free(s);
 	return NULL;
 }
 
@@ -391,10 +397,5 @@ void session_close(struct session *s, const char *reason)
 		prom_server_remove_target(s->prom, s->t.pid);
 	else
 		publish(s);
-	probes_close(s->p);
-	correlator_free(s->corr);
-	telemetry_destroy(&s->tm);
-	if (s->pidfd >= 0)
-		close(s->pidfd);
-	free(s);
+	session_free(s);
 }
