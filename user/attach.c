@@ -151,16 +151,14 @@ static const char *run_loop(struct session *s, const struct attach_opts *o, cons
 	}
 }
 
-int cmd_attach(const struct attach_opts *o)
+struct session_opts attach_session_opts(const struct attach_opts *o,
+				       const struct otlp_config *otlp, enum session_view view)
 {
-	/* top on something that is not a terminal degrades to the plain lines */
-	bool full_screen = o->top && !o->json && isatty(STDOUT_FILENO);
-	struct otlp_config *otlp = calloc(1, sizeof(*otlp));
-	struct session_opts so = {
+	return (struct session_opts){
 		.ringbuf_bytes = o->ringbuf_bytes,
 		.verbose = o->verbose,
 		.debug_events = o->debug_events,
-		.view = o->json ? VIEW_JSON : full_screen ? VIEW_TOP : VIEW_CONSOLE,
+		.view = view,
 		.json_steps = o->json_steps,
 		.out = stdout,
 		.record_path = o->record_path,
@@ -170,6 +168,15 @@ int cmd_attach(const struct attach_opts *o)
 		.otlp = otlp,
 		.target_env = true,
 	};
+}
+
+int cmd_attach(const struct attach_opts *o)
+{
+	/* top on something that is not a terminal degrades to the plain lines */
+	bool full_screen = o->top && !o->json && isatty(STDOUT_FILENO);
+	struct otlp_config *otlp = calloc(1, sizeof(*otlp));
+	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON :
+								full_screen ? VIEW_TOP : VIEW_CONSOLE);
 	struct keys keys = { .raw = false };
 	struct session *s = NULL;
 	struct target *t = calloc(1, sizeof(*t));

@@ -28,6 +28,12 @@ struct attach_opts {
 	struct otlp_cli otlp;   /* --otlp-* flags (the environment is read at start) */
 };
 
+#include "session.h"
+
+/* A session's options from the command line's, with its view and OTLP settings. */
+struct session_opts attach_session_opts(const struct attach_opts *o,
+				       const struct otlp_config *otlp, enum session_view view);
+
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */
 int cmd_attach(const struct attach_opts *o);
 

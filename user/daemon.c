@@ -343,7 +343,7 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 		return -1;
 	}
 	if (preflight_check(err, sizeof(err)) ||
-	    otlp_config_load(&d->otlp, &o->otlp, NULL, err, sizeof(err))) {
+	    otlp_config_load(&d->otlp, &o->trace.otlp, NULL, err, sizeof(err))) {
 		fprintf(stderr, "llmtap: %s\n", err);
 		return -1;
 	}
@@ -351,11 +351,12 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 		fprintf(stderr, "llmtap: OTLP: %s\n", err);
 		return -1;
 	}
-	if (o->prometheus && !(d->prom = prom_server_start(o->prometheus, err, sizeof(err)))) {
+	if (o->trace.prometheus &&
+	    !(d->prom = prom_server_start(o->trace.prometheus, err, sizeof(err)))) {
 		fprintf(stderr, "llmtap: --prometheus: %s\n", err);
 		return -1;
 	}
-	probes_libbpf_log(o->verbose);
+	probes_libbpf_log(o->trace.verbose);
 	d->disc = discover_open(!o->no_exec_watch, err, sizeof(err));
 	if (!d->disc) {
 		fprintf(stderr, "llmtap: %s (--no-exec-watch relies on the /proc rescan alone)\n", err);
@@ -366,21 +367,10 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 
 		epoll_ctl(d->epfd, EPOLL_CTL_ADD, discover_fd(d->disc), &ev);
 	}
-	d->so = (struct session_opts){
-		.ringbuf_bytes = o->ringbuf_bytes,
-		.verbose = o->verbose,
-		.view = o->json ? VIEW_JSON : VIEW_NONE,
-		.json_steps = o->json_steps,
-		.out = stdout,
-		.otlp = &d->otlp,
-		.otlp_exporter = d->exporter,
-		.prom = d->prom,
-		.prom_per_target = true,
-		.target_env = true,
-		.tail_ns = o->tail_ns,
-		.tail_ttft_ns = o->tail_ttft_ns,
-		.tail_dir = o->tail_dir,
-	};
+	d->so = attach_session_opts(&o->trace, &d->otlp, o->trace.json ? VIEW_JSON : VIEW_NONE);
+	d->so.otlp_exporter = d->exporter;
+	d->so.prom = d->prom;
+	d->so.prom_per_target = true;
 	if (health_open(d, err, sizeof(err))) {
 		fprintf(stderr, "llmtap: %s\n", err);
 		return -1;
@@ -391,7 +381,7 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 
 static const char *loop(struct daemon *d)
 {
-	uint64_t start = monotonic_ns(), next_tick = start + d->o->interval_ns, next_scan = start;
+	uint64_t start = monotonic_ns(), next_tick = start + d->o->trace.interval_ns, next_scan = start;
 	pid_t execs[256];
 
 	for (;;) {
@@ -414,9 +404,9 @@ static const char *loop(struct daemon *d)
 			for (int i = 0; i < d->n_targets; i++)
 				session_tick(d->targets[i].s, now);
 			health_tick(d, now, false);
-			next_tick += d->o->interval_ns;
+			next_tick += d->o->trace.interval_ns;
 			if (next_tick <= now)
-				next_tick = now + d->o->interval_ns;
+				next_tick = now + d->o->trace.interval_ns;
 		}
 		for (int i = 0; i < d->n_targets; i++)
 			if (session_target_gone(d->targets[i].s))
@@ -428,7 +418,7 @@ static const char *loop(struct daemon *d)
 			return "output closed";
 		if (attach_stop_signal())
 			return attach_signal_reason(attach_stop_signal());
-		if (d->o->duration_ns && now - start >= d->o->duration_ns)
+		if (d->o->trace.duration_ns && now - start >= d->o->trace.duration_ns)
 			return "duration elapsed";
 	}
 }

@@ -185,10 +185,12 @@ static void parse_otlp(int key, char *arg, struct otlp_cli *c, struct argp_state
 	}
 }
 
-static error_t attach_parse(int key, char *arg, struct argp_state *state)
+/*
+ * The options every tracing command shares (attach, top, record, run, daemon):
+ * into o. ARGP_ERR_UNKNOWN for any other key.
+ */
+static error_t trace_option(int key, char *arg, struct attach_opts *o, struct argp_state *state)
 {
-	struct attach_opts *o = state->input;
-
 	switch (key) {
 	case 'p':
 		if (parse_pid(arg, &o->pid))
@@ -239,6 +241,23 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 	case OPT_OTLP_ENDPOINT ... OPT_OTLP_KEY:
 		parse_otlp(key, arg, &o->otlp, state);
 		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static void check_tail(const struct attach_opts *o, struct argp_state *state)
+{
+	if ((o->tail_ttft_ns || o->tail_dir) && !o->tail_ns)
+		argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
+}
+
+static error_t attach_parse(int key, char *arg, struct argp_state *state)
+{
+	struct attach_opts *o = state->input;
+
+	switch (key) {
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		break;
@@ -247,11 +266,10 @@ static error_t attach_parse(int key, char *arg, struct argp_state *state)
 			argp_error(state, "which process? give --pid PID (e.g. --pid $(pgrep -o llama-server))");
 		if (o->record && !o->record_path)
 			argp_error(state, "where to? give -o FILE (e.g. -o trace.json)");
-		if ((o->tail_ttft_ns || o->tail_dir) && !o->tail_ns)
-			argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
+		check_tail(o, state);
 		break;
 	default:
-		return ARGP_ERR_UNKNOWN;
+		return trace_option(key, arg, o, state);
 	}
 	return 0;
 }
@@ -481,54 +499,14 @@ static error_t daemon_parse(int key, char *arg, struct argp_state *state)
 	case OPT_NO_FREEZE:
 		o->no_freeze = true;
 		break;
-	case 'd':
-		if (parse_duration(arg, &o->duration_ns) || !o->duration_ns)
-			argp_error(state, "--duration: '%s' is not a positive duration (e.g. 30s, 500ms, 5m)", arg);
-		break;
-	case OPT_INTERVAL:
-		if (parse_duration(arg, &o->interval_ns) || o->interval_ns < 10000000ull)
-			argp_error(state, "--interval: '%s' is not a duration of at least 10ms", arg);
-		break;
-	case 'j':
-		o->json = true;
-		break;
-	case OPT_NO_STEPS:
-		o->json_steps = false;
-		break;
-	case OPT_PROMETHEUS:
-		o->prometheus = arg;
-		break;
-	case OPT_RINGBUF:
-		if (parse_size(arg, &o->ringbuf_bytes) || o->ringbuf_bytes < 4096 ||
-		    (o->ringbuf_bytes & (o->ringbuf_bytes - 1)) || o->ringbuf_bytes > (1ul << 30))
-			argp_error(state, "--ringbuf-size: '%s' is not a power of two between 4k and 1G", arg);
-		break;
-	case 'v':
-		o->verbose = true;
-		break;
-	case OPT_TAIL:
-		if (parse_duration(arg, &o->tail_ns) || !o->tail_ns)
-			argp_error(state, "--tail: '%s' is not a positive duration (e.g. 60s)", arg);
-		break;
-	case OPT_TAIL_TTFT:
-		if (parse_duration(arg, &o->tail_ttft_ns) || !o->tail_ttft_ns)
-			argp_error(state, "--tail-ttft: '%s' is not a positive duration (e.g. 2s)", arg);
-		break;
-	case OPT_TAIL_DIR:
-		o->tail_dir = arg;
-		break;
-	case OPT_OTLP_ENDPOINT ... OPT_OTLP_KEY:
-		parse_otlp(key, arg, &o->otlp, state);
-		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		break;
 	case ARGP_KEY_END:
-		if ((o->tail_ttft_ns || o->tail_dir) && !o->tail_ns)
-			argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
+		check_tail(&o->trace, state);
 		break;
-	default:
-		return ARGP_ERR_UNKNOWN;
+	default: /* what it shares with attach (its table offers only some of those) */
+		return trace_option(key, arg, &o->trace, state);
 	}
 	return 0;
 }
@@ -539,14 +517,13 @@ static int run_daemon(int argc, char **argv)
 					  sizeof(attach_options) / sizeof(attach_options[0])];
 	static const struct argp argp = { options, daemon_parse, NULL, daemon_doc, NULL, NULL, NULL };
 	struct daemon_opts o = {
-		.interval_ns = 1000000000ull,
+		.trace = attach_defaults(),
 		.rescan_ns = 2000000000ull,
 		.max_targets = 32,
-		.ringbuf_bytes = 1u << 20,
-		.json_steps = true,
 	};
 	size_t n = 0;
 
+	o.trace.ringbuf_bytes = 1u << 20; /* per process; there may be many */
 	/* the daemon's own options, then attach's OpenTelemetry group */
 	for (size_t i = 0; daemon_options[i].name || daemon_options[i].key; i++)
 		options[n++] = daemon_options[i];
@@ -601,23 +578,10 @@ static error_t run_parse(int key, char *arg, struct argp_state *state)
 		if (!r->argv)
 			argp_error(state, "which program? give it after --, e.g. "
 					  "llmtap run -- llama-server -m model.gguf");
-		if ((r->o.tail_ttft_ns || r->o.tail_dir) && !r->o.tail_ns)
-			argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
-		break;
-	case 'p':
-		argp_error(state, "run starts its program: no --pid");
+		check_tail(&r->o, state);
 		break;
 	default:
-		if (key == ARGP_KEY_INIT || key == ARGP_KEY_SUCCESS || key == ARGP_KEY_FINI ||
-		    key == ARGP_KEY_ERROR || key == ARGP_KEY_NO_ARGS || key == ARGP_KEY_ARGS)
-			return ARGP_ERR_UNKNOWN;
-		state->input = &r->o;
-		{
-			error_t e = attach_parse(key, arg, state);
-
-			state->input = r;
-			return e;
-		}
+		return trace_option(key, arg, &r->o, state);
 	}
 	return 0;
 }

@@ -238,20 +238,7 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 	char (*files)[4096] = calloc(MAX_FILES, sizeof(*files));
 	const char *paths[MAX_FILES];
 	struct target *t = calloc(1, sizeof(*t));
-	struct session_opts so = {
-		.ringbuf_bytes = o->ringbuf_bytes,
-		.verbose = o->verbose,
-		.debug_events = o->debug_events,
-		.view = o->json ? VIEW_JSON : VIEW_CONSOLE,
-		.json_steps = o->json_steps,
-		.out = stdout,
-		.record_path = o->record_path,
-		.tail_ns = o->tail_ns,
-		.tail_ttft_ns = o->tail_ttft_ns,
-		.tail_dir = o->tail_dir,
-		.otlp = otlp,
-		.target_env = true,
-	};
+	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON : VIEW_CONSOLE);
 	char exe[PATH_MAX], err[2048], reason[128], comm[16];
 	struct session *s = NULL;
 	int n, status, ret = 1;
