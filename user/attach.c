@@ -31,6 +31,15 @@ static void on_usr1(int sig)
 	dump_signal = sig;
 }
 
+void attach_install_dump_signal(void)
+{
+	struct sigaction sa = { .sa_handler = on_usr1 };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL); /* dump the tail capture (and never die of a stray USR1) */
+	signal(SIGPIPE, SIG_IGN);
+}
+
 void attach_install_signals(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -39,9 +48,13 @@ void attach_install_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = on_usr1; /* dump the tail capture (and never die of a stray USR1) */
-	sigaction(SIGUSR1, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	attach_install_dump_signal();
+}
+
+void attach_dump_on_signal(struct session *s)
+{
+	if (attach_take_dump_signal() && !session_dump_tail(s, "SIGUSR1"))
+		fprintf(stderr, "llmtap: SIGUSR1: no --tail capture to write\n");
 }
 
 int attach_stop_signal(void)
@@ -130,18 +143,13 @@ static const char *run_loop(struct session *s, const struct attach_opts *o, cons
 			fprintf(stderr, "llmtap: reading the ring buffer failed: %s\n", strerror(-n));
 			return "ring buffer error";
 		}
-		if (now >= next_tick) {
+		if (tm_tick_due(now, &next_tick, o->interval_ns))
 			session_tick(s, now);
-			next_tick += o->interval_ns;
-			if (next_tick <= now)
-				next_tick = now + o->interval_ns;
-		}
 		if (ferror(stdout))
 			return "output closed";
 		if (k->raw && read_keys(s))
 			return "quit (q)";
-		if (attach_take_dump_signal() && !session_dump_tail(s, "SIGUSR1"))
-			fprintf(stderr, "llmtap: SIGUSR1: no --tail capture to write\n");
+		attach_dump_on_signal(s);
 		if (stop_signal)
 			return attach_signal_reason(stop_signal);
 		if (o->duration_ns && now - start >= o->duration_ns)

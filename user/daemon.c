@@ -400,13 +400,10 @@ static const char *loop(struct daemon *d)
 			rescan(d);
 			next_scan = now + d->o->rescan_ns;
 		}
-		if (now >= next_tick) {
+		if (tm_tick_due(now, &next_tick, d->o->trace.interval_ns)) {
 			for (int i = 0; i < d->n_targets; i++)
 				session_tick(d->targets[i].s, now);
 			health_tick(d, now, false);
-			next_tick += d->o->trace.interval_ns;
-			if (next_tick <= now)
-				next_tick = now + d->o->trace.interval_ns;
 		}
 		for (int i = 0; i < d->n_targets; i++)
 			if (session_target_gone(d->targets[i].s))

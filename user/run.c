@@ -30,7 +30,7 @@
 #define POLL_MS 100
 #define MAX_FILES 64
 
-static volatile sig_atomic_t child_pid, dump_requested;
+static volatile sig_atomic_t child_pid;
 
 /* Signals someone sent llmtap go on to the program; the terminal's reach both already. */
 static void forward(int sig, siginfo_t *si, void *uc)
@@ -38,12 +38,6 @@ static void forward(int sig, siginfo_t *si, void *uc)
 	(void)uc;
 	if (si->si_code <= 0 && child_pid > 0) /* SI_USER, SI_QUEUE, SI_TKILL: a process sent it */
 		kill((pid_t)child_pid, sig);
-}
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	dump_requested = 1;
 }
 
 static void install_forwarding(void)
@@ -54,9 +48,7 @@ static void install_forwarding(void)
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, NULL);
-	sa = (struct sigaction){ .sa_handler = on_usr1, .sa_flags = SA_RESTART };
-	sigaction(SIGUSR1, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	attach_install_dump_signal(); /* SIGUSR1 stays llmtap's */
 }
 
 int run_parse_ldd(const char *text, char (*paths)[4096], int max)
@@ -208,15 +200,9 @@ static int trace_until_exit(struct session *s, const struct attach_opts *o, pid_
 
 		session_poll(s, POLL_MS);
 		now = monotonic_ns();
-		if (now >= next_tick) {
+		if (tm_tick_due(now, &next_tick, o->interval_ns))
 			session_tick(s, now);
-			next_tick = now + o->interval_ns;
-		}
-		if (dump_requested) {
-			dump_requested = 0;
-			if (!session_dump_tail(s, "SIGUSR1"))
-				fprintf(stderr, "llmtap: SIGUSR1: no --tail capture to write\n");
-		}
+		attach_dump_on_signal(s);
 		w = waitpid(pid, &status, WNOHANG);
 		if (w == pid) {
 			if (WIFSIGNALED(status))

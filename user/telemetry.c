@@ -5,6 +5,16 @@
 #include <string.h>
 #include <time.h>
 
+bool tm_tick_due(uint64_t now_ns, uint64_t *next_ns, uint64_t interval_ns)
+{
+	if (now_ns < *next_ns)
+		return false;
+	*next_ns += interval_ns;
+	if (*next_ns <= now_ns)
+		*next_ns = now_ns + interval_ns;
+	return true;
+}
+
 uint64_t monotonic_ns(void)
 {
 	struct timespec ts;

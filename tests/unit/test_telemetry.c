@@ -746,9 +746,25 @@ static void test_console_sink(void **state)
 	free(tm);
 }
 
+static void test_tick_due(void **state)
+{
+	uint64_t next = 1000;
+
+	(void)state;
+	assert_false(tm_tick_due(999, &next, 100));
+	assert_int_equal(next, 1000);
+	assert_true(tm_tick_due(1000, &next, 100)); /* on time: the next one interval on */
+	assert_int_equal(next, 1100);
+	assert_true(tm_tick_due(1150, &next, 100)); /* a little late: the cadence holds */
+	assert_int_equal(next, 1200);
+	assert_true(tm_tick_due(1500, &next, 100)); /* far behind: no burst of catch-up ticks */
+	assert_int_equal(next, 1600);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tick_due),
 		cmocka_unit_test(test_batch_class),
 		cmocka_unit_test(test_sinks_called),
 		cmocka_unit_test(test_partial_sink),
