@@ -82,7 +82,7 @@ struct daemon {
 struct health {
 	struct metrics m;
 	struct metrics prev;           /* delta temporality: the last export */
-	uint64_t prev_ns, next_export_ns;
+	struct otlp_metric_export mx;
 	struct resource res;
 	struct otlp_idgen ids;
 	struct otlp_stats reported;
@@ -277,6 +277,7 @@ static int health_open(struct daemon *d, char *err, size_t errlen)
 		return -EINVAL;
 	resource_set(&h->res, "service.name", "llmtap"); /* whatever names the targets */
 	otlp_idgen_init(&h->ids);
+	h->mx.prev = &h->prev;
 	resource_id_pairs(&h->res, h->labels);
 	resource_pairs(&h->res, kv);
 	/* id 0 on the endpoint: no traced process has pid 0 */
@@ -292,10 +293,6 @@ static void health_tick(struct daemon *d, uint64_t now, bool final)
 {
 	struct health *h = d->health;
 	struct otlp_encode_ctx ctx = { &h->res, "", &h->ids, realtime_offset_ns() };
-	uint8_t *buf;
-	size_t len;
-	uint32_t n;
-
 	metrics_set(&h->m, M_DAEMON_TARGETS, d->n_targets, now, NULL);
 	metrics_add_total(&h->m, M_DAEMON_ATTACHES, d->attached, &h->last_attached, now, "outcome",
 			  "attached", NULL);
@@ -312,22 +309,9 @@ static void health_tick(struct daemon *d, uint64_t now, bool final)
 	}
 	if (d->prom)
 		prom_server_publish_target(d->prom, 0, h->labels, &h->m);
-	if (!d->exporter || !d->otlp.signal[OTLP_METRICS].enabled)
-		return;
-	if (!h->next_export_ns)
-		h->next_export_ns = now + d->otlp.metric_interval_ms * 1000000ull;
-	if (!final && now < h->next_export_ns)
-		return;
-	h->next_export_ns = now + d->otlp.metric_interval_ms * 1000000ull;
-	if (otlp_encode_metrics(&ctx, &h->m, d->otlp.delta ? &h->prev : NULL, h->prev_ns, now,
-				&buf, &len, &n))
-		return;
-	if (d->otlp.delta) {
-		h->prev = h->m;
-		h->prev_ns = now;
-	}
-	otlp_exporter_submit(d->exporter, OTLP_METRICS, buf, len, n, !d->otlp.delta,
-			     (uintptr_t)h);
+	if (d->exporter)
+		otlp_export_metrics(d->exporter, &d->otlp, &ctx, &h->m, &h->mx, now, final,
+				    (uintptr_t)h);
 }
 
 static int setup(struct daemon *d, const struct daemon_opts *o)

@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+#include "telemetry.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
 #define BACKOFF_INITIAL_MS 1000
@@ -66,6 +67,37 @@ void otlp_print_stats(FILE *out, const struct otlp_stats *st)
 		(unsigned long long)t->requests, (unsigned long long)m->requests,
 		(unsigned long long)dt, (unsigned long long)dm,
 		(unsigned long long)(t->failures + m->failures));
+}
+
+void otlp_export_metrics(struct otlp_exporter *e, const struct otlp_config *c,
+			 const struct otlp_encode_ctx *ctx, const struct metrics *m,
+			 struct otlp_metric_export *x, uint64_t now_ns, bool final, uintptr_t key)
+{
+	uint64_t interval = c->metric_interval_ms * 1000000ull;
+	uint8_t *buf;
+	size_t len;
+	uint32_t n;
+
+	if (!c->signal[OTLP_METRICS].enabled)
+		return;
+	if (!x->next_ns)
+		x->next_ns = now_ns + interval;
+	if (!final && !tm_tick_due(now_ns, &x->next_ns, interval))
+		return;
+	if (otlp_encode_metrics(ctx, m, c->delta ? x->prev : NULL, x->prev_ns, now_ns, &buf, &len,
+				&n)) {
+		otlp_exporter_count_drop(e, OTLP_METRICS, OTLP_DROP_FAILED, (uint64_t)m->n_points);
+		return;
+	}
+	if (c->delta) {
+		*x->prev = *m;
+		x->prev_ns = now_ns;
+		if (!n) { /* nothing changed */
+			free(buf);
+			return;
+		}
+	}
+	otlp_exporter_submit(e, OTLP_METRICS, buf, len, n, !c->delta, key);
 }
 
 const char *otlp_drop_name(enum otlp_drop why)

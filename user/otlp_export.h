@@ -14,7 +14,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "metrics.h"
 #include "otlp_config.h"
+#include "otlp_encode.h"
 
 enum otlp_drop {
 	OTLP_DROP_QUEUE_FULL = 0, /* the queue was full when it was produced */
@@ -69,6 +71,23 @@ void otlp_exporter_stats(struct otlp_exporter *e, struct otlp_stats *st);
 void otlp_exporter_shutdown(struct otlp_exporter *e, uint64_t timeout_ms, struct otlp_stats *st);
 
 const char *otlp_drop_name(enum otlp_drop why);
+
+/* Where one source of metrics is with its exports. */
+struct otlp_metric_export {
+	struct metrics *prev; /* delta temporality: what the last export held (the caller's) */
+	uint64_t prev_ns;
+	uint64_t next_ns;     /* the next export is due (0: not scheduled yet) */
+};
+
+/*
+ * Every OTEL_METRIC_EXPORT_INTERVAL (and when final): m's points, under ctx's
+ * resource, to the sender; cumulative ones replace what the same key still has
+ * waiting, an unchanged delta sends nothing. A body that cannot be packed is
+ * counted as dropped.
+ */
+void otlp_export_metrics(struct otlp_exporter *e, const struct otlp_config *c,
+			 const struct otlp_encode_ctx *ctx, const struct metrics *m,
+			 struct otlp_metric_export *x, uint64_t now_ns, bool final, uintptr_t key);
 
 /* One line: what was exported and dropped, and the failed attempts (at the end). */
 void otlp_print_stats(FILE *out, const struct otlp_stats *st);

@@ -26,9 +26,7 @@ struct otlp_sink {
 	uint64_t batch_since_ns;
 	uint64_t engine_events;
 	/* metrics */
-	uint64_t next_metrics_ns;
-	struct metrics *prev; /* delta: what the last export held */
-	uint64_t prev_ns;
+	struct otlp_metric_export mx; /* mx.prev: allocated for delta temporality */
 	struct otlp_stats reported; /* health already added to the metric model */
 	struct otlp_stats final;    /* the exporter's counts when it stopped */
 	bool finished;
@@ -113,30 +111,13 @@ static void otlp_engine_event(void *self, const struct engine_event *e, int64_t 
 		 e->ts_ns + e->duration_ns);
 }
 
-static void export_metrics(struct otlp_sink *o, const struct tm_snapshot *snap)
+static void export_metrics(struct otlp_sink *o, const struct tm_snapshot *snap, bool final)
 {
-	uint8_t *buf;
-	size_t len;
-	uint32_t n;
-
-	if (!o->cfg.signal[OTLP_METRICS].enabled || !snap->metrics)
+	if (!snap->metrics)
 		return;
 	o->ctx.realtime_offset_ns = snap->realtime_offset_ns;
-	if (otlp_encode_metrics(&o->ctx, snap->metrics, o->cfg.delta ? o->prev : NULL, o->prev_ns,
-				snap->now_ns, &buf, &len, &n)) {
-		otlp_exporter_count_drop(o->exp, OTLP_METRICS, OTLP_DROP_FAILED,
-					 (uint64_t)snap->metrics->n_points);
-		return;
-	}
-	if (o->cfg.delta) {
-		*o->prev = *snap->metrics;
-		o->prev_ns = snap->now_ns;
-	}
-	if (!n && o->cfg.delta) { /* nothing changed */
-		free(buf);
-		return;
-	}
-	otlp_exporter_submit(o->exp, OTLP_METRICS, buf, len, n, !o->cfg.delta, (uintptr_t)o);
+	otlp_export_metrics(o->exp, &o->cfg, &o->ctx, snap->metrics, &o->mx, snap->now_ns, final,
+			    (uintptr_t)o);
 }
 
 static void otlp_interval(void *self, const struct tm_snapshot *snap)
@@ -145,14 +126,7 @@ static void otlp_interval(void *self, const struct tm_snapshot *snap)
 
 	if (o->n_batch && snap->now_ns - o->batch_since_ns >= ms_ns(o->cfg.schedule_delay_ms))
 		flush_spans(o);
-	if (!o->next_metrics_ns)
-		o->next_metrics_ns = snap->now_ns + ms_ns(o->cfg.metric_interval_ms);
-	if (snap->now_ns >= o->next_metrics_ns) {
-		export_metrics(o, snap);
-		o->next_metrics_ns += ms_ns(o->cfg.metric_interval_ms);
-		if (o->next_metrics_ns <= snap->now_ns)
-			o->next_metrics_ns = snap->now_ns + ms_ns(o->cfg.metric_interval_ms);
-	}
+	export_metrics(o, snap, false);
 }
 
 /* The final flush: what is batched, the metrics as they end, then the queue until the deadline. */
@@ -164,7 +138,7 @@ static void otlp_summary(void *self, const struct tm_snapshot *snap)
 	if (o->finished)
 		return;
 	flush_spans(o);
-	export_metrics(o, snap);
+	export_metrics(o, snap, true);
 	o->finished = true;
 	if (o->shared)
 		return; /* the owner flushes the sender */
@@ -181,7 +155,7 @@ static void otlp_destroy(void *self)
 	if (!o->shared)
 		otlp_exporter_shutdown(o->exp, 0, NULL);
 	free(o->batch);
-	free(o->prev);
+	free(o->mx.prev);
 	free(o);
 }
 
@@ -201,7 +175,7 @@ int sink_otlp_new(const struct otlp_config *c, struct otlp_exporter *shared, str
 
 	if (!o || !(o->batch = calloc(c->max_export_batch ? c->max_export_batch : 1,
 				      sizeof(*o->batch))) ||
-	    (c->delta && !(o->prev = calloc(1, sizeof(*o->prev))))) {
+	    (c->delta && !(o->mx.prev = calloc(1, sizeof(*o->mx.prev))))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -218,7 +192,7 @@ int sink_otlp_new(const struct otlp_config *c, struct otlp_exporter *shared, str
 fail:
 	if (o) {
 		free(o->batch);
-		free(o->prev);
+		free(o->mx.prev);
 	}
 	free(o);
 	return -ENOMEM;
