@@ -58,7 +58,7 @@ $(OUTPUT)/%.o: user/%.c $(wildcard user/*.h) include/*.h $(SKELS) $(PB_HDRS) | $
 llmtap: $(USER_OBJS)
 	$(CC) $(CFLAGS) $^ $(LIBS) -o $@
 
-$(OUTPUT)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(OUTPUT)/tests
+$(OUTPUT)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJS) | $(OUTPUT)/tests
 	$(CC) $(CFLAGS) $(INCLUDES) $< $(LIB_OBJS) $(LIBS) -lcmocka -o $@
 
 unit: $(UNIT_BINS)

@@ -19,7 +19,7 @@ import harness
 from harness import LlamaServer, Tracer, check, check_eq, test, wait_until
 from otlp_receiver import OtlpReceiver
 from test_attach import llmtap_bpf_programs
-from test_requests import chat, completion
+from test_requests import by_port, chat, completion
 
 CTR_DIR = "/mnt/llmtap-ctr"  # exists only inside the namespaced server's mount namespace
 
@@ -58,13 +58,13 @@ def server_pid(srv):
     return find()
 
 
-def requests_by_port(d):
-    out = {}
-    for r in d.records("request"):
-        port = r["attributes"]["client.port"]
-        check(port not in out, f"two requests on client port {port} (a target traced twice?)")
-        out[port] = r
-    return out
+def stop_all(d, *servers):
+    """The finally of every test here: the daemon (or run) first, then the servers left."""
+    if d and d.proc.poll() is None:
+        d.stop(signal.SIGKILL)
+    for srv in servers:
+        if srv and srv.proc.poll() is None:
+            srv.stop()
 
 
 def check_calls(calls, reqs, pid):
@@ -104,7 +104,7 @@ def daemon_traces_three_servers_each_under_its_own_resource():
             calls[pid] = [completion(srv, 4000 + pid % 97 * 10 + i, 3 + i, i % 2 == 1) for i in range(3)] + \
                          [chat(srv, 4500 + pid % 97 * 10 + i, 4, i == 1) for i in range(2)]
         time.sleep(1.2)
-        reqs = requests_by_port(d)
+        reqs = by_port(d)
         for pid, cs in calls.items():
             check_calls(cs, reqs, pid)
         check_eq(len([r for r in reqs.values() if r["kind"] in ("chat", "completion")]), 15,
@@ -126,11 +126,7 @@ def daemon_traces_three_servers_each_under_its_own_resource():
         check_eq(a.get("/health")[0], 200, "server a serves on")
         check_eq(b.get("/health")[0], 200, "server b serves on")
     finally:
-        if d and d.proc.poll() is None:
-            d.stop(signal.SIGKILL)
-        for srv in (a, b, c):
-            if srv and srv.proc.poll() is None:
-                srv.stop()
+        stop_all(d, a, b, c)
         rx.stop()
 
     # the daemon's own health, under its own resource
@@ -189,7 +185,7 @@ def daemon_reattaches_a_restarted_server_and_selects():
         wait_until(lambda: a2.pid in attached_pids(d), 20, "the daemon to attach to the restarted server")
         second = completion(a2, 4801, 4, False)
         time.sleep(1.0)
-        reqs = requests_by_port(d)
+        reqs = by_port(d)
         check_calls([first], reqs, a.pid)
         check_calls([second], reqs, a2.pid)
         check(other.pid not in {r["pid"] for r in reqs.values()}, "the unselected server is not traced")
@@ -210,11 +206,7 @@ def daemon_reattaches_a_restarted_server_and_selects():
         wait_until(lambda: not llmtap_bpf_programs(), 10, "no llmtap programs left")
         check_eq(other.get("/health")[0], 200, "the other server serves on")
     finally:
-        if d and d.proc.poll() is None:
-            d.stop(signal.SIGKILL)
-        for srv in (a, a2, other):
-            if srv and srv.proc.poll() is None:
-                srv.stop()
+        stop_all(d, a, a2, other)
 
 
 def run_server(port, np=2, ctx=2048, extra=()):
@@ -265,7 +257,7 @@ def run_traces_from_the_first_instruction():
     attach = r.records("attach")[0]
     check_eq(attach["comm"], "llama-server", "the program's name, not llmtap's")
     check_eq(attach["resource"]["process.executable.path"], harness.SERVER_SHARED, "its executable")
-    reqs = requests_by_port(r)
+    reqs = by_port(r)
     check_calls(calls, reqs, attach["pid"])
     server = attach["pid"]
     r.proc.send_signal(signal.SIGTERM)  # forwarded: the server shuts down, llmtap follows
@@ -323,8 +315,7 @@ def daemon_memory_is_bounded_and_freed_on_detach():
               f"memory is given back on detach (after cycle 1: {sizes[0][1]} KiB, after 4: {sizes[-1][1]} KiB)")
         check_eq(d.stop(signal.SIGTERM), 0, "daemon exit code")
     finally:
-        if d.proc.poll() is None:
-            d.stop(signal.SIGKILL)
+        stop_all(d)
 
 
 @test
@@ -353,8 +344,5 @@ def daemon_tail_capture_per_target():
             for c in cs:
                 check_eq(reqs[c.port]["args"]["output_tokens"], c.timings["predicted_n"], "tokens")
     finally:
-        if d and d.proc.poll() is None:
-            d.stop(signal.SIGKILL)
-        a.stop()
-        b.stop()
+        stop_all(d, a, b)
         shutil.rmtree(out, ignore_errors=True)

@@ -12,21 +12,7 @@
 #include <string.h>
 
 #include "metrics.h"
-
-static struct metrics *new_metrics(void)
-{
-	/* METRIC_MAX_POINTS points: too big for the stack */
-	struct metrics *m = calloc(1, sizeof(*m));
-
-	assert_non_null(m);
-	return m;
-}
-
-static void assert_contains(const char *hay, const char *needle)
-{
-	if (!strstr(hay, needle))
-		fail_msg("missing %s in: %s", needle, hay);
-}
+#include "unit.h"
 
 static void test_instrument_table(void **state)
 {

@@ -20,24 +20,10 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "unit.h"
 #include "prom.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-static struct metrics *new_metrics(void)
-{
-	/* METRIC_MAX_POINTS points: too big for the stack */
-	struct metrics *m = calloc(1, sizeof(*m));
-
-	assert_non_null(m);
-	return m;
-}
-
-static void assert_contains(const char *hay, const char *needle)
-{
-	if (!strstr(hay, needle))
-		fail_msg("missing \"%s\" in:\n%s", needle, hay);
-}
 
 static int count_of(const char *hay, const char *needle)
 {
