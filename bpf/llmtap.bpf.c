@@ -49,6 +49,12 @@ struct entry {
 	__u32 has_batch;
 	__u32 call_depth; /* timed calls in flight: only the outermost is recorded */
 	struct llmtap_call_event call;
+	/* the sampler call in flight: the token exists when it returns */
+	__u64 sample_ns;
+	__s32 sample_idx;
+	__s32 sample_seq;
+	__u32 sample_flags;
+	__u32 sample_depth;
 };
 
 struct scan_buf {
@@ -324,43 +330,91 @@ static __always_inline struct entry *thread_entry(bool create)
 /*
  * common_sampler_sample(gsmpl, ctx, idx, ...) or llama_sampler_sample(smpl, ctx, idx)
  * entry: one token is being sampled from output idx of the last batch this
- * thread decoded. An entry probe alone is enough (the token id is never
- * exported) and costs half of an entry + return pair on this hot path.
+ * thread decoded; its sequence is read now, while that batch is certainly
+ * alive. op LLMTAP_SAMPLE_AT_RETURN (common_sampler_sample): the record goes
+ * out when the call returns and the token exists, which is where a request's
+ * first token is timed (llama-server times the end of its prompt there too).
+ * llama_sampler_sample accepts the token inside, which can throw, so it has
+ * no return probe: its record goes out at entry.
  */
-static __always_inline int sample_enter(struct pt_regs *ctx)
+static __always_inline void sample_finish(struct llmtap_sample_event *ev, __u64 start_ns,
+					  __u64 end_ns, __s32 idx, __s32 seq, __u32 flags)
 {
-	struct llmtap_sample_event *ev;
-	struct entry *e = thread_entry(false);
-	__u64 id = bpf_get_current_pid_tgid(), ptr = 0;
-	__s32 idx = (__s32)PT_REGS_PARM3(ctx), seq = -1;
+	__u64 id = bpf_get_current_pid_tgid();
 
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev) {
-		stat_inc(LLMTAP_STAT_RB_LOST);
-		return 0;
-	}
 	ev->hdr.version = LLMTAP_EVENT_VERSION;
 	ev->hdr.kind = LLMTAP_EV_SAMPLE;
 	ev->hdr.size = sizeof(*ev);
 	ev->pid = id >> 32;
 	ev->tid = (__u32)id;
-	ev->ctx = PT_REGS_PARM2(ctx);
-	ev->ts_ns = bpf_ktime_get_ns();
+	ev->start_ns = start_ns;
+	ev->end_ns = end_ns;
+	ev->idx = idx;
+	ev->seq_id = seq;
 	ev->token = -1;
-	ev->flags = 0;
+	ev->flags = flags;
+}
+
+static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op)
+{
+	struct entry *e = thread_entry(op == LLMTAP_SAMPLE_AT_RETURN);
+	__s32 idx = (__s32)PT_REGS_PARM3(ctx), seq = -1;
+	struct llmtap_sample_event *ev;
+	__u64 now, ptr = 0;
+	__u32 flags = 0;
+
+	if (op == LLMTAP_SAMPLE_AT_RETURN && (!e || e->sample_depth++))
+		return 0; /* only the outermost sampler call is a token */
 	if (e && idx < 0) /* counted from the end of the batch */
 		idx += e->b.n_tokens;
-	ev->idx = idx;
 	if (!e || !e->has_batch || idx < 0 || idx >= e->b.n_tokens) {
-		ev->flags |= LLMTAP_SAMPLE_NO_BATCH;
+		flags |= LLMTAP_SAMPLE_NO_BATCH;
 	} else if (!e->b.seq_id) {
 		seq = 0;
 	} else if (bpf_probe_read_user(&ptr, sizeof(ptr), (const void *)(e->b.seq_id + (__u64)idx * 8)) ||
 		   bpf_probe_read_user(&seq, sizeof(seq), (const void *)ptr)) {
 		seq = -1;
-		ev->flags |= LLMTAP_SAMPLE_READ_ERR;
+		flags |= LLMTAP_SAMPLE_READ_ERR;
 	}
-	ev->seq_id = seq;
+	now = bpf_ktime_get_ns();
+	if (op == LLMTAP_SAMPLE_AT_RETURN) {
+		if (e) {
+			e->sample_idx = idx;
+			e->sample_seq = seq;
+			e->sample_flags = flags;
+			e->sample_ns = now;
+		}
+		return 0;
+	}
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(LLMTAP_STAT_RB_LOST);
+		return 0;
+	}
+	sample_finish(ev, now, now, idx, seq, flags);
+	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
+}
+
+static __always_inline int sample_exit(struct pt_regs *ctx)
+{
+	__u64 end_ns = bpf_ktime_get_ns();
+	struct entry *e = thread_entry(false);
+	struct llmtap_sample_event *ev;
+
+	if (!e || !e->sample_depth) {
+		stat_inc(LLMTAP_STAT_ENTRY_LOST);
+		return 0;
+	}
+	if (--e->sample_depth)
+		return 0;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(LLMTAP_STAT_RB_LOST);
+		return 0;
+	}
+	sample_finish(ev, e->sample_ns, end_ns, e->sample_idx, e->sample_seq, e->sample_flags);
+	ev->token = (__s32)PT_REGS_RC(ctx);
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
@@ -559,16 +613,26 @@ static __always_inline void read_cstr(char *dst, __u32 cap, __u64 src, __u32 *le
 		dst[0] = '\0';
 }
 
-/* op: enum llmtap_call_op */
-static __always_inline int call_enter(struct pt_regs *ctx, __u32 op)
+/* The record's own fields: who, when it ended, what it returned. */
+static __always_inline void call_finish(struct llmtap_call_event *ev, __u64 end_ns, long ret)
 {
-	struct entry *e = thread_entry(true);
-	struct llmtap_call_event *c;
+	__u64 id = bpf_get_current_pid_tgid();
+
+	ev->hdr.version = LLMTAP_EVENT_VERSION;
+	ev->hdr.kind = LLMTAP_EV_CALL;
+	ev->hdr.size = sizeof(*ev);
+	ev->pid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->end_ns = end_ns;
+	ev->ret = ret;
+	ev->_pad = 0;
+}
+
+/* What a call's entry knows: op's arguments. */
+static __always_inline void call_fill(struct pt_regs *ctx, struct llmtap_call_event *c, __u32 op)
+{
 	__u64 params;
 
-	if (!e || e->call_depth++)
-		return 0;
-	c = &e->call;
 	c->op = op;
 	c->seq = -1;
 	c->handle = PT_REGS_PARM1(ctx);
@@ -616,15 +680,41 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 op)
 		break;
 	}
 	c->start_ns = bpf_ktime_get_ns();
+}
+
+/*
+ * op: enum llmtap_call_op. llama_tokenize and common_sampler_init can throw a
+ * C++ exception out of the call, which cannot unwind through a return probe's
+ * trampoline (the target would abort): they are recorded at entry, untimed.
+ */
+static __always_inline int call_enter(struct pt_regs *ctx, __u32 op)
+{
+	struct llmtap_call_event *ev;
+	struct entry *e;
+
+	if (op == LLMTAP_CALL_TOKENIZE || op == LLMTAP_CALL_SAMPLER_INIT) {
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+		if (!ev) {
+			stat_inc(LLMTAP_STAT_RB_LOST);
+			return 0;
+		}
+		call_fill(ctx, ev, op);
+		call_finish(ev, ev->start_ns, 0);
+		bpf_ringbuf_submit(ev, wakeup_flags());
+		return 0;
+	}
+	e = thread_entry(true);
+	if (!e || e->call_depth++)
+		return 0;
+	call_fill(ctx, &e->call, op);
 	return 0;
 }
 
 static __always_inline int call_exit(struct pt_regs *ctx)
 {
-	long ret = (long)PT_REGS_RC(ctx);
 	struct entry *e = thread_entry(false);
 	struct llmtap_call_event *ev;
-	__u64 end = bpf_ktime_get_ns(), id = bpf_get_current_pid_tgid();
+	__u64 end = bpf_ktime_get_ns();
 
 	if (!e || !e->call_depth) {
 		stat_inc(LLMTAP_STAT_ENTRY_LOST);
@@ -638,14 +728,7 @@ static __always_inline int call_exit(struct pt_regs *ctx)
 		return 0;
 	}
 	__builtin_memcpy(ev, &e->call, sizeof(*ev));
-	ev->hdr.version = LLMTAP_EVENT_VERSION;
-	ev->hdr.kind = LLMTAP_EV_CALL;
-	ev->hdr.size = sizeof(*ev);
-	ev->pid = id >> 32;
-	ev->tid = (__u32)id;
-	ev->end_ns = end;
-	ev->ret = ret;
-	ev->_pad = 0;
+	call_finish(ev, end, (long)PT_REGS_RC(ctx));
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
@@ -662,7 +745,7 @@ int probe_enter(struct pt_regs *ctx)
 	case LLMTAP_P_STEP:
 		return step_enter(ctx, op);
 	case LLMTAP_P_SAMPLE:
-		return sample_enter(ctx);
+		return sample_enter(ctx, op);
 	case LLMTAP_P_KV:
 		return kv_enter(ctx, op);
 	case LLMTAP_P_SERVER:
@@ -681,6 +764,8 @@ int probe_exit(struct pt_regs *ctx)
 	switch (bpf_get_attach_cookie(ctx) >> 32) {
 	case LLMTAP_P_STEP:
 		return step_exit(ctx);
+	case LLMTAP_P_SAMPLE:
+		return sample_exit(ctx);
 	case LLMTAP_P_SERVER: /* get_new_id */
 		return new_id_exit(ctx);
 	case LLMTAP_P_HTTP: /* process_request */

@@ -11,7 +11,7 @@
 #include <linux/types.h>
 #endif
 
-#define LLMTAP_EVENT_VERSION 1
+#define LLMTAP_EVENT_VERSION 2
 
 /* llama.cpp limits (src/llama-cparams.h: LLAMA_MAX_SEQ) */
 #define LLMTAP_MAX_SEQ 256
@@ -115,12 +115,18 @@ struct llmtap_sample_event {
 	struct llmtap_hdr hdr;
 	__u32 pid;
 	__u32 tid;
-	__u64 ctx;
-	__u64 ts_ns;
-	__s32 idx;    /* output index in the last batch this thread decoded */
-	__s32 seq_id; /* that output's sequence, -1 when unknown */
-	__s32 token;  /* -1: not read (the probe is on entry) */
-	__u32 flags;  /* LLMTAP_SAMPLE_* */
+	__u64 start_ns; /* the sampler call's entry */
+	__u64 end_ns;   /* its return: the token exists from here */
+	__s32 idx;      /* output index in the last batch this thread decoded */
+	__s32 seq_id;   /* that output's sequence, -1 when unknown */
+	__s32 token;    /* the sampled token; -1 when recorded at entry */
+	__u32 flags;    /* LLMTAP_SAMPLE_* */
+};
+
+/* the sample probe's op (its cookie's low half) */
+enum llmtap_sample_op {
+	LLMTAP_SAMPLE_AT_ENTRY = 0,  /* llama_sampler_sample: recorded at entry */
+	LLMTAP_SAMPLE_AT_RETURN = 1, /* common_sampler_sample: entry + return */
 };
 
 enum llmtap_sample_flags {

@@ -321,7 +321,7 @@ static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 	if (t->phase == TASK_PREFILL)
 		t->phase = TASK_GENERATE;
 	if (!t->req->span.first_token_ns)
-		t->req->span.first_token_ns = e->ts_ns;
+		t->req->span.first_token_ns = e->end_ns; /* the token exists once sampled */
 }
 
 static void kv_set(struct correlator *c, int seq, int64_t next)
@@ -396,10 +396,8 @@ static void on_call(struct correlator *c, const struct llmtap_call_event *e)
 	case LLMTAP_CALL_TOKENIZE:
 		/* the HTTP thread tokenizes its request's prompt */
 		th = thread_of(c, e->tid, false);
-		if (th && th->req) {
-			th->req->span.tokenize_calls++;
-			th->req->span.tokenize_ns += ee.duration_ns;
-		}
+		if (th && th->req)
+			th->req->span.tokenize_calls++; /* untimed: entry only, see probes.c */
 		return;
 	case LLMTAP_CALL_SEQ_SAVE_FILE:
 	case LLMTAP_CALL_SAVE_FILE:

@@ -202,8 +202,9 @@ void event_print(FILE *out, const struct event *ev)
 		fputc('\n', out);
 		break;
 	case LLMTAP_EV_SAMPLE:
-		fprintf(out, "sample tid=%u t=%llu idx=%d seq=%d token=%d flags=%u\n", ev->sample.tid,
-			(unsigned long long)ev->sample.ts_ns, ev->sample.idx, ev->sample.seq_id,
+		fprintf(out, "sample tid=%u t=%llu..%llu idx=%d seq=%d token=%d flags=%u\n", ev->sample.tid,
+			(unsigned long long)ev->sample.start_ns, (unsigned long long)ev->sample.end_ns,
+			ev->sample.idx, ev->sample.seq_id,
 			ev->sample.token, ev->sample.flags);
 		break;
 	case LLMTAP_EV_KV:

@@ -53,6 +53,19 @@ struct site_probe {
 	bool ret;
 };
 
+/*
+ * Which sites get a return probe. A return probe replaces the function's
+ * return address with the kernel's [uprobes] trampoline, which has no unwind
+ * information: a C++ exception thrown out of such a call ends the target in
+ * std::terminate. So a return probe only goes where no exception leaves the
+ * call (checked in llama.cpp de3ff815ea7d): the llama_state_* and model/context
+ * C functions catch everything; llama_decode/encode, get_new_id and
+ * common_sampler_sample throw nothing but std::bad_alloc; cpp-httplib's
+ * process_request catches its handlers' exceptions. common_sampler_init (a bad
+ * grammar or penalty), llama_tokenize (a vocabulary without byte tokens) and
+ * llama_sampler_sample (a grammar that rejects the accepted token) can throw:
+ * entry only.
+ */
 static struct site_probe site_probe(enum target_site site)
 {
 	switch (site) {
@@ -61,8 +74,9 @@ static struct site_probe site_probe(enum target_site site)
 	case SITE_ENCODE:
 		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_ENCODE), true, true };
 	case SITE_SAMPLE_COMMON:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, LLMTAP_SAMPLE_AT_RETURN), true, true };
 	case SITE_SAMPLE:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, false };
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, LLMTAP_SAMPLE_AT_ENTRY), true, false };
 	case SITE_KV_SEQ_RM ... SITE_KV_CLEAR:
 		return (struct site_probe){
 			LLMTAP_COOKIE(LLMTAP_P_KV, LLMTAP_KV_SEQ_RM + (site - SITE_KV_SEQ_RM)), true, false };
@@ -77,7 +91,12 @@ static struct site_probe site_probe(enum target_site site)
 		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_ROUTE), true, false };
 	case SITE_HTTP_WRITE:
 		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_STATUS), true, false };
-	case SITE_CALL_SEQ_SAVE_FILE ... SITE_CALL_SAMPLER_INIT:
+	case SITE_CALL_TOKENIZE:
+	case SITE_CALL_SAMPLER_INIT: /* entry only: they can throw (see above) */
+		return (struct site_probe){
+			LLMTAP_COOKIE(LLMTAP_P_CALL, LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE)),
+			true, false };
+	case SITE_CALL_SEQ_SAVE_FILE ... SITE_CALL_CONTEXT_INIT:
 		return (struct site_probe){
 			LLMTAP_COOKIE(LLMTAP_P_CALL, LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE)),
 			true, true };

@@ -134,7 +134,6 @@ struct req_span {
 	uint32_t cache_loads;     /* prompt state restored into its slot */
 	uint64_t cache_bytes_loaded;
 	uint32_t tokenize_calls;  /* llama_tokenize on its HTTP thread */
-	uint64_t tokenize_ns;
 	bool has_sampling;      /* the sampler parameters of its first task were seen */
 	uint32_t seed;
 	int32_t top_k;

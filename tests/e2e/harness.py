@@ -208,6 +208,13 @@ class Tracer:
             raise Failure(f"llmtap did not exit within {timeout}s")
         self._out.join(5)
         self._errt.join(5)
+        keep = os.environ.get("LLMTAP_E2E_KEEP")
+        if keep:  # a directory: every tracer's output and stderr, for a failure's post-mortem
+            os.makedirs(keep, exist_ok=True)
+            with open(os.path.join(keep, f"llmtap-{self.proc.pid}.out"), "w") as f:
+                f.write("\n".join(self.lines) + "\n")
+            with open(os.path.join(keep, f"llmtap-{self.proc.pid}.err"), "w") as f:
+                f.write(self.err)
         return rc
 
     def stderr(self):

@@ -211,6 +211,43 @@ def error_requests_are_counted_with_type():
 
 
 @test
+def requests_that_throw_inside_probed_calls_leave_the_server_serving():
+    """An exception thrown out of a probed call must reach llama-server's own handler.
+
+    A bad grammar makes common_sampler_init throw; a return probe there would have
+    unwound into the kernel's trampoline and aborted the server (it did, once)."""
+    with LlamaServer(np=1, ctx=512) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        bad = [Call(srv, "/completion", {"prompt": prompt(20, 4), "n_predict": 2, "grammar": "root ::= (("}),
+               Call(srv, "/completion", {"prompt": prompt(21, 4), "n_predict": 2, "repeat_penalty": -1.0}),
+               Call(srv, "/v1/chat/completions", {"messages": [{"role": "user", "content": prompt(22, 4)}],
+                                                  "max_tokens": 2, "grammar": "root ::= [a-"})]
+        # a grammar that parses: the grammar sampler runs inside every sampled token
+        fine = [Call(srv, "/completion", {"prompt": prompt(23 + i, 5), "n_predict": 6, "ignore_eos": True,
+                                          "grammar": 'root ::= [a-z ]+', "seed": 40 + i, "stream": i == 1})
+                for i in range(2)]
+        after = Call(srv, "/completion", {"prompt": prompt(30, 6), "n_predict": 4, "ignore_eos": True})
+        check(srv.proc.poll() is None, f"llama-server died (exit {srv.proc.poll()})")
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+    reqs = by_port(tr)
+    for c in bad:
+        check_eq(c.status, 400, f"the server's answer to a request whose sampler cannot be built ({c.body})")
+        r = reqs.get(c.port)
+        check(r is not None, f"no llmtap request for {c.body}")
+        check_eq((r["attributes"]["http.response.status_code"], r["failed"], r["output_tokens"]),
+                 (400, True, 0), f"llmtap's record of {c.body}")
+    for c in fine + [after]:
+        check_eq(c.status, 200, f"status of {c.body}")
+        r = reqs[c.port]
+        t = c.timings
+        check_eq((r["cached_tokens"], r["prompt_tokens"], r["output_tokens"]),
+                 (t["cache_n"], t["prompt_n"], t["predicted_n"]), f"tokens of {c.body}")
+        check(t["prompt_ms"] <= r["ttft_ns"] / 1e6 + 0.5,
+              f"ttft {r['ttft_ns'] / 1e6:.3f} ms below the server's prompt time {t['prompt_ms']} ms")
+
+
+@test
 def context_shifts_are_reported():
     """A small context with --context-shift and a long generation: llmtap reports each shift."""
     with LlamaServer(np=1, ctx=256, args=["--context-shift"]) as srv:
@@ -331,6 +368,23 @@ def embedder_without_server_engine_only():
     check_eq(summary["requests"], 0, "requests without an HTTP layer")
 
 
+def slot_history(tr, r, done):
+    """For a failure's message: the requests llmtap placed on r's slot, with the server's counts."""
+    out = []
+    for q in sorted(tr.records("request"), key=lambda q: q["start_unix_nano"]):
+        if q["slot"] != r["slot"]:
+            continue
+        c = done.get(q["attributes"]["client.port"])
+        out.append(dict(port=q["attributes"]["client.port"], complete=q["complete"], tasks=q["tasks"],
+                        llmtap=(q["cached_tokens"], q["prompt_tokens"], q["output_tokens"]),
+                        server=c and c.timings and (c.timings["cache_n"], c.timings["prompt_n"],
+                                                    c.timings["predicted_n"]),
+                        seed=(q["attributes"].get("gen_ai.request.seed"), c and c.body.get("seed")),
+                        start_ms=round(q["start_unix_nano"] / 1e6 % 1e5, 3),
+                        ttft_ms=round(q["ttft_ns"] / 1e6, 3)))
+    return out
+
+
 @test
 def attach_to_a_busy_server():
     """Requests in flight when llmtap attaches or detaches are left out, never miscounted."""
@@ -351,9 +405,13 @@ def attach_to_a_busy_server():
         c = done.get(r["attributes"]["client.port"])
         check(c is not None, f"llmtap request on an unknown port: {r['attributes']}")
         t = c.timings
+        # the seed is the client's own: a record matched to the wrong task would show another
+        check_eq(r["attributes"].get("gen_ai.request.seed"), c.body["seed"],
+                 f"seed of the request on port {c.port}; on its slot: {slot_history(tr, r, done)}")
         check_eq((r["cached_tokens"], r["prompt_tokens"], r["output_tokens"]),
                  (t["cache_n"], t["prompt_n"], t["predicted_n"]),
-                 f"tokens of a request traced while the server was busy (port {c.port})")
+                 f"tokens of a request traced while the server was busy (port {c.port}); "
+                 f"what llmtap saw on its slot, oldest first: {slot_history(tr, r, done)}")
     # at most the requests in flight at detach are cut short
     check(len(tr.records("request")) - len(complete) <= 3, "more cut-short requests than clients")
 
