@@ -22,6 +22,8 @@ from harness import LLMTAP, LlamaServer, Tracer, prompt, run_concurrently  # noq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_COST = os.path.join(ROOT, ".output", "probe-cost")
+# the same target with a common_sampler_sample (probed on entry and return) as its sampler
+PROBE_COST_COMMON = os.path.join(ROOT, ".output", "probe-cost-common")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "16"))
 N_PREDICT = int(os.environ.get("BENCH_N_PREDICT", "128"))
@@ -57,7 +59,9 @@ def first_instruction(binary, symbol):
 
 
 def probe_cost_once(calls, n_tokens, n_seqs, traced, what="decode"):
-    p = subprocess.Popen([PROBE_COST, str(calls), str(n_tokens), str(n_seqs), what],
+    exe = PROBE_COST_COMMON if what == "common-sample" else PROBE_COST
+    p = subprocess.Popen([exe, str(calls), str(n_tokens), str(n_seqs),
+                          "sample" if what == "common-sample" else what],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     pid = int(p.stdout.readline())
     tr = Tracer(pid, ["--no-steps"]).wait_attached() if traced else None
@@ -76,9 +80,12 @@ def bench_probe_cost():
     print("== probe cost per hit (uprobe, uretprobe where there is one, BPF, ring buffer)")
     print(f"   probe site: llama_decode+0 in probe-cost is `{first_instruction(PROBE_COST, 'llama_decode')}`")
     print(f"   llama_sampler_sample+0 is `{first_instruction(PROBE_COST, 'llama_sampler_sample')}`")
+    common = "_Z21common_sampler_sampleP14common_samplerP13llama_contextib"
+    print(f"   common_sampler_sample+0 is `{first_instruction(PROBE_COST_COMMON, common)}`")
     rows = []
     for what, n_tokens, n_seqs, calls in (("decode", 1, 1, 200000), ("decode", 4, 4, 200000),
-                                          ("decode", 512, 1, 20000), ("sample", 1, 1, 200000)):
+                                          ("decode", 512, 1, 20000), ("sample", 1, 1, 200000),
+                                          ("common-sample", 1, 1, 200000)):
         base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False, what)[0]
                                  for _ in range(3))
         runs = [probe_cost_once(calls, n_tokens, n_seqs, True, what) for _ in range(3)]
@@ -89,7 +96,8 @@ def bench_probe_cost():
             label = f"llama_decode, batch {n_tokens:4d} tokens / {n_seqs} seq"
             count = f"llmtap saw {seen['steps']} of {calls} calls"
         else:
-            label = "llama_sampler_sample (entry only)"
+            label = ("llama_sampler_sample (entry only)" if what == "sample" else
+                     "common_sampler_sample (entry + return)")
             count = f"llmtap saw {seen['sampled_tokens']} of {calls} samples"
         print(f"   {label:42s}: untraced {base:8.1f} ns/call, traced {traced:8.1f} ns/call -> "
               f"{(traced - base) / 1000:6.2f} us per hit ({count}, lost {seen['lost_events']})")
@@ -201,7 +209,7 @@ def bench_server():
 
 
 def main():
-    for f in (LLMTAP, PROBE_COST):
+    for f in (LLMTAP, PROBE_COST, PROBE_COST_COMMON):
         if not os.access(f, os.X_OK):
             raise SystemExit(f"bench: {f} is missing; run `make bench`")
     rows = bench_probe_cost()
@@ -209,18 +217,20 @@ def main():
         return
     tps, cpt, decode_hits, sample_hits, hits = bench_server()
     decode_us = (rows[0][3] - rows[0][2]) / 1000   # an entry + return pair, with the batch scan
-    sample_us = (rows[3][3] - rows[3][2]) / 1000   # an entry probe alone
+    entry_us = (rows[3][3] - rows[3][2]) / 1000    # an entry probe alone
+    sample_us = (rows[4][3] - rows[4][2]) / 1000   # common_sampler_sample: entry + return
     # the other return probes (get_new_id on every main-loop pass, process_request, ...):
     # priced as an entry + return pair without the scan
-    other_pairs = max(hits["probe_exit"][0] - decode_hits, 0)
+    other_pairs = max(hits["probe_exit"][0] - decode_hits - sample_hits, 0)
     other_entries = max(hits["probe_enter"][0] - decode_hits - sample_hits - other_pairs, 0)
     per_token_us = 1e6 / tps["A"]
-    cost = decode_hits * decode_us + (sample_hits + other_entries) * sample_us + other_pairs * decode_us
+    cost = (decode_hits * decode_us + sample_hits * sample_us + other_entries * entry_us +
+            other_pairs * sample_us)
     print("== cross-check: hits per token x cost per hit / wall time per token")
-    print(f"   ({decode_hits:.3f} decode x {decode_us:.2f} + {sample_hits + other_entries:.3f} entries x "
-          f"{sample_us:.2f} + {other_pairs:.3f} other entry/return pairs x {decode_us:.2f}) us / "
-          f"{per_token_us:.0f} us = {cost / per_token_us * 100:.3f}% expected overhead "
-          f"(ratio {1 - cost / per_token_us:.4f})")
+    print(f"   ({decode_hits:.3f} decode x {decode_us:.2f} + {sample_hits:.3f} sampler x {sample_us:.2f} + "
+          f"{other_entries:.3f} other entries x {entry_us:.2f} + {other_pairs:.3f} other entry/return "
+          f"pairs x {sample_us:.2f}) us / {per_token_us:.0f} us = {cost / per_token_us * 100:.3f}% "
+          f"expected overhead (ratio {1 - cost / per_token_us:.4f})")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@
  *   probe-cost N_CALLS N_TOKENS N_SEQS [decode|sample]
  *       prints its PID, waits for a line on stdin, then calls llama_decode (or,
  *       after one decode, llama_sampler_sample) N_CALLS times and prints ns per call
+ *
+ * Built with -DPROBE_COMMON_SAMPLER, "sample" calls a common_sampler_sample
+ * instead (llama.cpp's own tools' sampler, probed on entry and return).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,6 +50,25 @@ int32_t llama_sampler_sample(void *smpl, void *ctx, int32_t idx)
 #endif
 	return idx + 1;
 }
+
+#ifdef PROBE_COMMON_SAMPLER
+/* common_sampler_sample(common_sampler *, llama_context *, int, bool), by its C++ name */
+__attribute__((noinline, used, visibility("default")))
+int32_t common_sampler_sample(void *gsmpl, void *ctx, int idx, bool grammar_first)
+	__asm__("_Z21common_sampler_sampleP14common_samplerP13llama_contextib");
+int32_t common_sampler_sample(void *gsmpl, void *ctx, int idx, bool grammar_first)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("" : : "r"(gsmpl), "r"(ctx), "r"(grammar_first) : "memory", "rbx");
+#else
+	__asm__ volatile("" : : "r"(gsmpl), "r"(ctx), "r"(grammar_first) : "memory");
+#endif
+	return idx + 1;
+}
+#define SAMPLE(s, ctx, idx) common_sampler_sample(s, ctx, idx, false)
+#else
+#define SAMPLE(s, ctx, idx) llama_sampler_sample(s, ctx, idx)
+#endif
 
 static double now_ns(void)
 {
@@ -99,7 +121,7 @@ int main(int argc, char **argv)
 		llama_decode(&b, b); /* the batch the sampler's outputs come from */
 		t0 = now_ns();
 		for (long i = 0; i < calls; i++)
-			llama_sampler_sample(&b, &b, (int32_t)(n - 1));
+			SAMPLE(&b, &b, (int32_t)(n - 1));
 		t1 = now_ns();
 	} else {
 		t0 = now_ns();
