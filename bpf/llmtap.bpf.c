@@ -92,12 +92,17 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/*
+ * The decode return's work space, per decoding thread: a program can be
+ * preempted on a preemptible kernel, so a per-CPU buffer could be taken over
+ * by another thread's decode half-way through a scan.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct scratch);
-} scratch_map SEC(".maps");
+} scratches SEC(".maps");
 
 static __always_inline void stat_inc(__u32 idx)
 {
@@ -268,16 +273,19 @@ static __always_inline int step_exit(struct pt_regs *regs)
 	struct llmtap_step_event *ev;
 	struct scratch *s;
 	struct entry *e;
-	__u32 zero = 0, n;
+	__u32 n;
 
 	e = bpf_task_storage_get(&entries, bpf_get_current_task_btf(), NULL, 0);
 	if (!e || !e->start_ns) {
 		stat_inc(LLMTAP_STAT_ENTRY_LOST);
 		return 0;
 	}
-	s = bpf_map_lookup_elem(&scratch_map, &zero);
-	if (!s)
+	s = bpf_task_storage_get(&scratches, bpf_get_current_task_btf(), NULL,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s) {
+		stat_inc(LLMTAP_STAT_ENTRY_FULL);
 		goto out;
+	}
 	ev = &s->ev;
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->hdr.version = LLMTAP_EVENT_VERSION;
