@@ -119,6 +119,37 @@ static __always_inline __u64 wakeup_flags(void)
 		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
+/* A record of size bytes in the ring buffer, or NULL (counted lost) when it is full. */
+static __always_inline void *rb_reserve(__u64 size)
+{
+	void *rec = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!rec)
+		stat_inc(LLMTAP_STAT_RB_LOST);
+	return rec;
+}
+
+/*
+ * A return of a sampler (sample) or timed call (!sample): this thread's entry
+ * when the return ends the outermost such call, else NULL.
+ */
+static __always_inline struct entry *outermost_return(bool sample)
+{
+	struct entry *e = bpf_task_storage_get(&entries, bpf_get_current_task_btf(), NULL, 0);
+	__u32 *depth;
+
+	if (!e) {
+		stat_inc(LLMTAP_STAT_ENTRY_LOST);
+		return NULL;
+	}
+	depth = sample ? &e->sample_depth : &e->call_depth;
+	if (!*depth) { /* the call began before llmtap attached */
+		stat_inc(LLMTAP_STAT_ENTRY_LOST);
+		return NULL;
+	}
+	return --*depth ? NULL : e;
+}
+
 static __always_inline int step_enter(struct pt_regs *regs, __u32 op)
 {
 	struct entry *e;
@@ -394,11 +425,9 @@ static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op)
 		}
 		return 0;
 	}
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev) {
-		stat_inc(LLMTAP_STAT_RB_LOST);
+	ev = rb_reserve(sizeof(*ev));
+	if (!ev)
 		return 0;
-	}
 	sample_finish(ev, now, now, idx, seq, flags);
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
@@ -407,20 +436,14 @@ static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op)
 static __always_inline int sample_exit(struct pt_regs *ctx)
 {
 	__u64 end_ns = bpf_ktime_get_ns();
-	struct entry *e = thread_entry(false);
+	struct entry *e = outermost_return(true);
 	struct llmtap_sample_event *ev;
 
-	if (!e || !e->sample_depth) {
-		stat_inc(LLMTAP_STAT_ENTRY_LOST);
+	if (!e)
 		return 0;
-	}
-	if (--e->sample_depth)
+	ev = rb_reserve(sizeof(*ev));
+	if (!ev)
 		return 0;
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev) {
-		stat_inc(LLMTAP_STAT_RB_LOST);
-		return 0;
-	}
 	sample_finish(ev, e->sample_ns, end_ns, e->sample_idx, e->sample_seq, e->sample_flags);
 	ev->token = (__s32)PT_REGS_RC(ctx);
 	bpf_ringbuf_submit(ev, wakeup_flags());
@@ -431,14 +454,12 @@ static __always_inline int sample_exit(struct pt_regs *ctx)
 
 static __always_inline void *small_reserve(__u32 size, __u16 kind)
 {
-	struct llmtap_hdr *h = bpf_ringbuf_reserve(&events, size, 0);
+	struct llmtap_hdr *h = rb_reserve(size);
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 *ids;
 
-	if (!h) {
-		stat_inc(LLMTAP_STAT_RB_LOST);
+	if (!h)
 		return NULL;
-	}
 	h->version = LLMTAP_EVENT_VERSION;
 	h->kind = kind;
 	h->size = size;
@@ -701,11 +722,9 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 op)
 	struct entry *e;
 
 	if (op == LLMTAP_CALL_TOKENIZE || op == LLMTAP_CALL_SAMPLER_INIT) {
-		ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-		if (!ev) {
-			stat_inc(LLMTAP_STAT_RB_LOST);
+		ev = rb_reserve(sizeof(*ev));
+		if (!ev)
 			return 0;
-		}
 		call_fill(ctx, ev, op);
 		call_finish(ev, ev->start_ns, 0);
 		bpf_ringbuf_submit(ev, wakeup_flags());
@@ -720,21 +739,15 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 op)
 
 static __always_inline int call_exit(struct pt_regs *ctx)
 {
-	struct entry *e = thread_entry(false);
-	struct llmtap_call_event *ev;
 	__u64 end = bpf_ktime_get_ns();
+	struct entry *e = outermost_return(false);
+	struct llmtap_call_event *ev;
 
-	if (!e || !e->call_depth) {
-		stat_inc(LLMTAP_STAT_ENTRY_LOST);
+	if (!e)
 		return 0;
-	}
-	if (--e->call_depth)
+	ev = rb_reserve(sizeof(*ev));
+	if (!ev)
 		return 0;
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev) {
-		stat_inc(LLMTAP_STAT_RB_LOST);
-		return 0;
-	}
 	__builtin_memcpy(ev, &e->call, sizeof(*ev));
 	call_finish(ev, end, (long)PT_REGS_RC(ctx));
 	bpf_ringbuf_submit(ev, wakeup_flags());
