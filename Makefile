@@ -90,6 +90,7 @@ image-check: llmtap target
 target:
 	tools/build-llama.sh shared >/dev/null
 	tools/make-model.sh >/dev/null
+	tools/make-model.sh --no-high-byte-tokens >/dev/null
 
 demo:
 	tools/install-deps.sh

@@ -5,14 +5,18 @@ The tokenizer is copied from llama.cpp's models/ggml-vocab-llama-spm.gguf, so th
 server tokenizes real text; the weights are random, so the output is gibberish,
 but every code path (decode, KV cache, sampling, HTTP) is the real one.
 
-usage: make-tiny-model.py LLAMA_SRC OUT.gguf
+usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens]
+--no-high-byte-tokens: the byte tokens <0x80>..<0xFF> become unused ones, so llama.cpp's
+byte fallback throws std::out_of_range while tokenizing text it cannot spell otherwise
+(a broken vocabulary, for testing that a tracer never turns such a throw into an abort).
 Runs under Debian's /usr/bin/python3 with python3-numpy and llama.cpp's gguf-py.
 """
 import sys
 
-if len(sys.argv) != 3:
-    sys.exit("usage: make-tiny-model.py LLAMA_SRC OUT.gguf")
+if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["--no-high-byte-tokens"]):
+    sys.exit("usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens]")
 src, out = sys.argv[1], sys.argv[2]
+no_high_bytes = len(sys.argv) == 4
 sys.path.insert(0, f"{src}/gguf-py")
 
 import numpy as np  # noqa: E402
@@ -38,12 +42,27 @@ w.add_rope_dimension_count(N_EMBD // N_HEAD)
 w.add_vocab_size(n_vocab)
 w.add_file_type(0)  # all f32
 
+UNUSED = 5  # llama_token_type
+
+
+def vocab_field(name, field):
+    """The vocabulary as it is, or without its high byte tokens."""
+    contents = field.contents()
+    if not no_high_bytes or name not in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
+        return contents
+    tokens = vocab.fields["tokenizer.ggml.tokens"].contents()
+    high = {i for i, tok in enumerate(tokens) if len(tok) == 6 and tok.startswith("<0x") and tok[3] in "89ABCDEF"}
+    if name == "tokenizer.ggml.tokens":
+        return [f"<unused-byte-{tok[3:5]}>" if i in high else tok for i, tok in enumerate(contents)]
+    return [UNUSED if i in high else ty for i, ty in enumerate(contents)]
+
+
 for name, field in vocab.fields.items():
     if not name.startswith("tokenizer."):
         continue
     vtype = field.types[0]
     if vtype == GGUFValueType.ARRAY:
-        w.add_key_value(name, field.contents(), vtype, field.types[-1])
+        w.add_key_value(name, vocab_field(name, field), vtype, field.types[-1])
     else:
         w.add_key_value(name, field.contents(), vtype)
 w.add_chat_template(CHATML)

@@ -21,6 +21,7 @@ LLMTAP = os.environ.get("LLMTAP", os.path.join(ROOT, "llmtap"))
 SERVER_SHARED = os.environ.get("LLAMA_SERVER_SHARED", "")
 SERVER_STATIC = os.environ.get("LLAMA_SERVER_STATIC", "")
 MODEL = os.environ.get("LLMTAP_MODEL", "")
+MODEL_NO_HIGH_BYTES = os.environ.get("LLMTAP_MODEL_NO_HIGH_BYTES", "")
 
 _tests = []
 
@@ -65,11 +66,12 @@ class LlamaServer:
 
     binary "" runs prefix alone with the server's arguments (prefix execs the server)."""
 
-    def __init__(self, binary=None, args=(), np=2, ctx=2048, prefix=(), env=None, port=None):
+    def __init__(self, binary=None, args=(), np=2, ctx=2048, prefix=(), env=None, port=None,
+                 model=None):
         self.binary = SERVER_SHARED if binary is None else binary
         self.port = port or free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
-        cmd = list(prefix) + ([self.binary] if self.binary else []) + ["-m", MODEL, "--host", "127.0.0.1",
+        cmd = list(prefix) + ([self.binary] if self.binary else []) + ["-m", model or MODEL, "--host", "127.0.0.1",
                               "--port", str(self.port), "-np", str(np), "-c", str(ctx),
                               "-t", "1", "--metrics", "--no-webui"] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,

@@ -214,8 +214,9 @@ def error_requests_are_counted_with_type():
 def requests_that_throw_inside_probed_calls_leave_the_server_serving():
     """An exception thrown out of a probed call must reach llama-server's own handler.
 
-    A bad grammar makes common_sampler_init throw; a return probe there would have
-    unwound into the kernel's trampoline and aborted the server (it did, once)."""
+    A bad grammar makes common_sampler_init throw, an unspellable prompt llama_tokenize; a
+    return probe on either unwinds into the kernel's trampoline and aborts the server
+    (both did, with session 2's llmtap)."""
     with LlamaServer(np=1, ctx=512) as srv:
         tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
         bad = [Call(srv, "/completion", {"prompt": prompt(20, 4), "n_predict": 2, "grammar": "root ::= (("}),
@@ -245,6 +246,27 @@ def requests_that_throw_inside_probed_calls_leave_the_server_serving():
                  (t["cache_n"], t["prompt_n"], t["predicted_n"]), f"tokens of {c.body}")
         check(t["prompt_ms"] <= r["ttft_ns"] / 1e6 + 0.5,
               f"ttft {r['ttft_ns'] / 1e6:.3f} ms below the server's prompt time {t['prompt_ms']} ms")
+
+    # llama_tokenize throws std::out_of_range when byte fallback needs a byte token the
+    # vocabulary lacks; llama-server answers 400, and so it must with llmtap attached
+    check(harness.MODEL_NO_HIGH_BYTES and os.path.exists(harness.MODEL_NO_HIGH_BYTES),
+          "LLMTAP_MODEL_NO_HIGH_BYTES is not set (tests/e2e/run.sh sets it)")
+    with LlamaServer(np=1, ctx=512, model=harness.MODEL_NO_HIGH_BYTES) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        unspellable = Call(srv, "/completion", {"prompt": "river \U0001d518 stone", "n_predict": 2})
+        after = Call(srv, "/completion", {"prompt": prompt(31, 6), "n_predict": 3, "ignore_eos": True})
+        check(srv.proc.poll() is None, f"llama-server died (exit {srv.proc.poll()})")
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+    reqs = by_port(tr)
+    check_eq((unspellable.status, unspellable.error and unspellable.error.get("message")),
+             (400, "unordered_map::at"), "the server's answer to a prompt its vocabulary cannot spell")
+    r = reqs[unspellable.port]
+    check_eq((r["attributes"]["http.response.status_code"], r["failed"], r["tokenize_calls"] >= 1),
+             (400, True, True), "llmtap's record of the unspellable prompt")
+    t = after.timings
+    check_eq((reqs[after.port]["prompt_tokens"], reqs[after.port]["output_tokens"]),
+             (t["prompt_n"], t["predicted_n"]), "tokens of the request after it")
 
 
 @test
