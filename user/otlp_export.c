@@ -224,12 +224,31 @@ bool otlp_exporter_submit(struct otlp_exporter *e, enum otlp_signal sig, uint8_t
 	bool ok = false;
 
 	pthread_mutex_lock(&e->lock);
-	if (replace) { /* an older request of this signal and source still waiting is superseded */
+	if (replace) {
+		/*
+		 * An older request of this signal and source still waiting is
+		 * superseded: the new body takes its place in the line, so a slow
+		 * collector still gets every source's metrics in turn (appending
+		 * would send the same sources first on every tick and starve the
+		 * last one).
+		 */
 		for (struct job *p = NULL, *q = e->head; q; p = q, q = q->next) {
 			if (q->sig != sig || q->key != key)
 				continue;
-			unlink_job(e, p, q);
 			st->dropped[OTLP_DROP_QUEUE_FULL] += q->items;
+			if (!e->stopping && st->queued - q->items + items <= queue_limit(e, sig) &&
+			    total_bytes(e) - q->len + len <= e->cfg.max_queue_bytes) {
+				st->queued = st->queued - q->items + items;
+				st->queued_bytes = st->queued_bytes - q->len + len;
+				free(q->body);
+				q->body = body;
+				q->len = len;
+				q->items = items;
+				pthread_mutex_unlock(&e->lock);
+				free(j);
+				return true;
+			}
+			unlink_job(e, p, q);
 			job_free(q);
 			break;
 		}

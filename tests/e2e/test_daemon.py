@@ -17,7 +17,7 @@ import urllib.request
 
 import harness
 from harness import LlamaServer, Tracer, check, check_eq, test, wait_until
-from otlp_receiver import OtlpReceiver
+from otlp_receiver import OtlpReceiver, Reply, decode, metric_points
 from test_attach import llmtap_bpf_programs
 from test_requests import by_port, chat, completion
 
@@ -115,6 +115,9 @@ def daemon_traces_three_servers_each_under_its_own_resource():
         check(loads and loads[0]["ok"], "the server started after the daemon: its model load is traced")
         inits = [r for r in d.records("context_init") if r["pid"] == c.pid]
         check(inits and inits[-1]["n_ctx"] == 2048, "and its context size")
+        # a periodic export (every second) while all three are traced: the gauge shows 3
+        wait_until(lambda: 3.0 in [p["value"] for p in rx.metric_points("llmtap.daemon.targets")], 10,
+                   "an export of the daemon's own metrics with three targets")
 
         c.stop()
         wait_until(lambda: c.pid in detached_pids(d), 10, "the daemon to detach from the exited server")
@@ -162,6 +165,37 @@ def daemon_traces_three_servers_each_under_its_own_resource():
              "the target's own environment names its pod and adds its attributes")
     check("k8s.pod.name" not in by_pid[pid_a][0]["resource"], "a target without them has none")
     check_eq(rc["host.name"], "node-7", "host.name from the daemon's K8S_NODE_NAME")
+
+
+@test
+def daemon_shares_a_slow_collector_fairly():
+    """A collector slower than the export interval: every source (each target, the daemon's
+    own health) still gets its metrics through in turn, the newest replacing its waiting one."""
+    rx = OtlpReceiver(script=lambda signal, n, req: Reply(200, None, 1.5) if signal == "metrics"
+                      else 200).start()
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=rx.url(), OTEL_METRIC_EXPORT_INTERVAL="1000",
+               OTEL_TRACES_EXPORTER="none", LLMTAP_OTLP_FLUSH_TIMEOUT="1s")
+    a, b = LlamaServer(np=1), LlamaServer(np=1)
+    d = None
+    try:
+        d = daemon(env=env)
+        wait_until(lambda: {a.pid, b.pid} <= attached_pids(d), 20, "the daemon to attach to both")
+        time.sleep(7.0)  # exports take 1.5 s each: about four, three sources every second
+        before_stop = [r.data for r in rx.requests("metrics")]
+        check_eq(d.stop(signal.SIGTERM), 0, f"daemon exit code ({d.stderr()})")
+    finally:
+        stop_all(d, a, b)
+        rx.stop()
+    sources = {}
+    for body in decode("metrics", before_stop):
+        res = metric_points([body])[0]["resource"]
+        key = "daemon" if res.get("service.name") == "llmtap" else res.get("process.pid")
+        sources[key] = sources.get(key, 0) + 1
+    check(len(before_stop) >= 3, f"metric exports before the stop: {len(before_stop)}")
+    check_eq(set(sources), {a.pid, b.pid, "daemon"},
+             f"the sources whose metrics got through a slow collector ({sources})")
+    m = re.search(r"(\d+) spans and (\d+) data points dropped", d.stderr())
+    check(m and int(m.group(2)) > 0, f"superseded waiting bodies are counted as dropped: {d.stderr()}")
 
 
 @test
