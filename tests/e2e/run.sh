@@ -18,4 +18,7 @@ mkdir -p .output
 cc -O2 -Wall -Wextra -Werror -I"$SRC/include" -I"$SRC/ggml/include" tests/e2e/embedder.c \
 	-L"$BIN" -l:libllama.so.0 -Wl,-rpath,"$BIN" -o .output/embedder
 export LLMTAP_EMBEDDER=${LLMTAP_EMBEDDER:-$PWD/.output/embedder}
+# runs a program under a seccomp filter that kills it on the uretprobe system call
+cc -O2 -Wall -Wextra -Werror tests/e2e/seccomp-exec.c -o .output/seccomp-exec
+export LLMTAP_SECCOMP_EXEC=${LLMTAP_SECCOMP_EXEC:-$PWD/.output/seccomp-exec}
 exec /usr/bin/python3 tests/e2e/run_all.py "$@"

@@ -270,6 +270,30 @@ def requests_that_throw_inside_probed_calls_leave_the_server_serving():
 
 
 @test
+def a_seccomp_confined_server_survives_the_return_probes():
+    """A container's seccomp profile may kill on system calls it does not know, such as
+    the one the kernel's uretprobe trampoline returns through (x86-64, Linux 6.11+).
+    llmtap's return probes (llama_decode, the sampler, ...) must leave such a server alive
+    and exact. This kernel lets its trampoline's call past seccomp; the test is the guard
+    for a kernel that does not (there the server would die at its first decode)."""
+    helper = os.environ.get("LLMTAP_SECCOMP_EXEC", "")
+    check(os.access(helper, os.X_OK), "LLMTAP_SECCOMP_EXEC is not set (tests/e2e/run.sh builds it)")
+    with LlamaServer(np=1, ctx=512, prefix=[helper]) as srv:
+        status = open(f"/proc/{srv.pid}/status").read()
+        check("Seccomp:\t2" in status, "the server runs under a seccomp filter")
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        calls = [completion(srv, 3900 + i, 5, i == 1) for i in range(3)]
+        check(srv.proc.poll() is None, f"llama-server was killed (exit {srv.proc.poll()})")
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+    reqs = by_port(tr)
+    for c in calls:
+        t = c.timings
+        check_eq((reqs[c.port]["prompt_tokens"], reqs[c.port]["output_tokens"]), (t["prompt_n"], t["predicted_n"]),
+                 f"tokens of the request on port {c.port}")
+
+
+@test
 def context_shifts_are_reported():
     """A small context with --context-shift and a long generation: llmtap reports each shift."""
     with LlamaServer(np=1, ctx=256, args=["--context-shift"]) as srv:
