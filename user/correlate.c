@@ -313,11 +313,13 @@ static void on_step(struct correlator *c, struct step *s)
 static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 {
 	struct task *t = slot_task(c, e->seq_id);
+	uint64_t took = e->end_ns > e->start_ns ? e->end_ns - e->start_ns : 0;
 
-	telemetry_sampled(c->tm);
+	telemetry_sampled(c->tm, e->end_ns, took);
 	if (!t || !t->req)
 		return;
 	t->req->span.output_tokens++;
+	t->req->span.sampling_ns += took;
 	if (t->phase == TASK_PREFILL)
 		t->phase = TASK_GENERATE;
 	if (!t->req->span.first_token_ns)

@@ -66,6 +66,9 @@ static const struct instrument instruments[M_INSTR_MAX] = {
 	[M_STEP_TOKENS] = { "llmtap.engine.batch.size", "{token}",
 		"Tokens in one engine step's batch", INSTR_HISTOGRAM, H(batch_bounds) },
 	[M_STEPS] = { "llmtap.engine.steps", "{step}", "Engine steps", INSTR_COUNTER, NULL, 0 },
+	[M_SAMPLE_DURATION] = { "llmtap.engine.sample.duration", "s",
+		"Duration of one common_sampler_sample call: one token chosen from the logits "
+		"(grammars and long sampler chains show here)", INSTR_HISTOGRAM, H(step_bounds) },
 	[M_KV_CELLS] = { "llmtap.kv_cache.cells_used", "{cell}",
 		"KV-cache positions held by the sequences llmtap followed", INSTR_GAUGE, NULL, 0 },
 	[M_KV_RATIO] = { "llmtap.kv_cache.usage_ratio", "1",

@@ -37,6 +37,7 @@ enum instr_id {
 	M_STEP_DURATION,       /* llmtap.engine.step.duration */
 	M_STEP_TOKENS,         /* llmtap.engine.batch.size */
 	M_STEPS,               /* llmtap.engine.steps */
+	M_SAMPLE_DURATION,     /* llmtap.engine.sample.duration */
 	M_KV_CELLS,            /* llmtap.kv_cache.cells_used */
 	M_KV_RATIO,            /* llmtap.kv_cache.usage_ratio */
 	M_QUEUED_TASKS,        /* llmtap.queue.tasks */

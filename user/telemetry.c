@@ -254,10 +254,13 @@ static void metrics_request(struct telemetry *tm, const struct req_span *r)
 			       endpoint, NULL);
 }
 
-void telemetry_sampled(struct telemetry *tm)
+void telemetry_sampled(struct telemetry *tm, uint64_t end_ns, uint64_t duration_ns)
 {
 	tm->interval.sampled++;
 	tm->total.sampled++;
+	if (duration_ns)
+		metrics_record(&tm->metrics, M_SAMPLE_DURATION, (double)duration_ns / 1e9, end_ns,
+			       NULL);
 }
 
 void telemetry_request(struct telemetry *tm, const struct req_span *r)

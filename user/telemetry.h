@@ -134,6 +134,7 @@ struct req_span {
 	uint32_t cache_loads;     /* prompt state restored into its slot */
 	uint64_t cache_bytes_loaded;
 	uint32_t tokenize_calls;  /* llama_tokenize on its HTTP thread */
+	uint64_t sampling_ns;     /* time in common_sampler_sample for its tokens */
 	bool has_sampling;      /* the sampler parameters of its first task were seen */
 	uint32_t seed;
 	int32_t top_k;
@@ -199,7 +200,8 @@ int telemetry_add_sink(struct telemetry *tm, struct sink s);
 void telemetry_attached(struct telemetry *tm);
 void telemetry_step(struct telemetry *tm, const struct step *s);
 void telemetry_request(struct telemetry *tm, const struct req_span *r);
-void telemetry_sampled(struct telemetry *tm);
+/* One token sampled; duration_ns 0 when the sampler was seen at its entry only. */
+void telemetry_sampled(struct telemetry *tm, uint64_t end_ns, uint64_t duration_ns);
 void telemetry_engine_event(struct telemetry *tm, const struct engine_event *e);
 void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g);
 /* lost_total: the probes' cumulative lost-event count. */

@@ -246,6 +246,15 @@ def requests_that_throw_inside_probed_calls_leave_the_server_serving():
                  (t["cache_n"], t["prompt_n"], t["predicted_n"]), f"tokens of {c.body}")
         check(t["prompt_ms"] <= r["ttft_ns"] / 1e6 + 0.5,
               f"ttft {r['ttft_ns'] / 1e6:.3f} ms below the server's prompt time {t['prompt_ms']} ms")
+        check(0 < r["sampling_ns"] < r["duration_ns"], f"time in the sampler of {c.body}: {r['sampling_ns']}")
+    # a grammar makes every token's sampling dearer (here: rejection sampling over the vocabulary)
+    per_token = [reqs[c.port]["sampling_ns"] / reqs[c.port]["output_tokens"] for c in fine + [after]]
+    check(min(per_token[:2]) > per_token[2],
+          f"sampling per token with a grammar {per_token[:2]} vs without {per_token[2]} (ns)")
+    summary = tr.records("summary")[0]
+    samples = [m for m in summary["metrics"] if m["name"] == "llmtap.engine.sample.duration"]
+    check_eq(sum(m["count"] for m in samples), summary["sampled_tokens"],
+             "llmtap.engine.sample.duration: one point per sampled token")
 
     # llama_tokenize throws std::out_of_range when byte fallback needs a byte token the
     # vocabulary lacks; llama-server answers 400, and so it must with llmtap attached

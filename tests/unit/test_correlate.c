@@ -385,6 +385,7 @@ static void test_full_request(void **state)
 	assert_int_equal(r->enqueue_ns, 120);
 	assert_int_equal(r->launch_ns, 130);
 	assert_int_equal(r->first_token_ns, 150 + SAMPLE_NS);
+	assert_int_equal(r->sampling_ns, 3 * SAMPLE_NS); /* its three tokens' sampler calls */
 	assert_int_equal(r->final_ns, 190);
 	assert_int_equal(r->cached_tokens, 5);
 	assert_int_equal(r->prompt_tokens, 30);
