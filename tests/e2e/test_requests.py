@@ -424,8 +424,10 @@ def embedder_without_server_engine_only():
 
 
 def slot_history(tr, r, done):
-    """For a failure's message: the requests llmtap placed on r's slot, with the server's counts."""
-    out = []
+    """For a failure's message: the requests llmtap placed on r's slot, with the server's counts
+    (and the events llmtap lost, if any)."""
+    lost = [s.get("lost_events") for s in tr.records("summary")]
+    out = [dict(lost_events=lost)]
     for q in sorted(tr.records("request"), key=lambda q: q["start_unix_nano"]):
         if q["slot"] != r["slot"]:
             continue
