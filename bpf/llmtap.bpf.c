@@ -51,6 +51,7 @@ struct entry {
 	struct llmtap_call_event call;
 	/* the sampler call in flight: the token exists when it returns */
 	__u64 sample_ns;
+	__u64 sample_ctx;
 	__s32 sample_idx;
 	__s32 sample_seq;
 	__u32 sample_flags;
@@ -376,8 +377,9 @@ static __always_inline struct entry *thread_entry(bool create)
  * llama_sampler_sample accepts the token inside, which can throw, so it has
  * no return probe: its record goes out at entry.
  */
-static __always_inline void sample_finish(struct llmtap_sample_event *ev, __u64 start_ns,
-					  __u64 end_ns, __s32 idx, __s32 seq, __u32 flags)
+static __always_inline void sample_finish(struct llmtap_sample_event *ev, __u64 llama_ctx,
+					  __u64 start_ns, __u64 end_ns, __s32 idx, __s32 seq,
+					  __u32 flags)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 
@@ -386,6 +388,7 @@ static __always_inline void sample_finish(struct llmtap_sample_event *ev, __u64 
 	ev->hdr.size = sizeof(*ev);
 	ev->pid = id >> 32;
 	ev->tid = (__u32)id;
+	ev->ctx = llama_ctx;
 	ev->start_ns = start_ns;
 	ev->end_ns = end_ns;
 	ev->idx = idx;
@@ -418,6 +421,7 @@ static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op)
 	now = bpf_ktime_get_ns();
 	if (op == LLMTAP_SAMPLE_AT_RETURN) {
 		if (e) {
+			e->sample_ctx = PT_REGS_PARM2(ctx);
 			e->sample_idx = idx;
 			e->sample_seq = seq;
 			e->sample_flags = flags;
@@ -428,7 +432,7 @@ static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op)
 	ev = rb_reserve(sizeof(*ev));
 	if (!ev)
 		return 0;
-	sample_finish(ev, now, now, idx, seq, flags);
+	sample_finish(ev, PT_REGS_PARM2(ctx), now, now, idx, seq, flags);
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
@@ -444,7 +448,8 @@ static __always_inline int sample_exit(struct pt_regs *ctx)
 	ev = rb_reserve(sizeof(*ev));
 	if (!ev)
 		return 0;
-	sample_finish(ev, e->sample_ns, end_ns, e->sample_idx, e->sample_seq, e->sample_flags);
+	sample_finish(ev, e->sample_ctx, e->sample_ns, end_ns, e->sample_idx, e->sample_seq,
+		      e->sample_flags);
 	ev->token = (__s32)PT_REGS_RC(ctx);
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
@@ -523,6 +528,7 @@ static __always_inline int srv_enter(struct pt_regs *ctx, __u32 op)
 	ev->err_type = -1;
 	ev->msg_len = 0;
 	ev->_pad = 0;
+	ev->ctx = 0;
 	ev->msg[0] = '\0';
 	switch (op) {
 	case LLMTAP_SRV_DEFER: /* (server_task &&): id is its first field */
@@ -535,6 +541,8 @@ static __always_inline int srv_enter(struct pt_regs *ctx, __u32 op)
 		first = -1;
 		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM3(ctx));
 		ev->task_id = first;
+		/* server_slot { int id; llama_context *ctx_tgt; ... }: tells a draft model's steps apart */
+		bpf_probe_read_user(&ev->ctx, sizeof(ev->ctx), (const void *)(PT_REGS_PARM2(ctx) + 8));
 		break;
 	case LLMTAP_SRV_FINAL: /* (server_slot &) */
 	case LLMTAP_SRV_PARTIAL: /* (server_slot &, ...) */

@@ -11,7 +11,7 @@
 #include <linux/types.h>
 #endif
 
-#define LLMTAP_EVENT_VERSION 2
+#define LLMTAP_EVENT_VERSION 3
 
 /* llama.cpp limits (src/llama-cparams.h: LLAMA_MAX_SEQ) */
 #define LLMTAP_MAX_SEQ 256
@@ -115,6 +115,7 @@ struct llmtap_sample_event {
 	struct llmtap_hdr hdr;
 	__u32 pid;
 	__u32 tid;
+	__u64 ctx;      /* the llama_context sampled from */
 	__u64 start_ns; /* the sampler call's entry */
 	__u64 end_ns;   /* its return: the token exists from here */
 	__s32 idx;      /* output index in the last batch this thread decoded */
@@ -178,6 +179,7 @@ struct llmtap_srv_event {
 	__s32 err_type;
 	__u32 msg_len;
 	__u32 _pad;
+	__u64 ctx; /* launch: the slot's llama_context (server_slot::ctx_tgt) */
 	char msg[LLMTAP_MSG_LEN];
 };
 

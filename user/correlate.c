@@ -43,6 +43,13 @@ struct correlator {
 	uint64_t next_id;
 	uint32_t n_ctx; /* from context creation, when seen */
 	struct task *launching; /* the task most recently launched on a slot */
+	/*
+	 * The slots' llama_context, read at launch; once a step on it confirms it,
+	 * steps and samples on any other context are a draft model's (speculative
+	 * decoding) and are not the requests' prompt or output.
+	 */
+	uint64_t target_ctx;
+	bool target_seen;
 };
 
 struct correlator *correlator_new(struct telemetry *tm)
@@ -105,6 +112,12 @@ static void task_free(struct correlator *c, struct task *t)
 	if (c->launching == t)
 		c->launching = NULL;
 	free(t);
+}
+
+/* A step or sample on a draft model's context? */
+static bool draft_ctx(const struct correlator *c, uint64_t ctx)
+{
+	return c->target_seen && ctx && ctx != c->target_ctx;
 }
 
 static struct task *slot_task(struct correlator *c, int slot)
@@ -239,6 +252,10 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 		}
 		c->slot_task[e->slot_id] = t;
 		c->launching = t;
+		if (e->ctx && e->ctx != c->target_ctx) {
+			c->target_ctx = e->ctx;
+			c->target_seen = false;
+		}
 		t->slot = e->slot_id;
 		t->phase = TASK_PREFILL;
 		if (c->pending_load[e->slot_id] && t->req)
@@ -286,6 +303,10 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 
 static void on_step(struct correlator *c, struct step *s)
 {
+	if (c->target_ctx && s->ctx == c->target_ctx)
+		c->target_seen = true;
+	if (draft_ctx(c, s->ctx))
+		return; /* the draft model's own prefill and drafting */
 	for (uint32_t i = 0; i < s->n_runs; i++) {
 		const struct llmtap_run *run = &s->runs[i];
 		struct task *t = slot_task(c, run->seq_id);
@@ -315,6 +336,11 @@ static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 	struct task *t = slot_task(c, e->seq_id);
 	uint64_t took = e->end_ns > e->start_ns ? e->end_ns - e->start_ns : 0;
 
+	if (draft_ctx(c, e->ctx)) { /* a token drafted for the target to verify */
+		if (t && t->req)
+			t->req->span.draft_tokens++;
+		return;
+	}
 	telemetry_sampled(c->tm, e->end_ns, took);
 	if (!t || !t->req)
 		return;

@@ -202,10 +202,10 @@ void event_print(FILE *out, const struct event *ev)
 		fputc('\n', out);
 		break;
 	case LLMTAP_EV_SAMPLE:
-		fprintf(out, "sample tid=%u t=%llu..%llu idx=%d seq=%d token=%d flags=%u\n", ev->sample.tid,
+		fprintf(out, "sample tid=%u ctx=%#llx t=%llu..%llu idx=%d seq=%d token=%d flags=%u\n",
+			ev->sample.tid, (unsigned long long)ev->sample.ctx,
 			(unsigned long long)ev->sample.start_ns, (unsigned long long)ev->sample.end_ns,
-			ev->sample.idx, ev->sample.seq_id,
-			ev->sample.token, ev->sample.flags);
+			ev->sample.idx, ev->sample.seq_id, ev->sample.token, ev->sample.flags);
 		break;
 	case LLMTAP_EV_KV:
 		fprintf(out, "kv tid=%u t=%llu op=%u args=%d,%d,%d,%d\n", ev->kv.tid,
@@ -213,9 +213,9 @@ void event_print(FILE *out, const struct event *ev)
 			ev->kv.args[2], ev->kv.args[3]);
 		break;
 	case LLMTAP_EV_SERVER:
-		fprintf(out, "server tid=%u t=%llu op=%u task=%d slot=%d err=%d msg=%s\n", ev->srv.tid,
-			(unsigned long long)ev->srv.ts_ns, ev->srv.op, ev->srv.task_id, ev->srv.slot_id,
-			ev->srv.err_type, ev->srv.msg);
+		fprintf(out, "server tid=%u t=%llu op=%u task=%d slot=%d ctx=%#llx err=%d msg=%s\n",
+			ev->srv.tid, (unsigned long long)ev->srv.ts_ns, ev->srv.op, ev->srv.task_id,
+			ev->srv.slot_id, (unsigned long long)ev->srv.ctx, ev->srv.err_type, ev->srv.msg);
 		break;
 	case LLMTAP_EV_CALL:
 		fprintf(out, "call tid=%u t=%llu op=%u dur=%llu seq=%d ret=%lld params=%u,%u,%u,%u text=%s\n",

@@ -162,10 +162,10 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 		(unsigned long long)req_tpot_ns(r));
 	fprintf(out, ",\"prompt_tokens\":%u,\"cached_tokens\":%u,\"output_tokens\":%u,"
 		     "\"context_shifts\":%u,\"cache_loads\":%u,\"cache_bytes_loaded\":%llu,"
-		     "\"tokenize_calls\":%u,\"sampling_ns\":%llu,\"failed\":%s",
+		     "\"tokenize_calls\":%u,\"sampling_ns\":%llu,\"draft_tokens\":%u,\"failed\":%s",
 		r->prompt_tokens, r->cached_tokens, r->output_tokens, r->context_shifts,
 		r->cache_loads, (unsigned long long)r->cache_bytes_loaded, r->tokenize_calls,
-		(unsigned long long)r->sampling_ns, req_failed(r) ? "true" : "false");
+		(unsigned long long)r->sampling_ns, r->draft_tokens, req_failed(r) ? "true" : "false");
 	fputs(",\"attributes\":{\"http.request.method\":", out);
 	json_write_string(out, r->method);
 	fputs(",\"url.path\":", out);

@@ -135,6 +135,7 @@ struct req_span {
 	uint64_t cache_bytes_loaded;
 	uint32_t tokenize_calls;  /* llama_tokenize on its HTTP thread */
 	uint64_t sampling_ns;     /* time in common_sampler_sample for its tokens */
+	uint32_t draft_tokens;    /* drafted by a draft model (speculative decoding) */
 	bool has_sampling;      /* the sampler parameters of its first task were seen */
 	uint32_t seed;
 	int32_t top_k;

@@ -303,6 +303,32 @@ def a_seccomp_confined_server_survives_the_return_probes():
 
 
 @test
+def speculative_decoding_with_a_draft_model():
+    """-md (the tiny model as its own draft): the draft model's prefill and drafted tokens are
+    not the request's. llmtap's tokens == the server's timings, drafted tokens == draft_n."""
+    args = ["-md", harness.MODEL, "--spec-type", "draft-simple", "--spec-draft-n-max", "4"]
+    with LlamaServer(np=2, ctx=2048, args=args) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        m0 = srv.metrics()
+        calls = run_concurrently([lambda i=i: completion(srv, 6000 + i, 12 + i, i % 2 == 1)
+                                  for i in range(6)], 2)
+        m1 = srv.metrics()
+        time.sleep(0.3)
+        check_eq(tr.stop(), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+    reqs = by_port(tr)
+    for c in calls:
+        r, t = reqs[c.port], c.timings
+        check_eq((r["cached_tokens"], r["prompt_tokens"], r["output_tokens"], r["draft_tokens"]),
+                 (t["cache_n"], t["prompt_n"], t["predicted_n"], t.get("draft_n", 0)),
+                 f"tokens (cached, prompt, output, drafted) of the request on port {c.port}")
+    check(any(c.timings.get("draft_n", 0) > 0 for c in calls), "the draft model drafted nothing")
+    check_eq(sum(reqs[c.port]["output_tokens"] for c in calls),
+             m1["tokens_predicted_total"] - m0["tokens_predicted_total"], "output tokens vs /metrics")
+    check_eq(sum(reqs[c.port]["prompt_tokens"] for c in calls),
+             m1["prompt_tokens_total"] - m0["prompt_tokens_total"], "prompt tokens vs /metrics")
+
+
+@test
 def context_shifts_are_reported():
     """A small context with --context-shift and a long generation: llmtap reports each shift."""
     with LlamaServer(np=1, ctx=256, args=["--context-shift"]) as srv:

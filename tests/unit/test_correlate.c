@@ -23,6 +23,11 @@
 
 #define MAIN_TID 1 /* llama-server's main loop: launches, steps, samples */
 
+/* the llama_context of the events built below: the slots' one unless a test drafts */
+#define TARGET_CTX 0xc0
+#define DRAFT_CTX 0xd0
+static uint64_t events_ctx = TARGET_CTX;
+
 /* A sink that keeps a copy of every request, engine event and step it is handed. */
 struct rec_sink {
 	int n_reqs;
@@ -105,6 +110,7 @@ static int setup(void **state)
 			 0);
 	f->c = correlator_new(f->tm);
 	assert_non_null(f->c);
+	events_ctx = TARGET_CTX;
 	*state = f;
 	return 0;
 }
@@ -181,6 +187,7 @@ static void srv_msg(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op
 	ev.srv.task_id = task;
 	ev.srv.slot_id = slot;
 	ev.srv.err_type = err_type;
+	ev.srv.ctx = op == LLMTAP_SRV_LAUNCH ? TARGET_CTX : 0;
 	snprintf(ev.srv.msg, sizeof(ev.srv.msg), "%s", msg);
 	ev.srv.msg_len = (uint32_t)strlen(ev.srv.msg);
 	correlator_event(c, &ev);
@@ -203,7 +210,7 @@ static void step_runs(struct correlator *c, uint64_t ts, int32_t ret, uint32_t n
 	ev.kind = LLMTAP_EV_STEP;
 	ev.step.pid = 4242;
 	ev.step.tid = MAIN_TID;
-	ev.step.ctx = 0xc0;
+	ev.step.ctx = events_ctx;
 	ev.step.start_ns = ts;
 	ev.step.end_ns = ts + 5;
 	ev.step.ret = ret;
@@ -246,6 +253,7 @@ static void sample(struct correlator *c, uint64_t ts, int seq)
 	ev.sample.hdr.kind = LLMTAP_EV_SAMPLE;
 	ev.sample.pid = 4242;
 	ev.sample.tid = MAIN_TID;
+	ev.sample.ctx = events_ctx;
 	ev.sample.start_ns = ts;
 	ev.sample.end_ns = ts + SAMPLE_NS;
 	ev.sample.seq_id = seq;
@@ -332,6 +340,47 @@ static const struct req_span *req_started(const struct rec_sink *s, uint64_t sta
 			return &s->reqs[i];
 	fail_msg("no request started at %llu", (unsigned long long)start_ns);
 	return NULL;
+}
+
+/* ---- speculative decoding: a draft model's steps and samples are not the request's ---- */
+
+static void test_draft_model(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	struct llmtap_run verify = { .seq_id = 0, .n_tokens = 3, .pos_first = 10, .pos_last = 12,
+				     .n_outputs = 3 };
+	const struct req_span *r;
+
+	begin(c, 100, 10, 5555);
+	route(c, 101, 10, "POST", "/completion");
+	srv(c, 102, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 103, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0); /* the slot's context: TARGET_CTX */
+	step1(c, 110, 0, 10, 0, 9, 1);                  /* the prompt */
+	events_ctx = DRAFT_CTX;
+	step1(c, 120, 0, 10, 0, 9, 1); /* the draft model reads the same prompt */
+	events_ctx = TARGET_CTX;
+	sample(c, 130, 0); /* the first token */
+	events_ctx = DRAFT_CTX;
+	step1(c, 140, 0, 1, 10, 10, 1);
+	sample(c, 150, 0); /* two drafted tokens */
+	step1(c, 160, 0, 1, 11, 11, 1);
+	sample(c, 170, 0);
+	events_ctx = TARGET_CTX;
+	step_runs(c, 180, 0, 1, &verify); /* the target verifies them: both kept, one more */
+	sample(c, 190, 0);
+	sample(c, 191, 0);
+	sample(c, 192, 0);
+	srv(c, 200, MAIN_TID, LLMTAP_SRV_FINAL, 7, 0);
+	status(c, 201, 10, 200);
+	end(c, 202, 10);
+
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->prompt_tokens, 10);
+	assert_int_equal(r->output_tokens, 4);
+	assert_int_equal(r->draft_tokens, 2);
+	assert_int_equal(r->first_token_ns, 130 + SAMPLE_NS);
 }
 
 /* ---- a. one request, start to end ---- */
@@ -1148,6 +1197,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_full_request),
+		T(test_draft_model),
 		T(test_interleaved),
 		T(test_deferred),
 		T(test_keepalive_no_request),
