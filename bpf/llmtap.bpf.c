@@ -130,6 +130,29 @@ static __always_inline void *rb_reserve(__u64 size)
 	return rec;
 }
 
+/* A record's header and the pid, tid that follow it in every record. */
+static __always_inline void record_head(struct llmtap_hdr *h, __u32 size, __u16 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 *ids = (__u32 *)(h + 1);
+
+	h->version = LLMTAP_EVENT_VERSION;
+	h->kind = kind;
+	h->size = size;
+	ids[0] = id >> 32;
+	ids[1] = (__u32)id;
+}
+
+/* A record of size bytes with its header and ids filled in, or NULL (counted lost). */
+static __always_inline void *small_reserve(__u32 size, __u16 kind)
+{
+	struct llmtap_hdr *h = rb_reserve(size);
+
+	if (h)
+		record_head(h, size, kind);
+	return h;
+}
+
 /*
  * A return of a sampler (sample) or timed call (!sample): this thread's entry
  * when the return ends the outermost such call, else NULL.
@@ -371,41 +394,38 @@ static __always_inline struct entry *thread_entry(bool create)
  * common_sampler_sample(gsmpl, ctx, idx, ...) or llama_sampler_sample(smpl, ctx, idx)
  * entry: one token is being sampled from output idx of the last batch this
  * thread decoded; its sequence is read now, while that batch is certainly
- * alive. op LLMTAP_SAMPLE_AT_RETURN (common_sampler_sample): the record goes
- * out when the call returns and the token exists, which is where a request's
- * first token is timed (llama-server times the end of its prompt there too).
+ * alive. With a return probe (common_sampler_sample) the record goes out when
+ * the call returns and the token exists, which is where a request's first
+ * token is timed (llama-server times the end of its prompt there too).
  * llama_sampler_sample accepts the token inside, which can throw, so it has
- * no return probe: its record goes out at entry.
+ * no return probe (entry_only): its record goes out at entry.
  */
-static __always_inline void sample_finish(struct llmtap_sample_event *ev, __u64 llama_ctx,
-					  __u64 start_ns, __u64 end_ns, __s32 idx, __s32 seq,
-					  __u32 flags)
+static __always_inline int sample_emit(__u64 llama_ctx, __u64 start_ns, __u64 end_ns, __s32 idx,
+				       __s32 seq, __u32 flags, __s32 token)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	struct llmtap_sample_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_SAMPLE);
 
-	ev->hdr.version = LLMTAP_EVENT_VERSION;
-	ev->hdr.kind = LLMTAP_EV_SAMPLE;
-	ev->hdr.size = sizeof(*ev);
-	ev->pid = id >> 32;
-	ev->tid = (__u32)id;
+	if (!ev)
+		return 0;
 	ev->ctx = llama_ctx;
 	ev->start_ns = start_ns;
 	ev->end_ns = end_ns;
 	ev->idx = idx;
 	ev->seq_id = seq;
-	ev->token = -1;
+	ev->token = token;
 	ev->flags = flags;
+	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
 }
 
-static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op)
+static __always_inline int sample_enter(struct pt_regs *ctx, bool entry_only)
 {
-	struct entry *e = thread_entry(op == LLMTAP_SAMPLE_AT_RETURN);
+	struct entry *e = thread_entry(!entry_only);
 	__s32 idx = (__s32)PT_REGS_PARM3(ctx), seq = -1;
-	struct llmtap_sample_event *ev;
 	__u64 now, ptr = 0;
 	__u32 flags = 0;
 
-	if (op == LLMTAP_SAMPLE_AT_RETURN && (!e || e->sample_depth++))
+	if (!entry_only && (!e || e->sample_depth++))
 		return 0; /* only the outermost sampler call is a token */
 	if (e && idx < 0) /* counted from the end of the batch */
 		idx += e->b.n_tokens;
@@ -419,21 +439,15 @@ static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op)
 		flags |= LLMTAP_SAMPLE_READ_ERR;
 	}
 	now = bpf_ktime_get_ns();
-	if (op == LLMTAP_SAMPLE_AT_RETURN) {
-		if (e) {
-			e->sample_ctx = PT_REGS_PARM2(ctx);
-			e->sample_idx = idx;
-			e->sample_seq = seq;
-			e->sample_flags = flags;
-			e->sample_ns = now;
-		}
-		return 0;
+	if (entry_only)
+		return sample_emit(PT_REGS_PARM2(ctx), now, now, idx, seq, flags, -1);
+	if (e) {
+		e->sample_ctx = PT_REGS_PARM2(ctx);
+		e->sample_idx = idx;
+		e->sample_seq = seq;
+		e->sample_flags = flags;
+		e->sample_ns = now;
 	}
-	ev = rb_reserve(sizeof(*ev));
-	if (!ev)
-		return 0;
-	sample_finish(ev, PT_REGS_PARM2(ctx), now, now, idx, seq, flags);
-	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
@@ -441,38 +455,14 @@ static __always_inline int sample_exit(struct pt_regs *ctx)
 {
 	__u64 end_ns = bpf_ktime_get_ns();
 	struct entry *e = outermost_return(true);
-	struct llmtap_sample_event *ev;
 
 	if (!e)
 		return 0;
-	ev = rb_reserve(sizeof(*ev));
-	if (!ev)
-		return 0;
-	sample_finish(ev, e->sample_ctx, e->sample_ns, end_ns, e->sample_idx, e->sample_seq,
-		      e->sample_flags);
-	ev->token = (__s32)PT_REGS_RC(ctx);
-	bpf_ringbuf_submit(ev, wakeup_flags());
-	return 0;
+	return sample_emit(e->sample_ctx, e->sample_ns, end_ns, e->sample_idx, e->sample_seq,
+			   e->sample_flags, (__s32)PT_REGS_RC(ctx));
 }
 
 /* ---- small records: KV edits, llama-server lifecycle, HTTP ---- */
-
-static __always_inline void *small_reserve(__u32 size, __u16 kind)
-{
-	struct llmtap_hdr *h = rb_reserve(size);
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 *ids;
-
-	if (!h)
-		return NULL;
-	h->version = LLMTAP_EVENT_VERSION;
-	h->kind = kind;
-	h->size = size;
-	ids = (__u32 *)(h + 1); /* pid, tid follow the header in every record */
-	ids[0] = id >> 32;
-	ids[1] = (__u32)id;
-	return h;
-}
 
 /* Copy a libstdc++ std::string ({char *p; size_t len; ...}) at src, truncated to cap - 1. */
 static __always_inline __u32 read_string(char *dst, __u32 cap, __u64 src)
@@ -650,21 +640,6 @@ static __always_inline void read_cstr(char *dst, __u32 cap, __u64 src, __u32 *le
 		dst[0] = '\0';
 }
 
-/* The record's own fields: who, when it ended, what it returned. */
-static __always_inline void call_finish(struct llmtap_call_event *ev, __u64 end_ns, long ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-
-	ev->hdr.version = LLMTAP_EVENT_VERSION;
-	ev->hdr.kind = LLMTAP_EV_CALL;
-	ev->hdr.size = sizeof(*ev);
-	ev->pid = id >> 32;
-	ev->tid = (__u32)id;
-	ev->end_ns = end_ns;
-	ev->ret = ret;
-	ev->_pad = 0;
-}
-
 /* What a call's entry knows: op's arguments. */
 static __always_inline void call_fill(struct pt_regs *ctx, struct llmtap_call_event *c, __u32 op)
 {
@@ -720,21 +695,23 @@ static __always_inline void call_fill(struct pt_regs *ctx, struct llmtap_call_ev
 }
 
 /*
- * op: enum llmtap_call_op. llama_tokenize and common_sampler_init can throw a
- * C++ exception out of the call, which cannot unwind through a return probe's
- * trampoline (the target would abort): they are recorded at entry, untimed.
+ * op: enum llmtap_call_op. entry_only: the call has no return probe (it can
+ * throw a C++ exception out, which cannot unwind through a return probe's
+ * trampoline; user/probes.c says which), so it is recorded at entry, untimed.
  */
-static __always_inline int call_enter(struct pt_regs *ctx, __u32 op)
+static __always_inline int call_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
 {
 	struct llmtap_call_event *ev;
 	struct entry *e;
 
-	if (op == LLMTAP_CALL_TOKENIZE || op == LLMTAP_CALL_SAMPLER_INIT) {
-		ev = rb_reserve(sizeof(*ev));
+	if (entry_only) { /* no return probe follows: the record goes now, untimed */
+		ev = small_reserve(sizeof(*ev), LLMTAP_EV_CALL);
 		if (!ev)
 			return 0;
 		call_fill(ctx, ev, op);
-		call_finish(ev, ev->start_ns, 0);
+		ev->end_ns = ev->start_ns;
+		ev->ret = 0;
+		ev->_pad = 0;
 		bpf_ringbuf_submit(ev, wakeup_flags());
 		return 0;
 	}
@@ -757,7 +734,10 @@ static __always_inline int call_exit(struct pt_regs *ctx)
 	if (!ev)
 		return 0;
 	__builtin_memcpy(ev, &e->call, sizeof(*ev));
-	call_finish(ev, end, (long)PT_REGS_RC(ctx));
+	record_head(&ev->hdr, sizeof(*ev), LLMTAP_EV_CALL);
+	ev->end_ns = end;
+	ev->ret = (long)PT_REGS_RC(ctx);
+	ev->_pad = 0;
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
@@ -768,13 +748,14 @@ SEC("uprobe")
 int probe_enter(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u32 op = (__u32)cookie;
+	__u32 op = (__u32)cookie & ~LLMTAP_ENTRY_ONLY;
+	bool entry_only = (__u32)cookie & LLMTAP_ENTRY_ONLY;
 
 	switch (cookie >> 32) {
 	case LLMTAP_P_STEP:
 		return step_enter(ctx, op);
 	case LLMTAP_P_SAMPLE:
-		return sample_enter(ctx, op);
+		return sample_enter(ctx, entry_only);
 	case LLMTAP_P_KV:
 		return kv_enter(ctx, op);
 	case LLMTAP_P_SERVER:
@@ -782,7 +763,7 @@ int probe_enter(struct pt_regs *ctx)
 	case LLMTAP_P_HTTP:
 		return http_enter(ctx, op);
 	case LLMTAP_P_CALL:
-		return call_enter(ctx, op);
+		return call_enter(ctx, op, entry_only);
 	}
 	return 0;
 }

@@ -68,7 +68,7 @@ enum llmtap_stat {
  */
 enum llmtap_probe {
 	LLMTAP_P_STEP = 1,   /* llama_decode / llama_encode */
-	LLMTAP_P_SAMPLE = 2, /* common_sampler_sample / llama_sampler_sample (entry only) */
+	LLMTAP_P_SAMPLE = 2, /* common_sampler_sample / llama_sampler_sample */
 	LLMTAP_P_KV = 3,     /* KV-cache edits (entry only) */
 	LLMTAP_P_SERVER = 4, /* llama-server lifecycle (get_new_id: return only) */
 	LLMTAP_P_HTTP = 5,   /* cpp-httplib */
@@ -76,6 +76,8 @@ enum llmtap_probe {
 };
 
 #define LLMTAP_COOKIE(probe, op) (((__u64)(probe) << 32) | (__u32)(op))
+/* in an entry probe's op: no return probe follows (the loader decides which sites have one) */
+#define LLMTAP_ENTRY_ONLY (1u << 31)
 
 struct llmtap_hdr {
 	__u16 version;
@@ -122,12 +124,6 @@ struct llmtap_sample_event {
 	__s32 seq_id;   /* that output's sequence, -1 when unknown */
 	__s32 token;    /* the sampled token; -1 when recorded at entry */
 	__u32 flags;    /* LLMTAP_SAMPLE_* */
-};
-
-/* the sample probe's op (its cookie's low half) */
-enum llmtap_sample_op {
-	LLMTAP_SAMPLE_AT_ENTRY = 0,  /* llama_sampler_sample: recorded at entry */
-	LLMTAP_SAMPLE_AT_RETURN = 1, /* common_sampler_sample: entry + return */
 };
 
 enum llmtap_sample_flags {

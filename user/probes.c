@@ -66,7 +66,7 @@ struct site_probe {
  * llama_sampler_sample (a grammar that rejects the accepted token) can throw:
  * entry only.
  */
-static struct site_probe site_probe(enum target_site site)
+static struct site_probe site_probe_of(enum target_site site)
 {
 	switch (site) {
 	case SITE_DECODE:
@@ -74,9 +74,9 @@ static struct site_probe site_probe(enum target_site site)
 	case SITE_ENCODE:
 		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_ENCODE), true, true };
 	case SITE_SAMPLE_COMMON:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, LLMTAP_SAMPLE_AT_RETURN), true, true };
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, true };
 	case SITE_SAMPLE:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, LLMTAP_SAMPLE_AT_ENTRY), true, false };
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, false };
 	case SITE_KV_SEQ_RM ... SITE_KV_CLEAR:
 		return (struct site_probe){
 			LLMTAP_COOKIE(LLMTAP_P_KV, LLMTAP_KV_SEQ_RM + (site - SITE_KV_SEQ_RM)), true, false };
@@ -103,6 +103,16 @@ static struct site_probe site_probe(enum target_site site)
 	default:
 		return (struct site_probe){ 0, false, false };
 	}
+}
+
+/* A site's probes; an entry probe without a return probe says so in its cookie. */
+static struct site_probe site_probe(enum target_site site)
+{
+	struct site_probe sp = site_probe_of(site);
+
+	if (sp.enter && !sp.ret)
+		sp.cookie |= LLMTAP_ENTRY_ONLY;
+	return sp;
 }
 
 /*
