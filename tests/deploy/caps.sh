@@ -19,6 +19,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 die() { echo "caps: $*" >&2; exit 1; }
+# shellcheck source=tests/deploy/lib.sh
+. "$ROOT/tests/deploy/lib.sh"
 
 [[ $EUID -eq 0 ]] || die "run as root (it starts processes under other uids and capability sets)"
 for c in capsh setpriv curl; do command -v "$c" >/dev/null || die "needs $c (apt-get install libcap2-bin util-linux curl)"; done
@@ -55,26 +57,13 @@ stop_server() {
 cleanup() { stop_server; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-free_port() {
-	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # start_server DESCRIPTION [command prefix...]: llama-server on 127.0.0.1, 1 slot, 256 ctx.
 start_server() {
 	local desc=$1 bin=$SERVER
 	shift
 	if [[ -n ${SERVER_BIN:-} ]]; then bin=$SERVER_BIN; fi
 	stop_server
-	PORT=$(free_port)
-	setsid "$@" "$bin" -m "$MODEL" --host 127.0.0.1 --port "$PORT" -np 1 -c 256 -t 1 \
-		--no-webui >"$WORK/server.log" 2>&1 </dev/null &
-	SRV_PID=$!
-	for _ in $(seq 600); do
-		kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "llama-server exited"; }
-		curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-		sleep 0.1
-	done
-	curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || die "llama-server did not come up"
+	start_llama "$bin" "$MODEL" "$@"
 	echo
 	echo "target: PID $SRV_PID, $desc"
 	echo "        uid $(awk '/^Uid:/{print $2}' /proc/$SRV_PID/status)," \
@@ -115,28 +104,14 @@ run() {
 	env "$@" "${pre[@]}" -c "$inner" "$capsf" "$WORK/llmtap" attach --pid "$SRV_PID" --duration 3s \
 		>"$out" 2>"$err" &
 	local lp=$! rc steps result ok=1
-	for _ in $(seq 300); do
-		grep -q '^llmtap: tracing PID' "$out" && break
-		kill -0 "$lp" 2>/dev/null || break
-		sleep 0.05
-	done
-	if grep -q '^llmtap: tracing PID' "$out"; then
-		curl -sf "http://127.0.0.1:$PORT/completion" -d "{\"prompt\":\"capability check $n $RANDOM\",\"n_predict\":8,\"cache_prompt\":false}" >/dev/null ||
-			echo "caps: the request to llama-server failed" >&2
-	fi
+	traced_request "$lp" "$out" '^llmtap: tracing PID' "capability check $n" || true
 	rc=0
 	wait "$lp" || rc=$?
 	steps=$(awk '$1 == "steps" {print $2; exit}' "$out")
-	if [[ $expect == ok ]]; then
-		[[ $rc -eq 0 && ${steps:-0} -gt 0 ]] || ok=0
-		result="exit $rc, steps ${steps:-none}"
-	else
-		[[ $rc -eq 1 && $(wc -l <"$err") -eq 1 ]] && grep -q '^llmtap: ' "$err" || ok=0
-		result=$(head -1 "$err")
-		# long errors (the list of files searched): keep the start and the reason at the end
-		((${#result} <= 200)) || result="${result:0:110} ... ${result: -85}"
-		result="exit $rc: $result"
-	fi
+	verdict "$expect" "$rc" "$steps" "$err" || ok=0
+	result=$VERDICT
+	# long errors (the list of files searched): keep the start and the reason at the end
+	((${#result} <= 200)) || result="${result:0:110} ... ${result: -85}"
 	local whos env=${*:-}
 	if [[ $who == root ]]; then whos="uid 0, bset"; else whos="uid $who, amb"; fi
 	printf '%-4s %-13s %-52s %-4s %s\n' "$([[ $ok == 1 ]] && echo PASS || echo FAIL)" "$whos" \

@@ -24,6 +24,8 @@ IMAGE=${LLMTAP_IMAGE:-localhost/llmtap:test}
 BASE=docker.io/library/debian:bookworm-slim
 log() { echo "image: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=tests/deploy/lib.sh
+. "$ROOT/tests/deploy/lib.sh"
 [[ $EUID -eq 0 ]] || die "run as root"
 
 need=()
@@ -78,16 +80,8 @@ if [[ $v == llmtap\ * ]]; then result PASS "llmtap --version in the image: $v"; 
 
 SERVER=${LLAMA_SERVER_SHARED:-$("$ROOT/tools/build-llama.sh" shared)}
 MODEL=${LLMTAP_MODEL:-$("$ROOT/tools/make-model.sh")}
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-setsid setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
-	"$SERVER" -m "$MODEL" --host 127.0.0.1 --port "$PORT" -np 1 -c 256 -t 1 --no-webui \
-	>"$WORK/server.log" 2>&1 </dev/null &
-SRV_PID=$!
-for _ in $(seq 600); do
-	curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-	kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "llama-server exited"; }
-	sleep 0.1
-done
+start_llama "$SERVER" "$MODEL" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
+	--bounding-set=-all
 
 # the DaemonSet's securityContext and mounts, as podman flags
 SECURE=(--rm --pid=host --network=host --read-only --cap-drop=ALL --security-opt=no-new-privileges
@@ -101,24 +95,11 @@ attach() {
 	"${PODMAN[@]}" run "${SECURE[@]}" "$@" "$IMAGE" attach --pid "$SRV_PID" --duration 4s \
 		>"$WORK/out" 2>"$WORK/err" &
 	local lp=$!
-	for _ in $(seq 200); do
-		grep -q '^llmtap: tracing PID' "$WORK/out" && break
-		kill -0 "$lp" 2>/dev/null || break
-		sleep 0.05
-	done
-	if grep -q '^llmtap: tracing PID' "$WORK/out"; then
-		curl -sf "http://127.0.0.1:$PORT/completion" \
-			-d "{\"prompt\":\"image test $RANDOM\",\"n_predict\":8,\"cache_prompt\":false}" >/dev/null || true
-	fi
+	traced_request "$lp" "$WORK/out" '^llmtap: tracing PID' "image test" || true
 	wait "$lp" || rc=$?
 	steps=$(awk '$1 == "steps" {print $2; exit}' "$WORK/out")
-	if [[ $expect == ok ]]; then
-		if [[ $rc -eq 0 && ${steps:-0} -gt 0 ]]; then result PASS "$desc: exit 0, steps $steps"
-		else result FAIL "$desc: exit $rc, steps ${steps:-none}: $(head -c 300 "$WORK/err")"; fi
-	else
-		if [[ $rc -eq 1 && $(wc -l <"$WORK/err") -eq 1 ]]; then result PASS "$desc: exit 1: $(cut -c1-160 "$WORK/err")"
-		else result FAIL "$desc: exit $rc: $(head -c 300 "$WORK/err")"; fi
-	fi
+	if verdict "$expect" "$rc" "$steps" "$WORK/err"; then result PASS "$desc: ${VERDICT:0:170}"
+	else result FAIL "$desc: $VERDICT: $(head -c 300 "$WORK/err")"; fi
 }
 attach "DaemonSet's capabilities (seccomp unconfined)" ok --cap-add=$CAPS --security-opt seccomp=unconfined
 attach "without SYS_PTRACE" fail --cap-add=CAP_BPF,CAP_PERFMON,CAP_DAC_READ_SEARCH --security-opt seccomp=unconfined
@@ -131,13 +112,7 @@ if "${PODMAN[@]}" run --rm --network=host "${LIMITS[@]}" "$IMAGE" daemon --help 
 	"${PODMAN[@]}" run "${SECURE[@]}" --cap-add=$CAPS --security-opt seccomp=unconfined "$IMAGE" \
 		daemon --port "$PORT" --duration 6s --json --no-steps >"$WORK/out" 2>"$WORK/err" &
 	lp=$!
-	for _ in $(seq 200); do
-		grep -q "attached to PID $SRV_PID" "$WORK/err" && break
-		kill -0 "$lp" 2>/dev/null || break
-		sleep 0.05
-	done
-	curl -sf "http://127.0.0.1:$PORT/completion" \
-		-d "{\"prompt\":\"daemon test $RANDOM\",\"n_predict\":8,\"cache_prompt\":false}" >/dev/null || true
+	traced_request "$lp" "$WORK/err" "attached to PID $SRV_PID" "daemon test" || true
 	wait "$lp" || rc=$?
 	steps=$(grep -o "\"type\":\"summary\",\"pid\":$SRV_PID,[^{]*\"steps\":[0-9]*" "$WORK/out" | grep -o '[0-9]*$' || true)
 	if [[ $rc -eq 0 && ${steps:-0} -gt 0 ]]; then
