@@ -1,4 +1,4 @@
-# llmtap — one entry point: deps, all, test, demo, bench, clean
+# llmtap — one entry point: deps, all, test, demo, bench, clean (V=1 shows the commands)
 OUTPUT   := .output
 ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 CLANG    ?= clang
@@ -6,29 +6,43 @@ BPFTOOL  ?= bpftool
 CC       ?= cc
 VERSION  := 0.1.0
 
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DLLMTAP_VERSION='"$(VERSION)"'
 # e.g. make EXTRA_CFLAGS="-fsanitize=address,undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined"
 CFLAGS   += $(EXTRA_CFLAGS)
+DEPFLAGS  = -MMD -MP
 INCLUDES := -I$(OUTPUT) -I$(OUTPUT)/proto -Iinclude -Iuser
 LIBS     := -lbpf -lelf -lz -lm -ljson-c -lprotobuf-c -lcurl -lpthread $(EXTRA_LDFLAGS)
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
 	-Ivmlinux/$(ARCH) -Iinclude
 
+# The BPF programs are built against a committed vmlinux.h per architecture.
+VMLINUX   := vmlinux/$(ARCH)/vmlinux.h
+
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
-BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
 # OTLP messages: C from protoc-c, out of proto/ (OTLP 1.x field numbers)
 PROTOS    := $(shell find proto -name '*.proto')
 PB_SRCS   := $(patsubst proto/%.proto,$(OUTPUT)/proto/%.pb-c.c,$(PROTOS))
 PB_HDRS   := $(PB_SRCS:.c=.h)
 PB_OBJS   := $(PB_SRCS:.c=.o)
-USER_SRCS := $(wildcard user/*.c)
-USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/%.o,$(USER_SRCS)) $(PB_OBJS)
-LIB_OBJS  := $(filter-out $(OUTPUT)/main.o,$(USER_OBJS))
+# user/: one folder per pipeline stage (see README, "Layout")
+USER_SRCS := $(shell find user -name '*.c' | sort)
+USER_OBJS := $(patsubst %.c,$(OUTPUT)/%.o,$(USER_SRCS))
+LIB_OBJS  := $(filter-out $(OUTPUT)/user/cmd/main.o,$(USER_OBJS)) $(PB_OBJS)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 
+# a failed recipe leaves no half-written target (a truncated skeleton) behind
+.DELETE_ON_ERROR:
 .SECONDARY:
 .PHONY: all deps test unit e2e demo bench clean target deploy-check image-check
 all: llmtap
@@ -36,30 +50,72 @@ all: llmtap
 deps:
 	tools/install-deps.sh
 
-$(OUTPUT) $(OUTPUT)/tests:
-	mkdir -p $@
+$(VMLINUX):
+	@echo "llmtap: no $(VMLINUX): the BPF programs are built for x86-64 only (uname -m: $$(uname -m));" \
+		"another architecture needs its vmlinux.h (bpftool btf dump file /sys/kernel/btf/vmlinux format c)" >&2
+	@exit 1
 
-$(OUTPUT)/%.bpf.o: bpf/%.bpf.c include/*.h | $(OUTPUT)
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(VMLINUX)
+	$(call msg,BPF,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
-	$(BPFTOOL) gen skeleton $< > $@
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
 
 $(OUTPUT)/proto/%.pb-c.c $(OUTPUT)/proto/%.pb-c.h: proto/%.proto $(PROTOS)
+	$(call msg,PROTOC,$<)
 	@mkdir -p $(OUTPUT)/proto
-	protoc-c --proto_path=proto --c_out=$(OUTPUT)/proto $<
+	$(Q)protoc-c --proto_path=proto --c_out=$(OUTPUT)/proto $<
 
-$(OUTPUT)/proto/%.pb-c.o: $(OUTPUT)/proto/%.pb-c.c $(PB_HDRS)
-	$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+$(OUTPUT)/proto/%.pb-c.o: $(OUTPUT)/proto/%.pb-c.c | $(PB_HDRS)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) $(INCLUDES) -c $< -o $@
 
-$(OUTPUT)/%.o: user/%.c $(wildcard user/*.h) include/*.h $(SKELS) $(PB_HDRS) | $(OUTPUT)
-	$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+# Generated headers: the protobuf ones are order-only for every object (cheap,
+# no BPF toolchain); a skeleton only for the two objects that load programs.
+$(OUTPUT)/user/%.o: user/%.c | $(PB_HDRS)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) $(INCLUDES) -c $< -o $@
 
-llmtap: $(USER_OBJS)
-	$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+$(OUTPUT)/user/probe/probes.o: $(OUTPUT)/llmtap.skel.h
+$(OUTPUT)/user/target/discover.o: $(OUTPUT)/exec.skel.h
 
-$(OUTPUT)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJS) | $(OUTPUT)/tests
-	$(CC) $(CFLAGS) $(INCLUDES) $< $(LIB_OBJS) $(LIBS) -lcmocka -o $@
+llmtap: $(USER_OBJS) $(PB_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+
+# Unit tests link only the modules they test: none of them needs the BPF toolchain.
+o = $(patsubst %,$(OUTPUT)/user/%.o,$(1))
+UNIT_PB := $(PB_OBJS)
+$(OUTPUT)/tests/test_correlate: $(call o,model/correlate model/telemetry model/metrics model/hist \
+	model/route probe/event target/resource target/proc lib/json lib/util)
+$(OUTPUT)/tests/test_elfsym: $(call o,target/elfsym)
+$(OUTPUT)/tests/test_event: $(call o,probe/event)
+$(OUTPUT)/tests/test_gguf: $(call o,target/gguf)
+$(OUTPUT)/tests/test_hist: $(call o,model/hist)
+$(OUTPUT)/tests/test_metrics: $(call o,model/metrics model/hist lib/json lib/util)
+$(OUTPUT)/tests/test_otlp: $(call o,export/otlp_config export/otlp_encode export/otlp_export \
+	model/telemetry model/metrics model/hist model/route probe/event target/resource target/proc \
+	lib/json lib/util) $(UNIT_PB)
+$(OUTPUT)/tests/test_proc: $(call o,target/proc)
+$(OUTPUT)/tests/test_prom: $(call o,export/prom model/metrics model/hist lib/json lib/util)
+$(OUTPUT)/tests/test_report: $(call o,report/report lib/json lib/util)
+$(OUTPUT)/tests/test_resource: $(call o,target/resource target/proc lib/util)
+$(OUTPUT)/tests/test_route: $(call o,model/route)
+$(OUTPUT)/tests/test_select: $(call o,target/select target/ldd target/proc export/prom model/metrics \
+	model/hist lib/json lib/util)
+$(OUTPUT)/tests/test_telemetry: $(call o,model/telemetry model/metrics model/hist model/route \
+	probe/event target/resource target/proc sink/sink_console sink/sink_json sink/sink_trace \
+	lib/json lib/util)
+$(OUTPUT)/tests/test_util: $(call o,lib/util)
+
+$(OUTPUT)/tests/%: tests/unit/%.c tests/unit/unit.h
+	$(call msg,TEST,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) $(INCLUDES) $< $(filter %.o,$^) $(LIBS) -lcmocka -o $@
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -103,8 +159,13 @@ bench:
 	$(OUTPUT)/otlp-bench
 	tools/bench.sh
 
-$(OUTPUT)/otlp-bench: tools/otlp-bench.c $(LIB_OBJS)
-	$(CC) $(CFLAGS) $(INCLUDES) $< $(LIB_OBJS) $(LIBS) -o $@
+$(OUTPUT)/otlp-bench: tools/otlp-bench.c $(call o,export/otlp_config export/otlp_encode \
+	export/otlp_export model/telemetry model/metrics model/hist model/route probe/event \
+	target/resource target/proc lib/json lib/util) $(PB_OBJS)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< $(filter %.o,$^) $(LIBS) -o $@
 
 clean:
 	rm -rf $(OUTPUT) llmtap
+
+-include $(shell find $(OUTPUT) -name '*.d' 2>/dev/null)

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "otlp_encode.h"
-#include "otlp_export.h"
+#include "export/otlp_encode.h"
+#include "export/otlp_export.h"
 
 #define BATCH 512
 #define REPS 200

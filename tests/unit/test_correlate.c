@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Unit tests for user/correlate.c: hand-built probe events in, the requests and
+ * Unit tests for user/model/correlate.c: hand-built probe events in, the requests and
  * engine events the telemetry model receives out (through a recording sink).
  */
 #include <stdarg.h>
@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "correlate.h"
-#include "telemetry.h"
+#include "model/correlate.h"
+#include "model/telemetry.h"
 
 #define MAX_REQS 16
 #define MAX_EES 16

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/elfsym.c: symbol -> file offset with libelf. */
+/* Unit tests for user/target/elfsym.c: symbol -> file offset with libelf. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "elfsym.h"
+#include "target/elfsym.h"
 
 #define CODE_BYTES 16
 

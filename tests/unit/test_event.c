@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/event.c: decoding ring-buffer step records. */
+/* Unit tests for user/probe/event.c: decoding ring-buffer step records. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "probe/event.h"
 
 static void ev_init(struct llmtap_step_event *ev)
 {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/hist.c: the log-linear histogram. */
+/* Unit tests for user/model/hist.c: the log-linear histogram. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hist.h"
+#include "model/hist.h"
 
 /* Bucket b holds [hist_bucket_low(b), hist_bucket_low(b + 1)). */
 static void check_bucket(uint64_t v)

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/metrics.c: instruments, attribute sets, the JSON export. */
+/* Unit tests for user/model/metrics.c: instruments, attribute sets, the JSON export. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "model/metrics.h"
 #include "unit.h"
 
 static void test_instrument_table(void **state)

@@ -15,9 +15,9 @@
 
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
-#include "otlp_config.h"
-#include "otlp_encode.h"
-#include "otlp_export.h"
+#include "export/otlp_config.h"
+#include "export/otlp_encode.h"
+#include "export/otlp_export.h"
 
 /* ---- a fake environment ---- */
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/proc.c: /proc/PID/maps parsing, map walking, checks. */
+/* Unit tests for user/target/proc.c: /proc/PID/maps parsing, map walking, checks. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proc.h"
+#include "target/proc.h"
 
 static void test_parse_file_mapping(void **state)
 {

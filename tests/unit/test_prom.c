@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/prom.c: Prometheus names, the text exposition format, the /metrics server. */
+/* Unit tests for user/export/prom.c: Prometheus names, the text exposition format, the /metrics server. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "metrics.h"
+#include "model/metrics.h"
 #include "unit.h"
-#include "prom.h"
+#include "export/prom.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "resource.h"
+#include "target/resource.h"
 
 #define CID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/route.c: llama-server's paths as bounded route names. */
+/* Unit tests for user/model/route.c: llama-server's paths as bounded route names. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "route.h"
+#include "model/route.h"
 
 static const struct {
 	const char *path;

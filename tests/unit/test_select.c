@@ -11,10 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "metrics.h"
-#include "prom.h"
-#include "run.h"
-#include "select.h"
+#include "model/metrics.h"
+#include "export/prom.h"
+#include "target/ldd.h"
+#include "target/select.h"
 
 static void test_parse_listen(void **state)
 {
@@ -76,11 +76,11 @@ static void test_parse_ldd(void **state)
 	char paths[8][4096];
 
 	(void)state;
-	assert_int_equal(run_parse_ldd(out, paths, 8), 2);
+	assert_int_equal(ldd_parse(out, paths, 8), 2);
 	assert_string_equal(paths[0], "/opt/llama/lib/libllama.so.0");
 	assert_string_equal(paths[1], "/lib/x86_64-linux-gnu/libc.so.6");
-	assert_int_equal(run_parse_ldd(out, paths, 1), 1);
-	assert_int_equal(run_parse_ldd("", paths, 8), 0);
+	assert_int_equal(ldd_parse(out, paths, 1), 1);
+	assert_int_equal(ldd_parse("", paths, 8), 0);
 }
 
 static void test_prom_render_many(void **state)

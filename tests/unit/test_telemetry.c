@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/telemetry.c and the sinks that read it. */
+/* Unit tests for user/model/telemetry.c and the sinks that read it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "sinks.h"
-#include "telemetry.h"
+#include "sink/sinks.h"
+#include "model/telemetry.h"
 
 #define MS 1000000ull
 #define SEC 1000000000ull

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "model/metrics.h"
 
 /* METRIC_MAX_POINTS points: too big for the stack */
 static inline struct metrics *new_metrics(void)

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "cmd/attach.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "probe/preflight.h"
+#include "target/proc.h"
+#include "export/prom.h"
+#include "cmd/session.h"
+#include "target/target.h"
+#include "model/telemetry.h"
+
+#define POLL_MS 100
+
+/* set by the signal handlers, read by the loop */
+static volatile sig_atomic_t stop_signal, dump_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void on_usr1(int sig)
+{
+	dump_signal = sig;
+}
+
+void attach_install_dump_signal(void)
+{
+	struct sigaction sa = { .sa_handler = on_usr1 };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL); /* dump the tail capture (and never die of a stray USR1) */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+void attach_install_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	attach_install_dump_signal();
+}
+
+void attach_dump_on_signal(struct session *s)
+{
+	if (attach_take_dump_signal() && !session_dump_tail(s, "SIGUSR1"))
+		fprintf(stderr, "llmtap: SIGUSR1: no --tail capture to write\n");
+}
+
+int attach_stop_signal(void)
+{
+	return stop_signal;
+}
+
+bool attach_take_dump_signal(void)
+{
+	bool d = dump_signal;
+
+	dump_signal = 0;
+	return d;
+}
+
+const char *attach_signal_reason(int sig)
+{
+	return sig == SIGINT ? "interrupted (SIGINT)" :
+	       sig == SIGTERM ? "terminated (SIGTERM)" : "hung up (SIGHUP)";
+}
+
+/* Where OTLP goes, once at the start (stderr). */
+void attach_print_otlp(const struct otlp_config *c)
+{
+	const struct otlp_signal_config *t = &c->signal[OTLP_TRACES], *m = &c->signal[OTLP_METRICS];
+
+	if (!c->enabled)
+		return;
+	if (t->enabled)
+		fprintf(stderr, "llmtap: OTLP traces to %s%s\n", t->url, t->gzip ? " (gzip)" : "");
+	if (m->enabled)
+		fprintf(stderr, "llmtap: OTLP metrics to %s every %.3gs, %s%s\n", m->url,
+			(double)c->metric_interval_ms / 1000, c->delta ? "delta" : "cumulative",
+			m->gzip ? " (gzip)" : "");
+}
+
+/* `llmtap top`: keys without Enter, not echoed; read without blocking. */
+struct keys {
+	struct termios tty; /* the terminal's settings, restored at the end */
+	bool raw;
+};
+
+static void keys_raw(struct keys *k)
+{
+	struct termios raw;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &k->tty))
+		return;
+	raw = k->tty;
+	raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+	raw.c_cc[VMIN] = 0;
+	raw.c_cc[VTIME] = 0;
+	k->raw = !tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+}
+
+static void keys_restore(struct keys *k)
+{
+	if (k->raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &k->tty);
+	k->raw = false;
+}
+
+/* True when q was pressed; other keys go to the view. */
+static bool read_keys(struct session *s)
+{
+	char buf[16];
+	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] == 'q' || buf[i] == 'Q')
+			return true;
+		session_key(s, buf[i]);
+	}
+	return false;
+}
+
+static const char *run_loop(struct session *s, const struct attach_opts *o, const struct keys *k)
+{
+	uint64_t start = monotonic_ns(), next_tick = start + o->interval_ns;
+
+	for (;;) {
+		int n = session_poll(s, POLL_MS);
+		uint64_t now = monotonic_ns();
+
+		if (n < 0 && n != -EINTR) {
+			fprintf(stderr, "llmtap: reading the ring buffer failed: %s\n", strerror(-n));
+			return "ring buffer error";
+		}
+		if (tm_tick_due(now, &next_tick, o->interval_ns))
+			session_tick(s, now);
+		if (ferror(stdout))
+			return "output closed";
+		if (k->raw && read_keys(s))
+			return "quit (q)";
+		attach_dump_on_signal(s);
+		if (stop_signal)
+			return attach_signal_reason(stop_signal);
+		if (o->duration_ns && now - start >= o->duration_ns)
+			return "duration elapsed";
+		if (session_target_gone(s))
+			return "target exited";
+	}
+}
+
+struct session_opts attach_session_opts(const struct attach_opts *o,
+				       const struct otlp_config *otlp, enum session_view view)
+{
+	return (struct session_opts){
+		.ringbuf_bytes = o->ringbuf_bytes,
+		.verbose = o->verbose,
+		.debug_events = o->debug_events,
+		.view = view,
+		.json_steps = o->json_steps,
+		.out = stdout,
+		.record_path = o->record_path,
+		.tail_ns = o->tail_ns,
+		.tail_ttft_ns = o->tail_ttft_ns,
+		.tail_dir = o->tail_dir,
+		.otlp = otlp,
+		.target_env = true,
+	};
+}
+
+int cmd_attach(const struct attach_opts *o)
+{
+	/* top on something that is not a terminal degrades to the plain lines */
+	bool full_screen = o->top && !o->json && isatty(STDOUT_FILENO);
+	struct otlp_config *otlp = calloc(1, sizeof(*otlp));
+	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON :
+								full_screen ? VIEW_TOP : VIEW_CONSOLE);
+	struct keys keys = { .raw = false };
+	struct session *s = NULL;
+	struct target *t = calloc(1, sizeof(*t));
+	char err[2048];
+	int ret = 1;
+	int pid = o->pid > 0 ? (int)proc_tgid(o->pid) : o->pid; /* a thread id names its process */
+
+	if (!t || !otlp) {
+		fprintf(stderr, "llmtap: out of memory\n");
+		goto cleanup;
+	}
+	if (pid != o->pid)
+		fprintf(stderr, "llmtap: %d is a thread of process %d: tracing the process\n", o->pid,
+			pid);
+	if (preflight_check(err, sizeof(err)) || target_find(pid, t, err, sizeof(err)) ||
+	    otlp_config_load(otlp, &o->otlp, NULL, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
+	if (o->prometheus) {
+		so.prom = prom_server_start(o->prometheus, err, sizeof(err));
+		if (!so.prom) {
+			fprintf(stderr, "llmtap: --prometheus: %s\n", err);
+			goto cleanup;
+		}
+	}
+	attach_install_signals();
+	s = session_open(t, &so, err, sizeof(err));
+	if (!s) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
+	attach_print_otlp(otlp);
+	if (so.view == VIEW_TOP)
+		keys_raw(&keys);
+	session_close(s, run_loop(s, o, &keys));
+	ret = 0;
+cleanup:
+	keys_restore(&keys);
+	prom_server_stop(so.prom);
+	free(otlp);
+	free(t);
+	return ret;
+}

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * `llmtap run`: the program is started stopped at its first instruction
+ * (PTRACE_TRACEME: the kernel stops it right after exec, before the dynamic
+ * loader runs), the probes go on the files it will map (the executable and
+ * what its loader's --list names), and only then is it let go. Model load and
+ * context creation are traced like everything after them. Signals sent to
+ * llmtap reach the program; its exit status is llmtap's.
+ */
+#include "cmd/run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "target/elfsym.h"
+#include "target/ldd.h"
+#include "probe/preflight.h"
+#include "export/prom.h"
+#include "cmd/session.h"
+#include "target/target.h"
+#include "model/telemetry.h"
+
+#define POLL_MS 100
+#define MAX_FILES 64
+
+static volatile sig_atomic_t child_pid;
+
+/* Signals someone sent llmtap go on to the program; the terminal's reach both already. */
+static void forward(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (si->si_code <= 0 && child_pid > 0) /* SI_USER, SI_QUEUE, SI_TKILL: a process sent it */
+		kill((pid_t)child_pid, sig);
+}
+
+static void install_forwarding(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGWINCH };
+	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	attach_install_dump_signal(); /* SIGUSR1 stays llmtap's */
+}
+
+/* The program's path: argv0 itself when it has a '/', else the first match in PATH. */
+static int find_program(const char *argv0, char *out, size_t len)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+
+	if (strchr(argv0, '/')) {
+		snprintf(out, len, "%s", argv0);
+		return access(out, X_OK) ? -errno : 0;
+	}
+	for (const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin"; *p;) {
+		size_t n = strcspn(p, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, n ? p : ".", argv0);
+		if (!access(buf, X_OK)) {
+			snprintf(out, len, "%s", buf);
+			return 0;
+		}
+		p += n + (p[n] == ':');
+	}
+	return -ENOENT;
+}
+
+/* The executable and the libraries its dynamic loader will map (ld.so --list never runs it). */
+static int program_files(const char *exe, char (*files)[4096], int max, char *err, size_t errlen)
+{
+	struct elf_file_info info;
+	char cmd[2 * PATH_MAX + 64], *out = NULL;
+	size_t cap = 0, len = 0;
+	int n = 1, ret;
+	FILE *p;
+
+	ret = elf_resolve(exe, NULL, 0, &info);
+	if (ret) {
+		snprintf(err, errlen, "%.1024s is not an ELF executable (%s): llmtap run needs the program "
+			 "itself; for a wrapper script, use llmtap daemon or attach", exe,
+			 strerror(-ret));
+		return ret;
+	}
+	snprintf(files[0], 4096, "%s", exe);
+	if (!info.interp[0])
+		return 1; /* static: everything is in the executable */
+	snprintf(cmd, sizeof(cmd), "'%s' --list '%s' 2>/dev/null", info.interp, exe);
+	if (strchr(info.interp, '\'') || strchr(exe, '\'') || !(p = popen(cmd, "r"))) {
+		snprintf(err, errlen, "cannot list the libraries of %.1024s", exe);
+		return -EINVAL;
+	}
+	for (;;) {
+		if (len + 4096 > cap) {
+			char *grown = realloc(out, cap += 65536);
+
+			if (!grown)
+				break;
+			out = grown;
+		}
+		size_t got = fread(out + len, 1, cap - len - 1, p);
+
+		if (!got)
+			break;
+		len += got;
+	}
+	pclose(p);
+	if (out) {
+		out[len] = '\0';
+		n += ldd_parse(out, files + 1, max - 1);
+	}
+	free(out);
+	return n;
+}
+
+/* Fork the program stopped right after its exec. The child's pid, or -errno with err. */
+static pid_t start_stopped(const char *exe, char *const *argv, char *err, size_t errlen)
+{
+	int fds[2], status, child_err = 0;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "cannot fork: %s", strerror(errno));
+		return -errno;
+	}
+	if (!pid) {
+		close(fds[0]);
+		if (!ptrace(PTRACE_TRACEME, 0, NULL, NULL))
+			execv(exe, argv);
+		child_err = errno;
+		if (write(fds[1], &child_err, sizeof(child_err)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(fds[1]);
+	if (read(fds[0], &child_err, sizeof(child_err)) == (ssize_t)sizeof(child_err)) {
+		close(fds[0]);
+		waitpid(pid, &status, 0);
+		snprintf(err, errlen, "cannot run %.1024s: %s", exe, strerror(child_err));
+		return -child_err;
+	}
+	close(fds[0]);
+	/* the exec succeeded (the pipe closed with it): the kernel stops the child with SIGTRAP */
+	if (waitpid(pid, &status, 0) != pid || !WIFSTOPPED(status)) {
+		snprintf(err, errlen, "%.1024s did not stop after its exec", exe);
+		return -ECHILD;
+	}
+	return pid;
+}
+
+static int exit_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 1;
+}
+
+/* Trace until the program exits (or --duration: then only wait for it). Its wait status. */
+static int trace_until_exit(struct session *s, const struct attach_opts *o, pid_t pid,
+			    char *reason, size_t rlen)
+{
+	uint64_t start = monotonic_ns(), next_tick = start + o->interval_ns;
+	int status = 0;
+
+	for (;;) {
+		uint64_t now;
+		pid_t w;
+
+		session_poll(s, POLL_MS);
+		now = monotonic_ns();
+		if (tm_tick_due(now, &next_tick, o->interval_ns))
+			session_tick(s, now);
+		attach_dump_on_signal(s);
+		w = waitpid(pid, &status, WNOHANG);
+		if (w == pid) {
+			if (WIFSIGNALED(status))
+				snprintf(reason, rlen, "program killed by signal %d", WTERMSIG(status));
+			else
+				snprintf(reason, rlen, "program exited with status %d", exit_code(status));
+			return status;
+		}
+		if (o->duration_ns && now - start >= o->duration_ns) {
+			snprintf(reason, rlen, "duration elapsed");
+			return -1;
+		}
+	}
+}
+
+int cmd_run(const struct attach_opts *o, char *const *argv)
+{
+	struct otlp_config *otlp = calloc(1, sizeof(*otlp));
+	char (*files)[4096] = calloc(MAX_FILES, sizeof(*files));
+	const char *paths[MAX_FILES];
+	struct target *t = calloc(1, sizeof(*t));
+	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON : VIEW_CONSOLE);
+	char exe[PATH_MAX], err[2048], reason[128], comm[16];
+	struct session *s = NULL;
+	int n, status, ret = 1;
+	pid_t pid = -1;
+
+	if (!otlp || !files || !t) {
+		fprintf(stderr, "llmtap: out of memory\n");
+		goto cleanup;
+	}
+	if (preflight_check(err, sizeof(err)) ||
+	    otlp_config_load(otlp, &o->otlp, NULL, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
+	if (find_program(argv[0], exe, sizeof(exe))) {
+		fprintf(stderr, "llmtap: %s: no such program (not a path, and not in PATH)\n", argv[0]);
+		goto cleanup;
+	}
+	n = program_files(exe, files, MAX_FILES, err, sizeof(err));
+	if (n < 0) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
+	for (int i = 0; i < n; i++)
+		paths[i] = files[i];
+	snprintf(comm, sizeof(comm), "%.15s", strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe);
+	/* find llama.cpp before anything runs: no tracing, no program */
+	if (target_find_files(0, comm, paths, n, t, err, sizeof(err))) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
+	if (o->prometheus && !(so.prom = prom_server_start(o->prometheus, err, sizeof(err)))) {
+		fprintf(stderr, "llmtap: --prometheus: %s\n", err);
+		goto cleanup;
+	}
+	install_forwarding();
+	pid = start_stopped(exe, argv, err, sizeof(err));
+	if (pid < 0) {
+		fprintf(stderr, "llmtap: %s\n", err);
+		goto cleanup;
+	}
+	child_pid = pid;
+	t->pid = pid;
+	s = session_open(t, &so, err, sizeof(err));
+	if (!s) {
+		fprintf(stderr, "llmtap: %s (the program was not started)\n", err);
+		kill(pid, SIGKILL);
+		ptrace(PTRACE_DETACH, pid, NULL, NULL);
+		waitpid(pid, NULL, 0);
+		goto cleanup;
+	}
+	attach_print_otlp(otlp);
+	if (ptrace(PTRACE_DETACH, pid, NULL, NULL)) { /* let it go */
+		fprintf(stderr, "llmtap: cannot start %s: %s\n", exe, strerror(errno));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		session_close(s, "could not start the program");
+		goto cleanup;
+	}
+	status = trace_until_exit(s, o, pid, reason, sizeof(reason));
+	session_close(s, reason);
+	if (status < 0) { /* --duration: the program runs on; pass its status through anyway */
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
+	ret = exit_code(status);
+cleanup:
+	prom_server_stop(so.prom);
+	free(otlp);
+	free(files);
+	free(t);
+	return ret;
+}

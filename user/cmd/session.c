@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "cmd/session.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "model/correlate.h"
+#include "probe/event.h"
+#include "target/gguf.h"
+#include "probe/probes.h"
+#include "target/proc.h"
+#include "export/prom.h"
+#include "target/resource.h"
+#include "sink/sinks.h"
+#include "model/telemetry.h"
+
+#define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
+
+struct session {
+	struct target t;
+	struct probes *p;
+	struct telemetry tm;
+	struct correlator *corr;
+	int pidfd;
+	uint64_t bad_records;
+	bool debug;                /* print every record to stderr */
+	struct prom_server *prom;  /* not owned */
+	bool prom_per_target;
+	const char *prom_labels[5]; /* service.instance.id, process.pid (per target) */
+	struct sink top;           /* the full-screen view, ops NULL otherwise */
+	struct sink tail;          /* --tail's capture, ops NULL otherwise */
+	struct sink otlp;          /* OTLP export, ops NULL otherwise */
+	struct gguf_info gguf;     /* the mapped model's header */
+	char model[256];           /* what the sinks call the model: filled in place when a
+				    * model is mapped after the attach */
+	struct resource resource;  /* who produced the telemetry */
+	struct event ev;           /* decoding buffer */
+	struct step_assembler steps; /* steps spread over several records */
+};
+
+static int on_event(void *arg, const void *data, size_t size)
+{
+	struct session *s = arg;
+
+	if (event_decode(data, size, &s->ev)) {
+		s->bad_records++;
+		return 0;
+	}
+	if (s->debug)
+		event_print(stderr, &s->ev);
+	if (s->ev.kind == LLMTAP_EV_STEP && !step_assemble(&s->steps, &s->ev.step, &s->ev.step))
+		return 0; /* the step's next record continues its runs */
+	correlator_event(s->corr, &s->ev);
+	return 0;
+}
+
+/* The model's name from its GGUF header, else its file name, into s->model ("" when none). */
+static void read_model(struct session *s)
+{
+	const struct target *t = &s->t;
+	char host[PATH_MAX + 64], err[256];
+	const char *slash = strrchr(t->model, '/');
+
+	memset(&s->gguf, 0, sizeof(s->gguf));
+	s->model[0] = '\0';
+	if (!t->model[0])
+		return;
+	if (!proc_root_path(t->pid, t->model, host, sizeof(host)) &&
+	    !gguf_read_info(host, &s->gguf, err, sizeof(err)) && s->gguf.name[0])
+		snprintf(s->model, sizeof(s->model), "%s", s->gguf.name);
+	else
+		snprintf(s->model, sizeof(s->model), "%.255s", slash ? slash + 1 : t->model);
+}
+
+static int find_gguf(const struct proc_map *m, void *arg)
+{
+	struct session *s = arg;
+	size_t len = strlen(m->path);
+
+	if (len > 5 && !strcmp(m->path + len - 5, ".gguf")) {
+		snprintf(s->t.model, sizeof(s->t.model), "%s", m->path);
+		return 1;
+	}
+	return 0;
+}
+
+static int publish_info(struct session *s);
+
+/* Attached before the model was loaded: look for it (the sinks see it in place). */
+static void refresh_model(struct session *s)
+{
+	if (s->model[0] || proc_for_each_map(s->t.pid, find_gguf, s) <= 0)
+		return;
+	read_model(s);
+	resource_set(&s->resource, "llmtap.model.file", s->t.model);
+	if (s->gguf.name[0])
+		resource_set(&s->resource, "llmtap.model.name", s->gguf.name);
+	if (s->gguf.architecture[0])
+		resource_set(&s->resource, "llmtap.model.architecture", s->gguf.architecture);
+	publish_info(s);
+}
+
+/* The resource as Prometheus's target_info. */
+static int publish_info(struct session *s)
+{
+	const char *kv[2 * RESOURCE_MAX_ATTRS + 1];
+
+	resource_pairs(&s->resource, kv);
+	if (s->prom && s->prom_per_target)
+		return prom_server_set_target_info(s->prom, s->t.pid, kv);
+	if (s->prom)
+		return prom_server_set_info(s->prom, kv);
+	return 0;
+}
+
+/* The target's resource, given to the sinks and to Prometheus's target_info. */
+static int detect_resource(struct session *s, const struct session_opts *o, struct tm_target *tt,
+			   char *err, size_t errlen)
+{
+	const struct resource_target rt = {
+		.pid = s->t.pid,
+		.comm = s->t.comm,
+		.model_path = s->t.model,
+		.model_name = s->gguf.name,
+		.model_arch = s->gguf.architecture,
+		.from_env = o->target_env,
+	};
+	int ret = resource_detect(&s->resource, &rt, err, errlen);
+
+	if (ret)
+		return ret;
+	tt->resource = &s->resource;
+	resource_id_pairs(&s->resource, s->prom_labels);
+	ret = publish_info(s);
+	if (ret)
+		snprintf(err, errlen, ret == -ENOSPC ? "the Prometheus endpoint holds %d processes at most" :
+			 "out of memory", PROM_MAX_TARGETS);
+	return ret;
+}
+
+static void update_gauges(struct session *s)
+{
+	struct corr_gauges cg;
+	struct tm_gauges g;
+
+	correlator_gauges(s->corr, &cg);
+	g = (struct tm_gauges){
+		.active_requests = cg.active_requests,
+		.active_inference = cg.active_inference,
+		.queued_tasks = cg.queued_tasks,
+		.busy_slots = cg.busy_slots,
+		.kv_cells = cg.kv_cells,
+		.n_ctx = cg.n_ctx,
+		.rss_bytes = proc_rss_bytes(s->tm.target.pid),
+		.n_slots = cg.n_slots,
+	};
+	memcpy(g.slots, cg.slots, sizeof(g.slots[0]) * (size_t)cg.n_slots);
+	telemetry_set_gauges(&s->tm, &g);
+}
+
+static uint64_t lost_total(struct session *s)
+{
+	uint64_t st[LLMTAP_STAT_MAX];
+
+	if (probes_stats(s->p, st))
+		return s->tm.lost_seen;
+	/* LLMTAP_STAT_ENTRY_LOST is a call already running at attach: not traced, not lost */
+	return st[LLMTAP_STAT_RB_LOST] + st[LLMTAP_STAT_ENTRY_FULL] + s->bad_records +
+	       s->steps.dropped;
+}
+
+static int add_sink(struct session *s, struct sink sk, char *err, size_t errlen)
+{
+	if (telemetry_add_sink(&s->tm, sk)) {
+		sk.ops->destroy(sk.self);
+		snprintf(err, errlen, "too many outputs at once");
+		return -E2BIG;
+	}
+	return 0;
+}
+
+static int add_sinks(struct session *s, const struct session_opts *o, char *err, size_t errlen)
+{
+	struct sink sk;
+	int ret = 0;
+
+	switch (o->view) {
+	case VIEW_JSON:
+		ret = sink_json_new(o->out, o->json_steps, &sk);
+		break;
+	case VIEW_TOP:
+		ret = sink_top_new(o->out, &sk);
+		break;
+	case VIEW_CONSOLE:
+		ret = sink_console_new(o->out, &sk);
+		break;
+	case VIEW_NONE:
+		sk.ops = NULL;
+		break;
+	}
+	if (ret) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (sk.ops && (ret = add_sink(s, sk, err, errlen)))
+		return ret;
+	if (o->view == VIEW_TOP)
+		s->top = sk;
+	if (o->tail_ns) {
+		ret = sink_tail_new(o->tail_dir ? o->tail_dir : ".", o->tail_ns, o->tail_ttft_ns,
+				    TAIL_MAX_BYTES, &sk, err, errlen);
+		if (ret || (ret = add_sink(s, sk, err, errlen)))
+			return ret;
+		s->tail = sk;
+	}
+	if (o->record_path) {
+		ret = sink_trace_new(o->record_path, &sk, err, errlen);
+		if (ret || (ret = add_sink(s, sk, err, errlen)))
+			return ret;
+	}
+	if (o->otlp && o->otlp->enabled) {
+		ret = sink_otlp_new(o->otlp, o->otlp_exporter, &sk, err, errlen);
+		if (ret || (ret = add_sink(s, sk, err, errlen)))
+			return ret;
+		s->otlp = sk;
+	}
+	return 0;
+}
+
+/* Everything a session holds, whatever state it got to (the sinks go with the telemetry). */
+static void session_free(struct session *s)
+{
+	probes_close(s->p);
+	correlator_free(s->corr);
+	telemetry_destroy(&s->tm);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	free(s);
+}
+
+struct session *session_open(const struct target *t, const struct session_opts *o, char *err,
+			     size_t errlen)
+{
+	struct probes_opts po = {
+		.ringbuf_bytes = o->ringbuf_bytes,
+		.verbose = o->verbose,
+		.layers = { true, true, true, true },
+	};
+	struct session *s = calloc(1, sizeof(*s));
+	struct tm_target tt;
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->t = *t;
+	s->debug = o->debug_events;
+	s->prom = o->prom;
+	s->prom_per_target = o->prom_per_target;
+	/* watch for the target's exit without racing PID reuse */
+	s->pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
+	if (s->pidfd < 0 && errno == ESRCH) {
+		snprintf(err, errlen, "PID %d exited before llmtap could attach", (int)t->pid);
+		free(s);
+		return NULL;
+	}
+	if (probes_open(&s->t, &po, on_event, s, &s->p, err, errlen))
+		goto fail;
+	read_model(s);
+	tt = (struct tm_target){
+		.pid = s->t.pid,
+		.comm = s->t.comm,
+		.library = target_core(&s->t)->path,
+		.in_executable = s->t.in_executable,
+		.layers = probes_attached(s->p),
+		.model = s->model,
+		.model_arch = s->gguf.architecture,
+	};
+	if (detect_resource(s, o, &tt, err, errlen))
+		goto fail;
+	telemetry_init(&s->tm, &tt, monotonic_ns());
+	s->corr = correlator_new(&s->tm);
+	if (!s->corr) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (add_sinks(s, o, err, errlen))
+		goto fail;
+	telemetry_attached(&s->tm);
+	return s;
+fail:
+	if (s->prom && s->prom_per_target)
+		prom_server_remove_target(s->prom, s->t.pid);
+	session_free(s);
+	return NULL;
+}
+
+int session_poll(struct session *s, int timeout_ms)
+{
+	return probes_poll(s->p, timeout_ms);
+}
+
+int session_fd(const struct session *s)
+{
+	return probes_fd(s->p);
+}
+
+static void publish(struct session *s)
+{
+	if (s->prom && s->prom_per_target)
+		prom_server_publish_target(s->prom, s->t.pid, s->prom_labels, &s->tm.metrics);
+	else if (s->prom)
+		prom_server_publish(s->prom, &s->tm.metrics);
+}
+
+void session_tick(struct session *s, uint64_t now)
+{
+	refresh_model(s);
+	update_gauges(s);
+	if (s->otlp.ops)
+		sink_otlp_health(&s->otlp, &s->tm.metrics, now);
+	telemetry_tick(&s->tm, now, lost_total(s));
+	publish(s);
+}
+
+bool session_target_gone(const struct session *s)
+{
+	struct pollfd pfd = { .fd = s->pidfd, .events = POLLIN };
+
+	if (s->pidfd >= 0)
+		return poll(&pfd, 1, 0) > 0;
+	return kill(s->t.pid, 0) && errno == ESRCH;
+}
+
+int session_pid(const struct session *s)
+{
+	return s->t.pid;
+}
+
+const char *session_comm(const struct session *s)
+{
+	return s->t.comm;
+}
+
+const char *session_layers(const struct session *s)
+{
+	return probes_attached(s->p);
+}
+
+const char *session_instance(const struct session *s)
+{
+	const char *v = resource_get(&s->resource, "service.instance.id");
+
+	return v ? v : "";
+}
+
+uint64_t session_requests(const struct session *s)
+{
+	return s->tm.total.requests;
+}
+
+bool session_dump_tail(struct session *s, const char *reason)
+{
+	if (!s->tail.ops)
+		return false;
+	sink_tail_dump(&s->tail, reason);
+	return true;
+}
+
+bool session_key(struct session *s, int key)
+{
+	if (!s->top.ops)
+		return false;
+	sink_top_key(&s->top, key);
+	return true;
+}
+
+void session_close(struct session *s, const char *reason)
+{
+	if (!s)
+		return;
+	probes_poll(s->p, 0); /* whatever is still in the ring buffer */
+	update_gauges(s);
+	correlator_flush(s->corr, monotonic_ns());
+	if (s->otlp.ops)
+		sink_otlp_health(&s->otlp, &s->tm.metrics, monotonic_ns());
+	telemetry_finish(&s->tm, monotonic_ns(), lost_total(s), reason);
+	if (s->otlp.ops) /* the final flush's outcome */
+		sink_otlp_health(&s->otlp, &s->tm.metrics, monotonic_ns());
+	if (s->prom && s->prom_per_target) /* gone with the process */
+		prom_server_remove_target(s->prom, s->t.pid);
+	else
+		publish(s);
+	session_free(s);
+}

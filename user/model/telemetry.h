@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The telemetry model: engine-step spans and the metric instruments derived
+ * from them. Probes feed it decoded steps; sinks (console, JSON, later OTLP
+ * and Prometheus) read it through struct sink and never see probes.
+ */
+#ifndef LLMTAP_TELEMETRY_H
+#define LLMTAP_TELEMETRY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "probe/event.h"
+#include "model/hist.h"
+#include "model/metrics.h"
+#include "target/resource.h"
+#include "model/route.h"
+
+/* batch-size classes for the live "batch mix" */
+enum { BATCH_1 = 0, BATCH_2_4, BATCH_5_16, BATCH_17_64, BATCH_65_512, BATCH_513_UP, BATCH_CLASSES };
+
+/* Aggregates over one interval or the whole session. */
+struct tm_window {
+	uint64_t start_ns; /* CLOCK_MONOTONIC */
+	uint64_t end_ns;
+	uint64_t steps;          /* llmtap.engine.steps */
+	uint64_t step_errors;    /* steps with ret != 0 */
+	uint64_t tokens;         /* llmtap.engine.batch.tokens (sum) */
+	uint64_t outputs;
+	uint64_t sampled;        /* tokens sampled (the sampling layer) */
+	uint64_t by_kind[STEP_KIND_MAX];
+	uint64_t batch_mix[BATCH_CLASSES];
+	uint64_t lost;           /* events lost (ring buffer full, missed entries) */
+	struct hist duration_ns; /* llmtap.engine.step.duration */
+	struct hist batch_tokens;/* llmtap.engine.batch.size */
+	/* requests (llama-server's HTTP layer) */
+	uint64_t requests;
+	uint64_t requests_failed;   /* status >= 400, a server error, or cut short */
+	uint64_t by_route[ROUTE_KIND_MAX];
+	uint64_t input_tokens;
+	uint64_t cached_tokens;
+	uint64_t output_tokens;
+	uint64_t context_shifts;
+	uint64_t cache_saves;
+	uint64_t cache_loads;
+	uint64_t cache_bytes_saved;
+	uint64_t cache_bytes_loaded;
+	struct hist req_duration_ns; /* http.server.request.duration */
+	struct hist ttft_ns;         /* gen_ai.server.time_to_first_token */
+	struct hist tpot_ns;         /* gen_ai.server.time_per_output_token */
+	struct hist queue_ns;        /* llmtap.request.queue.duration */
+};
+
+/* Something the engine did outside a step: a point or a timed call. */
+enum engine_event_kind {
+	EE_CONTEXT_SHIFT = 0, /* value: tokens discarded */
+	EE_CACHE_SAVE,        /* value: bytes; to_file: slot save, else host memory */
+	EE_CACHE_LOAD,        /* value: bytes (0: failed) */
+	EE_MODEL_LOAD,        /* ok, text: the model file */
+	EE_CONTEXT_INIT,      /* ok, params: n_ctx, n_batch, n_ubatch, n_seq_max */
+	EE_KIND_MAX,
+};
+
+struct engine_event {
+	enum engine_event_kind kind;
+	uint64_t ts_ns;       /* CLOCK_MONOTONIC start */
+	uint64_t duration_ns; /* 0 for a point */
+	int seq;              /* -1: not tied to a sequence */
+	uint64_t request_id;  /* 0: none */
+	int64_t value;
+	bool ok;
+	bool to_file;
+	uint32_t params[4];
+	const char *text;
+};
+
+const char *engine_event_name(enum engine_event_kind k);
+
+/* Gauges sampled at each tick (from the correlator). */
+#define TM_MAX_SLOTS 64
+
+/* One slot (= sequence) as it is now: what `llmtap top` shows per slot. */
+struct tm_slot {
+	int slot;
+	int phase;           /* 0 idle, 1 prefill, 2 generating */
+	uint64_t request_id; /* 0: none or not seen */
+	const char *route;   /* http.route of its request, "" when none */
+	uint32_t prompt_tokens;
+	uint32_t cached_tokens;
+	uint32_t output_tokens;
+	uint64_t since_ns;   /* when its task started on the slot, 0 when idle */
+	uint64_t kv_cells;
+};
+
+struct tm_gauges {
+	uint32_t active_requests;
+	uint32_t queued_tasks;
+	uint32_t busy_slots;
+	uint64_t kv_cells;
+	uint32_t n_ctx;         /* from context creation, 0 when not seen */
+	uint32_t active_inference; /* inference requests among active_requests */
+	uint64_t rss_bytes;     /* the target's resident memory, 0 when unknown */
+	int n_slots;            /* slots busy or holding cells, by slot id */
+	struct tm_slot slots[TM_MAX_SLOTS];
+};
+
+/* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and
+ * its queue / prefill / generation children). Times are CLOCK_MONOTONIC ns; 0 = not seen. */
+struct req_span {
+	uint64_t id;            /* llmtap's own sequence number */
+	uint32_t tid;           /* the HTTP worker thread */
+	uint64_t start_ns;
+	uint64_t end_ns;
+	char method[16];
+	char path[LLMTAP_PATH_LEN];
+	char client[LLMTAP_ADDR_LEN];
+	int client_port;
+	int server_port;
+	int status;             /* HTTP status, 0 when not seen */
+	struct route route;
+	bool stream;            /* the server streamed partial responses */
+	bool complete;          /* seen from its first to its last byte */
+	int n_tasks;            /* engine tasks it created */
+	int slot;               /* slot (= sequence) of its first task, -1 when none */
+	bool deferred;          /* waited in the queue for a free slot */
+	uint64_t enqueue_ns;    /* its first task was created */
+	uint64_t launch_ns;     /* its first task started on a slot */
+	uint64_t first_token_ns;
+	uint64_t final_ns;      /* the server sent its final result */
+	uint32_t cached_tokens; /* prompt tokens reused from the KV cache */
+	uint32_t prompt_tokens; /* prompt tokens decoded */
+	uint32_t output_tokens; /* tokens sampled */
+	uint32_t context_shifts;
+	uint32_t cache_loads;     /* prompt state restored into its slot */
+	uint64_t cache_bytes_loaded;
+	uint32_t tokenize_calls;  /* llama_tokenize on its HTTP thread */
+	uint64_t sampling_ns;     /* time in common_sampler_sample for its tokens */
+	uint32_t draft_tokens;    /* drafted by a draft model (speculative decoding) */
+	bool has_sampling;      /* the sampler parameters of its first task were seen */
+	uint32_t seed;
+	int32_t top_k;
+	float top_p;
+	float temperature;
+	int err_type;           /* llama-server's error_type, -1 when none */
+	char err_msg[LLMTAP_MSG_LEN];
+};
+
+struct tm_target {
+	int pid;
+	const char *comm;
+	const char *library;
+	bool in_executable;
+	const char *layers; /* "engine,sampling,server,http": what is attached */
+	const char *model;  /* general.name from the GGUF header, else the file's name; "" unknown */
+	const char *model_arch; /* general.architecture, "" when unknown */
+	const struct resource *resource; /* OpenTelemetry resource, NULL when unknown */
+};
+
+struct tm_snapshot {
+	const struct tm_target *target;
+	const struct tm_window *interval; /* NULL in a summary */
+	const struct tm_window *total;
+	int64_t realtime_offset_ns; /* add to CLOCK_MONOTONIC to get the Unix time */
+	const char *end_reason;     /* summary only */
+	const struct tm_gauges *gauges;
+	const struct metrics *metrics; /* cumulative instruments */
+	uint64_t now_ns;
+};
+
+struct sink_ops {
+	void (*attached)(void *self, const struct tm_target *t);
+	void (*step)(void *self, const struct step *s, int64_t realtime_offset_ns);
+	void (*request)(void *self, const struct req_span *r, int64_t realtime_offset_ns);
+	void (*engine_event)(void *self, const struct engine_event *e, int64_t realtime_offset_ns);
+	void (*interval)(void *self, const struct tm_snapshot *snap);
+	void (*summary)(void *self, const struct tm_snapshot *snap);
+	void (*destroy)(void *self);
+};
+
+struct sink {
+	const struct sink_ops *ops;
+	void *self;
+};
+
+#define TM_MAX_SINKS 8
+
+struct telemetry {
+	struct tm_target target;
+	struct tm_window interval;
+	struct tm_window total;
+	uint64_t lost_seen; /* cumulative lost count at the last tick */
+	struct tm_gauges gauges;
+	struct metrics metrics;
+	int64_t realtime_offset_ns;
+	struct sink sinks[TM_MAX_SINKS];
+	int n_sinks;
+};
+
+void telemetry_init(struct telemetry *tm, const struct tm_target *t, uint64_t now_ns);
+int telemetry_add_sink(struct telemetry *tm, struct sink s);
+void telemetry_attached(struct telemetry *tm);
+void telemetry_step(struct telemetry *tm, const struct step *s);
+void telemetry_request(struct telemetry *tm, const struct req_span *r);
+/* One token sampled; duration_ns 0 when the sampler was seen at its entry only. */
+void telemetry_sampled(struct telemetry *tm, uint64_t end_ns, uint64_t duration_ns);
+void telemetry_engine_event(struct telemetry *tm, const struct engine_event *e);
+void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g);
+/* lost_total: the probes' cumulative lost-event count. */
+void telemetry_tick(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total);
+/* Derived request times (0 when a phase was not seen). */
+uint64_t req_queue_ns(const struct req_span *r);
+uint64_t req_ttft_ns(const struct req_span *r);
+uint64_t req_tpot_ns(const struct req_span *r);
+bool req_failed(const struct req_span *r);
+/* error.type of a failed request ("incomplete", the HTTP status, server_error_N), "" if ok */
+void req_error_type(const struct req_span *r, char *buf, size_t len);
+/* The SERVER span's name: "{method} {http.route}" */
+void req_span_name(const struct req_span *r, char *buf, size_t len);
+/* n per second over the window */
+double tm_window_rate(const struct tm_window *w, uint64_t n);
+void telemetry_finish(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total,
+		      const char *reason);
+void telemetry_destroy(struct telemetry *tm);
+
+int batch_class(int32_t n_tokens);
+const char *batch_class_name(int c);
+uint64_t monotonic_ns(void);
+/* Whether a tick is due at now; then *next_ns moves one interval on (to now + interval
+ * when the loop fell further behind). */
+bool tm_tick_due(uint64_t now_ns, uint64_t *next_ns, uint64_t interval_ns);
+int64_t realtime_offset_ns(void);
+
+#endif

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "probe/probes.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "llmtap.skel.h"
+
+struct probes {
+	struct llmtap_bpf *skel;
+	struct ring_buffer *rb;
+	bool multi;                 /* uprobe_multi links (Linux 6.6+) */
+	int link_fds[2 * TARGET_MAX_FILES];
+	int n_link_fds;
+	struct bpf_link *links[2 * SITE_MAX * TARGET_MAX_LOCS];
+	int n_links;
+	int ncpus;
+	probes_event_fn fn;
+	void *fn_arg;
+	bool layers[LAYER_MAX];
+	char attached[128];
+};
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct probes *p = ctx;
+
+	return p->fn(p->fn_arg, data, size);
+}
+
+static bool libbpf_verbose;
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG || !libbpf_verbose)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+/* What a site needs: its cookie, and which of entry and return it probes. */
+struct site_probe {
+	__u64 cookie;
+	bool enter;
+	bool ret;
+};
+
+/*
+ * Which sites get a return probe. A return probe replaces the function's
+ * return address with the kernel's [uprobes] trampoline, which has no unwind
+ * information: a C++ exception thrown out of such a call ends the target in
+ * std::terminate. So a return probe only goes where no exception leaves the
+ * call (checked in llama.cpp de3ff815ea7d): the llama_state_* and model/context
+ * C functions catch everything; llama_decode/encode, get_new_id and
+ * common_sampler_sample throw nothing but std::bad_alloc; cpp-httplib's
+ * process_request catches its handlers' exceptions. common_sampler_init (a bad
+ * grammar or penalty), llama_tokenize (a vocabulary without byte tokens) and
+ * llama_sampler_sample (a grammar that rejects the accepted token) can throw:
+ * entry only.
+ */
+static struct site_probe site_probe_of(enum target_site site)
+{
+	switch (site) {
+	case SITE_DECODE:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_DECODE), true, true };
+	case SITE_ENCODE:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_ENCODE), true, true };
+	case SITE_SAMPLE_COMMON:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, true };
+	case SITE_SAMPLE:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, false };
+	case SITE_KV_SEQ_RM ... SITE_KV_CLEAR:
+		return (struct site_probe){
+			LLMTAP_COOKIE(LLMTAP_P_KV, LLMTAP_KV_SEQ_RM + (site - SITE_KV_SEQ_RM)), true, false };
+	case SITE_SRV_NEW_ID:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SERVER, LLMTAP_SRV_NEW_ID), false, true };
+	case SITE_SRV_DEFER ... SITE_SRV_PARTIAL:
+		return (struct site_probe){
+			LLMTAP_COOKIE(LLMTAP_P_SERVER, LLMTAP_SRV_DEFER + (site - SITE_SRV_DEFER)), true, false };
+	case SITE_HTTP_PROCESS:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_BEGIN), true, true };
+	case SITE_HTTP_ROUTING:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_ROUTE), true, false };
+	case SITE_HTTP_WRITE:
+		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_STATUS), true, false };
+	case SITE_CALL_TOKENIZE:
+	case SITE_CALL_SAMPLER_INIT: /* entry only: they can throw (see above) */
+		return (struct site_probe){
+			LLMTAP_COOKIE(LLMTAP_P_CALL, LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE)),
+			true, false };
+	case SITE_CALL_SEQ_SAVE_FILE ... SITE_CALL_CONTEXT_INIT:
+		return (struct site_probe){
+			LLMTAP_COOKIE(LLMTAP_P_CALL, LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE)),
+			true, true };
+	default:
+		return (struct site_probe){ 0, false, false };
+	}
+}
+
+/* A site's probes; an entry probe without a return probe says so in its cookie. */
+static struct site_probe site_probe(enum target_site site)
+{
+	struct site_probe sp = site_probe_of(site);
+
+	if (sp.enter && !sp.ret)
+		sp.cookie |= LLMTAP_ENTRY_ONLY;
+	return sp;
+}
+
+/*
+ * uprobe_multi (Linux 6.6+): one link per file and direction, however many
+ * sites. Removing a uprobe waits for an RCU grace period (~0.1 s here), once
+ * per link: with a link per probe, Ctrl-C would wait seconds.
+ */
+#ifndef BPF_TRACE_UPROBE_MULTI
+#define BPF_TRACE_UPROBE_MULTI 48
+#endif
+#define UPROBE_MULTI_RETURN 1
+
+static bool uprobe_multi_supported(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (getenv("LLMTAP_NO_UPROBE_MULTI"))
+		return false;
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 6);
+}
+
+static int uprobe_multi_link(int prog_fd, const char *path, const __u64 *offsets,
+			     const __u64 *cookies, __u32 cnt, bool retprobe, int pid)
+{
+	/* union bpf_attr's link_create, as Linux 6.6 lays it out */
+	struct {
+		__u32 prog_fd, target_fd, attach_type, flags;
+		__u64 path, offsets, ref_ctr_offsets, cookies;
+		__u32 cnt, um_flags, pid;
+		__u8 pad[68];
+	} attr;
+	int fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_fd = (__u32)prog_fd;
+	attr.attach_type = BPF_TRACE_UPROBE_MULTI;
+	attr.path = (__u64)(uintptr_t)path;
+	attr.offsets = (__u64)(uintptr_t)offsets;
+	attr.cookies = (__u64)(uintptr_t)cookies;
+	attr.cnt = cnt;
+	attr.um_flags = retprobe ? UPROBE_MULTI_RETURN : 0;
+	attr.pid = (__u32)pid;
+	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	return fd < 0 ? -errno : fd;
+}
+
+struct file_sites {
+	__u64 offsets[2][SITE_MAX * TARGET_MAX_LOCS]; /* [0] entries, [1] returns */
+	__u64 cookies[2][SITE_MAX * TARGET_MAX_LOCS];
+	enum target_site sites[2][SITE_MAX * TARGET_MAX_LOCS];
+	__u32 n[2];
+};
+
+static void add_site(struct file_sites *fs, int dir, __u64 offset, __u64 cookie,
+		     enum target_site site)
+{
+	for (__u32 i = 0; i < fs->n[dir]; i++)
+		if (fs->offsets[dir][i] == offset)
+			return; /* one function under two names: the first site keeps it */
+	fs->offsets[dir][fs->n[dir]] = offset;
+	fs->cookies[dir][fs->n[dir]] = cookie;
+	fs->sites[dir][fs->n[dir]++] = site;
+}
+
+/* Attach the wanted sites of file f. Returns 0 or -errno with err set. */
+static int attach_file_multi(struct probes *p, const struct target *t, int f, const bool *want,
+			     char *err, size_t errlen)
+{
+	struct file_sites *fs = calloc(1, sizeof(*fs));
+	int prog[2] = { bpf_program__fd(p->skel->progs.probe_enter),
+			bpf_program__fd(p->skel->progs.probe_exit) };
+	int ret = 0;
+
+	if (!fs)
+		return -ENOMEM;
+	for (int site = 0; site < SITE_MAX; site++) {
+		struct site_probe sp = site_probe(site);
+
+		if (!want[site])
+			continue;
+		for (int i = 0; i < t->sites[site].n_locs; i++) {
+			const struct target_loc *loc = &t->sites[site].locs[i];
+
+			if (loc->file != f)
+				continue;
+			if (sp.enter)
+				add_site(fs, 0, loc->offset, sp.cookie, site);
+			if (sp.ret)
+				add_site(fs, 1, loc->offset, sp.cookie, site);
+		}
+	}
+	/* returns first: an entry never lacks its return */
+	for (int dir = 1; dir >= 0 && !ret; dir--) {
+		int fd;
+
+		if (!fs->n[dir])
+			continue;
+		fd = uprobe_multi_link(prog[dir], t->files[f].host, fs->offsets[dir],
+				       fs->cookies[dir], fs->n[dir], dir == 1, t->pid);
+		if (fd < 0) {
+			ret = fd;
+			snprintf(err, errlen, "cannot attach %u %s to %s (PID %d): %s", fs->n[dir],
+				 dir ? "uretprobes" : "uprobes", t->files[f].path, (int)t->pid,
+				 strerror(-fd));
+			break;
+		}
+		p->link_fds[p->n_link_fds++] = fd;
+		for (__u32 i = 0; i < fs->n[dir]; i++)
+			p->layers[target_site_layer(fs->sites[dir][i])] = true;
+	}
+	free(fs);
+	return ret;
+}
+
+/* Without uprobe_multi: a perf-event link per site, location and direction. */
+static int attach_site_perf(struct probes *p, const struct target *t, enum target_site site,
+			    char *err, size_t errlen)
+{
+	struct site_probe sp = site_probe(site);
+	int before = p->n_links, e = 0;
+
+	for (int i = 0; !e && i < t->sites[site].n_locs; i++) {
+		const struct target_loc *loc = &t->sites[site].locs[i];
+
+		for (int dir = 1; dir >= 0 && !e; dir--) {
+			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = dir == 1, .bpf_cookie = sp.cookie);
+			struct bpf_link *link;
+
+			if (dir ? !sp.ret : !sp.enter)
+				continue;
+			link = bpf_program__attach_uprobe_opts(dir ? p->skel->progs.probe_exit :
+								     p->skel->progs.probe_enter,
+							       t->pid, t->files[loc->file].host,
+							       (size_t)loc->offset, &uo);
+			if (!link) {
+				e = -errno ? -errno : -EINVAL;
+				snprintf(err, errlen, "cannot attach a %s to %s in %s (PID %d): %s%s",
+					 dir ? "uretprobe" : "uprobe", target_site_name(site),
+					 t->files[loc->file].path, (int)t->pid, strerror(-e),
+					 e == -EPERM || e == -EACCES ?
+						 " (per-probe perf links, as on kernels before 6.6, need "
+						 "CAP_SYS_ADMIN: CAP_BPF and CAP_PERFMON are not enough)" : "");
+				break;
+			}
+			p->links[p->n_links++] = link;
+		}
+	}
+	while (e && p->n_links > before)
+		bpf_link__destroy(p->links[--p->n_links]);
+	if (!e)
+		p->layers[target_site_layer(site)] = true;
+	return e;
+}
+
+int probes_open(const struct target *t, const struct probes_opts *opts, probes_event_fn fn,
+		void *arg, struct probes **out, char *err, size_t errlen)
+{
+	bool want[SITE_MAX];
+	struct probes *p;
+	int ret;
+
+	*out = NULL;
+	probes_libbpf_log(opts->verbose);
+
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	p->ncpus = libbpf_num_possible_cpus();
+	if (p->ncpus <= 0) {
+		snprintf(err, errlen, "cannot count CPUs: %s", strerror(-p->ncpus));
+		ret = p->ncpus ? p->ncpus : -EINVAL;
+		goto cleanup;
+	}
+	p->skel = llmtap_bpf__open();
+	if (!p->skel) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open the BPF object: %s", strerror(-ret));
+		goto cleanup;
+	}
+	ret = bpf_map__set_max_entries(p->skel->maps.events, (__u32)opts->ringbuf_bytes);
+	if (ret) {
+		snprintf(err, errlen, "bad ring buffer size %zu: %s", opts->ringbuf_bytes,
+			 strerror(-ret));
+		goto cleanup;
+	}
+	p->skel->rodata->wakeup_bytes = opts->ringbuf_bytes / 4;
+	p->multi = uprobe_multi_supported();
+	if (p->multi) {
+		bpf_program__set_expected_attach_type(p->skel->progs.probe_enter, BPF_TRACE_UPROBE_MULTI);
+		bpf_program__set_expected_attach_type(p->skel->progs.probe_exit, BPF_TRACE_UPROBE_MULTI);
+	}
+	ret = llmtap_bpf__load(p->skel);
+	if (ret) {
+		snprintf(err, errlen,
+			 "the kernel refused llmtap's BPF programs: %s (run with --verbose for the verifier log)",
+			 strerror(-ret));
+		goto cleanup;
+	}
+	for (int site = 0; site < SITE_MAX; site++) {
+		enum target_layer layer = target_site_layer(site);
+
+		want[site] = t->sites[site].found &&
+			     (site == SITE_DECODE ||
+			      (opts->layers[layer] && target_layer_found(t, layer)));
+	}
+	/* llama.cpp's own tools sample through common_sampler_sample: one probe per token */
+	if (want[SITE_SAMPLE_COMMON])
+		want[SITE_SAMPLE] = false;
+	/* the file with llama_decode first: it must attach, the others may fail */
+	ret = p->multi ? attach_file_multi(p, t, t->sites[SITE_DECODE].locs[0].file, want, err, errlen)
+		       : attach_site_perf(p, t, SITE_DECODE, err, errlen);
+	if (ret)
+		goto cleanup;
+	for (int i = 0; i < (p->multi ? t->n_files : SITE_MAX); i++) {
+		char why[512];
+
+		if (p->multi ? i == t->sites[SITE_DECODE].locs[0].file : (i == SITE_DECODE || !want[i]))
+			continue;
+		if (p->multi ? attach_file_multi(p, t, i, want, why, sizeof(why))
+			     : attach_site_perf(p, t, i, why, sizeof(why)))
+			fprintf(stderr, "llmtap: warning: %s; going on without it\n", why);
+	}
+	for (int l = 0; l < LAYER_MAX; l++) {
+		size_t used = strlen(p->attached);
+
+		if (p->layers[l])
+			snprintf(p->attached + used, sizeof(p->attached) - used, "%s%s",
+				 used ? "," : "", target_layer_name(l));
+	}
+	p->fn = fn;
+	p->fn_arg = arg;
+	p->rb = ring_buffer__new(bpf_map__fd(p->skel->maps.events), on_record, p, NULL);
+	if (!p->rb) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open the ring buffer: %s", strerror(-ret));
+		goto cleanup;
+	}
+	*out = p;
+	return 0;
+cleanup:
+	probes_close(p);
+	return ret;
+}
+
+int probes_poll(struct probes *p, int timeout_ms)
+{
+	int n = ring_buffer__poll(p->rb, timeout_ms);
+
+	if (n < 0)
+		return n;
+	/* records written without a wakeup are drained here */
+	int m = ring_buffer__consume(p->rb);
+
+	return m < 0 ? m : n + m;
+}
+
+int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX])
+{
+	int fd = bpf_map__fd(p->skel->maps.stats);
+	uint64_t *vals = calloc((size_t)p->ncpus, sizeof(*vals));
+
+	if (!vals)
+		return -ENOMEM;
+	for (__u32 k = 0; k < LLMTAP_STAT_MAX; k++) {
+		out[k] = 0;
+		if (bpf_map_lookup_elem(fd, &k, vals))
+			continue;
+		for (int c = 0; c < p->ncpus; c++)
+			out[k] += vals[c];
+	}
+	free(vals);
+	return 0;
+}
+
+void probes_libbpf_log(bool verbose)
+{
+	libbpf_verbose = verbose;
+	libbpf_set_print(libbpf_print);
+}
+
+int probes_fd(const struct probes *p)
+{
+	return ring_buffer__epoll_fd(p->rb);
+}
+
+const char *probes_attached(const struct probes *p)
+{
+	return p->attached;
+}
+
+
+void probes_close(struct probes *p)
+{
+	if (!p)
+		return;
+	ring_buffer__free(p->rb);
+	for (int i = p->n_link_fds - 1; i >= 0; i--)
+		close(p->link_fds[i]);
+	for (int i = p->n_links - 1; i >= 0; i--)
+		bpf_link__destroy(p->links[i]);
+	llmtap_bpf__destroy(p->skel);
+	free(p);
+}

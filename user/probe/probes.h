@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Loading the BPF programs, attaching them to one target, draining the ring buffer. */
+#ifndef LLMTAP_PROBES_H
+#define LLMTAP_PROBES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmtap_events.h"
+#include "target/target.h"
+
+struct probes;
+
+struct probes_opts {
+	size_t ringbuf_bytes;  /* power of two, >= 4096 */
+	bool verbose;          /* let libbpf print its diagnostics */
+	bool layers[LAYER_MAX]; /* which layers to attach where found (the engine always) */
+};
+
+/* Called for every record; a non-zero return stops the drain. */
+typedef int (*probes_event_fn)(void *arg, const void *data, size_t size);
+
+/*
+ * Load and attach the probes on t for t->pid only. Returns 0 with *out set,
+ * or -errno with a one-line reason in err. Nothing is left attached on error.
+ */
+int probes_open(const struct target *t, const struct probes_opts *opts, probes_event_fn fn,
+		void *arg, struct probes **out, char *err, size_t errlen);
+/* Wait up to timeout_ms for data, then drain everything waiting. Returns records or -errno. */
+int probes_poll(struct probes *p, int timeout_ms);
+/* libbpf's diagnostics on stderr only when verbose (every BPF object of llmtap). */
+void probes_libbpf_log(bool verbose);
+/* An fd that is readable when records wait (epoll). */
+int probes_fd(const struct probes *p);
+/* Sum the per-CPU counters (enum llmtap_stat). */
+int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX]);
+/* "engine,sampling,server,http": the layers attached. */
+const char *probes_attached(const struct probes *p);
+void probes_close(struct probes *p);
+
+#endif

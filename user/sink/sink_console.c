@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Console sink: a live line per interval and a summary when tracing ends. */
+#include "sink/sinks.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+struct console {
+	FILE *out;
+	/* the last model load and context creation, repeated in the summary */
+	bool loaded, have_ctx;
+	double load_s;
+	bool load_ok;
+	uint32_t ctx[4];
+};
+
+static void print_mix(FILE *out, const struct tm_window *w)
+{
+	bool any = false;
+
+	for (int c = 0; c < BATCH_CLASSES; c++) {
+		if (!w->batch_mix[c])
+			continue;
+		fprintf(out, "%s%s:%llu", any ? " " : "", batch_class_name(c),
+			(unsigned long long)w->batch_mix[c]);
+		any = true;
+	}
+	if (!any)
+		fputs("-", out);
+}
+
+static void print_requests(FILE *out, const struct tm_window *w, const struct tm_gauges *g)
+{
+	fprintf(out, "          requests %5.1f/s  active %u  queued %u  slots busy %u  "
+		     "ttft p50 %.3f s p99 %.3f s  tpot p50 %.2f ms  tokens in %llu out %llu  failed %llu\n",
+		tm_window_rate(w, w->requests), g ? g->active_requests : 0, g ? g->queued_tasks : 0,
+		g ? g->busy_slots : 0, (double)hist_quantile(&w->ttft_ns, 0.5) / 1e9,
+		(double)hist_quantile(&w->ttft_ns, 0.99) / 1e9,
+		(double)hist_quantile(&w->tpot_ns, 0.5) / 1e6, (unsigned long long)w->input_tokens,
+		(unsigned long long)w->output_tokens, (unsigned long long)w->requests_failed);
+}
+
+static void console_attached(void *self, const struct tm_target *t)
+{
+	struct console *c = self;
+
+	fprintf(c->out, "llmtap: tracing PID %d (%s): llama.cpp in %s%s; layers: %s\n", t->pid,
+		t->comm, t->library, t->in_executable ? " (linked into the executable)" : "",
+		t->layers);
+	if (t->model && t->model[0])
+		fprintf(c->out, "llmtap: model %s%s%s%s\n", t->model,
+			t->model_arch && t->model_arch[0] ? " (" : "",
+			t->model_arch && t->model_arch[0] ? t->model_arch : "",
+			t->model_arch && t->model_arch[0] ? ")" : "");
+	fprintf(c->out, "llmtap: a line per interval; Ctrl-C for the summary\n");
+	fflush(c->out);
+}
+
+static void console_interval(void *self, const struct tm_snapshot *snap)
+{
+	const struct tm_window *w = snap->interval;
+	struct console *c = self;
+	time_t now = time(NULL);
+	struct tm tm;
+	char ts[16];
+
+	localtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+	if (!w->steps) {
+		fprintf(c->out, "%s  idle: no engine steps  lost %llu\n", ts,
+			(unsigned long long)w->lost);
+		fflush(c->out);
+		return;
+	}
+	fprintf(c->out, "%s  decode %6.1f/s  tokens %7.1f/s  p50 %7.3f ms  p99 %7.3f ms  batch ",
+		ts, tm_window_rate(w, w->steps), tm_window_rate(w, w->tokens),
+		(double)hist_quantile(&w->duration_ns, 0.50) / 1e6,
+		(double)hist_quantile(&w->duration_ns, 0.99) / 1e6);
+	print_mix(c->out, w);
+	fprintf(c->out, "  errors %llu  lost %llu\n", (unsigned long long)w->step_errors,
+		(unsigned long long)w->lost);
+	if (w->requests || (snap->gauges && snap->gauges->active_requests))
+		print_requests(c->out, w, snap->gauges);
+	fflush(c->out);
+}
+
+static void console_summary(void *self, const struct tm_snapshot *snap)
+{
+	const struct tm_window *w = snap->total;
+	const struct hist *d = &w->duration_ns, *b = &w->batch_tokens;
+	struct console *c = self;
+
+	fprintf(c->out, "\nllmtap summary: PID %d (%s), %.1f s traced, ended: %s\n",
+		snap->target->pid, snap->target->comm, (double)(w->end_ns - w->start_ns) / 1e9,
+		snap->end_reason ? snap->end_reason : "?");
+	fprintf(c->out, "  steps       %llu (prefill %llu, generate %llu, mixed %llu), failed %llu\n",
+		(unsigned long long)w->steps, (unsigned long long)w->by_kind[STEP_PREFILL],
+		(unsigned long long)w->by_kind[STEP_GENERATE],
+		(unsigned long long)w->by_kind[STEP_MIXED], (unsigned long long)w->step_errors);
+	fprintf(c->out, "  tokens      %llu in batches, %llu outputs\n",
+		(unsigned long long)w->tokens, (unsigned long long)w->outputs);
+	fprintf(c->out, "  throughput  %.1f steps/s, %.1f tokens/s\n", tm_window_rate(w, w->steps),
+		tm_window_rate(w, w->tokens));
+	if (d->count)
+		fprintf(c->out,
+			"  step time   p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n",
+			(double)hist_quantile(d, 0.5) / 1e6, (double)hist_quantile(d, 0.9) / 1e6,
+			(double)hist_quantile(d, 0.99) / 1e6, (double)d->max / 1e6,
+			(double)d->sum / (double)d->count / 1e6);
+	if (b->count)
+		fprintf(c->out, "  batch size  p50 %llu  p99 %llu  max %llu  mean %.1f\n",
+			(unsigned long long)hist_quantile(b, 0.5),
+			(unsigned long long)hist_quantile(b, 0.99), (unsigned long long)b->max,
+			(double)b->sum / (double)b->count);
+	fputs("  batch mix   ", c->out);
+	print_mix(c->out, w);
+	fprintf(c->out, "\n  lost events %llu\n", (unsigned long long)w->lost);
+	if (w->requests) {
+		const struct hist *r = &w->req_duration_ns, *t = &w->ttft_ns;
+
+		fprintf(c->out, "  requests    %llu (failed %llu), tokens in %llu (cached %llu), out %llu, context shifts %llu\n",
+			(unsigned long long)w->requests, (unsigned long long)w->requests_failed,
+			(unsigned long long)w->input_tokens, (unsigned long long)w->cached_tokens,
+			(unsigned long long)w->output_tokens, (unsigned long long)w->context_shifts);
+		fprintf(c->out, "  duration    p50 %.3f s  p99 %.3f s;  ttft p50 %.3f s  p99 %.3f s;  tpot p50 %.2f ms\n",
+			(double)hist_quantile(r, 0.5) / 1e9, (double)hist_quantile(r, 0.99) / 1e9,
+			(double)hist_quantile(t, 0.5) / 1e9, (double)hist_quantile(t, 0.99) / 1e9,
+			(double)hist_quantile(&w->tpot_ns, 0.5) / 1e6);
+	}
+	if (c->loaded)
+		fprintf(c->out, "  model load  %.3f s%s\n", c->load_s, c->load_ok ? "" : " (failed)");
+	if (c->have_ctx)
+		fprintf(c->out, "  context     n_ctx %u, n_batch %u, n_ubatch %u, n_seq_max %u\n",
+			c->ctx[0], c->ctx[1], c->ctx[2], c->ctx[3]);
+	fflush(c->out);
+}
+
+static void console_destroy(void *self)
+{
+	free(self);
+}
+
+/* Model load and context creation, when llmtap saw them (attached first: run, daemon). */
+static void console_engine_event(void *self, const struct engine_event *e, int64_t off)
+{
+	struct console *c = self;
+
+	(void)off;
+	if (e->kind == EE_MODEL_LOAD) {
+		c->loaded = true;
+		c->load_ok = e->ok;
+		c->load_s = (double)e->duration_ns / 1e9;
+		fprintf(c->out, "llmtap: model load %s in %.3f s: %s\n", e->ok ? "done" : "FAILED",
+			c->load_s, e->text ? e->text : "?");
+	} else if (e->kind == EE_CONTEXT_INIT && e->ok) {
+		c->have_ctx = true;
+		for (int i = 0; i < 4; i++)
+			c->ctx[i] = e->params[i];
+		fprintf(c->out, "llmtap: context created in %.3f s: n_ctx %u, n_batch %u, n_ubatch %u, "
+			"n_seq_max %u\n", (double)e->duration_ns / 1e9, e->params[0], e->params[1],
+			e->params[2], e->params[3]);
+	} else {
+		return;
+	}
+	fflush(c->out);
+}
+
+static const struct sink_ops console_ops = {
+	.attached = console_attached,
+	.engine_event = console_engine_event,
+	.interval = console_interval,
+	.summary = console_summary,
+	.destroy = console_destroy,
+};
+
+int sink_console_new(FILE *out, struct sink *s)
+{
+	struct console *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -1;
+	c->out = out;
+	s->ops = &console_ops;
+	s->self = c;
+	return 0;
+}

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* JSON-lines sink: one object per line, for scripts. Times are Unix nanoseconds. */
+#include "sink/sinks.h"
+
+#include <stdlib.h>
+
+#include "lib/json.h"
+
+struct json_sink {
+	FILE *out;
+	bool steps;
+	int pid; /* the target's: on every record (the daemon writes several targets' records) */
+};
+
+static void json_hist(FILE *out, const char *name, const struct hist *h, double scale)
+{
+	fprintf(out, ",\"%s\":{\"count\":%llu,\"sum\":%.9g,\"min\":%.9g,\"max\":%.9g,"
+		     "\"p50\":%.9g,\"p90\":%.9g,\"p99\":%.9g}",
+		name, (unsigned long long)h->count, (double)h->sum * scale,
+		(double)h->min * scale, (double)h->max * scale,
+		(double)hist_quantile(h, 0.5) * scale, (double)hist_quantile(h, 0.9) * scale,
+		(double)hist_quantile(h, 0.99) * scale);
+}
+
+static void json_window(FILE *out, const struct tm_window *w, int64_t off)
+{
+	fprintf(out, ",\"start_unix_nano\":%lld,\"end_unix_nano\":%lld",
+		(long long)w->start_ns + off, (long long)w->end_ns + off);
+	fprintf(out, ",\"steps\":%llu,\"failed_steps\":%llu,\"tokens\":%llu,\"outputs\":%llu,"
+		     "\"sampled_tokens\":%llu",
+		(unsigned long long)w->steps, (unsigned long long)w->step_errors,
+		(unsigned long long)w->tokens, (unsigned long long)w->outputs,
+		(unsigned long long)w->sampled);
+	fprintf(out, ",\"steps_by_kind\":{");
+	for (int k = 0; k < STEP_KIND_MAX; k++)
+		fprintf(out, "%s\"%s\":%llu", k ? "," : "", step_kind_name((enum step_kind)k),
+			(unsigned long long)w->by_kind[k]);
+	fprintf(out, "},\"batch_mix\":{");
+	for (int c = 0; c < BATCH_CLASSES; c++)
+		fprintf(out, "%s\"%s\":%llu", c ? "," : "", batch_class_name(c),
+			(unsigned long long)w->batch_mix[c]);
+	fprintf(out, "},\"lost_events\":%llu", (unsigned long long)w->lost);
+	json_hist(out, "step_duration_s", &w->duration_ns, 1e-9);
+	json_hist(out, "batch_tokens", &w->batch_tokens, 1);
+	fprintf(out, ",\"requests\":%llu,\"failed_requests\":%llu,\"requests_by_route\":{",
+		(unsigned long long)w->requests, (unsigned long long)w->requests_failed);
+	for (int k = 0, n = 0; k < ROUTE_KIND_MAX; k++)
+		if (w->by_route[k])
+			fprintf(out, "%s\"%s\":%llu", n++ ? "," : "", route_kind_name((enum route_kind)k),
+				(unsigned long long)w->by_route[k]);
+	fprintf(out, "},\"input_tokens\":%llu,\"cached_tokens\":%llu,\"output_tokens\":%llu,"
+		     "\"context_shifts\":%llu,\"cache_saves\":%llu,\"cache_loads\":%llu,"
+		     "\"cache_bytes_saved\":%llu,\"cache_bytes_loaded\":%llu",
+		(unsigned long long)w->input_tokens, (unsigned long long)w->cached_tokens,
+		(unsigned long long)w->output_tokens, (unsigned long long)w->context_shifts,
+		(unsigned long long)w->cache_saves, (unsigned long long)w->cache_loads,
+		(unsigned long long)w->cache_bytes_saved, (unsigned long long)w->cache_bytes_loaded);
+	json_hist(out, "request_duration_s", &w->req_duration_ns, 1e-9);
+	json_hist(out, "time_to_first_token_s", &w->ttft_ns, 1e-9);
+	json_hist(out, "time_per_output_token_s", &w->tpot_ns, 1e-9);
+	json_hist(out, "queue_duration_s", &w->queue_ns, 1e-9);
+}
+
+static void json_gauges(FILE *out, const struct tm_gauges *g)
+{
+	if (!g)
+		return;
+	fprintf(out, ",\"active_requests\":%u,\"queued_tasks\":%u,\"busy_slots\":%u,\"kv_cells\":%llu",
+		g->active_requests, g->queued_tasks, g->busy_slots, (unsigned long long)g->kv_cells);
+	if (g->n_ctx)
+		fprintf(out, ",\"n_ctx\":%u,\"kv_usage_ratio\":%.6f", g->n_ctx,
+			(double)g->kv_cells / g->n_ctx);
+	if (g->rss_bytes)
+		fprintf(out, ",\"process_rss_bytes\":%llu", (unsigned long long)g->rss_bytes);
+}
+
+static void json_attached(void *self, const struct tm_target *t)
+{
+	struct json_sink *j = self;
+
+	j->pid = t->pid;
+	fprintf(j->out, "{\"type\":\"attach\",\"pid\":%d,\"comm\":", t->pid);
+	json_write_string(j->out, t->comm);
+	fputs(",\"library\":", j->out);
+	json_write_string(j->out, t->library);
+	fprintf(j->out, ",\"in_executable\":%s,\"layers\":", t->in_executable ? "true" : "false");
+	json_write_string(j->out, t->layers);
+	fputs(",\"model\":", j->out);
+	json_write_string(j->out, t->model ? t->model : "");
+	fputs(",\"model_architecture\":", j->out);
+	json_write_string(j->out, t->model_arch ? t->model_arch : "");
+	if (t->resource) {
+		fputs(",\"resource\":{", j->out);
+		for (int i = 0; i < t->resource->n; i++) {
+			fputs(i ? "," : "", j->out);
+			json_write_string(j->out, t->resource->attrs[i].key);
+			fputc(':', j->out);
+			json_write_string(j->out, t->resource->attrs[i].value);
+		}
+		fputc('}', j->out);
+	}
+	fputs("}\n", j->out);
+	fflush(j->out);
+}
+
+static void json_step(void *self, const struct step *s, int64_t off)
+{
+	struct json_sink *j = self;
+
+	if (!j->steps)
+		return;
+	fprintf(j->out,
+		"{\"type\":\"step\",\"op\":\"%s\",\"pid\":%u,\"tid\":%u,\"ctx\":\"0x%llx\","
+		"\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"ret\":%d,\"kind\":\"%s\","
+		"\"n_tokens\":%d,\"n_seqs\":%u,\"n_outputs\":%u,\"flags\":%u,\"seqs\":[",
+		step_op_name(s->op), s->pid, s->tid, (unsigned long long)s->ctx,
+		(long long)s->start_ns + off, (unsigned long long)(s->end_ns - s->start_ns), s->ret,
+		step_kind_name(s->kind), s->n_tokens, s->n_seqs, s->n_outputs, s->flags);
+	for (uint32_t i = 0; i < s->n_runs; i++) {
+		const struct llmtap_run *r = &s->runs[i];
+
+		fprintf(j->out, "%s{\"seq\":%d,\"n_tokens\":%u,\"pos_first\":%d,\"pos_last\":%d,\"n_outputs\":%u",
+			i ? "," : "", r->seq_id, r->n_tokens, r->pos_first, r->pos_last, r->n_outputs);
+		if (s->request_ids[i])
+			fprintf(j->out, ",\"request\":%llu", (unsigned long long)s->request_ids[i]);
+		fputc('}', j->out);
+	}
+	fputs("]}\n", j->out);
+}
+
+static void json_child(FILE *out, bool *first, const char *name, uint64_t start, uint64_t end,
+		       int64_t off)
+{
+	if (!start || end < start)
+		return;
+	fprintf(out, "%s{\"name\":\"%s\",\"start_unix_nano\":%lld,\"duration_ns\":%llu}",
+		*first ? "" : ",", name, (long long)start + off, (unsigned long long)(end - start));
+	*first = false;
+}
+
+static void json_request(void *self, const struct req_span *r, int64_t off)
+{
+	struct json_sink *j = self;
+	const char *op = route_operation(r->route.kind);
+	FILE *out = j->out;
+	char name[sizeof(r->method) + 64], type[32];
+	bool first = true;
+
+	fprintf(out, "{\"type\":\"request\",\"pid\":%d,\"id\":%llu,\"name\":", j->pid,
+		(unsigned long long)r->id);
+	req_span_name(r, name, sizeof(name));
+	json_write_string(out, name);
+	fprintf(out, ",\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"complete\":%s",
+		(long long)r->start_ns + off,
+		(unsigned long long)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0),
+		r->complete ? "true" : "false");
+	fprintf(out, ",\"kind\":\"%s\",\"stream\":%s,\"tasks\":%d,\"slot\":%d,\"queued\":%s",
+		route_kind_name(r->route.kind), r->stream ? "true" : "false", r->n_tasks, r->slot,
+		r->deferred ? "true" : "false");
+	fprintf(out, ",\"queue_ns\":%llu,\"ttft_ns\":%llu,\"tpot_ns\":%llu",
+		(unsigned long long)req_queue_ns(r), (unsigned long long)req_ttft_ns(r),
+		(unsigned long long)req_tpot_ns(r));
+	fprintf(out, ",\"prompt_tokens\":%u,\"cached_tokens\":%u,\"output_tokens\":%u,"
+		     "\"context_shifts\":%u,\"cache_loads\":%u,\"cache_bytes_loaded\":%llu,"
+		     "\"tokenize_calls\":%u,\"sampling_ns\":%llu,\"draft_tokens\":%u,\"failed\":%s",
+		r->prompt_tokens, r->cached_tokens, r->output_tokens, r->context_shifts,
+		r->cache_loads, (unsigned long long)r->cache_bytes_loaded, r->tokenize_calls,
+		(unsigned long long)r->sampling_ns, r->draft_tokens, req_failed(r) ? "true" : "false");
+	fputs(",\"attributes\":{\"http.request.method\":", out);
+	json_write_string(out, r->method);
+	fputs(",\"url.path\":", out);
+	json_write_string(out, r->path);
+	fputs(",\"http.route\":", out);
+	json_write_string(out, r->route.template);
+	if (r->status)
+		fprintf(out, ",\"http.response.status_code\":%d", r->status);
+	fputs(",\"client.address\":", out);
+	json_write_string(out, r->client);
+	fprintf(out, ",\"client.port\":%d,\"server.port\":%d", r->client_port, r->server_port);
+	if (op) {
+		fprintf(out, ",\"gen_ai.operation.name\":\"%s\",\"gen_ai.provider.name\":\"llama.cpp\","
+			     "\"gen_ai.request.stream\":%s,\"gen_ai.usage.input_tokens\":%u,"
+			     "\"gen_ai.usage.output_tokens\":%u,\"gen_ai.usage.cache_read.input_tokens\":%u",
+			op, r->stream ? "true" : "false", r->cached_tokens + r->prompt_tokens,
+			r->output_tokens, r->cached_tokens);
+		if (r->has_sampling)
+			fprintf(out, ",\"gen_ai.request.seed\":%u,\"gen_ai.request.top_k\":%d,"
+				     "\"gen_ai.request.top_p\":%.9g,\"gen_ai.request.temperature\":%.9g",
+				r->seed, r->top_k, (double)r->top_p, (double)r->temperature);
+		if (r->n_tasks > 1 && (r->route.kind == ROUTE_CHAT || r->route.kind == ROUTE_COMPLETION))
+			fprintf(out, ",\"gen_ai.request.choice.count\":%d", r->n_tasks);
+	}
+	req_error_type(r, type, sizeof(type));
+	if (type[0]) {
+		fputs(",\"error.type\":", out);
+		json_write_string(out, type);
+	}
+	if (r->err_msg[0]) {
+		fputs(",\"llmtap.error.message\":", out);
+		json_write_string(out, r->err_msg);
+	}
+	fputs("},\"children\":[", out);
+	json_child(out, &first, "queue", r->deferred ? r->enqueue_ns : 0, r->launch_ns, off);
+	json_child(out, &first, "prefill", r->launch_ns, r->first_token_ns ? r->first_token_ns : r->final_ns, off);
+	json_child(out, &first, "generation", r->first_token_ns, r->final_ns, off);
+	fputs("]}\n", out);
+}
+
+static void json_engine_event(void *self, const struct engine_event *e, int64_t off)
+{
+	struct json_sink *j = self;
+
+	fprintf(j->out, "{\"type\":\"%s\",\"pid\":%d,\"time_unix_nano\":%lld,\"duration_ns\":%llu,"
+		"\"seq\":%d", engine_event_name(e->kind), j->pid, (long long)e->ts_ns + off,
+		(unsigned long long)e->duration_ns, e->seq);
+	if (e->request_id)
+		fprintf(j->out, ",\"request\":%llu", (unsigned long long)e->request_id);
+	switch (e->kind) {
+	case EE_CONTEXT_SHIFT:
+		fprintf(j->out, ",\"n_discard\":%lld", (long long)e->value);
+		break;
+	case EE_CACHE_SAVE:
+	case EE_CACHE_LOAD:
+		fprintf(j->out, ",\"bytes\":%lld,\"target\":\"%s\"", (long long)e->value,
+			e->to_file ? "file" : "memory");
+		if (e->text && e->text[0]) {
+			fputs(",\"path\":", j->out);
+			json_write_string(j->out, e->text);
+		}
+		break;
+	case EE_MODEL_LOAD:
+		fputs(",\"path\":", j->out);
+		json_write_string(j->out, e->text);
+		break;
+	case EE_CONTEXT_INIT:
+		fprintf(j->out, ",\"n_ctx\":%u,\"n_batch\":%u,\"n_ubatch\":%u,\"n_seq_max\":%u",
+			e->params[0], e->params[1], e->params[2], e->params[3]);
+		break;
+	default:
+		break;
+	}
+	fprintf(j->out, ",\"ok\":%s}\n", e->ok ? "true" : "false");
+}
+
+static void json_interval(void *self, const struct tm_snapshot *snap)
+{
+	struct json_sink *j = self;
+
+	fprintf(j->out, "{\"type\":\"interval\",\"pid\":%d", snap->target->pid);
+	json_window(j->out, snap->interval, snap->realtime_offset_ns);
+	json_gauges(j->out, snap->gauges);
+	fputs("}\n", j->out);
+	fflush(j->out);
+}
+
+static void json_summary(void *self, const struct tm_snapshot *snap)
+{
+	struct json_sink *j = self;
+
+	fprintf(j->out, "{\"type\":\"summary\",\"pid\":%d,\"end_reason\":", snap->target->pid);
+	json_write_string(j->out, snap->end_reason);
+	json_window(j->out, snap->total, snap->realtime_offset_ns);
+	json_gauges(j->out, snap->gauges);
+	if (snap->metrics) {
+		fputs(",\"metrics\":", j->out);
+		metrics_write_json(snap->metrics, j->out, snap->realtime_offset_ns, snap->now_ns);
+	}
+	fputs("}\n", j->out);
+	fflush(j->out);
+}
+
+static void json_destroy(void *self)
+{
+	free(self);
+}
+
+static const struct sink_ops json_ops = {
+	.attached = json_attached,
+	.step = json_step,
+	.request = json_request,
+	.engine_event = json_engine_event,
+	.interval = json_interval,
+	.summary = json_summary,
+	.destroy = json_destroy,
+};
+
+int sink_json_new(FILE *out, bool steps, struct sink *s)
+{
+	struct json_sink *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return -1;
+	j->out = out;
+	j->steps = steps;
+	s->ops = &json_ops;
+	s->self = j;
+	return 0;
+}

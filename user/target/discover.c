@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "target/discover.h"
+
+#include <bpf/libbpf.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "target/elfsym.h"
+#include "exec.skel.h"
+#include "llmtap_events.h"
+#include "target/proc.h"
+
+#define CACHE_SLOTS 4096 /* files remembered; the cache starts over when full */
+#define EXEC_BATCH 256
+
+struct file_key {
+	uint64_t ino;
+	unsigned int major, minor;
+	bool used;
+	bool llama;
+};
+
+struct discover {
+	struct exec_bpf *skel;
+	struct ring_buffer *rb;
+	pid_t *execs; /* filled by the ring buffer callback */
+	int n_execs, max_execs;
+	struct file_key cache[CACHE_SLOTS];
+	int n_cached;
+	uint64_t files_read;
+};
+
+static int on_exec(void *arg, void *data, size_t size)
+{
+	struct discover *d = arg;
+	const struct llmtap_exec_event *e = data;
+
+	if (size < sizeof(*e) || d->n_execs >= d->max_execs)
+		return 0; /* no room: the next rescan finds it */
+	d->execs[d->n_execs++] = (pid_t)e->pid;
+	return 0;
+}
+
+struct discover *discover_open(bool with_exec, char *err, size_t errlen)
+{
+	struct discover *d = calloc(1, sizeof(*d));
+	int ret;
+
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (!with_exec)
+		return d;
+	d->skel = exec_bpf__open_and_load();
+	if (!d->skel) {
+		snprintf(err, errlen, "cannot load the exec watcher: %s", strerror(errno));
+		goto fail;
+	}
+	ret = exec_bpf__attach(d->skel);
+	if (ret) {
+		snprintf(err, errlen, "cannot attach to the sched_process_exec tracepoint: %s",
+			 strerror(-ret));
+		goto fail;
+	}
+	d->rb = ring_buffer__new(bpf_map__fd(d->skel->maps.execs), on_exec, d, NULL);
+	if (!d->rb) {
+		snprintf(err, errlen, "cannot read the exec watcher: %s", strerror(errno));
+		goto fail;
+	}
+	return d;
+fail:
+	discover_close(d);
+	return NULL;
+}
+
+int discover_fd(const struct discover *d)
+{
+	return d->rb ? ring_buffer__epoll_fd(d->rb) : -1;
+}
+
+int discover_execs(struct discover *d, pid_t *out, int max)
+{
+	if (!d->rb)
+		return 0;
+	d->execs = out;
+	d->max_execs = max;
+	d->n_execs = 0;
+	ring_buffer__consume(d->rb);
+	d->execs = NULL;
+	return d->n_execs;
+}
+
+uint64_t discover_lost(const struct discover *d)
+{
+	return d->skel ? d->skel->bss->lost : 0;
+}
+
+int discover_list(pid_t *out, int max)
+{
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	if (!dir)
+		return 0;
+	while ((de = readdir(dir)) && n < max) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end || pid <= 0)
+			continue;
+		out[n++] = (pid_t)pid;
+	}
+	closedir(dir);
+	return n;
+}
+
+static struct file_key *cache_slot(struct discover *d, const struct proc_map *m)
+{
+	uint64_t h = (m->inode ^ ((uint64_t)m->dev_major << 32 | m->dev_minor)) * 0x9e3779b97f4a7c15ull;
+
+	for (unsigned int i = 0; i < CACHE_SLOTS; i++) {
+		struct file_key *k = &d->cache[(h + i) % CACHE_SLOTS];
+
+		if (!k->used || (k->ino == m->inode && k->major == m->dev_major &&
+				 k->minor == m->dev_minor))
+			return k;
+	}
+	return NULL;
+}
+
+struct probe_ctx {
+	struct discover *d;
+	pid_t pid;
+};
+
+/* One mapping: does its file define llama_decode? (a non-zero return stops the walk) */
+static int check_map(const struct proc_map *m, void *arg)
+{
+	struct probe_ctx *c = arg;
+	struct discover *d = c->d;
+	struct elf_sym_req req = { .name = "llama_decode" };
+	char host[PATH_MAX + 64], path[PATH_MAX];
+	struct elf_file_info info;
+	struct file_key *k;
+
+	if (m->perms[2] != 'x' || m->path[0] != '/' || !m->inode)
+		return 0;
+	k = cache_slot(d, m);
+	if (k && k->used)
+		return k->llama;
+	if (!k || d->n_cached >= CACHE_SLOTS * 3 / 4) { /* full: start over */
+		memset(d->cache, 0, sizeof(d->cache));
+		d->n_cached = 0;
+		k = cache_slot(d, m);
+	}
+	if (proc_map_file(c->pid, m, path, sizeof(path), host, sizeof(host)))
+		return 0;
+	d->files_read++;
+	if (elf_resolve(host, &req, 1, &info))
+		return 0; /* unreadable now (it may be gone): not cached, tried again later */
+	*k = (struct file_key){ m->inode, m->dev_major, m->dev_minor, true, req.found };
+	d->n_cached++;
+	return req.found;
+}
+
+bool discover_has_llama(struct discover *d, pid_t pid)
+{
+	struct probe_ctx c = { d, pid };
+
+	return proc_for_each_map(pid, check_map, &c) > 0;
+}
+
+void discover_cache_stats(const struct discover *d, uint64_t *cached, uint64_t *read)
+{
+	*cached = (uint64_t)d->n_cached;
+	*read = d->files_read;
+}
+
+void discover_close(struct discover *d)
+{
+	if (!d)
+		return;
+	ring_buffer__free(d->rb);
+	exec_bpf__destroy(d->skel);
+	free(d);
+}
