@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Engine-step probes: llama_decode / llama_encode entry and return.
- * Also: sampling, KV-cache edits, and llama-server's task/slot and HTTP
- * handling (small records; the loader correlates them).
+ * The handlers of the probe sites in include/llmtap_sites.def: engine steps
+ * (llama_decode / llama_encode entry and return), sampling, KV-cache edits,
+ * timed library calls, and llama-server's task/slot and HTTP handling (small
+ * records; the loader correlates them). Offsets read in the target's memory
+ * are named in include/llmtap_offsets.h.
  *
  * Entry copies the 56-byte struct llama_batch (by value: on the stack at sp+8
  * on x86-64, a pointer in x1 on arm64) and the time into a per-thread map.
@@ -14,6 +16,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "llmtap_events.h"
+#include "llmtap_offsets.h"
+#include "llmtap_sites.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -38,6 +42,17 @@ struct batch_raw {
 	__u64 seq_id;
 	__u64 logits;
 };
+
+#define BATCH_AT(field, off) \
+	_Static_assert(__builtin_offsetof(struct batch_raw, field) == (off), #field " at " #off)
+_Static_assert(sizeof(struct batch_raw) == LLAMA_BATCH_SIZE, "struct llama_batch is 56 bytes");
+BATCH_AT(n_tokens, LLAMA_BATCH_N_TOKENS);
+BATCH_AT(token, LLAMA_BATCH_TOKEN);
+BATCH_AT(embd, LLAMA_BATCH_EMBD);
+BATCH_AT(pos, LLAMA_BATCH_POS);
+BATCH_AT(n_seq_id, LLAMA_BATCH_N_SEQ_ID);
+BATCH_AT(seq_id, LLAMA_BATCH_SEQ_ID);
+BATCH_AT(logits, LLAMA_BATCH_LOGITS);
 
 /* per thread: the engine call in flight, and the last batch it decoded */
 struct entry {
@@ -174,7 +189,7 @@ static __always_inline struct entry *outermost_return(bool sample)
 	return --*depth ? NULL : e;
 }
 
-static __always_inline int step_enter(struct pt_regs *regs, __u32 op)
+static __always_inline int step_enter(struct pt_regs *regs, __u32 op, bool entry_only)
 {
 	struct entry *e;
 	const void *src;
@@ -190,7 +205,7 @@ static __always_inline int step_enter(struct pt_regs *regs, __u32 op)
 	e->flags = 0;
 	e->has_batch = 1;
 #if defined(__TARGET_ARCH_x86)
-	src = (const void *)(PT_REGS_SP(regs) + 8);
+	src = (const void *)(PT_REGS_SP(regs) + OFF_X86_STACK_ARG);
 #elif defined(__TARGET_ARCH_arm64)
 	src = (const void *)PT_REGS_PARM2(regs);
 #else
@@ -321,7 +336,7 @@ static int scan_token(__u32 i, struct scan_ctx *sc)
 	return 0;
 }
 
-static __always_inline int step_exit(struct pt_regs *regs)
+static __always_inline int step_exit(struct pt_regs *regs, __u32 op)
 {
 	__u64 end_ns = bpf_ktime_get_ns();
 	__u64 id = bpf_get_current_pid_tgid();
@@ -390,16 +405,6 @@ static __always_inline struct entry *thread_entry(bool create)
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
-/*
- * common_sampler_sample(gsmpl, ctx, idx, ...) or llama_sampler_sample(smpl, ctx, idx)
- * entry: one token is being sampled from output idx of the last batch this
- * thread decoded; its sequence is read now, while that batch is certainly
- * alive. With a return probe (common_sampler_sample) the record goes out when
- * the call returns and the token exists, which is where a request's first
- * token is timed (llama-server times the end of its prompt there too).
- * llama_sampler_sample accepts the token inside, which can throw, so it has
- * no return probe (entry_only): its record goes out at entry.
- */
 static __always_inline int sample_emit(__u64 llama_ctx, __u64 start_ns, __u64 end_ns, __s32 idx,
 				       __s32 seq, __u32 flags, __s32 token)
 {
@@ -418,7 +423,15 @@ static __always_inline int sample_emit(__u64 llama_ctx, __u64 start_ns, __u64 en
 	return 0;
 }
 
-static __always_inline int sample_enter(struct pt_regs *ctx, bool entry_only)
+/*
+ * common_sampler_sample(gsmpl, ctx, idx, ...) or llama_sampler_sample(smpl, ctx, idx)
+ * entry: one token is being sampled from output idx of the last batch this
+ * thread decoded; its sequence is read now, while that batch is certainly
+ * alive. With a return probe the record goes out when the call returns and the
+ * token exists, which is where a request's first token is timed (llama-server
+ * times the end of its prompt there too); entry_only: it goes out now.
+ */
+static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
 {
 	struct entry *e = thread_entry(!entry_only);
 	__s32 idx = (__s32)PT_REGS_PARM3(ctx), seq = -1;
@@ -451,7 +464,7 @@ static __always_inline int sample_enter(struct pt_regs *ctx, bool entry_only)
 	return 0;
 }
 
-static __always_inline int sample_exit(struct pt_regs *ctx)
+static __always_inline int sample_exit(struct pt_regs *ctx, __u32 op)
 {
 	__u64 end_ns = bpf_ktime_get_ns();
 	struct entry *e = outermost_return(true);
@@ -464,28 +477,35 @@ static __always_inline int sample_exit(struct pt_regs *ctx)
 
 /* ---- small records: KV edits, llama-server lifecycle, HTTP ---- */
 
-/* Copy a libstdc++ std::string ({char *p; size_t len; ...}) at src, truncated to cap - 1. */
+/* Copy a libstdc++ std::string at src, truncated to cap - 1. */
 static __always_inline __u32 read_string(char *dst, __u32 cap, __u64 src)
 {
-	struct {
-		__u64 p;
-		__u64 len;
-	} str = {};
-	__u64 n;
+	__u64 p = 0, len = 0, n;
 
 	dst[0] = '\0';
-	if (!src || bpf_probe_read_user(&str, sizeof(str), (const void *)src))
+	if (!src || bpf_probe_read_user(&p, sizeof(p), (const void *)(src + STDSTRING_PTR)) ||
+	    bpf_probe_read_user(&len, sizeof(len), (const void *)(src + STDSTRING_LEN)))
 		return 0;
-	n = str.len < cap - 1 ? str.len : cap - 1;
+	n = len < cap - 1 ? len : cap - 1;
 	barrier_var(n);
-	if (n > cap - 1 || bpf_probe_read_user(dst, n, (const void *)str.p))
+	if (n > cap - 1 || bpf_probe_read_user(dst, n, (const void *)p))
 		return 0;
 	dst[n] = '\0';
 	return (__u32)n;
 }
 
-/* op: enum llmtap_kv_op. The integer arguments follow the memory handle. */
-static __always_inline int kv_enter(struct pt_regs *ctx, __u32 op)
+/* An int at ptr + off in the target, or -1 when it cannot be read. */
+static __always_inline __s32 read_int(__u64 ptr, __u32 off)
+{
+	__s32 v = -1;
+
+	if (bpf_probe_read_user(&v, sizeof(v), (const void *)(ptr + off)))
+		v = -1;
+	return v;
+}
+
+/* llama_memory_seq_*(mem, ...) and their older names: the integer arguments after mem, in order. */
+static __always_inline int kv_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
 {
 	struct llmtap_kv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_KV);
 
@@ -503,14 +523,13 @@ static __always_inline int kv_enter(struct pt_regs *ctx, __u32 op)
 	return 0;
 }
 
-/* op: enum llmtap_srv_op (not NEW_ID). Member functions: PARM1 is `this`. */
-static __always_inline int srv_enter(struct pt_regs *ctx, __u32 op)
+/* A llama-server record with nothing known yet (ids -1). */
+static __always_inline struct llmtap_srv_event *srv_reserve(__u32 op)
 {
 	struct llmtap_srv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_SERVER);
-	__s32 first = -1;
 
 	if (!ev)
-		return 0;
+		return NULL;
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->op = op;
 	ev->task_id = -1;
@@ -520,51 +539,71 @@ static __always_inline int srv_enter(struct pt_regs *ctx, __u32 op)
 	ev->_pad = 0;
 	ev->ctx = 0;
 	ev->msg[0] = '\0';
-	switch (op) {
-	case LLMTAP_SRV_DEFER: /* (server_task &&): id is its first field */
-		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM2(ctx));
-		ev->task_id = first;
-		break;
-	case LLMTAP_SRV_LAUNCH: /* (server_slot &, server_task &&) */
-		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM2(ctx));
-		ev->slot_id = first;
-		first = -1;
-		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM3(ctx));
-		ev->task_id = first;
-		/* server_slot { int id; llama_context *ctx_tgt; ... }: tells a draft model's steps apart */
-		bpf_probe_read_user(&ev->ctx, sizeof(ev->ctx), (const void *)(PT_REGS_PARM2(ctx) + 8));
-		break;
-	case LLMTAP_SRV_FINAL: /* (server_slot &) */
-	case LLMTAP_SRV_PARTIAL: /* (server_slot &, ...) */
-		bpf_probe_read_user(&first, sizeof(first), (const void *)PT_REGS_PARM2(ctx));
-		ev->slot_id = first;
-		break;
-	case LLMTAP_SRV_ERROR: /* (int id_task, const std::string &, error_type, ...) */
-		ev->task_id = (__s32)PT_REGS_PARM2(ctx);
-		ev->err_type = (__s32)PT_REGS_PARM4(ctx);
-		ev->msg_len = read_string(ev->msg, sizeof(ev->msg), PT_REGS_PARM3(ctx));
-		break;
-	}
+	return ev;
+}
+
+/* server_queue::get_new_id() returned the id of a task an HTTP thread creates */
+static __always_inline int srv_new_id_exit(struct pt_regs *ctx, __u32 op)
+{
+	struct llmtap_srv_event *ev = srv_reserve(op);
+
+	if (!ev)
+		return 0;
+	ev->task_id = (__s32)PT_REGS_RC(ctx);
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
-/* server_queue::get_new_id() */
-static __always_inline int new_id_exit(struct pt_regs *ctx)
+/* server_queue::defer(server_task &&task): no free slot for it */
+static __always_inline int srv_defer_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
 {
-	int id = (int)PT_REGS_RC(ctx);
-	struct llmtap_srv_event *ev = small_reserve(sizeof(*ev), LLMTAP_EV_SERVER);
+	struct llmtap_srv_event *ev = srv_reserve(op);
 
 	if (!ev)
 		return 0;
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->op = LLMTAP_SRV_NEW_ID;
-	ev->task_id = id;
-	ev->slot_id = -1;
-	ev->err_type = -1;
-	ev->msg_len = 0;
-	ev->_pad = 0;
-	ev->msg[0] = '\0';
+	ev->task_id = read_int(PT_REGS_PARM2(ctx), SERVER_TASK_ID);
+	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
+}
+
+/* launch_slot_with_task(server_slot &slot, server_task &&task) */
+static __always_inline int srv_launch_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_srv_event *ev = srv_reserve(op);
+	__u64 slot = PT_REGS_PARM2(ctx);
+
+	if (!ev)
+		return 0;
+	ev->slot_id = read_int(slot, SERVER_SLOT_ID);
+	ev->task_id = read_int(PT_REGS_PARM3(ctx), SERVER_TASK_ID);
+	/* the slot's llama_context: tells a draft model's steps apart */
+	bpf_probe_read_user(&ev->ctx, sizeof(ev->ctx), (const void *)(slot + SERVER_SLOT_CTX));
+	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
+}
+
+/* send_final_response(server_slot &slot) / send_partial_response(server_slot &slot, ...) */
+static __always_inline int srv_slot_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_srv_event *ev = srv_reserve(op);
+
+	if (!ev)
+		return 0;
+	ev->slot_id = read_int(PT_REGS_PARM2(ctx), SERVER_SLOT_ID);
+	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
+}
+
+/* send_error(int id_task, const std::string &message, error_type type, ...) */
+static __always_inline int srv_error_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_srv_event *ev = srv_reserve(op);
+
+	if (!ev)
+		return 0;
+	ev->task_id = (__s32)PT_REGS_PARM2(ctx);
+	ev->err_type = (__s32)PT_REGS_PARM4(ctx);
+	ev->msg_len = read_string(ev->msg, sizeof(ev->msg), PT_REGS_PARM3(ctx));
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
@@ -584,47 +623,56 @@ static __always_inline struct llmtap_http_event *http_reserve(__u32 op)
 	return ev;
 }
 
-/* op: LLMTAP_HTTP_BEGIN, _ROUTE or _STATUS */
-static __always_inline int http_enter(struct pt_regs *ctx, __u32 op)
+/* process_request(strm, remote_addr, remote_port, local_addr, local_port, ...) */
+static __always_inline int http_begin_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
 {
 	struct llmtap_http_event *ev = http_reserve(op);
-	__u64 req;
-	__s32 status = 0;
 
 	if (!ev)
 		return 0;
-	switch (op) {
-	case LLMTAP_HTTP_BEGIN:
-		/* process_request(strm, remote_addr, remote_port, local_addr, local_port, ...) */
-		ev->len0 = read_string(ev->s0, sizeof(ev->s0), PT_REGS_PARM3(ctx));
-		ev->value = (__s32)PT_REGS_PARM4(ctx);
-		ev->value2 = (__s32)PT_REGS_PARM6(ctx);
-		break;
-	case LLMTAP_HTTP_ROUTE:
-		/* routing(Request &req, ...): req.method at 0, req.path at 32 */
-		req = PT_REGS_PARM2(ctx);
-		ev->len0 = read_string(ev->s0, sizeof(ev->s0), req);
-		ev->len1 = read_string(ev->s1, sizeof(ev->s1), req + 32);
-		break;
-	case LLMTAP_HTTP_STATUS:
-		/* write_response_core(strm, close, req, Response &res, ...): res.status at 32 */
-		bpf_probe_read_user(&status, sizeof(status), (const void *)(PT_REGS_PARM5(ctx) + 32));
-		ev->value = status;
-		break;
-	}
+	ev->len0 = read_string(ev->s0, sizeof(ev->s0), PT_REGS_PARM3(ctx));
+	ev->value = (__s32)PT_REGS_PARM4(ctx);
+	ev->value2 = (__s32)PT_REGS_PARM6(ctx);
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
 
-/* process_request return */
-static __always_inline int http_end(struct pt_regs *ctx)
+/* process_request's return: the response is written, streamed ones too */
+static __always_inline int http_end_exit(struct pt_regs *ctx, __u32 op)
 {
-	int ret = (int)PT_REGS_RC(ctx);
 	struct llmtap_http_event *ev = http_reserve(LLMTAP_HTTP_END);
 
 	if (!ev)
 		return 0;
-	ev->value = ret & 0xff;
+	ev->value = (int)PT_REGS_RC(ctx) & 0xff;
+	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
+}
+
+/* routing(Request &req, Response &res, Stream &strm) */
+static __always_inline int http_route_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_http_event *ev = http_reserve(op);
+	__u64 req = PT_REGS_PARM2(ctx);
+
+	if (!ev)
+		return 0;
+	ev->len0 = read_string(ev->s0, sizeof(ev->s0), req + HTTPLIB_REQUEST_METHOD);
+	ev->len1 = read_string(ev->s1, sizeof(ev->s1), req + HTTPLIB_REQUEST_PATH);
+	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
+}
+
+/* write_response_core(strm, close_connection, const Request &req, Response &res, ...) */
+static __always_inline int http_status_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_http_event *ev = http_reserve(op);
+
+	if (!ev)
+		return 0;
+	ev->value = read_int(PT_REGS_PARM5(ctx), HTTPLIB_RESPONSE_STATUS);
+	if (ev->value < 0)
+		ev->value = 0;
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;
 }
@@ -640,89 +688,141 @@ static __always_inline void read_cstr(char *dst, __u32 cap, __u64 src, __u32 *le
 		dst[0] = '\0';
 }
 
-/* What a call's entry knows: op's arguments. */
-static __always_inline void call_fill(struct pt_regs *ctx, struct llmtap_call_event *c, __u32 op)
+/*
+ * The record a call's entry fills: straight in the ring buffer when it has no
+ * return probe (entry_only), else this thread's call in flight (the outermost
+ * one only). NULL: nothing to fill.
+ */
+static __always_inline struct llmtap_call_event *call_begin(struct pt_regs *ctx, __u32 op,
+							    bool entry_only)
 {
-	__u64 params;
+	struct llmtap_call_event *c;
+	struct entry *e;
 
+	if (entry_only) {
+		c = small_reserve(sizeof(*c), LLMTAP_EV_CALL);
+	} else {
+		e = thread_entry(true);
+		if (!e || e->call_depth++)
+			return NULL;
+		c = &e->call;
+	}
+	if (!c)
+		return NULL;
 	c->op = op;
 	c->seq = -1;
 	c->handle = PT_REGS_PARM1(ctx);
-	c->aux = op == LLMTAP_CALL_SEQ_LOAD_FILE ? PT_REGS_PARM4(ctx) : 0;
+	c->aux = 0;
 	c->text_len = 0;
 	c->text[0] = '\0';
 	c->params[0] = c->params[1] = c->params[2] = c->params[3] = 0;
-	switch (op) {
-	case LLMTAP_CALL_SEQ_SAVE_FILE:
-	case LLMTAP_CALL_SEQ_LOAD_FILE:
-		c->seq = (__s32)PT_REGS_PARM3(ctx);
-		read_cstr(c->text, sizeof(c->text), PT_REGS_PARM2(ctx), &c->text_len);
-		break;
-	case LLMTAP_CALL_SEQ_GET_DATA:
-	case LLMTAP_CALL_SEQ_SET_DATA:
-		c->seq = (__s32)PT_REGS_PARM4(ctx);
-		break;
-	case LLMTAP_CALL_SAVE_FILE:
-	case LLMTAP_CALL_LOAD_FILE:
-		read_cstr(c->text, sizeof(c->text), PT_REGS_PARM2(ctx), &c->text_len);
-		break;
-	case LLMTAP_CALL_MODEL_LOAD:
-		c->handle = 0;
-		read_cstr(c->text, sizeof(c->text), PT_REGS_PARM1(ctx), &c->text_len);
-		break;
-	case LLMTAP_CALL_SAMPLER_INIT: {
-		/* common_params_sampling: seed @0, top_k @16, top_p @20, temp @40 */
-		__u32 sp[11] = {};
-
-		bpf_probe_read_user(sp, sizeof(sp), (const void *)PT_REGS_PARM2(ctx));
-		c->params[0] = sp[0];
-		c->params[1] = sp[4];
-		c->params[2] = sp[5];
-		c->params[3] = sp[10];
-		break;
-	}
-	case LLMTAP_CALL_CONTEXT_INIT:
-		/* llama_context_params by value: on the stack on x86-64, by reference on arm64 */
-#if defined(__TARGET_ARCH_x86)
-		params = PT_REGS_SP(ctx) + 8;
-#else
-		params = PT_REGS_PARM2(ctx);
-#endif
-		bpf_probe_read_user(c->params, sizeof(c->params), (const void *)params);
-		break;
-	}
-	c->start_ns = bpf_ktime_get_ns();
+	return c;
 }
 
-/*
- * op: enum llmtap_call_op. entry_only: the call has no return probe (it can
- * throw a C++ exception out, which cannot unwind through a return probe's
- * trampoline; user/probes.c says which), so it is recorded at entry, untimed.
- */
-static __always_inline int call_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+/* The arguments are in c: start the clock, or send it now, untimed, when no return follows. */
+static __always_inline int call_started(struct llmtap_call_event *c, bool entry_only)
 {
-	struct llmtap_call_event *ev;
-	struct entry *e;
-
-	if (entry_only) { /* no return probe follows: the record goes now, untimed */
-		ev = small_reserve(sizeof(*ev), LLMTAP_EV_CALL);
-		if (!ev)
-			return 0;
-		call_fill(ctx, ev, op);
-		ev->end_ns = ev->start_ns;
-		ev->ret = 0;
-		ev->_pad = 0;
-		bpf_ringbuf_submit(ev, wakeup_flags());
-		return 0;
+	c->start_ns = bpf_ktime_get_ns();
+	if (entry_only) {
+		c->end_ns = c->start_ns;
+		c->ret = 0;
+		c->_pad = 0;
+		bpf_ringbuf_submit(c, wakeup_flags());
 	}
-	e = thread_entry(true);
-	if (!e || e->call_depth++)
-		return 0;
-	call_fill(ctx, &e->call, op);
 	return 0;
 }
 
-static __always_inline int call_exit(struct pt_regs *ctx)
+/* llama_tokenize(vocab, text, len, ...): the vocabulary only, never the text */
+static __always_inline int call_plain_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_call_event *c = call_begin(ctx, op, entry_only);
+
+	return c ? call_started(c, entry_only) : 0;
+}
+
+/* llama_state_seq_{save,load}_file(ctx, path, seq, tokens, ...) */
+static __always_inline int call_seq_file_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_call_event *c = call_begin(ctx, op, entry_only);
+
+	if (!c)
+		return 0;
+	c->seq = (__s32)PT_REGS_PARM3(ctx);
+	/* load: tokens_out (NULL: a header probe, not a load) */
+	c->aux = op == LLMTAP_CALL_SEQ_LOAD_FILE ? PT_REGS_PARM4(ctx) : 0;
+	read_cstr(c->text, sizeof(c->text), PT_REGS_PARM2(ctx), &c->text_len);
+	return call_started(c, entry_only);
+}
+
+/* llama_state_seq_{get,set}_data[_ext](ctx, buf, size, seq, ...) */
+static __always_inline int call_seq_data_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_call_event *c = call_begin(ctx, op, entry_only);
+
+	if (!c)
+		return 0;
+	c->seq = (__s32)PT_REGS_PARM4(ctx);
+	return call_started(c, entry_only);
+}
+
+/* llama_state_{save,load}_file(ctx, path, ...) */
+static __always_inline int call_file_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_call_event *c = call_begin(ctx, op, entry_only);
+
+	if (!c)
+		return 0;
+	read_cstr(c->text, sizeof(c->text), PT_REGS_PARM2(ctx), &c->text_len);
+	return call_started(c, entry_only);
+}
+
+/* llama_model_load_from_file(path, params) */
+static __always_inline int call_model_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_call_event *c = call_begin(ctx, op, entry_only);
+
+	if (!c)
+		return 0;
+	c->handle = 0;
+	read_cstr(c->text, sizeof(c->text), PT_REGS_PARM1(ctx), &c->text_len);
+	return call_started(c, entry_only);
+}
+
+/* llama_init_from_model(model, struct llama_context_params params): by value */
+static __always_inline int call_context_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_call_event *c = call_begin(ctx, op, entry_only);
+	__u64 params;
+
+	if (!c)
+		return 0;
+#if defined(__TARGET_ARCH_x86)
+	params = PT_REGS_SP(ctx) + OFF_X86_STACK_ARG; /* on the stack */
+#else
+	params = PT_REGS_PARM2(ctx); /* by reference on arm64 */
+#endif
+	/* n_ctx, n_batch, n_ubatch, n_seq_max: the first four fields */
+	bpf_probe_read_user(c->params, sizeof(c->params), (const void *)(params + LLAMA_CPARAMS_N_CTX));
+	return call_started(c, entry_only);
+}
+
+/* common_sampler_init(model, common_params_sampling &params) */
+static __always_inline int call_sampler_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct llmtap_call_event *c = call_begin(ctx, op, entry_only);
+	__u32 sp[SAMPLING_HEAD / 4] = {};
+
+	if (!c)
+		return 0;
+	bpf_probe_read_user(sp, sizeof(sp), (const void *)PT_REGS_PARM2(ctx));
+	c->params[0] = sp[SAMPLING_SEED / 4];
+	c->params[1] = sp[SAMPLING_TOP_K / 4];
+	c->params[2] = sp[SAMPLING_TOP_P / 4];
+	c->params[3] = sp[SAMPLING_TEMP / 4]; /* float bits */
+	return call_started(c, entry_only);
+}
+
+static __always_inline int call_exit(struct pt_regs *ctx, __u32 op)
 {
 	__u64 end = bpf_ktime_get_ns();
 	struct entry *e = outermost_return(false);
@@ -742,28 +842,38 @@ static __always_inline int call_exit(struct pt_regs *ctx)
 	return 0;
 }
 
-/* ---- the two programs: every site's cookie says which probe it is ---- */
+/* the "none" handler of a site without an entry or a return probe: never attached */
+static __always_inline int none_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	return 0;
+}
+
+static __always_inline int none_exit(struct pt_regs *ctx, __u32 op)
+{
+	return 0;
+}
+
+/*
+ * ---- the two programs ----
+ * Every probe's cookie is its site id (include/llmtap_sites.def); each program
+ * dispatches once on it to the site's handler. Two programs, not one per site:
+ * uprobe_multi links one program to many offsets of one file, so a target costs
+ * one link per file and direction, and removing a uprobe link waits for an RCU
+ * grace period (~0.1 s here) per link: with a link per site, detaching (Ctrl-C,
+ * a daemon's target exiting) would take seconds.
+ */
+#define HAS_ENTRY(probe) ((PROBE_##probe) & PROBE_ENTRY)
+#define HAS_RETURN(probe) ((PROBE_##probe) & PROBE_RETURN)
 
 SEC("uprobe")
 int probe_enter(struct pt_regs *ctx)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u32 op = (__u32)cookie & ~LLMTAP_ENTRY_ONLY;
-	bool entry_only = (__u32)cookie & LLMTAP_ENTRY_ONLY;
-
-	switch (cookie >> 32) {
-	case LLMTAP_P_STEP:
-		return step_enter(ctx, op);
-	case LLMTAP_P_SAMPLE:
-		return sample_enter(ctx, entry_only);
-	case LLMTAP_P_KV:
-		return kv_enter(ctx, op);
-	case LLMTAP_P_SERVER:
-		return srv_enter(ctx, op);
-	case LLMTAP_P_HTTP:
-		return http_enter(ctx, op);
-	case LLMTAP_P_CALL:
-		return call_enter(ctx, op, entry_only);
+	switch (bpf_get_attach_cookie(ctx)) {
+#define SITE(id, label, layer, need, probe, enter, exit, op, ...)                                  \
+	case SITE_##id:                                                                            \
+		return HAS_ENTRY(probe) ? enter##_enter(ctx, op, !HAS_RETURN(probe)) : 0;
+#include "llmtap_sites.def"
+#undef SITE
 	}
 	return 0;
 }
@@ -771,17 +881,12 @@ int probe_enter(struct pt_regs *ctx)
 SEC("uretprobe")
 int probe_exit(struct pt_regs *ctx)
 {
-	switch (bpf_get_attach_cookie(ctx) >> 32) {
-	case LLMTAP_P_STEP:
-		return step_exit(ctx);
-	case LLMTAP_P_SAMPLE:
-		return sample_exit(ctx);
-	case LLMTAP_P_SERVER: /* get_new_id */
-		return new_id_exit(ctx);
-	case LLMTAP_P_HTTP: /* process_request */
-		return http_end(ctx);
-	case LLMTAP_P_CALL:
-		return call_exit(ctx);
+	switch (bpf_get_attach_cookie(ctx)) {
+#define SITE(id, label, layer, need, probe, enter, exit, op, ...)                                  \
+	case SITE_##id:                                                                            \
+		return HAS_RETURN(probe) ? exit##_exit(ctx, op) : 0;
+#include "llmtap_sites.def"
+#undef SITE
 	}
 	return 0;
 }

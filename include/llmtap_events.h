@@ -62,22 +62,7 @@ enum llmtap_stat {
 	LLMTAP_STAT_MAX,
 };
 
-/*
- * A probe's BPF cookie: (enum llmtap_probe << 32) | op, where op is the
- * group's own enum (llmtap_step_op, llmtap_kv_op, llmtap_srv_op, ...).
- */
-enum llmtap_probe {
-	LLMTAP_P_STEP = 1,   /* llama_decode / llama_encode */
-	LLMTAP_P_SAMPLE = 2, /* common_sampler_sample / llama_sampler_sample */
-	LLMTAP_P_KV = 3,     /* KV-cache edits (entry only) */
-	LLMTAP_P_SERVER = 4, /* llama-server lifecycle (get_new_id: return only) */
-	LLMTAP_P_HTTP = 5,   /* cpp-httplib */
-	LLMTAP_P_CALL = 6,   /* timed library calls */
-};
-
-#define LLMTAP_COOKIE(probe, op) (((__u64)(probe) << 32) | (__u32)(op))
-/* in an entry probe's op: no return probe follows (the loader decides which sites have one) */
-#define LLMTAP_ENTRY_ONLY (1u << 31)
+/* A probe's BPF cookie is its site id: include/llmtap_sites.h. */
 
 struct llmtap_hdr {
 	__u16 version;
@@ -131,7 +116,7 @@ enum llmtap_sample_flags {
 	LLMTAP_SAMPLE_READ_ERR = 1 << 1,
 };
 
-/* the cookie of a KV probe: which edit */
+/* which KV edit (the op of a KV site's row in llmtap_sites.def) */
 enum llmtap_kv_op {
 	LLMTAP_KV_SEQ_RM = 0, /* (mem, seq, p0, p1) */
 	LLMTAP_KV_SEQ_CP,     /* (mem, src, dst, p0, p1) */
@@ -153,7 +138,7 @@ struct llmtap_kv_event {
 	__u32 _pad;
 };
 
-/* the cookie of a llama-server probe */
+/* what a llama-server record tells */
 enum llmtap_srv_op {
 	LLMTAP_SRV_NEW_ID = 0, /* server_queue::get_new_id() returned task_id (on an HTTP thread) */
 	LLMTAP_SRV_DEFER,      /* server_queue::defer(task): no free slot */
@@ -202,7 +187,7 @@ struct llmtap_http_event {
 	char s1[LLMTAP_PATH_LEN];
 };
 
-/* the cookie of a timed-call probe */
+/* which timed call */
 enum llmtap_call_op {
 	LLMTAP_CALL_SEQ_SAVE_FILE = 0, /* llama_state_seq_save_file(ctx, path, seq, ...) -> bytes */
 	LLMTAP_CALL_SEQ_LOAD_FILE,     /* llama_state_seq_load_file(ctx, path, seq, ...) -> bytes */

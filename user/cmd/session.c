@@ -250,7 +250,6 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	struct probes_opts po = {
 		.ringbuf_bytes = o->ringbuf_bytes,
 		.verbose = o->verbose,
-		.layers = { true, true, true, true },
 	};
 	struct session *s = calloc(1, sizeof(*s));
 	struct tm_target tt;

@@ -26,7 +26,7 @@ struct probes {
 	int ncpus;
 	probes_event_fn fn;
 	void *fn_arg;
-	bool layers[LAYER_MAX];
+	bool layers[LAYER_MAX]; /* attached */
 	char attached[128];
 };
 
@@ -44,75 +44,6 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	if (level == LIBBPF_DEBUG || !libbpf_verbose)
 		return 0;
 	return vfprintf(stderr, fmt, args);
-}
-
-/* What a site needs: its cookie, and which of entry and return it probes. */
-struct site_probe {
-	__u64 cookie;
-	bool enter;
-	bool ret;
-};
-
-/*
- * Which sites get a return probe. A return probe replaces the function's
- * return address with the kernel's [uprobes] trampoline, which has no unwind
- * information: a C++ exception thrown out of such a call ends the target in
- * std::terminate. So a return probe only goes where no exception leaves the
- * call (checked in llama.cpp de3ff815ea7d): the llama_state_* and model/context
- * C functions catch everything; llama_decode/encode, get_new_id and
- * common_sampler_sample throw nothing but std::bad_alloc; cpp-httplib's
- * process_request catches its handlers' exceptions. common_sampler_init (a bad
- * grammar or penalty), llama_tokenize (a vocabulary without byte tokens) and
- * llama_sampler_sample (a grammar that rejects the accepted token) can throw:
- * entry only.
- */
-static struct site_probe site_probe_of(enum target_site site)
-{
-	switch (site) {
-	case SITE_DECODE:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_DECODE), true, true };
-	case SITE_ENCODE:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_STEP, LLMTAP_OP_ENCODE), true, true };
-	case SITE_SAMPLE_COMMON:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, true };
-	case SITE_SAMPLE:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SAMPLE, 0), true, false };
-	case SITE_KV_SEQ_RM ... SITE_KV_CLEAR:
-		return (struct site_probe){
-			LLMTAP_COOKIE(LLMTAP_P_KV, LLMTAP_KV_SEQ_RM + (site - SITE_KV_SEQ_RM)), true, false };
-	case SITE_SRV_NEW_ID:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_SERVER, LLMTAP_SRV_NEW_ID), false, true };
-	case SITE_SRV_DEFER ... SITE_SRV_PARTIAL:
-		return (struct site_probe){
-			LLMTAP_COOKIE(LLMTAP_P_SERVER, LLMTAP_SRV_DEFER + (site - SITE_SRV_DEFER)), true, false };
-	case SITE_HTTP_PROCESS:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_BEGIN), true, true };
-	case SITE_HTTP_ROUTING:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_ROUTE), true, false };
-	case SITE_HTTP_WRITE:
-		return (struct site_probe){ LLMTAP_COOKIE(LLMTAP_P_HTTP, LLMTAP_HTTP_STATUS), true, false };
-	case SITE_CALL_TOKENIZE:
-	case SITE_CALL_SAMPLER_INIT: /* entry only: they can throw (see above) */
-		return (struct site_probe){
-			LLMTAP_COOKIE(LLMTAP_P_CALL, LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE)),
-			true, false };
-	case SITE_CALL_SEQ_SAVE_FILE ... SITE_CALL_CONTEXT_INIT:
-		return (struct site_probe){
-			LLMTAP_COOKIE(LLMTAP_P_CALL, LLMTAP_CALL_SEQ_SAVE_FILE + (site - SITE_CALL_SEQ_SAVE_FILE)),
-			true, true };
-	default:
-		return (struct site_probe){ 0, false, false };
-	}
-}
-
-/* A site's probes; an entry probe without a return probe says so in its cookie. */
-static struct site_probe site_probe(enum target_site site)
-{
-	struct site_probe sp = site_probe_of(site);
-
-	if (sp.enter && !sp.ret)
-		sp.cookie |= LLMTAP_ENTRY_ONLY;
-	return sp;
 }
 
 /*
@@ -165,12 +96,12 @@ static int uprobe_multi_link(int prog_fd, const char *path, const __u64 *offsets
 struct file_sites {
 	__u64 offsets[2][SITE_MAX * TARGET_MAX_LOCS]; /* [0] entries, [1] returns */
 	__u64 cookies[2][SITE_MAX * TARGET_MAX_LOCS];
-	enum target_site sites[2][SITE_MAX * TARGET_MAX_LOCS];
+	enum llmtap_site sites[2][SITE_MAX * TARGET_MAX_LOCS];
 	__u32 n[2];
 };
 
 static void add_site(struct file_sites *fs, int dir, __u64 offset, __u64 cookie,
-		     enum target_site site)
+		     enum llmtap_site site)
 {
 	for (__u32 i = 0; i < fs->n[dir]; i++)
 		if (fs->offsets[dir][i] == offset)
@@ -192,7 +123,7 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 	if (!fs)
 		return -ENOMEM;
 	for (int site = 0; site < SITE_MAX; site++) {
-		struct site_probe sp = site_probe(site);
+		const struct site_info *si = site_info(site);
 
 		if (!want[site])
 			continue;
@@ -201,10 +132,10 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 
 			if (loc->file != f)
 				continue;
-			if (sp.enter)
-				add_site(fs, 0, loc->offset, sp.cookie, site);
-			if (sp.ret)
-				add_site(fs, 1, loc->offset, sp.cookie, site);
+			if (si->entry)
+				add_site(fs, 0, loc->offset, site, site);
+			if (si->ret)
+				add_site(fs, 1, loc->offset, site, site);
 		}
 	}
 	/* returns first: an entry never lacks its return */
@@ -224,27 +155,27 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 		}
 		p->link_fds[p->n_link_fds++] = fd;
 		for (__u32 i = 0; i < fs->n[dir]; i++)
-			p->layers[target_site_layer(fs->sites[dir][i])] = true;
+			p->layers[site_info(fs->sites[dir][i])->layer] = true;
 	}
 	free(fs);
 	return ret;
 }
 
 /* Without uprobe_multi: a perf-event link per site, location and direction. */
-static int attach_site_perf(struct probes *p, const struct target *t, enum target_site site,
+static int attach_site_perf(struct probes *p, const struct target *t, enum llmtap_site site,
 			    char *err, size_t errlen)
 {
-	struct site_probe sp = site_probe(site);
+	const struct site_info *si = site_info(site);
 	int before = p->n_links, e = 0;
 
 	for (int i = 0; !e && i < t->sites[site].n_locs; i++) {
 		const struct target_loc *loc = &t->sites[site].locs[i];
 
 		for (int dir = 1; dir >= 0 && !e; dir--) {
-			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = dir == 1, .bpf_cookie = sp.cookie);
+			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = dir == 1, .bpf_cookie = site);
 			struct bpf_link *link;
 
-			if (dir ? !sp.ret : !sp.enter)
+			if (dir ? !si->ret : !si->entry)
 				continue;
 			link = bpf_program__attach_uprobe_opts(dir ? p->skel->progs.probe_exit :
 								     p->skel->progs.probe_enter,
@@ -253,7 +184,7 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum targe
 			if (!link) {
 				e = -errno ? -errno : -EINVAL;
 				snprintf(err, errlen, "cannot attach a %s to %s in %s (PID %d): %s%s",
-					 dir ? "uretprobe" : "uprobe", target_site_name(site),
+					 dir ? "uretprobe" : "uprobe", si->label,
 					 t->files[loc->file].path, (int)t->pid, strerror(-e),
 					 e == -EPERM || e == -EACCES ?
 						 " (per-probe perf links, as on kernels before 6.6, need "
@@ -266,8 +197,29 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum targe
 	while (e && p->n_links > before)
 		bpf_link__destroy(p->links[--p->n_links]);
 	if (!e)
-		p->layers[target_site_layer(site)] = true;
+		p->layers[si->layer] = true;
 	return e;
+}
+
+/*
+ * The sites to probe: llama_decode, and every site found of a layer that has
+ * what it needs (target_layer_found); of a layer's ANY sites only the first
+ * found, in table order.
+ */
+static void want_sites(const struct target *t, bool want[SITE_MAX])
+{
+	bool any_taken[LAYER_MAX] = { false };
+
+	for (int site = 0; site < SITE_MAX; site++) {
+		const struct site_info *si = site_info(site);
+
+		want[site] = t->sites[site].found &&
+			     (site == SITE_DECODE || target_layer_found(t, si->layer));
+		if (want[site] && si->need == NEED_ANY) {
+			want[site] = !any_taken[si->layer];
+			any_taken[si->layer] = true;
+		}
+	}
 }
 
 int probes_open(const struct target *t, const struct probes_opts *opts, probes_event_fn fn,
@@ -316,16 +268,7 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 			 strerror(-ret));
 		goto cleanup;
 	}
-	for (int site = 0; site < SITE_MAX; site++) {
-		enum target_layer layer = target_site_layer(site);
-
-		want[site] = t->sites[site].found &&
-			     (site == SITE_DECODE ||
-			      (opts->layers[layer] && target_layer_found(t, layer)));
-	}
-	/* llama.cpp's own tools sample through common_sampler_sample: one probe per token */
-	if (want[SITE_SAMPLE_COMMON])
-		want[SITE_SAMPLE] = false;
+	want_sites(t, want);
 	/* the file with llama_decode first: it must attach, the others may fail */
 	ret = p->multi ? attach_file_multi(p, t, t->sites[SITE_DECODE].locs[0].file, want, err, errlen)
 		       : attach_site_perf(p, t, SITE_DECODE, err, errlen);
@@ -345,7 +288,7 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 
 		if (p->layers[l])
 			snprintf(p->attached + used, sizeof(p->attached) - used, "%s%s",
-				 used ? "," : "", target_layer_name(l));
+				 used ? "," : "", site_layer_name(l));
 	}
 	p->fn = fn;
 	p->fn_arg = arg;

@@ -15,7 +15,6 @@ struct probes;
 struct probes_opts {
 	size_t ringbuf_bytes;  /* power of two, >= 4096 */
 	bool verbose;          /* let libbpf print its diagnostics */
-	bool layers[LAYER_MAX]; /* which layers to attach where found (the engine always) */
 };
 
 /* Called for every record; a non-zero return stops the drain. */

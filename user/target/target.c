@@ -12,114 +12,32 @@
 
 #define MAX_SEARCHED 64
 #define MAX_IDS 512 /* distinct executable files a process maps, at most */
-#define MAX_ALTS 3
-
-/* Each site: the layer it belongs to and its names, newest first ("prefix*" for C++). */
-static const struct {
-	const char *label;
-	enum target_layer layer;
-	const char *names[MAX_ALTS];
-} sites[SITE_MAX] = {
-	[SITE_DECODE] = { "llama_decode", LAYER_ENGINE, { "llama_decode" } },
-	[SITE_ENCODE] = { "llama_encode", LAYER_ENGINE, { "llama_encode" } },
-	[SITE_SAMPLE_COMMON] = { "common_sampler_sample", LAYER_SAMPLING,
-		{ "_Z21common_sampler_sampleP14common_samplerP13llama_context*" } },
-	[SITE_SAMPLE] = { "llama_sampler_sample", LAYER_SAMPLING, { "llama_sampler_sample" } },
-	[SITE_KV_SEQ_RM] = { "llama_memory_seq_rm", LAYER_ENGINE,
-		{ "llama_memory_seq_rm", "llama_kv_self_seq_rm", "llama_kv_cache_seq_rm" } },
-	[SITE_KV_SEQ_CP] = { "llama_memory_seq_cp", LAYER_ENGINE,
-		{ "llama_memory_seq_cp", "llama_kv_self_seq_cp", "llama_kv_cache_seq_cp" } },
-	[SITE_KV_SEQ_KEEP] = { "llama_memory_seq_keep", LAYER_ENGINE,
-		{ "llama_memory_seq_keep", "llama_kv_self_seq_keep", "llama_kv_cache_seq_keep" } },
-	[SITE_KV_SEQ_ADD] = { "llama_memory_seq_add", LAYER_ENGINE,
-		{ "llama_memory_seq_add", "llama_kv_self_seq_add", "llama_kv_cache_seq_add" } },
-	[SITE_KV_SEQ_DIV] = { "llama_memory_seq_div", LAYER_ENGINE,
-		{ "llama_memory_seq_div", "llama_kv_self_seq_div", "llama_kv_cache_seq_div" } },
-	[SITE_KV_CLEAR] = { "llama_memory_clear", LAYER_ENGINE,
-		{ "llama_memory_clear", "llama_kv_self_clear", "llama_kv_cache_clear" } },
-	[SITE_SRV_NEW_ID] = { "server_queue::get_new_id", LAYER_SERVER,
-		{ "_ZN12server_queue10get_new_idEv" } },
-	[SITE_SRV_DEFER] = { "server_queue::defer", LAYER_SERVER,
-		{ "_ZN12server_queue5deferEO11server_task" } },
-	[SITE_SRV_LAUNCH] = { "launch_slot_with_task", LAYER_SERVER,
-		{ "_ZN19server_context_impl21launch_slot_with_taskER11server_slotO11server_task*",
-		  "_ZN14server_context21launch_slot_with_taskER11server_slotO11server_task*" } },
-	[SITE_SRV_FINAL] = { "send_final_response", LAYER_SERVER,
-		{ "_ZN19server_context_impl19send_final_responseER11server_slot*",
-		  "_ZN14server_context19send_final_responseER11server_slot*" } },
-	[SITE_SRV_ERROR] = { "send_error", LAYER_SERVER,
-		{ "_ZN19server_context_impl10send_errorEiRK*", "_ZN14server_context10send_errorEiRK*" } },
-	[SITE_SRV_PARTIAL] = { "send_partial_response", LAYER_SERVER,
-		{ "_ZN19server_context_impl21send_partial_responseER11server_slot*",
-		  "_ZN14server_context21send_partial_responseER11server_slot*" } },
-	[SITE_HTTP_PROCESS] = { "httplib::Server::process_request", LAYER_HTTP,
-		{ "_ZN7httplib6Server15process_requestERNS_6StreamERKNSt7__cxx1112basic_string*" } },
-	[SITE_HTTP_ROUTING] = { "httplib::Server::routing", LAYER_HTTP,
-		{ "_ZN7httplib6Server7routingERNS_7RequestERNS_8ResponseERNS_6StreamE" } },
-	[SITE_HTTP_WRITE] = { "httplib::Server::write_response_core", LAYER_HTTP,
-		{ "_ZN7httplib6Server19write_response_coreERNS_6StreamEbRKNS_7RequestERNS_8ResponseEb" } },
-	[SITE_CALL_SEQ_SAVE_FILE] = { "llama_state_seq_save_file", LAYER_ENGINE,
-		{ "llama_state_seq_save_file" } },
-	[SITE_CALL_SEQ_LOAD_FILE] = { "llama_state_seq_load_file", LAYER_ENGINE,
-		{ "llama_state_seq_load_file" } },
-	[SITE_CALL_SEQ_GET_DATA] = { "llama_state_seq_get_data", LAYER_ENGINE,
-		{ "llama_state_seq_get_data_ext", "llama_state_seq_get_data" } },
-	[SITE_CALL_SEQ_SET_DATA] = { "llama_state_seq_set_data", LAYER_ENGINE,
-		{ "llama_state_seq_set_data_ext", "llama_state_seq_set_data" } },
-	[SITE_CALL_SAVE_FILE] = { "llama_state_save_file", LAYER_ENGINE,
-		{ "llama_state_save_file", "llama_save_session_file" } },
-	[SITE_CALL_LOAD_FILE] = { "llama_state_load_file", LAYER_ENGINE,
-		{ "llama_state_load_file", "llama_load_session_file" } },
-	[SITE_CALL_MODEL_LOAD] = { "llama_model_load_from_file", LAYER_ENGINE,
-		{ "llama_model_load_from_file", "llama_load_model_from_file" } },
-	[SITE_CALL_CONTEXT_INIT] = { "llama_init_from_model", LAYER_ENGINE,
-		{ "llama_init_from_model", "llama_new_context_with_model" } },
-	[SITE_CALL_TOKENIZE] = { "llama_tokenize", LAYER_ENGINE, { "llama_tokenize" } },
-	[SITE_CALL_SAMPLER_INIT] = { "common_sampler_init", LAYER_SAMPLING,
-		{ "_Z19common_sampler_initPK11llama_modelR22common_params_sampling*",
-		  "_Z19common_sampler_initPK11llama_modelRK22common_params_sampling*" } },
-};
-
-/* sites a layer cannot work without */
-static const enum target_site required[][4] = {
-	[LAYER_ENGINE] = { SITE_DECODE, SITE_MAX },
-	[LAYER_SAMPLING] = { SITE_MAX },
-	[LAYER_SERVER] = { SITE_SRV_NEW_ID, SITE_SRV_LAUNCH, SITE_SRV_FINAL, SITE_MAX },
-	[LAYER_HTTP] = { SITE_HTTP_PROCESS, SITE_HTTP_ROUTING, SITE_HTTP_WRITE, SITE_MAX },
-};
-
-const char *target_site_name(enum target_site s)
-{
-	return s < SITE_MAX ? sites[s].label : "?";
-}
-
-enum target_layer target_site_layer(enum target_site s)
-{
-	return s < SITE_MAX ? sites[s].layer : LAYER_MAX;
-}
-
-const char *target_layer_name(enum target_layer l)
-{
-	static const char *const names[LAYER_MAX] = { "engine", "sampling", "server", "http" };
-
-	return l < LAYER_MAX ? names[l] : "?";
-}
+#define MAX_ALTS SITE_MAX_ALTS
 
 const struct target_file *target_core(const struct target *t)
 {
 	return &t->files[t->sites[SITE_DECODE].locs[0].file];
 }
 
-bool target_layer_found(const struct target *t, enum target_layer l)
+bool target_layer_found(const struct target *t, enum llmtap_layer l)
 {
+	bool any_needed = false, any_found = false;
+
 	if (l >= LAYER_MAX)
 		return false;
-	if (l == LAYER_SAMPLING)
-		return t->sites[SITE_SAMPLE_COMMON].found || t->sites[SITE_SAMPLE].found;
-	for (int i = 0; required[l][i] != SITE_MAX; i++)
-		if (!t->sites[required[l][i]].found)
+	for (int i = 0; i < SITE_MAX; i++) {
+		const struct site_info *si = site_info(i);
+
+		if (si->layer != l)
+			continue;
+		if (si->need == NEED_REQ && !t->sites[i].found)
 			return false;
-	return true;
+		if (si->need == NEED_ANY) {
+			any_needed = true;
+			any_found |= t->sites[i].found;
+		}
+	}
+	return !any_needed || any_found;
 }
 
 struct search {
@@ -171,7 +89,7 @@ static bool take_sites(struct search *s, const char *path, const char *host)
 	for (int i = 0; i < SITE_MAX; i++) {
 		struct target_site_locs *site = &t->sites[i];
 
-		for (int a = 0; a < MAX_ALTS && sites[i].names[a]; a++) {
+		for (int a = 0; a < MAX_ALTS && site_info(i)->alts[a].symbol; a++) {
 			const struct elf_sym_req *r = &s->reqs[i * MAX_ALTS + a];
 			struct target_loc *loc;
 
@@ -283,7 +201,8 @@ static struct search *search_new(pid_t pid, struct target *t, const char *exe)
 	s->t = t;
 	for (int i = 0; i < SITE_MAX; i++)
 		for (int a = 0; a < MAX_ALTS; a++) /* "" never matches */
-			s->reqs[i * MAX_ALTS + a].name = sites[i].names[a] ? sites[i].names[a] : "";
+			s->reqs[i * MAX_ALTS + a].name = site_info(i)->alts[a].symbol ?
+								 site_info(i)->alts[a].symbol : "";
 	snprintf(s->exe, sizeof(s->exe), "%s", exe);
 	return s;
 }

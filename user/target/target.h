@@ -12,47 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* What a group of probe sites lets llmtap see. */
-enum target_layer {
-	LAYER_ENGINE = 0, /* libllama: decode/encode, KV cache */
-	LAYER_SAMPLING,   /* sampled tokens */
-	LAYER_SERVER,     /* llama-server tasks and slots */
-	LAYER_HTTP,       /* llama-server's cpp-httplib request handling */
-	LAYER_MAX,
-};
-
-enum target_site {
-	SITE_DECODE = 0,
-	SITE_ENCODE,
-	SITE_SAMPLE_COMMON, /* common_sampler_sample (llama.cpp's tools) */
-	SITE_SAMPLE,        /* llama_sampler_sample (other embedders) */
-	SITE_KV_SEQ_RM,     /* the KV sites follow enum llmtap_kv_op's order */
-	SITE_KV_SEQ_CP,
-	SITE_KV_SEQ_KEEP,
-	SITE_KV_SEQ_ADD,
-	SITE_KV_SEQ_DIV,
-	SITE_KV_CLEAR,
-	SITE_SRV_NEW_ID,
-	SITE_SRV_DEFER,
-	SITE_SRV_LAUNCH,
-	SITE_SRV_FINAL,
-	SITE_SRV_ERROR,
-	SITE_SRV_PARTIAL,
-	SITE_HTTP_PROCESS,
-	SITE_HTTP_ROUTING,
-	SITE_HTTP_WRITE,
-	SITE_CALL_SEQ_SAVE_FILE, /* the timed calls follow enum llmtap_call_op's order */
-	SITE_CALL_SEQ_LOAD_FILE,
-	SITE_CALL_SEQ_GET_DATA,
-	SITE_CALL_SEQ_SET_DATA,
-	SITE_CALL_SAVE_FILE,
-	SITE_CALL_LOAD_FILE,
-	SITE_CALL_MODEL_LOAD,
-	SITE_CALL_CONTEXT_INIT,
-	SITE_CALL_TOKENIZE,
-	SITE_CALL_SAMPLER_INIT,
-	SITE_MAX,
-};
+#include "target/sites.h"
 
 #define TARGET_MAX_FILES 8
 
@@ -87,13 +47,10 @@ struct target {
 	struct target_site_locs sites[SITE_MAX];
 };
 
-const char *target_site_name(enum target_site s);
-enum target_layer target_site_layer(enum target_site s);
-const char *target_layer_name(enum target_layer l);
 /* The file that defines llama_decode. */
 const struct target_file *target_core(const struct target *t);
 /* true when every site the layer needs was found */
-bool target_layer_found(const struct target *t, enum target_layer l);
+bool target_layer_found(const struct target *t, enum llmtap_layer l);
 
 /*
  * Find the mapped files of pid that define the probe sites. llama_decode is

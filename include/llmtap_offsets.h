@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Every byte offset llmtap reads in a target's memory, named, with the versions
+ * it was checked against. The exported C API's layouts (llama_batch,
+ * llama_context_params) have been stable since b4753; the C++ ones
+ * (cpp-httplib, llama-server, libstdc++) are checked per version: a layout
+ * that moved must get a new constant and a version check, never an edit here
+ * that silently changes what an older target means.
+ */
+#ifndef LLMTAP_OFFSETS_H
+#define LLMTAP_OFFSETS_H
+
+/* ---- x86-64 SysV / AArch64 AAPCS64: where a by-value struct argument is ---- */
+/* llama_decode(ctx, struct llama_batch): 56 bytes, on the stack above the return address (x86-64) */
+#define OFF_X86_STACK_ARG 8
+
+/* ---- struct llama_batch (include/llama.h; b4753 .. v0.5.0 de3ff815ea7d) ---- */
+#define LLAMA_BATCH_SIZE 56
+#define LLAMA_BATCH_N_TOKENS 0  /* int32_t */
+#define LLAMA_BATCH_TOKEN 8     /* llama_token * */
+#define LLAMA_BATCH_EMBD 16     /* float * */
+#define LLAMA_BATCH_POS 24      /* llama_pos * */
+#define LLAMA_BATCH_N_SEQ_ID 32 /* int32_t * */
+#define LLAMA_BATCH_SEQ_ID 40   /* llama_seq_id ** */
+#define LLAMA_BATCH_LOGITS 48   /* int8_t * */
+
+/* ---- struct llama_context_params, first fields (uint32_t each; b4753 .. de3ff815ea7d) ---- */
+#define LLAMA_CPARAMS_N_CTX 0
+#define LLAMA_CPARAMS_N_BATCH 4
+#define LLAMA_CPARAMS_N_UBATCH 8
+#define LLAMA_CPARAMS_N_SEQ_MAX 12
+
+/* ---- libstdc++ std::string (the C++11 ABI): { char *p; size_t len; char sso[16]; } ---- */
+#define STDSTRING_PTR 0
+#define STDSTRING_LEN 8
+
+/* ---- cpp-httplib (0.19 -> 0.57.1): the heads of Request and Response ---- */
+#define HTTPLIB_REQUEST_METHOD 0  /* std::string */
+#define HTTPLIB_REQUEST_PATH 32   /* std::string; later fields moved between versions */
+#define HTTPLIB_RESPONSE_STATUS 32 /* int, after std::string version */
+
+/* ---- llama-server (tools/server; checked on de3ff815ea7d, node-llama-cpp 3.22.1) ---- */
+#define SERVER_TASK_ID 0   /* server_task::id, int: the first field since b4753 */
+#define SERVER_SLOT_ID 0   /* server_slot::id, int: the first field since b4753 */
+#define SERVER_SLOT_CTX 8  /* server_slot::ctx_tgt, llama_context *: +8 since b8390
+			    * (+64 in b7698, +72 in b5640: an offset not confirmed by
+			    * the steps' contexts is ignored, see the correlator) */
+
+/* ---- common_params_sampling (common/common.h; de3ff815ea7d) ---- */
+#define SAMPLING_SEED 0  /* uint32_t */
+#define SAMPLING_TOP_K 16 /* int32_t */
+#define SAMPLING_TOP_P 20 /* float */
+#define SAMPLING_TEMP 40  /* float */
+#define SAMPLING_HEAD 44  /* bytes read: up to and with temp */
+
+#endif /* LLMTAP_OFFSETS_H */

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What llmtap_sites.def's rows become, for the BPF programs and the loader:
+ * the flat site ids (a probe's BPF cookie), the layers and the probe policies.
+ */
+#ifndef LLMTAP_SITES_H
+#define LLMTAP_SITES_H
+
+/* What a group of probe sites lets llmtap see. */
+enum llmtap_layer {
+	LAYER_ENGINE = 0, /* libllama: decode/encode, KV cache, state and load calls */
+	LAYER_SAMPLING,   /* sampled tokens */
+	LAYER_SERVER,     /* llama-server tasks and slots */
+	LAYER_HTTP,       /* llama-server's cpp-httplib request handling */
+	LAYER_MAX,
+};
+
+/* Which probes a site gets. */
+enum llmtap_probe_policy {
+	PROBE_ENTRY = 1,  /* entry only */
+	PROBE_RETURN = 2, /* return only */
+	PROBE_BOTH = 3,   /* entry and return */
+};
+
+/* Whether the site's layer needs it (see target_layer_found). */
+enum llmtap_site_need {
+	NEED_OPT = 0, /* used where found */
+	NEED_REQ = 1, /* the layer cannot work without it */
+	NEED_ANY = 2, /* the layer needs one of its ANY sites */
+};
+
+enum llmtap_site {
+#define SITE(id, ...) SITE_##id,
+#include "llmtap_sites.def"
+#undef SITE
+	SITE_MAX,
+};
+
+/* A probe's cookie is its site id; the upper bits are kept free. */
+_Static_assert(SITE_MAX < 256, "site ids fit the cookie's low byte");
+
+#endif /* LLMTAP_SITES_H */
