@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "model/correlate.h"
+#include "sink/sink.h"
 #include "model/telemetry.h"
 
 #define MAX_REQS 16

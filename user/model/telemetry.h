@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The telemetry model: engine-step spans and the metric instruments derived
- * from them. Probes feed it decoded steps; sinks (console, JSON, later OTLP
- * and Prometheus) read it through struct sink and never see probes.
+ * from them. Probes feed it decoded steps; sinks (console, JSON, top, trace,
+ * OTLP) read it through struct sink (sink/sink.h) and never see probes.
  */
 #ifndef LLMTAP_TELEMETRY_H
 #define LLMTAP_TELEMETRY_H
@@ -15,6 +15,7 @@
 #include "model/metrics.h"
 #include "target/resource.h"
 #include "model/route.h"
+#include "sink/sink.h"
 
 /* batch-size classes for the live "batch mix" */
 enum { BATCH_1 = 0, BATCH_2_4, BATCH_5_16, BATCH_17_64, BATCH_65_512, BATCH_513_UP, BATCH_CLASSES };
@@ -165,21 +166,6 @@ struct tm_snapshot {
 	const struct tm_gauges *gauges;
 	const struct metrics *metrics; /* cumulative instruments */
 	uint64_t now_ns;
-};
-
-struct sink_ops {
-	void (*attached)(void *self, const struct tm_target *t);
-	void (*step)(void *self, const struct step *s, int64_t realtime_offset_ns);
-	void (*request)(void *self, const struct req_span *r, int64_t realtime_offset_ns);
-	void (*engine_event)(void *self, const struct engine_event *e, int64_t realtime_offset_ns);
-	void (*interval)(void *self, const struct tm_snapshot *snap);
-	void (*summary)(void *self, const struct tm_snapshot *snap);
-	void (*destroy)(void *self);
-};
-
-struct sink {
-	const struct sink_ops *ops;
-	void *self;
 };
 
 #define TM_MAX_SINKS 8
