@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "probe/event.h"
+#include "model/gauges.h"
 #include "model/hist.h"
 #include "model/metrics.h"
 #include "target/resource.h"
@@ -76,34 +77,6 @@ struct engine_event {
 };
 
 const char *engine_event_name(enum engine_event_kind k);
-
-/* Gauges sampled at each tick (from the correlator). */
-#define TM_MAX_SLOTS 64
-
-/* One slot (= sequence) as it is now: what `llmtap top` shows per slot. */
-struct tm_slot {
-	int slot;
-	int phase;           /* 0 idle, 1 prefill, 2 generating */
-	uint64_t request_id; /* 0: none or not seen */
-	const char *route;   /* http.route of its request, "" when none */
-	uint32_t prompt_tokens;
-	uint32_t cached_tokens;
-	uint32_t output_tokens;
-	uint64_t since_ns;   /* when its task started on the slot, 0 when idle */
-	uint64_t kv_cells;
-};
-
-struct tm_gauges {
-	uint32_t active_requests;
-	uint32_t queued_tasks;
-	uint32_t busy_slots;
-	uint64_t kv_cells;
-	uint32_t n_ctx;         /* from context creation, 0 when not seen */
-	uint32_t active_inference; /* inference requests among active_requests */
-	uint64_t rss_bytes;     /* the target's resident memory, 0 when unknown */
-	int n_slots;            /* slots busy or holding cells, by slot id */
-	struct tm_slot slots[TM_MAX_SLOTS];
-};
 
 /* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and
  * its queue / prefill / generation children). Times are CLOCK_MONOTONIC ns; 0 = not seen. */
