@@ -15,7 +15,7 @@
 #include "target/gguf.h"
 #include "probe/probes.h"
 #include "target/proc.h"
-#include "export/prom.h"
+#include "export/prom_http.h"
 #include "target/resource.h"
 #include "sink/sinks.h"
 #include "model/telemetry.h"
