@@ -101,12 +101,13 @@ $(OUTPUT)/tests/test_otlp: $(call o,export/otlp_config export/otlp_encode export
 	model/telemetry model/metrics model/hist model/route probe/event target/resource target/proc \
 	lib/json lib/util) $(UNIT_PB)
 $(OUTPUT)/tests/test_proc: $(call o,target/proc)
-$(OUTPUT)/tests/test_prom: $(call o,export/prom model/metrics model/hist lib/json lib/util)
+$(OUTPUT)/tests/test_prom: $(call o,export/prom_text export/prom_http model/metrics model/hist \
+	lib/json lib/util)
 $(OUTPUT)/tests/test_report: $(call o,report/report lib/json lib/util)
 $(OUTPUT)/tests/test_resource: $(call o,target/resource target/proc lib/util)
 $(OUTPUT)/tests/test_route: $(call o,model/route)
-$(OUTPUT)/tests/test_select: $(call o,target/select target/ldd target/proc export/prom model/metrics \
-	model/hist lib/json lib/util)
+$(OUTPUT)/tests/test_select: $(call o,target/select target/ldd target/proc export/prom_text \
+	model/metrics model/hist lib/json lib/util)
 $(OUTPUT)/tests/test_telemetry: $(call o,model/telemetry model/metrics model/hist model/route \
 	probe/event target/resource target/proc sink/sink_console sink/sink_json sink/sink_trace \
 	lib/json lib/util)

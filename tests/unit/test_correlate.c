@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "model/correlate.h"
+#include "sink/sink.h"
 #include "model/telemetry.h"
 
 #define MAX_REQS 16
@@ -323,9 +324,9 @@ static void context_init(struct correlator *c, uint64_t ts, int64_t ret, uint32_
 	correlator_event(c, &ev);
 }
 
-static struct corr_gauges gauges(struct correlator *c)
+static struct tm_gauges gauges(struct correlator *c)
 {
-	struct corr_gauges g;
+	struct tm_gauges g;
 
 	memset(&g, 0xa5, sizeof(g)); /* correlator_gauges must fill every field */
 	correlator_gauges(c, &g);
@@ -390,7 +391,7 @@ static void test_full_request(void **state)
 	struct fixture *f = *state;
 	struct correlator *c = f->c;
 	const struct req_span *r;
-	struct corr_gauges g;
+	struct tm_gauges g;
 
 	begin(c, 100, 10, 5555);
 	route(c, 110, 10, "POST", "/completion");
@@ -660,7 +661,7 @@ static void test_before_attach(void **state)
 {
 	struct fixture *f = *state;
 	struct correlator *c = f->c;
-	struct corr_gauges g;
+	struct tm_gauges g;
 
 	/* HTTP events of a request whose BEGIN was not seen */
 	route(c, 90, 12, "POST", "/completion");
@@ -917,7 +918,7 @@ static void test_flush(void **state)
 	struct fixture *f = *state;
 	struct correlator *c = f->c;
 	const struct req_span *r;
-	struct corr_gauges g;
+	struct tm_gauges g;
 
 	begin(c, 100, 10, 5001);
 	route(c, 101, 10, "POST", "/v1/chat/completions");
@@ -969,7 +970,7 @@ static void test_gauges(void **state)
 	struct fixture *f = *state;
 	struct correlator *c = f->c;
 	struct llmtap_run runs[2];
-	struct corr_gauges g;
+	struct tm_gauges g;
 
 	g = gauges(c);
 	assert_int_equal(g.active_requests, 0);

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/export/prom.c: Prometheus names, the text exposition format, the /metrics server. */
+/*
+ * Unit tests for user/export/prom_text.c and prom_http.c: Prometheus names, the
+ * text exposition format, the /metrics server.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,7 +24,8 @@
 
 #include "model/metrics.h"
 #include "unit.h"
-#include "export/prom.h"
+#include "export/prom_http.h"
+#include "export/prom_text.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "model/metrics.h"
-#include "export/prom.h"
+#include "export/prom_text.h"
 #include "target/ldd.h"
 #include "target/select.h"
 

@@ -11,7 +11,7 @@
 
 #include "probe/preflight.h"
 #include "target/proc.h"
-#include "export/prom.h"
+#include "export/prom_http.h"
 #include "cmd/session.h"
 #include "target/target.h"
 #include "model/telemetry.h"

@@ -24,7 +24,7 @@
 #include "probe/preflight.h"
 #include "probe/probes.h"
 #include "target/proc.h"
-#include "export/prom.h"
+#include "export/prom_http.h"
 #include "cmd/session.h"
 #include "target/target.h"
 #include "model/telemetry.h"

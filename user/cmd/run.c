@@ -23,7 +23,7 @@
 #include "target/elfsym.h"
 #include "target/ldd.h"
 #include "probe/preflight.h"
-#include "export/prom.h"
+#include "export/prom_http.h"
 #include "cmd/session.h"
 #include "target/target.h"
 #include "model/telemetry.h"

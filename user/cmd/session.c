@@ -15,7 +15,7 @@
 #include "target/gguf.h"
 #include "probe/probes.h"
 #include "target/proc.h"
-#include "export/prom.h"
+#include "export/prom_http.h"
 #include "target/resource.h"
 #include "sink/sinks.h"
 #include "model/telemetry.h"
@@ -146,21 +146,10 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 
 static void update_gauges(struct session *s)
 {
-	struct corr_gauges cg;
 	struct tm_gauges g;
 
-	correlator_gauges(s->corr, &cg);
-	g = (struct tm_gauges){
-		.active_requests = cg.active_requests,
-		.active_inference = cg.active_inference,
-		.queued_tasks = cg.queued_tasks,
-		.busy_slots = cg.busy_slots,
-		.kv_cells = cg.kv_cells,
-		.n_ctx = cg.n_ctx,
-		.rss_bytes = proc_rss_bytes(s->tm.target.pid),
-		.n_slots = cg.n_slots,
-	};
-	memcpy(g.slots, cg.slots, sizeof(g.slots[0]) * (size_t)cg.n_slots);
+	correlator_gauges(s->corr, &g);
+	g.rss_bytes = proc_rss_bytes(s->tm.target.pid);
 	telemetry_set_gauges(&s->tm, &g);
 }
 

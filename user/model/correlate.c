@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/telemetry.h"
+
 #define MAX_THREADS 256      /* HTTP worker threads followed at once */
 #define MAX_REQ_TASKS 4096   /* tasks charged to one request (rerank: one per document) */
 
@@ -515,7 +517,7 @@ void correlator_flush(struct correlator *c, uint64_t now_ns)
 	}
 }
 
-void correlator_gauges(const struct correlator *c, struct corr_gauges *g)
+void correlator_gauges(const struct correlator *c, struct tm_gauges *g)
 {
 	memset(g, 0, sizeof(*g));
 	for (const struct request *r = c->open; r; r = r->next) {

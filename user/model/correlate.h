@@ -11,21 +11,10 @@
 #include <stdint.h>
 
 #include "probe/event.h"
-#include "model/telemetry.h"
+#include "model/gauges.h"
 
 struct correlator;
-
-/* Gauges derived from the state the correlator tracks. */
-struct corr_gauges {
-	int n_slots;              /* slots busy or holding KV cells, by id */
-	struct tm_slot slots[TM_MAX_SLOTS];
-	uint32_t active_requests; /* HTTP requests between first and last byte */
-	uint32_t active_inference; /* of which inference (chat, completion, embeddings...) */
-	uint32_t queued_tasks;    /* tasks created, not yet on a slot */
-	uint32_t busy_slots;
-	uint64_t kv_cells;        /* positions held by the sequences llmtap saw */
-	uint32_t n_ctx;           /* context size, when llmtap saw the context created */
-};
+struct telemetry;
 
 /* Completed requests and annotated steps go to tm. */
 struct correlator *correlator_new(struct telemetry *tm);
@@ -33,7 +22,8 @@ struct correlator *correlator_new(struct telemetry *tm);
 void correlator_event(struct correlator *c, struct event *ev);
 /* Emit the requests still open (as incomplete), e.g. when tracing ends. */
 void correlator_flush(struct correlator *c, uint64_t now_ns);
-void correlator_gauges(const struct correlator *c, struct corr_gauges *g);
+/* The gauges it tracks into g (all but rss_bytes, left 0). */
+void correlator_gauges(const struct correlator *c, struct tm_gauges *g);
 void correlator_free(struct correlator *c);
 
 #endif

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "model/telemetry.h"
+#include "sink/sink.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The telemetry model: engine-step spans and the metric instruments derived
- * from them. Probes feed it decoded steps; sinks (console, JSON, later OTLP
- * and Prometheus) read it through struct sink and never see probes.
+ * from them. Probes feed it decoded steps; sinks (console, JSON, top, trace,
+ * OTLP) read it through struct sink (sink/sink.h) and never see probes.
  */
 #ifndef LLMTAP_TELEMETRY_H
 #define LLMTAP_TELEMETRY_H
@@ -11,10 +11,12 @@
 #include <stdint.h>
 
 #include "probe/event.h"
+#include "model/gauges.h"
 #include "model/hist.h"
 #include "model/metrics.h"
 #include "target/resource.h"
 #include "model/route.h"
+#include "sink/sink.h"
 
 /* batch-size classes for the live "batch mix" */
 enum { BATCH_1 = 0, BATCH_2_4, BATCH_5_16, BATCH_17_64, BATCH_65_512, BATCH_513_UP, BATCH_CLASSES };
@@ -75,34 +77,6 @@ struct engine_event {
 };
 
 const char *engine_event_name(enum engine_event_kind k);
-
-/* Gauges sampled at each tick (from the correlator). */
-#define TM_MAX_SLOTS 64
-
-/* One slot (= sequence) as it is now: what `llmtap top` shows per slot. */
-struct tm_slot {
-	int slot;
-	int phase;           /* 0 idle, 1 prefill, 2 generating */
-	uint64_t request_id; /* 0: none or not seen */
-	const char *route;   /* http.route of its request, "" when none */
-	uint32_t prompt_tokens;
-	uint32_t cached_tokens;
-	uint32_t output_tokens;
-	uint64_t since_ns;   /* when its task started on the slot, 0 when idle */
-	uint64_t kv_cells;
-};
-
-struct tm_gauges {
-	uint32_t active_requests;
-	uint32_t queued_tasks;
-	uint32_t busy_slots;
-	uint64_t kv_cells;
-	uint32_t n_ctx;         /* from context creation, 0 when not seen */
-	uint32_t active_inference; /* inference requests among active_requests */
-	uint64_t rss_bytes;     /* the target's resident memory, 0 when unknown */
-	int n_slots;            /* slots busy or holding cells, by slot id */
-	struct tm_slot slots[TM_MAX_SLOTS];
-};
 
 /* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and
  * its queue / prefill / generation children). Times are CLOCK_MONOTONIC ns; 0 = not seen. */
@@ -165,21 +139,6 @@ struct tm_snapshot {
 	const struct tm_gauges *gauges;
 	const struct metrics *metrics; /* cumulative instruments */
 	uint64_t now_ns;
-};
-
-struct sink_ops {
-	void (*attached)(void *self, const struct tm_target *t);
-	void (*step)(void *self, const struct step *s, int64_t realtime_offset_ns);
-	void (*request)(void *self, const struct req_span *r, int64_t realtime_offset_ns);
-	void (*engine_event)(void *self, const struct engine_event *e, int64_t realtime_offset_ns);
-	void (*interval)(void *self, const struct tm_snapshot *snap);
-	void (*summary)(void *self, const struct tm_snapshot *snap);
-	void (*destroy)(void *self);
-};
-
-struct sink {
-	const struct sink_ops *ops;
-	void *self;
 };
 
 #define TM_MAX_SINKS 8

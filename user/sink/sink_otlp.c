@@ -5,6 +5,8 @@
  * the metric instruments every OTEL_METRIC_EXPORT_INTERVAL and at the end.
  */
 #include "sink/sinks.h"
+#include "sink/sink.h"
+#include "model/telemetry.h"
 
 #include <errno.h>
 #include <stdlib.h>

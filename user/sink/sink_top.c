@@ -6,6 +6,8 @@
  * redraw, so it follows resizes. Keys are read by the attach loop.
  */
 #include "sink/sinks.h"
+#include "sink/sink.h"
+#include "model/telemetry.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

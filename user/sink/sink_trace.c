@@ -8,6 +8,8 @@
  * long the recording; the file is renamed into place when it is complete.
  */
 #include "sink/sinks.h"
+#include "sink/sink.h"
+#include "model/telemetry.h"
 
 #include <errno.h>
 #include <stdlib.h>

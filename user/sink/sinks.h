@@ -1,13 +1,21 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Sinks that read the telemetry model: a human console view and JSON lines. */
+/*
+ * The sinks llmtap has, each made into a struct sink (sink/sink.h) for
+ * telemetry_add_sink: console, JSON lines, top, trace-event file, tail
+ * capture, OTLP.
+ */
 #ifndef LLMTAP_SINKS_H
 #define LLMTAP_SINKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
-#include "export/otlp_config.h"
-#include "model/telemetry.h"
+#include "sink/sink.h"
+
+struct metrics;
+struct otlp_config;
 
 /* Live one-line-per-interval view and a summary block, for people. */
 int sink_console_new(FILE *out, struct sink *s);

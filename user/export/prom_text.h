@@ -2,10 +2,10 @@
 /*
  * The metric instruments in the Prometheus text exposition format 0.0.4, named
  * the way OpenTelemetry's Prometheus compatibility mapping (and the Collector's
- * prometheus exporter) names them, and a small HTTP server for GET /metrics.
+ * prometheus exporter) names them. export/prom_http.h serves them.
  */
-#ifndef LLMTAP_PROM_H
-#define LLMTAP_PROM_H
+#ifndef LLMTAP_PROM_TEXT_H
+#define LLMTAP_PROM_TEXT_H
 
 #include <stddef.h>
 #include <stdio.h>
@@ -38,40 +38,17 @@ int prom_render(const struct metrics *m, const char *const *const_labels, FILE *
 int prom_render_many(const struct metrics *const *ms, const char *const *const *const_labels,
 		     int n, FILE *out);
 
-struct prom_server;
-
-/*
- * Listen on "ADDR:PORT" ("127.0.0.1:9464", ":9464" for every interface,
- * "[::1]:9464") and serve GET /metrics from a thread of its own. NULL on
- * failure, with a one-line reason in err.
- */
-struct prom_server *prom_server_start(const char *addr_port, char *err, size_t errlen);
-
-/* Copy m (NULL: no points) as the snapshot later scrapes see. */
-void prom_server_publish(struct prom_server *s, const struct metrics *m);
-
-#define PROM_MAX_TARGETS 64
-/*
- * Several traced processes on one endpoint (the daemon): target id's metrics,
- * with labels (key, value, ..., NULL; taken the first time) on each of its
- * series and its own target_info. 0, -ENOSPC past PROM_MAX_TARGETS, -ENOMEM.
- * Id 0 is what prom_server_publish and prom_server_set_info use.
- */
-int prom_server_publish_target(struct prom_server *s, int id, const char *const *labels,
-			       const struct metrics *m);
-int prom_server_set_target_info(struct prom_server *s, int id, const char *const *info);
-/* Its series go away (a target that exited). */
-void prom_server_remove_target(struct prom_server *s, int id);
-
-/* Stop the thread, close the sockets, free everything; NULL is fine. */
-void prom_server_stop(struct prom_server *s);
-
 /*
  * target_info: a resource's attributes (key, value, ..., NULL) as the labels of a
  * gauge of 1, as OpenTelemetry's Prometheus mapping exposes a resource.
  */
 int prom_render_info(const char *const *labels, FILE *out);
-/* Serve target_info with these labels (copied) before the metrics. 0 or -errno. */
-int prom_server_set_info(struct prom_server *s, const char *const *labels);
+
+/*
+ * A whole scrape of n traced processes: the target_info of each (infos[t], may
+ * be NULL), then their metrics as prom_render_many. 0 or a negative errno.
+ */
+int prom_render_targets(const struct metrics *const *ms, const char *const *const *labels,
+			const char *const *const *infos, int n, FILE *out);
 
 #endif

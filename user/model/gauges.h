@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The live state of the traced server as a set of gauges: requests in flight,
+ * queued tasks, busy slots, KV cells, and a row per slot. The correlator fills
+ * them from what it tracks (correlator_gauges), the session adds the target's
+ * memory, and the telemetry model keeps them for its sinks and metrics
+ * (telemetry_set_gauges) at each tick.
+ */
+#ifndef LLMTAP_GAUGES_H
+#define LLMTAP_GAUGES_H
+
+#include <stdint.h>
+
+#define TM_MAX_SLOTS 64
+
+/* One slot (= sequence) as it is now: what `llmtap top` shows per slot. */
+struct tm_slot {
+	int slot;
+	int phase;           /* 0 idle, 1 prefill, 2 generating */
+	uint64_t request_id; /* 0: none or not seen */
+	const char *route;   /* http.route of its request, "" when none */
+	uint32_t prompt_tokens;
+	uint32_t cached_tokens;
+	uint32_t output_tokens;
+	uint64_t since_ns;   /* when its task started on the slot, 0 when idle */
+	uint64_t kv_cells;
+};
+
+struct tm_gauges {
+	uint32_t active_requests;  /* HTTP requests between first and last byte */
+	uint32_t active_inference; /* of which inference (chat, completion, embeddings...) */
+	uint32_t queued_tasks;     /* tasks created, not yet on a slot */
+	uint32_t busy_slots;
+	uint64_t kv_cells;         /* positions held by the sequences llmtap saw */
+	uint32_t n_ctx;            /* context size from its creation, 0 when not seen */
+	uint64_t rss_bytes;        /* the target's resident memory, 0 when unknown */
+	int n_slots;               /* slots busy or holding KV cells, by slot id */
+	struct tm_slot slots[TM_MAX_SLOTS];
+};
+
+#endif
