@@ -79,43 +79,19 @@ static bool is_url(const char *s)
 	return (!strncmp(s, "http://", 7) && s[7]) || (!strncmp(s, "https://", 8) && s[8]);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Trim, percent-decode src[0..n) into dst. */
+/* Trim, then percent-decode src[0..n) into dst: all of it, and no line break (it goes
+ * into an HTTP header). */
 static int decode_part(const char *src, size_t n, char *dst, size_t len)
 {
-	size_t o = 0;
+	ssize_t m;
 
 	while (n && isspace((unsigned char)*src))
 		src++, n--;
 	while (n && isspace((unsigned char)src[n - 1]))
 		n--;
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)src[i];
-
-		if (c == '%') {
-			int hi, lo;
-
-			if (i + 2 >= n)
-				return -EINVAL;
-			hi = hexval(src[i + 1]);
-			lo = hexval(src[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -EINVAL;
-			c = hi * 16 + lo;
-			i += 2;
-		}
-		if (c == '\r' || c == '\n' || o + 1 >= len)
-			return -EINVAL;
-		dst[o++] = (char)c;
-	}
-	dst[o] = '\0';
+	m = pct_decode(src, n, dst, len);
+	if (m < 0 || (size_t)m >= len || memchr(dst, '\r', (size_t)m) || memchr(dst, '\n', (size_t)m))
+		return -EINVAL;
 	return 0;
 }
 
