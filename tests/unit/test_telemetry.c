@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "sink/sinks.h"
 #include "model/telemetry.h"
 

@@ -28,6 +28,7 @@
 #include "cmd/session.h"
 #include "target/target.h"
 #include "model/telemetry.h"
+#include "lib/clock.h"
 
 #define POLL_MS 100
 #define MAX_PIDS 65536      /* processes listed per rescan */

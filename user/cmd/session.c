@@ -19,6 +19,7 @@
 #include "target/resource.h"
 #include "sink/sinks.h"
 #include "model/telemetry.h"
+#include "lib/clock.h"
 
 #define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
 

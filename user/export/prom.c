@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
+
 #define PROM_NAME_MAX 128
 #define PROM_MAX_WORDS 32
 #define PROM_MAX_CONST_LABELS 16
@@ -674,10 +676,7 @@ static int listen_on(struct listen_addr *a, const char *text, char *err, size_t 
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(monotonic_ns() / 1000000);
 }
 
 /* 1 once fd has one of events, 0 at the deadline or when stopping, -1 on error */

@@ -3,7 +3,8 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+
+#include "lib/clock.h"
 
 bool tm_tick_due(uint64_t now_ns, uint64_t *next_ns, uint64_t interval_ns)
 {
@@ -13,24 +14,6 @@ bool tm_tick_due(uint64_t now_ns, uint64_t *next_ns, uint64_t interval_ns)
 	if (*next_ns <= now_ns)
 		*next_ns = now_ns + interval_ns;
 	return true;
-}
-
-uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-int64_t realtime_offset_ns(void)
-{
-	struct timespec rt;
-	uint64_t mono = monotonic_ns();
-
-	clock_gettime(CLOCK_REALTIME, &rt);
-	return (int64_t)((uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec) -
-	       (int64_t)mono;
 }
 
 int batch_class(int32_t n)

@@ -224,10 +224,8 @@ void telemetry_destroy(struct telemetry *tm);
 
 int batch_class(int32_t n_tokens);
 const char *batch_class_name(int c);
-uint64_t monotonic_ns(void);
 /* Whether a tick is due at now; then *next_ns moves one interval on (to now + interval
  * when the loop fell further behind). */
 bool tm_tick_due(uint64_t now_ns, uint64_t *next_ns, uint64_t interval_ns);
-int64_t realtime_offset_ns(void);
 
 #endif
