@@ -18,6 +18,7 @@
 #include "export/otlp_config.h"
 #include "export/otlp_encode.h"
 #include "export/otlp_export.h"
+#include "lib/util.h"
 
 /* ---- a fake environment ---- */
 
@@ -192,7 +193,7 @@ static void test_config_errors(void **state)
 	char err[256];
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		/* the case's variable first: the fake environment takes the first match */
 		const char *env[] = { cases[i].var, cases[i].value, "OTEL_EXPORTER_OTLP_ENDPOINT",
 				      "http://x:1", "OTEL_TRACES_SAMPLER", "traceidratio", NULL };

@@ -23,8 +23,7 @@
 #include "model/metrics.h"
 #include "unit.h"
 #include "export/prom.h"
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include "lib/util.h"
 
 static int count_of(const char *hay, const char *needle)
 {

@@ -16,6 +16,7 @@
 #include "lib/clock.h"
 #include "sink/sinks.h"
 #include "model/telemetry.h"
+#include "lib/util.h"
 
 #define MS 1000000ull
 #define SEC 1000000000ull
@@ -146,7 +147,7 @@ static void test_batch_class(void **state)
 	};
 	(void)state;
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		if (batch_class(cases[i].n) != cases[i].c)
 			fail_msg("batch_class(%d) = %d, want %d", cases[i].n,
 				 batch_class(cases[i].n), cases[i].c);

@@ -12,8 +12,6 @@
 
 #include "lib/util.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
 static void test_duration_ok(void **state)
 {
 	static const struct {

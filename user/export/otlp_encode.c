@@ -10,6 +10,7 @@
 
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "lib/util.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
 typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
@@ -414,7 +415,7 @@ static void encode_request(struct arena *a, struct span_list *l, const struct ot
 		       (req_failed(r) && r->status < 400);
 	span_status(a, s, server_error, r->err_msg);
 
-	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(phases); i++) {
 		if (!bounds[i] || bounds[i + 1] < bounds[i])
 			continue;
 		otlp_span_id(ctx->ids, r->id, phases[i].role, child);

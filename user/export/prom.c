@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/util.h"
 
 #define PROM_NAME_MAX 128
 #define PROM_MAX_WORDS 32
@@ -52,8 +53,6 @@ static const struct unit_map per_units[] = {
 	{ "s", "second" }, { "m", "minute" }, { "h", "hour" }, { "d", "day" },
 	{ "w", "week" }, { "mo", "month" }, { "y", "year" },
 };
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* A name split into words: the runs of [a-zA-Z0-9:] between other characters. */
 struct words {

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 /* "90", "90s", "250ms", "1.5m", "2h" -> nanoseconds (a bare number is seconds). 0 or -EINVAL. */
 int parse_duration(const char *s, uint64_t *ns);
 /* "4096", "64k", "8M" (powers of 1024) -> bytes. 0 or -EINVAL. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/json.h"
+#include "lib/util.h"
 
 /* bucket boundaries the OpenTelemetry semantic conventions advise */
 static const double http_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
@@ -26,7 +27,7 @@ static const double batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 10
 static const double rate_bounds[] = { 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
 				      10000 };
 
-#define H(b) b, (int)(sizeof(b) / sizeof(b[0]))
+#define H(b) b, (int)ARRAY_SIZE(b)
 
 static const struct instrument instruments[M_INSTR_MAX] = {
 	[M_HTTP_DURATION] = { "http.server.request.duration", "s",

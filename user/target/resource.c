@@ -201,7 +201,7 @@ static void apply_target_env(struct resource *r, pid_t pid)
 		close(fd);
 	if (len > 0) {
 		block[len] = '\0';
-		for (size_t i = 0; i < sizeof(k8s) / sizeof(k8s[0]); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(k8s); i++)
 			if ((v = env_in(block, (size_t)len, k8s[i][1])) ||
 			    (v = env_in(block, (size_t)len, k8s[i][2])))
 				resource_set(r, k8s[i][0], v);
