@@ -539,15 +539,8 @@ static const struct metric_point *find_prev(const struct metrics *prev, const st
 {
 	for (int i = 0; prev && i < prev->n_points; i++) {
 		const struct metric_point *q = &prev->points[i];
-		int k;
 
-		if (q->id != p->id || q->n_attrs != p->n_attrs)
-			continue;
-		for (k = 0; k < p->n_attrs; k++)
-			if (strcmp(q->attrs[k].key, p->attrs[k].key) ||
-			    strcmp(q->attrs[k].value, p->attrs[k].value))
-				break;
-		if (k == p->n_attrs)
+		if (q->id == p->id && metric_attrs_equal(q->attrs, q->n_attrs, p->attrs, p->n_attrs))
 			return q;
 	}
 	return NULL;

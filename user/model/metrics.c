@@ -142,12 +142,12 @@ static int collect_attrs(va_list ap, struct metric_attr *attrs)
 	return n;
 }
 
-static bool same_attrs(const struct metric_point *p, const struct metric_attr *attrs, int n)
+bool metric_attrs_equal(const struct metric_attr *a, int n_a, const struct metric_attr *b, int n_b)
 {
-	if (p->n_attrs != n)
+	if (n_a != n_b)
 		return false;
-	for (int i = 0; i < n; i++)
-		if (strcmp(p->attrs[i].key, attrs[i].key) || strcmp(p->attrs[i].value, attrs[i].value))
+	for (int i = 0; i < n_a; i++)
+		if (strcmp(a[i].key, b[i].key) || strcmp(a[i].value, b[i].value))
 			return false;
 	return true;
 }
@@ -158,9 +158,11 @@ static struct metric_point *lookup(struct metrics *m, enum instr_id id,
 {
 	struct metric_point *p;
 
-	for (int i = 0; i < m->n_points; i++)
-		if (m->points[i].id == id && same_attrs(&m->points[i], attrs, n))
-			return &m->points[i];
+	for (int i = 0; i < m->n_points; i++) {
+		p = &m->points[i];
+		if (p->id == id && metric_attrs_equal(p->attrs, p->n_attrs, attrs, n))
+			return p;
+	}
 	if (!create)
 		return NULL;
 	if (m->n_points >= METRIC_MAX_POINTS) {
