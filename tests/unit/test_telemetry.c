@@ -710,6 +710,64 @@ static void test_json_empty_session(void **state)
 	free(tm);
 }
 
+/* A request with every attribute set; inference says whether its route is a GenAI one. */
+static struct req_span full_request(bool inference)
+{
+	struct req_span r = {
+		.id = 9, .start_ns = 1000, .end_ns = 9000, .method = "POST", .path = "/x\"y",
+		.client = "10.0.0.1", .client_port = 5555, .server_port = 8080, .status = 503,
+		.stream = true, .complete = true, .n_tasks = 2, .slot = 1, .deferred = true,
+		.enqueue_ns = 1100, .launch_ns = 2000, .first_token_ns = 3000, .final_ns = 8000,
+		.cached_tokens = 4, .prompt_tokens = 26, .output_tokens = 12, .context_shifts = 1,
+		.cache_loads = 1, .cache_bytes_loaded = 4096, .tokenize_calls = 1,
+		.sampling_ns = 700, .draft_tokens = 3, .has_sampling = true, .seed = 4000000000u,
+		.top_k = 40, .top_p = 0.95f, .temperature = 0.5f, .err_type = 5,
+		.err_msg = "no \"slot\"",
+	};
+
+	r.route.kind = inference ? ROUTE_COMPLETION : ROUTE_OTHER;
+	r.route.template = inference ? "/completion" : "other";
+	return r;
+}
+
+static void test_json_request(void **state)
+{
+	struct req_span r = full_request(true);
+	char *buf = NULL;
+	size_t len = 0;
+	struct sink s;
+	FILE *f;
+	(void)state;
+
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(sink_json_new(f, false, &s), 0);
+	s.ops->request(s.self, &r, 1000000);
+	r = full_request(false);
+	r.status = 0;
+	r.complete = false;
+	r.err_msg[0] = '\0';
+	s.ops->request(s.self, &r, 1000000);
+	s.ops->destroy(s.self);
+	assert_int_equal(fclose(f), 0);
+	/* the attributes, as the OpenTelemetry names them; JSON only: llmtap.error.message */
+	assert_contains(buf, "\"attributes\":{\"http.request.method\":\"POST\",\"url.path\":\"/x\\\"y\","
+		"\"http.route\":\"/completion\",\"http.response.status_code\":503,"
+		"\"client.address\":\"10.0.0.1\",\"client.port\":5555,\"server.port\":8080,"
+		"\"gen_ai.operation.name\":\"text_completion\",\"gen_ai.provider.name\":\"llama.cpp\","
+		"\"gen_ai.request.stream\":true,\"gen_ai.usage.input_tokens\":30,"
+		"\"gen_ai.usage.output_tokens\":12,\"gen_ai.usage.cache_read.input_tokens\":4,"
+		"\"gen_ai.request.seed\":4000000000,\"gen_ai.request.top_k\":40,"
+		"\"gen_ai.request.top_p\":0.949999988,\"gen_ai.request.temperature\":0.5,"
+		"\"gen_ai.request.choice.count\":2,\"error.type\":\"503\","
+		"\"llmtap.error.message\":\"no \\\"slot\\\"\"},\"children\":[");
+	/* no GenAI attributes for other routes, no status when none was seen */
+	assert_contains(buf, "\"attributes\":{\"http.request.method\":\"POST\",\"url.path\":\"/x\\\"y\","
+		"\"http.route\":\"other\",\"client.address\":\"10.0.0.1\",\"client.port\":5555,"
+		"\"server.port\":8080,\"error.type\":\"incomplete\"},\"children\":[");
+	free(buf);
+}
+
 static void test_console_sink(void **state)
 {
 	struct telemetry *tm = calloc(1, sizeof(*tm));
@@ -776,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_json_checker),
 		cmocka_unit_test(test_json_sink),
 		cmocka_unit_test(test_json_empty_session),
+		cmocka_unit_test(test_json_request),
 		cmocka_unit_test(test_console_sink),
 	};
 
