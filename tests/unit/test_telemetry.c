@@ -574,12 +574,13 @@ static void run_json_session(bool steps, char **buf, size_t *len)
 	uint64_t t0 = monotonic_ns();
 	struct sink s;
 	struct step st;
+	char err[128];
 	FILE *f;
 
 	assert_non_null(tm);
 	f = open_memstream(buf, len);
 	assert_non_null(f);
-	assert_int_equal(sink_json_new(f, steps, &s), 0);
+	assert_int_equal(sink_json_new(f, steps, &s, err, sizeof(err)), 0);
 	telemetry_init(tm, &odd, t0);
 	assert_int_equal(telemetry_add_sink(tm, s), 0);
 	telemetry_attached(tm);
@@ -682,6 +683,7 @@ static void test_json_empty_session(void **state)
 	char *buf = NULL, *lines[4];
 	size_t len = 0;
 	struct sink s;
+	char err[128];
 	FILE *f;
 	int n;
 	(void)state;
@@ -690,7 +692,7 @@ static void test_json_empty_session(void **state)
 	assert_non_null(tm);
 	f = open_memstream(&buf, &len);
 	assert_non_null(f);
-	assert_int_equal(sink_json_new(f, true, &s), 0);
+	assert_int_equal(sink_json_new(f, true, &s, err, sizeof(err)), 0);
 	telemetry_init(tm, &target, 5 * SEC);
 	assert_int_equal(telemetry_add_sink(tm, s), 0);
 	telemetry_tick(tm, 6 * SEC, 0);
@@ -736,12 +738,13 @@ static void test_json_request(void **state)
 	char *buf = NULL;
 	size_t len = 0;
 	struct sink s;
+	char err[128];
 	FILE *f;
 	(void)state;
 
 	f = open_memstream(&buf, &len);
 	assert_non_null(f);
-	assert_int_equal(sink_json_new(f, false, &s), 0);
+	assert_int_equal(sink_json_new(f, false, &s, err, sizeof(err)), 0);
 	s.ops->request(s.self, &r, 1000000);
 	r = full_request(false);
 	r.status = 0;
@@ -775,13 +778,14 @@ static void test_console_sink(void **state)
 	size_t len = 0;
 	struct sink s;
 	struct step st;
+	char err[128];
 	FILE *f;
 	(void)state;
 
 	assert_non_null(tm);
 	f = open_memstream(&buf, &len);
 	assert_non_null(f);
-	assert_int_equal(sink_console_new(f, &s), 0);
+	assert_int_equal(sink_console_new(f, &s, err, sizeof(err)), 0);
 	telemetry_init(tm, &target, 0);
 	assert_int_equal(telemetry_add_sink(tm, s), 0);
 	telemetry_attached(tm);

@@ -139,9 +139,11 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 	tt->resource = &s->resource;
 	resource_id_pairs(&s->resource, s->prom_labels);
 	ret = publish_info(s);
-	if (ret)
-		snprintf(err, errlen, ret == -ENOSPC ? "the Prometheus endpoint holds %d processes at most" :
-			 "out of memory", PROM_MAX_TARGETS);
+	if (ret == -ENOSPC)
+		snprintf(err, errlen, "the Prometheus endpoint holds %d processes at most",
+			 PROM_MAX_TARGETS);
+	else if (ret)
+		snprintf(err, errlen, "Prometheus target_info: %s", strerror(-ret));
 	return ret;
 }
 
@@ -193,23 +195,19 @@ static int add_sinks(struct session *s, const struct session_opts *o, char *err,
 
 	switch (o->view) {
 	case VIEW_JSON:
-		ret = sink_json_new(o->out, o->json_steps, &sk);
+		ret = sink_json_new(o->out, o->json_steps, &sk, err, errlen);
 		break;
 	case VIEW_TOP:
-		ret = sink_top_new(o->out, &sk);
+		ret = sink_top_new(o->out, &sk, err, errlen);
 		break;
 	case VIEW_CONSOLE:
-		ret = sink_console_new(o->out, &sk);
+		ret = sink_console_new(o->out, &sk, err, errlen);
 		break;
 	case VIEW_NONE:
 		sk.ops = NULL;
 		break;
 	}
-	if (ret) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	if (sk.ops && (ret = add_sink(s, sk, err, errlen)))
+	if (ret || (sk.ops && (ret = add_sink(s, sk, err, errlen))))
 		return ret;
 	if (o->view == VIEW_TOP)
 		s->top = sk;

@@ -2,7 +2,9 @@
 /* JSON-lines sink: one object per line, for scripts. Times are Unix nanoseconds. */
 #include "sink/sinks.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/json.h"
 
@@ -302,12 +304,14 @@ static const struct sink_ops json_ops = {
 	.destroy = json_destroy,
 };
 
-int sink_json_new(FILE *out, bool steps, struct sink *s)
+int sink_json_new(FILE *out, bool steps, struct sink *s, char *err, size_t errlen)
 {
 	struct json_sink *j = calloc(1, sizeof(*j));
 
-	if (!j)
-		return -1;
+	if (!j) {
+		snprintf(err, errlen, "the JSON output: %s", strerror(errno));
+		return -ENOMEM;
+	}
 	j->out = out;
 	j->steps = steps;
 	s->ops = &json_ops;
