@@ -337,11 +337,6 @@ bool session_target_gone(const struct session *s)
 	return kill(s->t.pid, 0) && errno == ESRCH;
 }
 
-int session_pid(const struct session *s)
-{
-	return s->t.pid;
-}
-
 const char *session_comm(const struct session *s)
 {
 	return s->t.comm;
