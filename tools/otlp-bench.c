@@ -7,20 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "export/otlp_encode.h"
 #include "export/otlp_export.h"
+#include "lib/clock.h"
 
 #define BATCH 512
 #define REPS 200
 
 static double now_s(void)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+	return (double)monotonic_ns() / 1e9;
 }
 
 int main(void)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "target/gguf.h"
+#include "lib/util.h"
 
 enum {
 	T_UINT8 = 0, T_INT8, T_UINT16, T_INT16, T_UINT32, T_INT32, T_FLOAT32, T_BOOL,
@@ -465,7 +466,7 @@ static void test_many_context_lengths(void **state)
 	int i;
 
 	(void)state;
-	for (a = 0; a < sizeof(archs) / sizeof(archs[0]); a++) {
+	for (a = 0; a < ARRAY_SIZE(archs); a++) {
 		struct gguf_buf b = { 0 };
 		const char *path;
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "model/hist.h"
+#include "lib/util.h"
 
 /* Bucket b holds [hist_bucket_low(b), hist_bucket_low(b + 1)). */
 static void check_bucket(uint64_t v)
@@ -87,7 +88,7 @@ static void test_exact_stats(void **state)
 	(void)state;
 
 	hist_reset(&h);
-	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(vals); i++) {
 		hist_add(&h, vals[i]);
 		sum += vals[i];
 	}
@@ -128,7 +129,7 @@ static void test_quantiles_uniform(void **state)
 	assert_int_equal(h.count, 100000);
 	assert_true(h.sum == 100000ull * 100001 / 2);
 
-	for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(qs); i++) {
 		uint64_t want = (uint64_t)(qs[i] * 100000);
 		uint64_t got = hist_quantile(&h, qs[i]);
 
@@ -219,7 +220,7 @@ static void test_empty_and_single(void **state)
 	assert_int_equal(hist_quantile(&h, 0.5), 0);
 	assert_int_equal(hist_quantile(&h, 1), 0);
 
-	for (size_t i = 0; i < sizeof(singles) / sizeof(singles[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(singles); i++) {
 		hist_reset(&h);
 		hist_add(&h, singles[i]);
 		assert_true(h.min == singles[i]);

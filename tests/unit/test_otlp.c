@@ -18,6 +18,7 @@
 #include "export/otlp_config.h"
 #include "export/otlp_encode.h"
 #include "export/otlp_export.h"
+#include "lib/util.h"
 
 /* ---- a fake environment ---- */
 
@@ -192,7 +193,7 @@ static void test_config_errors(void **state)
 	char err[256];
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		/* the case's variable first: the fake environment takes the first match */
 		const char *env[] = { cases[i].var, cases[i].value, "OTEL_EXPORTER_OTLP_ENDPOINT",
 				      "http://x:1", "OTEL_TRACES_SAMPLER", "traceidratio", NULL };
@@ -329,6 +330,118 @@ static void test_encode_failed_request_status(void **state)
 	assert_int_equal(b->status->code, OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR);
 	assert_string_equal(b->status->message, "boom");
 	assert_memory_not_equal(a->trace_id.data, b->trace_id.data, 16);
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
+	free(buf);
+}
+
+/* A span's attributes as "key=value" lines, in order; "s:" strings, "i:" ints, "d:", "b:". */
+static void attrs_text(const Opentelemetry__Proto__Trace__V1__Span *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < s->n_attributes && o < len; i++) {
+		const Opentelemetry__Proto__Common__V1__AnyValue *v = s->attributes[i]->value;
+		const char *k = s->attributes[i]->key;
+
+		switch (v->value_case) {
+		case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+			o += (size_t)snprintf(buf + o, len - o, "%s=s:%s\n", k, v->string_value);
+			break;
+		case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
+			o += (size_t)snprintf(buf + o, len - o, "%s=i:%lld\n", k, (long long)v->int_value);
+			break;
+		case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
+			o += (size_t)snprintf(buf + o, len - o, "%s=d:%.17g\n", k, v->double_value);
+			break;
+		case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
+			o += (size_t)snprintf(buf + o, len - o, "%s=b:%d\n", k, (int)v->bool_value);
+			break;
+		default:
+			o += (size_t)snprintf(buf + o, len - o, "%s=?\n", k);
+			break;
+		}
+	}
+}
+
+/* The server span's whole attribute set, in order and with its types. */
+static void test_encode_request_attributes(void **state)
+{
+	struct otlp_idgen ids = { { 5, 6 } };
+	struct otlp_encode_ctx ctx = { NULL, "tiny", &ids, 0 };
+	struct otlp_item items[2] = { { .is_request = true }, { .is_request = true } };
+	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+	Opentelemetry__Proto__Trace__V1__ScopeSpans *ss;
+	struct req_span *r;
+	char text[2048];
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	r = &items[0].req;
+	*r = sample_request(1);
+	r->stream = true;
+	r->n_tasks = 2;
+	r->route.kind = ROUTE_COMPLETION;
+	r->route.template = "/completion";
+	r->status = 503;
+	r->err_type = 5;
+	r->seed = 4000000000u;
+	r->context_shifts = 1;
+	r->cache_loads = 1;
+	r->cache_bytes_loaded = 4096;
+	strcpy(r->err_msg, "no slot");
+	r = &items[1].req;
+	*r = sample_request(2);
+	r->route.kind = ROUTE_OTHER;
+	r->route.template = "other";
+	r->status = 0;
+	r->complete = false;
+	r->slot = -1;
+	r->deferred = false;
+	r->first_token_ns = 0;
+	assert_int_equal(otlp_encode_traces(&ctx, items, 2, &buf, &len), 0);
+	req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(NULL, len, buf);
+	assert_non_null(req);
+	ss = req->resource_spans[0]->scope_spans[0];
+	/* OTLP only: gen_ai.request.model and the llmtap.* timings; the message is the status's */
+	attrs_text(ss->spans[0], text, sizeof(text));
+	assert_string_equal(text,
+			    "http.request.method=s:POST\n"
+			    "url.path=s:/v1/chat/completions\n"
+			    "http.route=s:/completion\n"
+			    "http.response.status_code=i:503\n"
+			    "client.address=s:10.0.0.1\n"
+			    "client.port=i:5555\n"
+			    "server.port=i:8080\n"
+			    "gen_ai.operation.name=s:text_completion\n"
+			    "gen_ai.provider.name=s:llama.cpp\n"
+			    "gen_ai.request.model=s:tiny\n"
+			    "gen_ai.request.stream=b:1\n"
+			    "gen_ai.usage.input_tokens=i:30\n"
+			    "gen_ai.usage.output_tokens=i:12\n"
+			    "gen_ai.usage.cache_read.input_tokens=i:4\n"
+			    "gen_ai.request.seed=i:4000000000\n"
+			    "gen_ai.request.top_k=i:40\n"
+			    "gen_ai.request.top_p=d:0.94999999999999996\n"
+			    "gen_ai.request.temperature=d:0.5\n"
+			    "gen_ai.request.choice.count=i:2\n"
+			    "error.type=s:503\n"
+			    "llmtap.slot=i:1\n"
+			    "llmtap.queue.duration=d:8.9999999999999996e-07\n"
+			    "gen_ai.server.time_to_first_token=d:1.9999999999999999e-06\n"
+			    "llmtap.context.shifts=i:1\n"
+			    "llmtap.prompt_cache.bytes_loaded=i:4096\n");
+	attrs_text(ss->spans[4], text, sizeof(text));
+	assert_string_equal(text,
+			    "http.request.method=s:POST\n"
+			    "url.path=s:/v1/chat/completions\n"
+			    "http.route=s:other\n"
+			    "client.address=s:10.0.0.1\n"
+			    "client.port=i:5555\n"
+			    "server.port=i:8080\n"
+			    "error.type=s:incomplete\n"
+			    "llmtap.incomplete=b:1\n");
 	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
 	free(buf);
 }
@@ -477,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_encode_request_spans),
 		cmocka_unit_test(test_encode_failed_request_status),
+		cmocka_unit_test(test_encode_request_attributes),
 		cmocka_unit_test(test_sampler),
 		cmocka_unit_test(test_encode_metrics_cumulative_and_delta),
 		cmocka_unit_test(test_gzip_round_trip),

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "target/proc.h"
+#include "lib/util.h"
 
 static void test_parse_file_mapping(void **state)
 {
@@ -121,7 +122,7 @@ static void test_parse_malformed(void **state)
 	struct proc_map m;
 	(void)state;
 
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		int ret = proc_parse_maps_line(bad[i], &m);
 
 		if (ret != -EINVAL)

@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "report/report.h"
+#include "sink/trace_schema.h"
 
 /* The budget for a busy minute's report; sanitizers slow everything several times. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -22,15 +24,20 @@
 #define BIG_TRACE_SECONDS 2.0
 #endif
 
+/* the names are trace_schema.h's, the layout sink_trace.c's */
+#define K TRACE_KEY
+#define S TRACE_STR
+#define THREAD(tid, name)                                                                 \
+	"{\"ph\":\"M\",\"pid\":7,\"tid\":" #tid ",\"name\":\"thread_name\",\"args\":{\"name\":"   \
+	S(name) "}}"
 #define HEAD                                                                              \
-	"{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"llmtap 0.1.0\","        \
-	"\"start_unix_nano\":1795332002950247540,\"library\":\"/opt/llama/libllama.so\","   \
-	"\"model\":\"tiny & <b>model</b>\"},\"traceEvents\":[\n"                           \
+	"{\"displayTimeUnit\":\"ms\",\"otherData\":{" K(TRACE_PRODUCER) S("llmtap 0.1.0") ","    \
+	K(TRACE_START_UNIX_NANO) "1795332002950247540," K(TRACE_LIBRARY)                      \
+	S("/opt/llama/libllama.so") "," K(TRACE_MODEL) S("tiny & <b>model</b>")               \
+	"},\"traceEvents\":[\n"                                                               \
 	"{\"ph\":\"M\",\"pid\":7,\"name\":\"process_name\",\"args\":{\"name\":\"llama-server (PID 7)\"}},\n" \
-	"{\"ph\":\"M\",\"pid\":7,\"tid\":1,\"name\":\"thread_name\",\"args\":{\"name\":\"engine steps\"}},\n" \
-	"{\"ph\":\"M\",\"pid\":7,\"tid\":2,\"name\":\"thread_name\",\"args\":{\"name\":\"requests without a slot\"}},\n" \
-	"{\"ph\":\"M\",\"pid\":7,\"tid\":1000,\"name\":\"thread_name\",\"args\":{\"name\":\"slot 0\"}},\n" \
-	"{\"ph\":\"M\",\"pid\":7,\"tid\":1001,\"name\":\"thread_name\",\"args\":{\"name\":\"slot 1\"}}"
+	THREAD(1, TRACE_TRACK_ENGINE) ",\n" THREAD(2, TRACE_TRACK_HTTP) ",\n"                  \
+	THREAD(1000, TRACE_TRACK_SLOT "0") ",\n" THREAD(1001, TRACE_TRACK_SLOT "1")
 
 /* A temporary directory for the traces and reports of every test. */
 struct dir {
@@ -157,44 +164,49 @@ static unsigned request(FILE *f, int tid, unsigned id, const char *name, double 
 	double prefill_us = (ttft - queue) * 1e3, gen_us = gen_ms * 1e3, ts = ts_s * 1e6;
 
 	if (queue > 0)
-		fprintf(f, ",\n{\"ph\":\"b\",\"pid\":7,\"tid\":%d,\"cat\":\"queue\",\"name\":\"queued\","
-			"\"id\":%u,\"ts\":%.3f},\n{\"ph\":\"e\",\"pid\":7,\"tid\":%d,\"cat\":\"queue\","
-			"\"name\":\"queued\",\"id\":%u,\"ts\":%.3f}", tid, id, ts - queue * 1e3, tid, id, ts);
-	fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":\"request\",\"name\":\"%s\","
-		"\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"request\":%u,\"status\":%d,\"stream\":%s,"
-		"\"client_port\":%u,\"prompt_tokens\":7,\"cached_tokens\":3,\"output_tokens\":%u,"
-		"\"ttft_ms\":%.3f,\"queue_ms\":%.3f,\"http_ms\":%.3f}}", tid, name, ts,
+		fprintf(f, ",\n{\"ph\":\"b\",\"pid\":7,\"tid\":%d,\"cat\":" S(TRACE_CAT_QUEUE) ",\"name\":"
+			S(TRACE_QUEUED) ",\"id\":%u,\"ts\":%.3f},\n{\"ph\":\"e\",\"pid\":7,\"tid\":%d,"
+			"\"cat\":" S(TRACE_CAT_QUEUE) ",\"name\":" S(TRACE_QUEUED) ",\"id\":%u,\"ts\":%.3f}",
+			tid, id, ts - queue * 1e3, tid, id, ts);
+	fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":" S(TRACE_CAT_REQUEST)
+		",\"name\":\"%s\",\"ts\":%.3f,\"dur\":%.3f,\"args\":{" K(TRACE_ARG_REQUEST) "%u,"
+		K(TRACE_ARG_STATUS) "%d," K(TRACE_ARG_STREAM) "%s," K(TRACE_ARG_CLIENT_PORT) "%u,"
+		K(TRACE_ARG_PROMPT_TOKENS) "7," K(TRACE_ARG_CACHED_TOKENS) "3,"
+		K(TRACE_ARG_OUTPUT_TOKENS) "%u," K(TRACE_ARG_TTFT_MS) "%.3f," K(TRACE_ARG_QUEUE_MS)
+		"%.3f," K(TRACE_ARG_HTTP_MS) "%.3f}}", tid, name, ts,
 		prefill_us + gen_us, id, status, id % 2 ? "true" : "false", 40000 + id, output, ttft,
 		queue, http);
 	if (prefill_us > 0)
-		fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":\"phase\",\"name\":\"prefill\","
-			"\"ts\":%.3f,\"dur\":%.3f}", tid, ts, prefill_us);
+		fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":" S(TRACE_CAT_PHASE) ",\"name\":"
+			S(TRACE_PREFILL) ",\"ts\":%.3f,\"dur\":%.3f}", tid, ts, prefill_us);
 	if (gen_us > 0)
-		fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":\"phase\","
-			"\"name\":\"generation\",\"ts\":%.3f,\"dur\":%.3f}", tid, ts + prefill_us, gen_us);
+		fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":" S(TRACE_CAT_PHASE) ",\"name\":"
+			S(TRACE_GENERATION) ",\"ts\":%.3f,\"dur\":%.3f}", tid, ts + prefill_us, gen_us);
 	return 1 + 2 * (queue > 0) + (prefill_us > 0) + (gen_us > 0);
 }
 
 static void instant(FILE *f, int tid, const char *name, double ts_us)
 {
 	fprintf(f, ",\n{\"ph\":\"i\",\"s\":\"t\",\"pid\":7,\"tid\":%d,\"name\":\"%s\",\"ts\":%.3f,"
-		"\"args\":{\"value\":1}}", tid, name, ts_us);
+		"\"args\":{" K(TRACE_ARG_VALUE) "1}}", tid, name, ts_us);
 }
 
 static void step(FILE *f, double ts_s, const char *kind, int n_tokens, int ret)
 {
-	fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":1,\"cat\":\"step\",\"name\":\"decode\","
-		"\"ts\":%.3f,\"dur\":2000.000,\"args\":{\"kind\":\"%s\",\"n_tokens\":%d,\"n_seqs\":1,"
-		"\"n_outputs\":1,\"ret\":%d}},\n{\"ph\":\"C\",\"pid\":7,\"name\":\"batch tokens\","
-		"\"ts\":%.3f,\"args\":{\"tokens\":%d}}", ts_s * 1e6, kind, n_tokens, ret, ts_s * 1e6,
-		n_tokens);
+	fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":1,\"cat\":" S(TRACE_CAT_STEP)
+		",\"name\":\"decode\",\"ts\":%.3f,\"dur\":2000.000,\"args\":{" K(TRACE_ARG_KIND) "\"%s\","
+		K(TRACE_ARG_N_TOKENS) "%d," K(TRACE_ARG_N_SEQS) "1," K(TRACE_ARG_N_OUTPUTS) "1,"
+		K(TRACE_ARG_RET) "%d}},\n"
+		"{\"ph\":\"C\",\"pid\":7,\"name\":" S(TRACE_BATCH_TOKENS) ",\"ts\":%.3f,\"args\":{"
+		K(TRACE_ARG_TOKENS) "%d}}", ts_s * 1e6, kind, n_tokens, ret, ts_s * 1e6, n_tokens);
 }
 
 static void counters(FILE *f, double ts_s, int cells, int active, int queued)
 {
-	fprintf(f, ",\n{\"ph\":\"C\",\"pid\":7,\"name\":\"kv cells\",\"ts\":%.3f,\"args\":{\"cells\":%d}}"
-		",\n{\"ph\":\"C\",\"pid\":7,\"name\":\"requests\",\"ts\":%.3f,\"args\":{\"active\":%d,"
-		"\"queued\":%d}}", ts_s * 1e6, cells, ts_s * 1e6, active, queued);
+	fprintf(f, ",\n{\"ph\":\"C\",\"pid\":7,\"name\":" S(TRACE_KV_CELLS) ",\"ts\":%.3f,\"args\":{"
+		K(TRACE_ARG_CELLS) "%d}},\n{\"ph\":\"C\",\"pid\":7,\"name\":" S(TRACE_REQUESTS)
+		",\"ts\":%.3f,\"args\":{" K(TRACE_ARG_ACTIVE) "%d," K(TRACE_ARG_QUEUED) "%d}}",
+		ts_s * 1e6, cells, ts_s * 1e6, active, queued);
 }
 
 /*
@@ -215,18 +227,18 @@ static char *known_trace(void)
 	request(f, 1000, 3, "POST /v1/chat/completions", 1.5, 200, 30, 10, 300, 11, 30);
 	request(f, 1001, 4, "POST /completion", 1.6, 200, 40, 15, 900, 11, 40);
 	request(f, 1000, 5, "POST /<script>alert(1)</script>", 2.5, 200, 50, 20, 400, 11, 50);
-	instant(f, 1000, "failed", 2.5e6 + 30e3 + 50e3); /* at the fifth's end */
+	instant(f, 1000, TRACE_FAILED, 2.5e6 + 30e3 + 50e3); /* at the fifth's end */
 	request(f, 2, 6, "GET /health", 2.7, 200, 0, 0, 1, 0, 0);
-	step(f, 0.51, "prefill", 7, 0);
-	step(f, 0.52, "generate", 2, 0);
-	step(f, 1.52, "mixed", 9, -3);
+	step(f, 0.51, TRACE_KIND_PREFILL, 7, 0);
+	step(f, 0.52, TRACE_KIND_GENERATE, 2, 0);
+	step(f, 1.52, TRACE_KIND_MIXED, 9, -3);
 	counters(f, 1, 40, 2, 1);
 	counters(f, 2, 64, 2, 0);
 	counters(f, 3, 12, 0, 0);
-	instant(f, 1001, "context_shift", 1.7e6);
-	instant(f, 1000, "cache_save", 0.7e6);
-	instant(f, 1001, "cache_save", 1.8e6);
-	instant(f, 1000, "cache_load", 1.4e6);
+	instant(f, 1001, TRACE_CONTEXT_SHIFT, 1.7e6);
+	instant(f, 1000, TRACE_CACHE_SAVE, 0.7e6);
+	instant(f, 1001, TRACE_CACHE_SAVE, 1.8e6);
+	instant(f, 1000, TRACE_CACHE_LOAD, 1.4e6);
 	fputs("\n]}\n", f);
 	assert_int_equal(fclose(f), 0);
 	return text;
@@ -359,8 +371,8 @@ static void test_errors(void **state)
 	expect_error(d, "empty.json", "", -EINVAL, "is empty");
 	expect_error(d, "cut.json", HEAD ",\n{\"ph\":\"C\",\"name\":\"kv ce", -EINVAL, "is not JSON");
 	expect_error(d, "tail.json", "{\"traceEvents\":[]} x", -EINVAL, "data after the end");
-	expect_error(d, "array.json", "[{\"ph\":\"X\",\"cat\":\"step\",\"ts\":1,\"dur\":1}]", -EINVAL,
-		     "not a trace-event JSON object");
+	expect_error(d, "array.json", "[{\"ph\":\"X\",\"cat\":" S(TRACE_CAT_STEP) ",\"ts\":1,\"dur\":1}]",
+		     -EINVAL, "not a trace-event JSON object");
 	expect_error(d, "number.json", "42", -EINVAL, "not a trace-event JSON object");
 	expect_error(d, "events.json", "{\"traceEvents\":{}}", -EINVAL,
 		     "not a trace-event JSON object");
@@ -408,7 +420,7 @@ static void write_big_trace(const char *path, unsigned *n_events)
 			     ts, 200, 4 + i % 7, i % 3, 13 + i % 11, 1 + i % 40, 0.2 * (i % 40));
 	}
 	for (unsigned i = 0; i < 35000; i++, n += 2)
-		step(f, (double)i * 0.0017, i % 10 ? "generate" : "prefill", 1 + (int)(i % 10), 0);
+		step(f, (double)i * 0.0017, i % 10 ? TRACE_KIND_GENERATE : TRACE_KIND_PREFILL, 1 + (int)(i % 10), 0);
 	for (unsigned i = 1; i <= 60; i++, n += 2)
 		counters(f, i, 100 * (int)(i % 20), (int)(i % 3), (int)(i % 5));
 	fputs("\n]}\n", f);
@@ -420,17 +432,16 @@ static void test_big_trace(void **state)
 {
 	struct dir *d = *state;
 	const char *in = dir_file(d, "big.json"), *out = dir_file(d, "big.html");
-	struct timespec t0, t1;
+	uint64_t t0;
 	char err[256] = "", *html, buf[64];
 	unsigned n_events;
 	double secs;
 
 	write_big_trace(in, &n_events);
 	assert_true(n_events >= 100000);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = monotonic_ns();
 	assert_int_equal(report_write(in, out, err, sizeof(err)), 0);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	secs = (double)(monotonic_ns() - t0) / 1e9;
 	print_message("      %u events rendered in %.2f s\n", n_events, secs);
 	assert_true(secs < BIG_TRACE_SECONDS);
 	html = read_text(out);

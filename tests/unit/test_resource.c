@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "target/resource.h"
+#include "lib/util.h"
 
 #define CID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -35,11 +36,11 @@ static void test_container_id(void **state)
 	char id[80];
 	(void)state;
 
-	for (size_t i = 0; i < sizeof(with) / sizeof(with[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(with); i++) {
 		assert_true(resource_container_id(with[i], id, sizeof(id)));
 		assert_string_equal(id, CID);
 	}
-	for (size_t i = 0; i < sizeof(without) / sizeof(without[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(without); i++)
 		assert_false(resource_container_id(without[i], id, sizeof(id)));
 	assert_false(resource_container_id(with[0], id, 64)); /* no room for 64 + NUL */
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "model/route.h"
+#include "lib/util.h"
 
 static const struct {
 	const char *path;
@@ -50,7 +51,7 @@ static void test_known_routes(void **state)
 	(void)state;
 
 	/* a registered route is its own template */
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
 		struct route r = route_classify(known[i].path);
 
 		if (r.kind != known[i].kind)
@@ -89,7 +90,7 @@ static void test_slot_id(void **state)
 	(void)state;
 
 	/* the slot id stays out of the route (a bounded attribute) */
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
 		r = route_classify(paths[i]);
 		assert_int_equal(r.kind, ROUTE_SLOTS);
 		assert_string_equal(r.template, "/slots/:id_slot");
@@ -114,7 +115,7 @@ static void test_other(void **state)
 	};
 	(void)state;
 
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
 		struct route r = route_classify(paths[i]);
 
 		if (r.kind != ROUTE_OTHER)

@@ -13,8 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "sink/sinks.h"
 #include "model/telemetry.h"
+#include "lib/util.h"
 
 #define MS 1000000ull
 #define SEC 1000000000ull
@@ -145,7 +147,7 @@ static void test_batch_class(void **state)
 	};
 	(void)state;
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		if (batch_class(cases[i].n) != cases[i].c)
 			fail_msg("batch_class(%d) = %d, want %d", cases[i].n,
 				 batch_class(cases[i].n), cases[i].c);
@@ -572,12 +574,13 @@ static void run_json_session(bool steps, char **buf, size_t *len)
 	uint64_t t0 = monotonic_ns();
 	struct sink s;
 	struct step st;
+	char err[128];
 	FILE *f;
 
 	assert_non_null(tm);
 	f = open_memstream(buf, len);
 	assert_non_null(f);
-	assert_int_equal(sink_json_new(f, steps, &s), 0);
+	assert_int_equal(sink_json_new(f, steps, &s, err, sizeof(err)), 0);
 	telemetry_init(tm, &odd, t0);
 	assert_int_equal(telemetry_add_sink(tm, s), 0);
 	telemetry_attached(tm);
@@ -680,6 +683,7 @@ static void test_json_empty_session(void **state)
 	char *buf = NULL, *lines[4];
 	size_t len = 0;
 	struct sink s;
+	char err[128];
 	FILE *f;
 	int n;
 	(void)state;
@@ -688,7 +692,7 @@ static void test_json_empty_session(void **state)
 	assert_non_null(tm);
 	f = open_memstream(&buf, &len);
 	assert_non_null(f);
-	assert_int_equal(sink_json_new(f, true, &s), 0);
+	assert_int_equal(sink_json_new(f, true, &s, err, sizeof(err)), 0);
 	telemetry_init(tm, &target, 5 * SEC);
 	assert_int_equal(telemetry_add_sink(tm, s), 0);
 	telemetry_tick(tm, 6 * SEC, 0);
@@ -708,6 +712,65 @@ static void test_json_empty_session(void **state)
 	free(tm);
 }
 
+/* A request with every attribute set; inference says whether its route is a GenAI one. */
+static struct req_span full_request(bool inference)
+{
+	struct req_span r = {
+		.id = 9, .start_ns = 1000, .end_ns = 9000, .method = "POST", .path = "/x\"y",
+		.client = "10.0.0.1", .client_port = 5555, .server_port = 8080, .status = 503,
+		.stream = true, .complete = true, .n_tasks = 2, .slot = 1, .deferred = true,
+		.enqueue_ns = 1100, .launch_ns = 2000, .first_token_ns = 3000, .final_ns = 8000,
+		.cached_tokens = 4, .prompt_tokens = 26, .output_tokens = 12, .context_shifts = 1,
+		.cache_loads = 1, .cache_bytes_loaded = 4096, .tokenize_calls = 1,
+		.sampling_ns = 700, .draft_tokens = 3, .has_sampling = true, .seed = 4000000000u,
+		.top_k = 40, .top_p = 0.95f, .temperature = 0.5f, .err_type = 5,
+		.err_msg = "no \"slot\"",
+	};
+
+	r.route.kind = inference ? ROUTE_COMPLETION : ROUTE_OTHER;
+	r.route.template = inference ? "/completion" : "other";
+	return r;
+}
+
+static void test_json_request(void **state)
+{
+	struct req_span r = full_request(true);
+	char *buf = NULL;
+	size_t len = 0;
+	struct sink s;
+	char err[128];
+	FILE *f;
+	(void)state;
+
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(sink_json_new(f, false, &s, err, sizeof(err)), 0);
+	s.ops->request(s.self, &r, 1000000);
+	r = full_request(false);
+	r.status = 0;
+	r.complete = false;
+	r.err_msg[0] = '\0';
+	s.ops->request(s.self, &r, 1000000);
+	s.ops->destroy(s.self);
+	assert_int_equal(fclose(f), 0);
+	/* the attributes, as the OpenTelemetry names them; JSON only: llmtap.error.message */
+	assert_contains(buf, "\"attributes\":{\"http.request.method\":\"POST\",\"url.path\":\"/x\\\"y\","
+		"\"http.route\":\"/completion\",\"http.response.status_code\":503,"
+		"\"client.address\":\"10.0.0.1\",\"client.port\":5555,\"server.port\":8080,"
+		"\"gen_ai.operation.name\":\"text_completion\",\"gen_ai.provider.name\":\"llama.cpp\","
+		"\"gen_ai.request.stream\":true,\"gen_ai.usage.input_tokens\":30,"
+		"\"gen_ai.usage.output_tokens\":12,\"gen_ai.usage.cache_read.input_tokens\":4,"
+		"\"gen_ai.request.seed\":4000000000,\"gen_ai.request.top_k\":40,"
+		"\"gen_ai.request.top_p\":0.949999988,\"gen_ai.request.temperature\":0.5,"
+		"\"gen_ai.request.choice.count\":2,\"error.type\":\"503\","
+		"\"llmtap.error.message\":\"no \\\"slot\\\"\"},\"children\":[");
+	/* no GenAI attributes for other routes, no status when none was seen */
+	assert_contains(buf, "\"attributes\":{\"http.request.method\":\"POST\",\"url.path\":\"/x\\\"y\","
+		"\"http.route\":\"other\",\"client.address\":\"10.0.0.1\",\"client.port\":5555,"
+		"\"server.port\":8080,\"error.type\":\"incomplete\"},\"children\":[");
+	free(buf);
+}
+
 static void test_console_sink(void **state)
 {
 	struct telemetry *tm = calloc(1, sizeof(*tm));
@@ -715,13 +778,14 @@ static void test_console_sink(void **state)
 	size_t len = 0;
 	struct sink s;
 	struct step st;
+	char err[128];
 	FILE *f;
 	(void)state;
 
 	assert_non_null(tm);
 	f = open_memstream(&buf, &len);
 	assert_non_null(f);
-	assert_int_equal(sink_console_new(f, &s), 0);
+	assert_int_equal(sink_console_new(f, &s, err, sizeof(err)), 0);
 	telemetry_init(tm, &target, 0);
 	assert_int_equal(telemetry_add_sink(tm, s), 0);
 	telemetry_attached(tm);
@@ -774,6 +838,7 @@ int main(void)
 		cmocka_unit_test(test_json_checker),
 		cmocka_unit_test(test_json_sink),
 		cmocka_unit_test(test_json_empty_session),
+		cmocka_unit_test(test_json_request),
 		cmocka_unit_test(test_console_sink),
 	};
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/lib/util.c: command-line value parsing. */
+/* Unit tests for user/lib/util.c: command-line value parsing, percent-decoding. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,10 +8,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "lib/util.h"
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static void test_duration_ok(void **state)
 {
@@ -162,6 +161,32 @@ static void test_pid(void **state)
 	assert_int_equal(pid, 777);
 }
 
+static void test_pct_decode(void **state)
+{
+	static const char *const bad[] = { "%", "%4", "a%4", "%zz", "%4g", "x%%41" };
+	char out[8];
+	(void)state;
+
+	assert_int_equal(pct_decode("a%2Cb%3d", 8, out, sizeof(out)), 4);
+	assert_string_equal(out, "a,b=");
+	assert_int_equal(pct_decode(" %20 ", 5, out, sizeof(out)), 3);
+	assert_string_equal(out, "   ");
+	/* only n bytes are read */
+	assert_int_equal(pct_decode("abc%41", 3, out, sizeof(out)), 3);
+	assert_string_equal(out, "abc");
+	/* what does not fit is cut off; the length says so */
+	assert_int_equal(pct_decode("0123456789%41", 13, out, sizeof(out)), 11);
+	assert_string_equal(out, "0123456");
+	assert_int_equal(pct_decode("", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		ssize_t ret = pct_decode(bad[i], strlen(bad[i]), out, sizeof(out));
+
+		if (ret != -EINVAL)
+			fail_msg("\"%s\": got %zd, want -EINVAL", bad[i], ret);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -171,6 +196,7 @@ int main(void)
 		cmocka_unit_test(test_size_ok),
 		cmocka_unit_test(test_size_bad),
 		cmocka_unit_test(test_pid),
+		cmocka_unit_test(test_pct_decode),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,6 +28,8 @@
 #include "cmd/session.h"
 #include "target/target.h"
 #include "model/telemetry.h"
+#include "lib/clock.h"
+#include "lib/util.h"
 
 #define POLL_MS 100
 #define MAX_PIDS 65536      /* processes listed per rescan */
@@ -38,7 +40,7 @@
 /* after an exec, look again at these delays (ms): the dynamic loader maps the libraries
  * within milliseconds, and attaching before the model loads means seeing it load */
 static const unsigned int recheck_ms[] = { 0, 2, 5, 10, 20, 40, 80, 160, 320, 1000, 3000 };
-#define N_RECHECKS (sizeof(recheck_ms) / sizeof(recheck_ms[0]))
+#define N_RECHECKS ARRAY_SIZE(recheck_ms)
 
 struct tracked {
 	pid_t pid;

@@ -301,7 +301,7 @@ static int run_attach(int argc, char **argv)
 
 static int run_record(int argc, char **argv)
 {
-	static struct argp_option options[sizeof(attach_options) / sizeof(attach_options[0]) + 1];
+	static struct argp_option options[ARRAY_SIZE(attach_options) + 1];
 	static const struct argp argp = { options, attach_parse, NULL, record_doc, NULL, NULL, NULL };
 	struct attach_opts o = attach_defaults();
 	size_t n = 0;
@@ -513,8 +513,7 @@ static error_t daemon_parse(int key, char *arg, struct argp_state *state)
 
 static int run_daemon(int argc, char **argv)
 {
-	static struct argp_option options[sizeof(daemon_options) / sizeof(daemon_options[0]) +
-					  sizeof(attach_options) / sizeof(attach_options[0])];
+	static struct argp_option options[ARRAY_SIZE(daemon_options) + ARRAY_SIZE(attach_options)];
 	static const struct argp argp = { options, daemon_parse, NULL, daemon_doc, NULL, NULL, NULL };
 	struct daemon_opts o = {
 		.trace = attach_defaults(),
@@ -588,7 +587,7 @@ static error_t run_parse(int key, char *arg, struct argp_state *state)
 
 static int run_run(int argc, char **argv)
 {
-	static struct argp_option options[sizeof(attach_options) / sizeof(attach_options[0])];
+	static struct argp_option options[ARRAY_SIZE(attach_options)];
 	static const struct argp argp = { options, run_parse, "-- PROGRAM [ARG...]", run_doc, NULL,
 					  NULL, NULL };
 	struct run_args r = { .o = attach_defaults() };

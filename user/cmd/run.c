@@ -27,6 +27,7 @@
 #include "cmd/session.h"
 #include "target/target.h"
 #include "model/telemetry.h"
+#include "lib/clock.h"
 
 #define POLL_MS 100
 #define MAX_FILES 64

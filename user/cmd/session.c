@@ -19,6 +19,7 @@
 #include "target/resource.h"
 #include "sink/sinks.h"
 #include "model/telemetry.h"
+#include "lib/clock.h"
 
 #define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
 
@@ -138,9 +139,11 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 	tt->resource = &s->resource;
 	resource_id_pairs(&s->resource, s->prom_labels);
 	ret = publish_info(s);
-	if (ret)
-		snprintf(err, errlen, ret == -ENOSPC ? "the Prometheus endpoint holds %d processes at most" :
-			 "out of memory", PROM_MAX_TARGETS);
+	if (ret == -ENOSPC)
+		snprintf(err, errlen, "the Prometheus endpoint holds %d processes at most",
+			 PROM_MAX_TARGETS);
+	else if (ret)
+		snprintf(err, errlen, "Prometheus target_info: %s", strerror(-ret));
 	return ret;
 }
 
@@ -181,23 +184,19 @@ static int add_sinks(struct session *s, const struct session_opts *o, char *err,
 
 	switch (o->view) {
 	case VIEW_JSON:
-		ret = sink_json_new(o->out, o->json_steps, &sk);
+		ret = sink_json_new(o->out, o->json_steps, &sk, err, errlen);
 		break;
 	case VIEW_TOP:
-		ret = sink_top_new(o->out, &sk);
+		ret = sink_top_new(o->out, &sk, err, errlen);
 		break;
 	case VIEW_CONSOLE:
-		ret = sink_console_new(o->out, &sk);
+		ret = sink_console_new(o->out, &sk, err, errlen);
 		break;
 	case VIEW_NONE:
 		sk.ops = NULL;
 		break;
 	}
-	if (ret) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	if (sk.ops && (ret = add_sink(s, sk, err, errlen)))
+	if (ret || (sk.ops && (ret = add_sink(s, sk, err, errlen))))
 		return ret;
 	if (o->view == VIEW_TOP)
 		s->top = sk;
@@ -324,11 +323,6 @@ bool session_target_gone(const struct session *s)
 	if (s->pidfd >= 0)
 		return poll(&pfd, 1, 0) > 0;
 	return kill(s->t.pid, 0) && errno == ESRCH;
-}
-
-int session_pid(const struct session *s)
-{
-	return s->t.pid;
 }
 
 const char *session_comm(const struct session *s)

@@ -58,7 +58,6 @@ int session_fd(const struct session *s);
 void session_tick(struct session *s, uint64_t now_ns);
 /* The target exited (its pidfd says so). */
 bool session_target_gone(const struct session *s);
-int session_pid(const struct session *s);
 const char *session_comm(const struct session *s);
 const char *session_layers(const struct session *s);
 /* The service.instance.id of its resource. */

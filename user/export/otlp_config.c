@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +54,14 @@ static const char *env_signal(const struct loader *l, enum otlp_signal sig, cons
 	return env(l, name);
 }
 
-static int fail(const struct loader *l, const char *fmt, const char *a, const char *b)
+__attribute__((format(printf, 2, 3)))
+static int fail(const struct loader *l, const char *fmt, ...)
 {
-	snprintf(l->err, l->errlen, fmt, a, b);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(l->err, l->errlen, fmt, ap);
+	va_end(ap);
 	return -EINVAL;
 }
 
@@ -79,43 +85,19 @@ static bool is_url(const char *s)
 	return (!strncmp(s, "http://", 7) && s[7]) || (!strncmp(s, "https://", 8) && s[8]);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Trim, percent-decode src[0..n) into dst. */
+/* Trim, then percent-decode src[0..n) into dst: all of it, and no line break (it goes
+ * into an HTTP header). */
 static int decode_part(const char *src, size_t n, char *dst, size_t len)
 {
-	size_t o = 0;
+	ssize_t m;
 
 	while (n && isspace((unsigned char)*src))
 		src++, n--;
 	while (n && isspace((unsigned char)src[n - 1]))
 		n--;
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)src[i];
-
-		if (c == '%') {
-			int hi, lo;
-
-			if (i + 2 >= n)
-				return -EINVAL;
-			hi = hexval(src[i + 1]);
-			lo = hexval(src[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -EINVAL;
-			c = hi * 16 + lo;
-			i += 2;
-		}
-		if (c == '\r' || c == '\n' || o + 1 >= len)
-			return -EINVAL;
-		dst[o++] = (char)c;
-	}
-	dst[o] = '\0';
+	m = pct_decode(src, n, dst, len);
+	if (m < 0 || (size_t)m >= len || memchr(dst, '\r', (size_t)m) || memchr(dst, '\n', (size_t)m))
+		return -EINVAL;
 	return 0;
 }
 
@@ -182,8 +164,8 @@ static int load_signal(const struct loader *l, const struct otlp_cli *cli, enum 
 	/* where: the CLI's base URL, the per-signal variable, the base variable */
 	if (cli->endpoint) {
 		if (!is_url(cli->endpoint))
-			return fail(l, "--otlp-endpoint: '%s' is not an http:// or https:// URL%s",
-				    cli->endpoint, "");
+			return fail(l, "--otlp-endpoint: '%s' is not an http:// or https:// URL",
+				    cli->endpoint);
 		signal_url(sc->url, sizeof(sc->url), cli->endpoint, sig);
 	} else {
 		snprintf(name, sizeof(name), "OTEL_EXPORTER_OTLP_%s_ENDPOINT", signal_env[sig]);
@@ -194,7 +176,7 @@ static int load_signal(const struct loader *l, const struct otlp_cli *cli, enum 
 		} else if ((v = env(l, "OTEL_EXPORTER_OTLP_ENDPOINT"))) {
 			if (!is_url(v))
 				return fail(l, "OTEL_EXPORTER_OTLP_ENDPOINT: '%s' is not an http:// "
-					       "or https:// URL%s", v, "");
+					       "or https:// URL", v);
 			signal_url(sc->url, sizeof(sc->url), v, sig);
 		} else {
 			signal_url(sc->url, sizeof(sc->url), DEFAULT_ENDPOINT, sig);
@@ -203,14 +185,14 @@ static int load_signal(const struct loader *l, const struct otlp_cli *cli, enum 
 	/* headers: the common ones, then the signal's, then the CLI's replace by key */
 	if ((v = env(l, "OTEL_EXPORTER_OTLP_HEADERS")) && otlp_parse_headers(sc, v))
 		return fail(l, "OTEL_EXPORTER_OTLP_HEADERS: '%s' is not key=value[,key=value...] "
-			       "(values percent-encoded)%s", v, "");
+			       "(values percent-encoded)", v);
 	snprintf(name, sizeof(name), "OTEL_EXPORTER_OTLP_%s_HEADERS", signal_env[sig]);
 	if ((v = env(l, name)) && otlp_parse_headers(sc, v))
 		return fail(l, "%s: '%s' is not key=value[,key=value...] (values percent-encoded)",
 			    name, v);
 	for (int i = 0; i < cli->n_headers; i++)
 		if (otlp_parse_headers(sc, cli->headers[i]))
-			return fail(l, "--otlp-header: '%s' is not KEY=VALUE%s", cli->headers[i], "");
+			return fail(l, "--otlp-header: '%s' is not KEY=VALUE", cli->headers[i]);
 
 	sc->timeout_ms = 10000;
 	if (cli->timeout_ms)
@@ -246,7 +228,7 @@ static int load_signal(const struct loader *l, const struct otlp_cli *cli, enum 
 	if (!sc->client_cert[0] != !sc->client_key[0])
 		return fail(l, "a client certificate needs its key and a key its certificate "
 			       "(--otlp-client-cert and --otlp-client-key, or "
-			       "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and _CLIENT_KEY)%s%s", "", "");
+			       "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and _CLIENT_KEY)");
 	return 0;
 }
 
@@ -347,7 +329,7 @@ int otlp_config_load(struct otlp_config *c, const struct otlp_cli *cli, otlp_get
 		 env(&l, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
 	if (flags && !wanted)
 		return fail(&l, "the --otlp-* flags need somewhere to send: --otlp-endpoint URL "
-				"(or OTEL_EXPORTER_OTLP_ENDPOINT)%s%s", "", "");
+				"(or OTEL_EXPORTER_OTLP_ENDPOINT)");
 	disabled = env(&l, "OTEL_SDK_DISABLED");
 	if (!wanted || (!cli->endpoint && disabled && !strcasecmp(disabled, "true")))
 		return 0;

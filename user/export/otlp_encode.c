@@ -10,6 +10,7 @@
 
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "lib/util.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
 typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
@@ -329,55 +330,54 @@ static double float_value(float f)
 	return strtod(buf, NULL);
 }
 
-static void request_attrs(struct arena *a, struct attrs *at, const struct otlp_encode_ctx *ctx,
-			  const struct req_span *r)
-{
-	const char *op = route_operation(r->route.kind);
-	char type[32];
+/* req_visit_attrs into a span's attributes */
+struct attrs_into {
+	struct arena *a;
+	struct attrs *at;
+};
 
-	attr_str(a, at, "http.request.method", r->method);
-	attr_str(a, at, "url.path", r->path);
-	attr_str(a, at, "http.route", r->route.template);
-	if (r->status)
-		attr_int(a, at, "http.response.status_code", r->status);
-	attr_str(a, at, "client.address", r->client);
-	attr_int(a, at, "client.port", r->client_port);
-	attr_int(a, at, "server.port", r->server_port);
-	if (op) {
-		attr_str(a, at, "gen_ai.operation.name", op);
-		attr_str(a, at, "gen_ai.provider.name", "llama.cpp");
-		if (ctx->model && ctx->model[0])
-			attr_str(a, at, "gen_ai.request.model", ctx->model);
-		attr_bool(a, at, "gen_ai.request.stream", r->stream);
-		attr_int(a, at, "gen_ai.usage.input_tokens", r->cached_tokens + r->prompt_tokens);
-		attr_int(a, at, "gen_ai.usage.output_tokens", r->output_tokens);
-		attr_int(a, at, "gen_ai.usage.cache_read.input_tokens", r->cached_tokens);
-		if (r->has_sampling) {
-			attr_int(a, at, "gen_ai.request.seed", r->seed);
-			attr_int(a, at, "gen_ai.request.top_k", r->top_k);
-			attr_double(a, at, "gen_ai.request.top_p", float_value(r->top_p));
-			attr_double(a, at, "gen_ai.request.temperature", float_value(r->temperature));
-		}
-		if (r->n_tasks > 1 &&
-		    (r->route.kind == ROUTE_CHAT || r->route.kind == ROUTE_COMPLETION))
-			attr_int(a, at, "gen_ai.request.choice.count", r->n_tasks);
-	}
-	req_error_type(r, type, sizeof(type));
-	if (type[0])
-		attr_str(a, at, "error.type", type);
-	if (r->slot >= 0)
-		attr_int(a, at, "llmtap.slot", r->slot);
-	if (r->deferred || req_queue_ns(r))
-		attr_double(a, at, "llmtap.queue.duration", (double)req_queue_ns(r) / 1e9);
-	if (req_ttft_ns(r))
-		attr_double(a, at, "gen_ai.server.time_to_first_token", (double)req_ttft_ns(r) / 1e9);
-	if (r->context_shifts)
-		attr_int(a, at, "llmtap.context.shifts", r->context_shifts);
-	if (r->cache_loads)
-		attr_int(a, at, "llmtap.prompt_cache.bytes_loaded", (int64_t)r->cache_bytes_loaded);
-	if (!r->complete)
-		attr_bool(a, at, "llmtap.incomplete", true);
+static void into_str(void *arg, const char *key, const char *value)
+{
+	struct attrs_into *in = arg;
+
+	attr_str(in->a, in->at, key, value);
 }
+
+static void into_int(void *arg, const char *key, int64_t value)
+{
+	struct attrs_into *in = arg;
+
+	attr_int(in->a, in->at, key, value);
+}
+
+static void into_double(void *arg, const char *key, double value)
+{
+	struct attrs_into *in = arg;
+
+	attr_double(in->a, in->at, key, value);
+}
+
+static void into_float(void *arg, const char *key, float value)
+{
+	struct attrs_into *in = arg;
+
+	attr_double(in->a, in->at, key, float_value(value));
+}
+
+static void into_bool(void *arg, const char *key, bool value)
+{
+	struct attrs_into *in = arg;
+
+	attr_bool(in->a, in->at, key, value);
+}
+
+static const struct req_attr_visitor attrs_visitor = {
+	.on_str = into_str,
+	.on_int = into_int,
+	.on_double = into_double,
+	.on_float = into_float,
+	.on_bool = into_bool,
+};
 
 static void encode_request(struct arena *a, struct span_list *l, const struct otlp_encode_ctx *ctx,
 			   const struct req_span *r)
@@ -394,6 +394,7 @@ static void encode_request(struct arena *a, struct span_list *l, const struct ot
 			       r->final_ns };
 	uint8_t trace[16], span[8], child[8];
 	struct attrs at = { .n = 0 };
+	struct attrs_into into = { a, &at };
 	char name[sizeof(r->method) + 64];
 	bool server_error;
 	Span *s;
@@ -406,7 +407,8 @@ static void encode_request(struct arena *a, struct span_list *l, const struct ot
 		     unix_ns(ctx, r->start_ns), unix_ns(ctx, r->end_ns));
 	if (!s)
 		return;
-	request_attrs(a, &at, ctx, r);
+	/* the server's message goes in the span's status */
+	req_visit_attrs(r, ctx->model, REQ_ATTRS_TIMINGS, &attrs_visitor, &into);
 	s->attributes = attrs_copy(a, &at);
 	s->n_attributes = s->attributes ? at.n : 0;
 	/* HTTP server spans: 5xx and requests cut short are errors, 4xx are the client's */
@@ -414,7 +416,7 @@ static void encode_request(struct arena *a, struct span_list *l, const struct ot
 		       (req_failed(r) && r->status < 400);
 	span_status(a, s, server_error, r->err_msg);
 
-	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(phases); i++) {
 		if (!bounds[i] || bounds[i + 1] < bounds[i])
 			continue;
 		otlp_span_id(ctx->ids, r->id, phases[i].role, child);
@@ -538,15 +540,8 @@ static const struct metric_point *find_prev(const struct metrics *prev, const st
 {
 	for (int i = 0; prev && i < prev->n_points; i++) {
 		const struct metric_point *q = &prev->points[i];
-		int k;
 
-		if (q->id != p->id || q->n_attrs != p->n_attrs)
-			continue;
-		for (k = 0; k < p->n_attrs; k++)
-			if (strcmp(q->attrs[k].key, p->attrs[k].key) ||
-			    strcmp(q->attrs[k].value, p->attrs[k].value))
-				break;
-		if (k == p->n_attrs)
+		if (q->id == p->id && metric_attrs_equal(q->attrs, q->n_attrs, p->attrs, p->n_attrs))
 			return q;
 	}
 	return NULL;

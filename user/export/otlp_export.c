@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+#include "lib/clock.h"
 #include "model/telemetry.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
@@ -107,10 +108,7 @@ const char *otlp_drop_name(enum otlp_drop why)
 
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return monotonic_ns() / 1000000;
 }
 
 int otlp_gzip(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "export/prom_text.h"
+#include "lib/clock.h"
 #include "model/metrics.h"
 
 #define PROM_IO_TIMEOUT_MS 5000
@@ -229,10 +230,7 @@ static int listen_on(struct listen_addr *a, const char *text, char *err, size_t 
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(monotonic_ns() / 1000000);
 }
 
 /* 1 once fd has one of events, 0 at the deadline or when stopping, -1 on error */

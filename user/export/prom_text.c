@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/util.h"
+
 #define PROM_NAME_MAX 128
 #define PROM_MAX_WORDS 32
 #define PROM_MAX_CONST_LABELS 16
@@ -36,8 +38,6 @@ static const struct unit_map per_units[] = {
 	{ "s", "second" }, { "m", "minute" }, { "h", "hour" }, { "d", "day" },
 	{ "w", "week" }, { "mo", "month" }, { "y", "year" },
 };
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* A name split into words: the runs of [a-zA-Z0-9:] between other characters. */
 struct words {

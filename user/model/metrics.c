@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/json.h"
+#include "lib/util.h"
 
 /* bucket boundaries the OpenTelemetry semantic conventions advise */
 static const double http_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
@@ -26,7 +27,7 @@ static const double batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 10
 static const double rate_bounds[] = { 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
 				      10000 };
 
-#define H(b) b, (int)(sizeof(b) / sizeof(b[0]))
+#define H(b) b, (int)ARRAY_SIZE(b)
 
 static const struct instrument instruments[M_INSTR_MAX] = {
 	[M_HTTP_DURATION] = { "http.server.request.duration", "s",
@@ -141,12 +142,12 @@ static int collect_attrs(va_list ap, struct metric_attr *attrs)
 	return n;
 }
 
-static bool same_attrs(const struct metric_point *p, const struct metric_attr *attrs, int n)
+bool metric_attrs_equal(const struct metric_attr *a, int n_a, const struct metric_attr *b, int n_b)
 {
-	if (p->n_attrs != n)
+	if (n_a != n_b)
 		return false;
-	for (int i = 0; i < n; i++)
-		if (strcmp(p->attrs[i].key, attrs[i].key) || strcmp(p->attrs[i].value, attrs[i].value))
+	for (int i = 0; i < n_a; i++)
+		if (strcmp(a[i].key, b[i].key) || strcmp(a[i].value, b[i].value))
 			return false;
 	return true;
 }
@@ -157,9 +158,11 @@ static struct metric_point *lookup(struct metrics *m, enum instr_id id,
 {
 	struct metric_point *p;
 
-	for (int i = 0; i < m->n_points; i++)
-		if (m->points[i].id == id && same_attrs(&m->points[i], attrs, n))
-			return &m->points[i];
+	for (int i = 0; i < m->n_points; i++) {
+		p = &m->points[i];
+		if (p->id == id && metric_attrs_equal(p->attrs, p->n_attrs, attrs, n))
+			return p;
+	}
 	if (!create)
 		return NULL;
 	if (m->n_points >= METRIC_MAX_POINTS) {

@@ -106,6 +106,9 @@ void metrics_record(struct metrics *m, enum instr_id id, double v, uint64_t now_
 void metrics_add_total(struct metrics *m, enum instr_id id, uint64_t total, uint64_t *reported,
 		       uint64_t now_ns, ...);
 
+/* Two attribute sets, each sorted by key as a point holds them, are the same. */
+bool metric_attrs_equal(const struct metric_attr *a, int n_a, const struct metric_attr *b, int n_b);
+
 /* The point of an instrument with exactly these attributes, or NULL (for tests). */
 const struct metric_point *metrics_find(const struct metrics *m, enum instr_id id, ...);
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "model/route.h"
+#include "lib/util.h"
 
 #include <string.h>
 
@@ -42,7 +43,7 @@ struct route route_classify(const char *path)
 {
 	static const char slots_prefix[] = "/slots/";
 
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++)
 		if (!strcmp(path, routes[i].template))
 			return (struct route){ routes[i].kind, routes[i].template };
 	/* "/slots/:id_slot": the id stays out of the route */

@@ -4,7 +4,8 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+
+#include "lib/clock.h"
 
 bool tm_tick_due(uint64_t now_ns, uint64_t *next_ns, uint64_t interval_ns)
 {
@@ -14,24 +15,6 @@ bool tm_tick_due(uint64_t now_ns, uint64_t *next_ns, uint64_t interval_ns)
 	if (*next_ns <= now_ns)
 		*next_ns = now_ns + interval_ns;
 	return true;
-}
-
-uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-int64_t realtime_offset_ns(void)
-{
-	struct timespec rt;
-	uint64_t mono = monotonic_ns();
-
-	clock_gettime(CLOCK_REALTIME, &rt);
-	return (int64_t)((uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec) -
-	       (int64_t)mono;
 }
 
 int batch_class(int32_t n)
@@ -86,6 +69,60 @@ uint64_t req_tpot_ns(const struct req_span *r)
 void req_span_name(const struct req_span *r, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s %s", r->method[0] ? r->method : "HTTP", r->route.template);
+}
+
+void req_visit_attrs(const struct req_span *r, const char *model, unsigned int extras,
+		     const struct req_attr_visitor *v, void *arg)
+{
+	const char *op = route_operation(r->route.kind);
+	char type[32];
+
+	v->on_str(arg, "http.request.method", r->method);
+	v->on_str(arg, "url.path", r->path);
+	v->on_str(arg, "http.route", r->route.template);
+	if (r->status)
+		v->on_int(arg, "http.response.status_code", r->status);
+	v->on_str(arg, "client.address", r->client);
+	v->on_int(arg, "client.port", r->client_port);
+	v->on_int(arg, "server.port", r->server_port);
+	if (op) {
+		v->on_str(arg, "gen_ai.operation.name", op);
+		v->on_str(arg, "gen_ai.provider.name", "llama.cpp");
+		if (model && model[0])
+			v->on_str(arg, "gen_ai.request.model", model);
+		v->on_bool(arg, "gen_ai.request.stream", r->stream);
+		v->on_int(arg, "gen_ai.usage.input_tokens", r->cached_tokens + r->prompt_tokens);
+		v->on_int(arg, "gen_ai.usage.output_tokens", r->output_tokens);
+		v->on_int(arg, "gen_ai.usage.cache_read.input_tokens", r->cached_tokens);
+		if (r->has_sampling) {
+			v->on_int(arg, "gen_ai.request.seed", r->seed);
+			v->on_int(arg, "gen_ai.request.top_k", r->top_k);
+			v->on_float(arg, "gen_ai.request.top_p", r->top_p);
+			v->on_float(arg, "gen_ai.request.temperature", r->temperature);
+		}
+		if (r->n_tasks > 1 &&
+		    (r->route.kind == ROUTE_CHAT || r->route.kind == ROUTE_COMPLETION))
+			v->on_int(arg, "gen_ai.request.choice.count", r->n_tasks);
+	}
+	req_error_type(r, type, sizeof(type));
+	if (type[0])
+		v->on_str(arg, "error.type", type);
+	if ((extras & REQ_ATTRS_ERROR_MESSAGE) && r->err_msg[0])
+		v->on_str(arg, "llmtap.error.message", r->err_msg);
+	if (!(extras & REQ_ATTRS_TIMINGS))
+		return;
+	if (r->slot >= 0)
+		v->on_int(arg, "llmtap.slot", r->slot);
+	if (r->deferred || req_queue_ns(r))
+		v->on_double(arg, "llmtap.queue.duration", (double)req_queue_ns(r) / 1e9);
+	if (req_ttft_ns(r))
+		v->on_double(arg, "gen_ai.server.time_to_first_token", (double)req_ttft_ns(r) / 1e9);
+	if (r->context_shifts)
+		v->on_int(arg, "llmtap.context.shifts", r->context_shifts);
+	if (r->cache_loads)
+		v->on_int(arg, "llmtap.prompt_cache.bytes_loaded", (int64_t)r->cache_bytes_loaded);
+	if (!r->complete)
+		v->on_bool(arg, "llmtap.incomplete", true);
 }
 
 double tm_window_rate(const struct tm_window *w, uint64_t n)

@@ -175,6 +175,34 @@ bool req_failed(const struct req_span *r);
 void req_error_type(const struct req_span *r, char *buf, size_t len);
 /* The SERVER span's name: "{method} {http.route}" */
 void req_span_name(const struct req_span *r, char *buf, size_t len);
+
+/*
+ * A request's attributes under their OpenTelemetry names (HTTP server, GenAI), one
+ * call each, always in the same order: the one definition of the set that the JSON
+ * lines and the OTLP spans both carry. A string value lasts only for its call.
+ */
+struct req_attr_visitor {
+	void (*on_str)(void *arg, const char *key, const char *value);
+	void (*on_int)(void *arg, const char *key, int64_t value);
+	void (*on_double)(void *arg, const char *key, double value);
+	void (*on_float)(void *arg, const char *key, float value); /* the sampling parameters */
+	void (*on_bool)(void *arg, const char *key, bool value);
+};
+
+/* Beyond the common set, what one output carries and the other says elsewhere. */
+enum req_attr_extras {
+	/* llmtap.error.message: the server's message (OTLP: the span status's) */
+	REQ_ATTRS_ERROR_MESSAGE = 1 << 0,
+	/* llmtap.slot, llmtap.queue.duration, gen_ai.server.time_to_first_token,
+	 * llmtap.context.shifts, llmtap.prompt_cache.bytes_loaded, llmtap.incomplete
+	 * (the JSON record has fields of its own for these) */
+	REQ_ATTRS_TIMINGS = 1 << 1,
+};
+
+/* model: gen_ai.request.model of an inference request, NULL or "" to leave it out;
+ * extras: enum req_attr_extras. */
+void req_visit_attrs(const struct req_span *r, const char *model, unsigned int extras,
+		     const struct req_attr_visitor *v, void *arg);
 /* n per second over the window */
 double tm_window_rate(const struct tm_window *w, uint64_t n);
 void telemetry_finish(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total,
@@ -183,10 +211,8 @@ void telemetry_destroy(struct telemetry *tm);
 
 int batch_class(int32_t n_tokens);
 const char *batch_class_name(int c);
-uint64_t monotonic_ns(void);
 /* Whether a tick is due at now; then *next_ns moves one interval on (to now + interval
  * when the loop fell further behind). */
 bool tm_tick_due(uint64_t now_ns, uint64_t *next_ns, uint64_t interval_ns);
-int64_t realtime_offset_ns(void);
 
 #endif

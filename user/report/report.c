@@ -31,6 +31,8 @@
 
 #include <json-c/json.h>
 
+#include "sink/trace_schema.h"
+
 #ifndef LLMTAP_VERSION
 #define LLMTAP_VERSION "dev"
 #endif
@@ -50,9 +52,11 @@
 enum step_kind { SK_PREFILL, SK_GENERATE, SK_MIXED, SK_OTHER, SK_MAX };
 enum marker_kind { MK_CONTEXT_SHIFT, MK_CACHE_SAVE, MK_CACHE_LOAD, MK_FAILED, MK_MAX };
 
-static const char *const step_kind_names[SK_MAX] = { "prefill", "generate", "mixed", "other" };
-static const char *const marker_names[MK_MAX] = { "context_shift", "cache_save", "cache_load",
-						  "failed" };
+/* the trace's names; SK_OTHER is a label of the report's own */
+static const char *const step_kind_names[SK_MAX] = { TRACE_KIND_PREFILL, TRACE_KIND_GENERATE,
+						     TRACE_KIND_MIXED, "other" };
+static const char *const marker_names[MK_MAX] = { TRACE_CONTEXT_SHIFT, TRACE_CACHE_SAVE,
+						  TRACE_CACHE_LOAD, TRACE_FAILED };
 
 /* colours (Tableau 10): one meaning each, across every chart */
 #define C_QUEUE "#f28e2b"
@@ -284,15 +288,15 @@ static int add_step(struct trace *t, json_object *e, double ts, double dur)
 		return -ENOMEM;
 	s->ts = ts;
 	s->dur = dur;
-	s->n_tokens = get_count(args, "n_tokens");
-	s->kind = step_kind(get_str(args, "kind"));
-	s->error = get_num(args, "ret", 0) != 0;
+	s->n_tokens = get_count(args, TRACE_ARG_N_TOKENS);
+	s->kind = step_kind(get_str(args, TRACE_ARG_KIND));
+	s->error = get_num(args, TRACE_ARG_RET, 0) != 0;
 	return 0;
 }
 
 static int add_request(struct trace *t, json_object *e, double ts, double dur)
 {
-	json_object *args = get(e, "args"), *stream = get(args, "stream");
+	json_object *args = get(e, "args"), *stream = get(args, TRACE_ARG_STREAM);
 	struct request *r = array_push(&t->reqs, sizeof(*r));
 
 	if (!r)
@@ -303,15 +307,15 @@ static int add_request(struct trace *t, json_object *e, double ts, double dur)
 	r->tid = get_int(e, "tid", -1);
 	r->ts = ts;
 	r->dur = dur;
-	r->id = (unsigned long long)get_count(args, "request");
-	r->status = get_int(args, "status", 0);
+	r->id = (unsigned long long)get_count(args, TRACE_ARG_REQUEST);
+	r->status = get_int(args, TRACE_ARG_STATUS, 0);
 	r->stream = stream && json_object_get_boolean(stream);
-	r->prompt = get_count(args, "prompt_tokens");
-	r->cached = get_count(args, "cached_tokens");
-	r->output = get_count(args, "output_tokens");
-	r->ttft_ms = get_ms(args, "ttft_ms");
-	r->queue_ms = get_ms(args, "queue_ms");
-	r->http_ms = get_ms(args, "http_ms");
+	r->prompt = get_count(args, TRACE_ARG_PROMPT_TOKENS);
+	r->cached = get_count(args, TRACE_ARG_CACHED_TOKENS);
+	r->output = get_count(args, TRACE_ARG_OUTPUT_TOKENS);
+	r->ttft_ms = get_ms(args, TRACE_ARG_TTFT_MS);
+	r->queue_ms = get_ms(args, TRACE_ARG_QUEUE_MS);
+	r->http_ms = get_ms(args, TRACE_ARG_HTTP_MS);
 	r->prefill_ms = r->gen_ms = -1;
 	r->failed = r->status >= 400;
 	return 0;
@@ -322,7 +326,7 @@ static int add_phase(struct trace *t, json_object *e, double ts, double dur)
 	const char *name = get_str(e, "name");
 	struct phase *p;
 
-	if (!name || (strcmp(name, "prefill") && strcmp(name, "generation")))
+	if (!name || (strcmp(name, TRACE_PREFILL) && strcmp(name, TRACE_GENERATION)))
 		return 0;
 	p = array_push(&t->phases, sizeof(*p));
 	if (!p)
@@ -330,7 +334,7 @@ static int add_phase(struct trace *t, json_object *e, double ts, double dur)
 	p->ts = ts;
 	p->dur = dur;
 	p->tid = get_int(e, "tid", -1);
-	p->generation = !strcmp(name, "generation");
+	p->generation = !strcmp(name, TRACE_GENERATION);
 	return 0;
 }
 
@@ -339,13 +343,14 @@ static int parse_complete(struct trace *t, json_object *e)
 	const char *cat = get_str(e, "cat");
 	double ts, dur;
 
-	if (!cat || (strcmp(cat, "step") && strcmp(cat, "request") && strcmp(cat, "phase")))
+	if (!cat || (strcmp(cat, TRACE_CAT_STEP) && strcmp(cat, TRACE_CAT_REQUEST) &&
+		     strcmp(cat, TRACE_CAT_PHASE)))
 		return 0;
 	if (!event_time(t, e, &ts, &dur))
 		return 0;
-	if (!strcmp(cat, "step"))
+	if (!strcmp(cat, TRACE_CAT_STEP))
 		return add_step(t, e, ts, dur);
-	if (!strcmp(cat, "request"))
+	if (!strcmp(cat, TRACE_CAT_REQUEST))
 		return add_request(t, e, ts, dur);
 	return add_phase(t, e, ts, dur);
 }
@@ -360,11 +365,11 @@ static int parse_counter(struct trace *t, json_object *e)
 
 	if (!name)
 		return 0;
-	if (!strcmp(name, "kv cells"))
+	if (!strcmp(name, TRACE_KV_CELLS))
 		into = &t->kv;
-	else if (!strcmp(name, "requests"))
+	else if (!strcmp(name, TRACE_REQUESTS))
 		into = &t->active;
-	else if (!strcmp(name, "batch tokens")) /* the steps tell the same */
+	else if (!strcmp(name, TRACE_BATCH_TOKENS)) /* the steps tell the same */
 		into = NULL;
 	else
 		return 0;
@@ -374,8 +379,8 @@ static int parse_counter(struct trace *t, json_object *e)
 	if (!s)
 		return -ENOMEM;
 	s->ts = ts;
-	s->a = get_count(args, into == &t->kv ? "cells" : "active");
-	s->b = get_count(args, "queued");
+	s->a = get_count(args, into == &t->kv ? TRACE_ARG_CELLS : TRACE_ARG_ACTIVE);
+	s->b = get_count(args, TRACE_ARG_QUEUED);
 	return 0;
 }
 
@@ -420,7 +425,7 @@ static int parse_event(struct trace *t, json_object *e)
 	case 'b':
 	case 'e': /* the queue waits: the requests' queue_ms tells the same */
 		cat = get_str(e, "cat");
-		if (cat && !strcmp(cat, "queue"))
+		if (cat && !strcmp(cat, TRACE_CAT_QUEUE))
 			event_time(t, e, &ts, &dur);
 		return 0;
 	default:
@@ -499,12 +504,16 @@ static const char *track_name(const struct trace *t, int tid)
 	return NULL;
 }
 
+/* "slot N" */
+static bool is_slot_track(const char *name)
+{
+	return name && !strncmp(name, TRACE_TRACK_SLOT, strlen(TRACE_TRACK_SLOT));
+}
+
 /* A request on a slot's track was given a slot: it went through the queue. */
 static bool on_slot(const struct trace *t, const struct request *r)
 {
-	const char *name = track_name(t, r->tid);
-
-	return name && !strncmp(name, "slot ", 5);
+	return is_slot_track(track_name(t, r->tid));
 }
 
 static void trace_free(struct trace *t)
@@ -716,10 +725,10 @@ static int trace_load(struct trace *t, const char *path, char *err, size_t errle
 	ret = parse_file(t, path, err, errlen);
 	if (ret)
 		return ret;
-	t->producer = get_str(t->other, "producer") ?: "";
-	t->library = get_str(t->other, "library") ?: "";
-	t->model = get_str(t->other, "model") ?: "";
-	t->start_unix_nano = get_num(t->other, "start_unix_nano", 0);
+	t->producer = get_str(t->other, TRACE_PRODUCER) ?: "";
+	t->library = get_str(t->other, TRACE_LIBRARY) ?: "";
+	t->model = get_str(t->other, TRACE_MODEL) ?: "";
+	t->start_unix_nano = get_num(t->other, TRACE_START_UNIX_NANO, 0);
 	if (!t->events) {
 		snprintf(err, errlen, "%s has no llmtap events (steps, requests, counters); "
 			 "was it written by `llmtap record`?", path);
@@ -1500,7 +1509,7 @@ static void slow_row(FILE *out, const struct trace *t, const struct request *r, 
 	fputs("\">", out);
 	html(out, r->name);
 	fprintf(out, "%s</td><td>", r->stream ? " <span class=\"stats\">stream</span>" : "");
-	html(out, track && !strncmp(track, "slot ", 5) ? track : "no slot");
+	html(out, is_slot_track(track) ? track : "no slot");
 	fprintf(out, "</td><td class=\"num%s\">%d%s</td><td class=\"num\">%.3f</td>"
 		"<td class=\"num\">%lld / %lld / %lld</td>", r->failed ? " bad" : "", r->status,
 		r->failed ? " failed" : "", r->ts / 1e6, r->prompt, r->cached, r->output);

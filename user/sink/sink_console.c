@@ -4,7 +4,9 @@
 #include "sink/sink.h"
 #include "model/telemetry.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 struct console {
@@ -175,12 +177,14 @@ static const struct sink_ops console_ops = {
 	.destroy = console_destroy,
 };
 
-int sink_console_new(FILE *out, struct sink *s)
+int sink_console_new(FILE *out, struct sink *s, char *err, size_t errlen)
 {
 	struct console *c = calloc(1, sizeof(*c));
 
-	if (!c)
-		return -1;
+	if (!c) {
+		snprintf(err, errlen, "the console view: %s", strerror(errno));
+		return -ENOMEM;
+	}
 	c->out = out;
 	s->ops = &console_ops;
 	s->self = c;

@@ -4,7 +4,9 @@
 #include "sink/sink.h"
 #include "model/telemetry.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/json.h"
 
@@ -140,12 +142,61 @@ static void json_child(FILE *out, bool *first, const char *name, uint64_t start,
 	*first = false;
 }
 
+/* req_visit_attrs as the members of a JSON object */
+struct attr_out {
+	FILE *out;
+	bool first;
+};
+
+static FILE *attr_key(struct attr_out *o, const char *key)
+{
+	if (!o->first)
+		fputc(',', o->out);
+	o->first = false;
+	json_write_string(o->out, key);
+	fputc(':', o->out);
+	return o->out;
+}
+
+static void out_str(void *arg, const char *key, const char *value)
+{
+	json_write_string(attr_key(arg, key), value);
+}
+
+static void out_int(void *arg, const char *key, int64_t value)
+{
+	fprintf(attr_key(arg, key), "%lld", (long long)value);
+}
+
+static void out_double(void *arg, const char *key, double value)
+{
+	fprintf(attr_key(arg, key), "%.9g", value);
+}
+
+static void out_float(void *arg, const char *key, float value)
+{
+	fprintf(attr_key(arg, key), "%.9g", (double)value);
+}
+
+static void out_bool(void *arg, const char *key, bool value)
+{
+	fputs(value ? "true" : "false", attr_key(arg, key));
+}
+
+static const struct req_attr_visitor attr_writer = {
+	.on_str = out_str,
+	.on_int = out_int,
+	.on_double = out_double,
+	.on_float = out_float,
+	.on_bool = out_bool,
+};
+
 static void json_request(void *self, const struct req_span *r, int64_t off)
 {
 	struct json_sink *j = self;
-	const char *op = route_operation(r->route.kind);
 	FILE *out = j->out;
-	char name[sizeof(r->method) + 64], type[32];
+	struct attr_out attrs = { out, true };
+	char name[sizeof(r->method) + 64];
 	bool first = true;
 
 	fprintf(out, "{\"type\":\"request\",\"pid\":%d,\"id\":%llu,\"name\":", j->pid,
@@ -168,39 +219,8 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 		r->prompt_tokens, r->cached_tokens, r->output_tokens, r->context_shifts,
 		r->cache_loads, (unsigned long long)r->cache_bytes_loaded, r->tokenize_calls,
 		(unsigned long long)r->sampling_ns, r->draft_tokens, req_failed(r) ? "true" : "false");
-	fputs(",\"attributes\":{\"http.request.method\":", out);
-	json_write_string(out, r->method);
-	fputs(",\"url.path\":", out);
-	json_write_string(out, r->path);
-	fputs(",\"http.route\":", out);
-	json_write_string(out, r->route.template);
-	if (r->status)
-		fprintf(out, ",\"http.response.status_code\":%d", r->status);
-	fputs(",\"client.address\":", out);
-	json_write_string(out, r->client);
-	fprintf(out, ",\"client.port\":%d,\"server.port\":%d", r->client_port, r->server_port);
-	if (op) {
-		fprintf(out, ",\"gen_ai.operation.name\":\"%s\",\"gen_ai.provider.name\":\"llama.cpp\","
-			     "\"gen_ai.request.stream\":%s,\"gen_ai.usage.input_tokens\":%u,"
-			     "\"gen_ai.usage.output_tokens\":%u,\"gen_ai.usage.cache_read.input_tokens\":%u",
-			op, r->stream ? "true" : "false", r->cached_tokens + r->prompt_tokens,
-			r->output_tokens, r->cached_tokens);
-		if (r->has_sampling)
-			fprintf(out, ",\"gen_ai.request.seed\":%u,\"gen_ai.request.top_k\":%d,"
-				     "\"gen_ai.request.top_p\":%.9g,\"gen_ai.request.temperature\":%.9g",
-				r->seed, r->top_k, (double)r->top_p, (double)r->temperature);
-		if (r->n_tasks > 1 && (r->route.kind == ROUTE_CHAT || r->route.kind == ROUTE_COMPLETION))
-			fprintf(out, ",\"gen_ai.request.choice.count\":%d", r->n_tasks);
-	}
-	req_error_type(r, type, sizeof(type));
-	if (type[0]) {
-		fputs(",\"error.type\":", out);
-		json_write_string(out, type);
-	}
-	if (r->err_msg[0]) {
-		fputs(",\"llmtap.error.message\":", out);
-		json_write_string(out, r->err_msg);
-	}
+	fputs(",\"attributes\":{", out);
+	req_visit_attrs(r, NULL, REQ_ATTRS_ERROR_MESSAGE, &attr_writer, &attrs);
 	fputs("},\"children\":[", out);
 	json_child(out, &first, "queue", r->deferred ? r->enqueue_ns : 0, r->launch_ns, off);
 	json_child(out, &first, "prefill", r->launch_ns, r->first_token_ns ? r->first_token_ns : r->final_ns, off);
@@ -286,12 +306,14 @@ static const struct sink_ops json_ops = {
 	.destroy = json_destroy,
 };
 
-int sink_json_new(FILE *out, bool steps, struct sink *s)
+int sink_json_new(FILE *out, bool steps, struct sink *s, char *err, size_t errlen)
 {
 	struct json_sink *j = calloc(1, sizeof(*j));
 
-	if (!j)
-		return -1;
+	if (!j) {
+		snprintf(err, errlen, "the JSON output: %s", strerror(errno));
+		return -ENOMEM;
+	}
 	j->out = out;
 	j->steps = steps;
 	s->ops = &json_ops;

@@ -9,6 +9,7 @@
 #include "sink/sink.h"
 #include "model/telemetry.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,15 +198,21 @@ static const struct sink_ops top_ops = {
 	.destroy = top_destroy,
 };
 
-int sink_top_new(FILE *out, struct sink *s)
+int sink_top_new(FILE *out, struct sink *s, char *err, size_t errlen)
 {
 	struct top *t = calloc(1, sizeof(*t));
+	int ret;
 
-	if (!t || !(t->line = malloc(1001)) || sink_console_new(out, &t->console)) {
-		if (t)
-			free(t->line);
+	if (!t || !(t->line = malloc(1001))) {
+		snprintf(err, errlen, "the top view: %s", strerror(errno));
 		free(t);
-		return -1;
+		return -ENOMEM;
+	}
+	ret = sink_console_new(out, &t->console, err, errlen);
+	if (ret) {
+		free(t->line);
+		free(t);
+		return ret;
 	}
 	t->out = out;
 	s->ops = &top_ops;

@@ -17,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/json.h"
+#include "sink/trace_schema.h"
 
 #define TRACK_ENGINE 1
 #define TRACK_HTTP 2     /* requests that never reached a slot */
@@ -151,7 +153,7 @@ static int slot_track(struct trace_sink *t, int slot)
 	if (slot < 0 || slot >= LLMTAP_MAX_SEQ)
 		return TRACK_HTTP;
 	if (!t->slot_named[slot]) {
-		snprintf(name, sizeof(name), "slot %d", slot);
+		snprintf(name, sizeof(name), TRACE_TRACK_SLOT "%d", slot);
 		thread_name(t, TRACK_SLOT0 + slot, name, 10 + slot);
 		t->slot_named[slot] = true;
 	}
@@ -175,10 +177,12 @@ static void trace_attached(void *self, const struct tm_target *tg)
 
 	t->pid = tg->pid;
 	t->t0_ns = monotonic_ns();
-	fprintf(t->out, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"llmtap " LLMTAP_VERSION "\","
-		"\"start_unix_nano\":%lld,\"library\":", (long long)(t->t0_ns + realtime_offset_ns()));
+	fprintf(t->out, "{\"displayTimeUnit\":\"ms\",\"otherData\":{"
+		TRACE_KEY(TRACE_PRODUCER) TRACE_STR("llmtap " LLMTAP_VERSION) ","
+		TRACE_KEY(TRACE_START_UNIX_NANO) "%lld," TRACE_KEY(TRACE_LIBRARY),
+		(long long)(t->t0_ns + realtime_offset_ns()));
 	json_write_string(t->out, tg->library);
-	fputs(",\"model\":", t->out);
+	fputs("," TRACE_KEY(TRACE_MODEL), t->out);
 	json_write_string(t->out, tg->model ? tg->model : "");
 	fputs("},\"traceEvents\":[", t->out);
 	if (t->tail) { /* the opening of every dump */
@@ -193,8 +197,8 @@ static void trace_attached(void *self, const struct tm_target *tg)
 		t->pid);
 	json_write_string(t->out, name);
 	fputs("}}", t->out);
-	thread_name(t, TRACK_ENGINE, "engine steps", 0);
-	thread_name(t, TRACK_HTTP, "requests without a slot", 1);
+	thread_name(t, TRACK_ENGINE, TRACE_TRACK_ENGINE, 0);
+	thread_name(t, TRACK_HTTP, TRACE_TRACK_HTTP, 1);
 }
 
 static void tail_write(FILE *f, const struct tail_event *e, bool *first)
@@ -246,16 +250,28 @@ void sink_tail_dump(struct sink *s, const char *reason)
 	tail_dump(s->self, reason);
 }
 
+static const char *kind_name(enum step_kind k)
+{
+	switch (k) {
+	case STEP_PREFILL: return TRACE_KIND_PREFILL;
+	case STEP_GENERATE: return TRACE_KIND_GENERATE;
+	case STEP_MIXED: return TRACE_KIND_MIXED;
+	default: return TRACE_KIND_UNKNOWN;
+	}
+}
+
 static void trace_step(void *self, const struct step *s, int64_t off __attribute__((unused)))
 {
 	struct trace_sink *t = self;
 
-	complete(t, TRACK_ENGINE, step_op_name(s->op), "step", s->start_ns, s->end_ns);
-	fprintf(t->out, ",\"args\":{\"kind\":\"%s\",\"n_tokens\":%d,\"n_seqs\":%u,\"n_outputs\":%u,"
-			"\"ret\":%d}}", step_kind_name(s->kind), s->n_tokens, s->n_seqs, s->n_outputs,
-		s->ret);
-	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":\"batch tokens\",\"ts\":%.3f,"
-			  "\"args\":{\"tokens\":%d}}", t->pid, us(t, s->start_ns), s->n_tokens);
+	complete(t, TRACK_ENGINE, step_op_name(s->op), TRACE_CAT_STEP, s->start_ns, s->end_ns);
+	fprintf(t->out, ",\"args\":{" TRACE_KEY(TRACE_ARG_KIND) "\"%s\"," TRACE_KEY(TRACE_ARG_N_TOKENS)
+			"%d," TRACE_KEY(TRACE_ARG_N_SEQS) "%u," TRACE_KEY(TRACE_ARG_N_OUTPUTS) "%u,"
+			TRACE_KEY(TRACE_ARG_RET) "%d}}",
+		kind_name(s->kind), s->n_tokens, s->n_seqs, s->n_outputs, s->ret);
+	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":" TRACE_STR(TRACE_BATCH_TOKENS)
+			  ",\"ts\":%.3f,\"args\":{" TRACE_KEY(TRACE_ARG_TOKENS) "%d}}",
+		t->pid, us(t, s->start_ns), s->n_tokens);
 }
 
 static void trace_request(void *self, const struct req_span *r,
@@ -269,36 +285,40 @@ static void trace_request(void *self, const struct req_span *r,
 
 	req_span_name(r, name, sizeof(name));
 	if (r->deferred && r->launch_ns > r->enqueue_ns) { /* waits overlap: async events */
-		fprintf(begin(t), "{\"ph\":\"b\",\"pid\":%d,\"tid\":%d,\"cat\":\"queue\",\"name\":\"queued\","
-				  "\"id\":%llu,\"ts\":%.3f}", t->pid, track, (unsigned long long)r->id,
-			us(t, r->enqueue_ns));
-		fprintf(begin(t), "{\"ph\":\"e\",\"pid\":%d,\"tid\":%d,\"cat\":\"queue\",\"name\":\"queued\","
-				  "\"id\":%llu,\"ts\":%.3f}", t->pid, track, (unsigned long long)r->id,
-			us(t, r->launch_ns));
+		fprintf(begin(t), "{\"ph\":\"b\",\"pid\":%d,\"tid\":%d,\"cat\":" TRACE_STR(TRACE_CAT_QUEUE)
+				  ",\"name\":" TRACE_STR(TRACE_QUEUED) ",\"id\":%llu,\"ts\":%.3f}",
+			t->pid, track, (unsigned long long)r->id, us(t, r->enqueue_ns));
+		fprintf(begin(t), "{\"ph\":\"e\",\"pid\":%d,\"tid\":%d,\"cat\":" TRACE_STR(TRACE_CAT_QUEUE)
+				  ",\"name\":" TRACE_STR(TRACE_QUEUED) ",\"id\":%llu,\"ts\":%.3f}",
+			t->pid, track, (unsigned long long)r->id, us(t, r->launch_ns));
 	}
-	complete(t, track, name, "request", start, end);
-	fprintf(t->out, ",\"args\":{\"request\":%llu,\"status\":%d,\"stream\":%s,\"client_port\":%d,"
-			"\"prompt_tokens\":%u,\"cached_tokens\":%u,\"output_tokens\":%u,"
-			"\"ttft_ms\":%.3f,\"queue_ms\":%.3f,\"http_ms\":%.3f}}",
+	complete(t, track, name, TRACE_CAT_REQUEST, start, end);
+	fprintf(t->out, ",\"args\":{" TRACE_KEY(TRACE_ARG_REQUEST) "%llu,"
+			TRACE_KEY(TRACE_ARG_STATUS) "%d," TRACE_KEY(TRACE_ARG_STREAM) "%s,"
+			TRACE_KEY(TRACE_ARG_CLIENT_PORT) "%d,"
+			TRACE_KEY(TRACE_ARG_PROMPT_TOKENS) "%u," TRACE_KEY(TRACE_ARG_CACHED_TOKENS) "%u,"
+			TRACE_KEY(TRACE_ARG_OUTPUT_TOKENS) "%u," TRACE_KEY(TRACE_ARG_TTFT_MS) "%.3f,"
+			TRACE_KEY(TRACE_ARG_QUEUE_MS) "%.3f," TRACE_KEY(TRACE_ARG_HTTP_MS) "%.3f}}",
 		(unsigned long long)r->id, r->status, r->stream ? "true" : "false", r->client_port,
 		r->prompt_tokens, r->cached_tokens, r->output_tokens, (double)req_ttft_ns(r) / 1e6,
 		(double)req_queue_ns(r) / 1e6,
 		(double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e6);
 	if (r->launch_ns && r->first_token_ns >= r->launch_ns) {
-		complete(t, track, "prefill", "phase", r->launch_ns, r->first_token_ns);
+		complete(t, track, TRACE_PREFILL, TRACE_CAT_PHASE, r->launch_ns, r->first_token_ns);
 		fputs("}", t->out);
 	}
 	if (r->first_token_ns && r->final_ns > r->first_token_ns) {
-		complete(t, track, "generation", "phase", r->first_token_ns, r->final_ns);
+		complete(t, track, TRACE_GENERATION, TRACE_CAT_PHASE, r->first_token_ns, r->final_ns);
 		fputs("}", t->out);
 	}
 	if (t->tail && t->tail->ttft_ns && req_ttft_ns(r) > t->tail->ttft_ns &&
 	    (!t->tail->last_dump_ns || monotonic_ns() - t->tail->last_dump_ns >= t->tail->window_ns))
 		tail_dump(t, "time to first token above the threshold");
 	if (req_failed(r)) {
-		fprintf(begin(t), "{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":\"failed\","
-				  "\"ts\":%.3f,\"args\":{\"status\":%d,\"complete\":%s}}", t->pid, track,
-			us(t, end), r->status, r->complete ? "true" : "false");
+		fprintf(begin(t), "{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":"
+				  TRACE_STR(TRACE_FAILED) ",\"ts\":%.3f,\"args\":{" TRACE_KEY(TRACE_ARG_STATUS)
+				  "%d," TRACE_KEY(TRACE_ARG_COMPLETE) "%s}}",
+			t->pid, track, us(t, end), r->status, r->complete ? "true" : "false");
 	}
 }
 
@@ -306,14 +326,19 @@ static void trace_engine_event(void *self, const struct engine_event *e,
 			       int64_t off __attribute__((unused)))
 {
 	struct trace_sink *t = self;
+	const char *name;
 	int track;
 
-	if (e->kind != EE_CONTEXT_SHIFT && e->kind != EE_CACHE_SAVE && e->kind != EE_CACHE_LOAD)
-		return;
+	switch (e->kind) {
+	case EE_CONTEXT_SHIFT: name = TRACE_CONTEXT_SHIFT; break;
+	case EE_CACHE_SAVE: name = TRACE_CACHE_SAVE; break;
+	case EE_CACHE_LOAD: name = TRACE_CACHE_LOAD; break;
+	default: return;
+	}
 	track = slot_track(t, e->seq); /* may name the track: before this event begins */
 	fprintf(begin(t), "{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":\"%s\",\"ts\":%.3f,"
-			  "\"args\":{\"value\":%lld}}", t->pid, track,
-		engine_event_name(e->kind), us(t, e->ts_ns), (long long)e->value);
+			  "\"args\":{" TRACE_KEY(TRACE_ARG_VALUE) "%lld}}",
+		t->pid, track, name, us(t, e->ts_ns), (long long)e->value);
 }
 
 static void trace_interval(void *self, const struct tm_snapshot *snap)
@@ -322,12 +347,13 @@ static void trace_interval(void *self, const struct tm_snapshot *snap)
 
 	if (!snap->gauges)
 		return;
-	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":\"kv cells\",\"ts\":%.3f,"
-			  "\"args\":{\"cells\":%llu}}", t->pid, us(t, snap->now_ns),
-		(unsigned long long)snap->gauges->kv_cells);
-	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":\"requests\",\"ts\":%.3f,"
-			  "\"args\":{\"active\":%u,\"queued\":%u}}", t->pid,
-		us(t, snap->now_ns), snap->gauges->active_requests,
+	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":" TRACE_STR(TRACE_KV_CELLS)
+			  ",\"ts\":%.3f,\"args\":{" TRACE_KEY(TRACE_ARG_CELLS) "%llu}}",
+		t->pid, us(t, snap->now_ns), (unsigned long long)snap->gauges->kv_cells);
+	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":" TRACE_STR(TRACE_REQUESTS)
+			  ",\"ts\":%.3f,\"args\":{" TRACE_KEY(TRACE_ARG_ACTIVE) "%u,"
+			  TRACE_KEY(TRACE_ARG_QUEUED) "%u}}",
+		t->pid, us(t, snap->now_ns), snap->gauges->active_requests,
 		snap->gauges->queued_tasks);
 }
 

@@ -17,14 +17,18 @@
 struct metrics;
 struct otlp_config;
 
+/*
+ * Every constructor fills *s and returns 0, or returns -errno with err saying why.
+ */
+
 /* Live one-line-per-interval view and a summary block, for people. */
-int sink_console_new(FILE *out, struct sink *s);
+int sink_console_new(FILE *out, struct sink *s, char *err, size_t errlen);
 /* One JSON object per line: attach, step (when steps), interval, summary. */
-int sink_json_new(FILE *out, bool steps, struct sink *s);
+int sink_json_new(FILE *out, bool steps, struct sink *s, char *err, size_t errlen);
 
 /* `llmtap top`: a full-screen ANSI view redrawn each interval; keys via sink_top_key. */
 enum top_sort { TOP_SORT_SLOT = 0, TOP_SORT_ELAPSED, TOP_SORT_KV, TOP_SORT_MAX };
-int sink_top_new(FILE *out, struct sink *s);
+int sink_top_new(FILE *out, struct sink *s, char *err, size_t errlen);
 /* 'p' pauses or resumes the redraws, 's' cycles the slot order. */
 void sink_top_key(struct sink *s, int key);
 

@@ -32,7 +32,6 @@ struct discover {
 	int n_execs, max_execs;
 	struct file_key cache[CACHE_SLOTS];
 	int n_cached;
-	uint64_t files_read;
 };
 
 static int on_exec(void *arg, void *data, size_t size)
@@ -162,7 +161,6 @@ static int check_map(const struct proc_map *m, void *arg)
 	}
 	if (proc_map_file(c->pid, m, path, sizeof(path), host, sizeof(host)))
 		return 0;
-	d->files_read++;
 	if (elf_resolve(host, &req, 1, &info))
 		return 0; /* unreadable now (it may be gone): not cached, tried again later */
 	*k = (struct file_key){ m->inode, m->dev_major, m->dev_minor, true, req.found };
@@ -175,12 +173,6 @@ bool discover_has_llama(struct discover *d, pid_t pid)
 	struct probe_ctx c = { d, pid };
 
 	return proc_for_each_map(pid, check_map, &c) > 0;
-}
-
-void discover_cache_stats(const struct discover *d, uint64_t *cached, uint64_t *read)
-{
-	*cached = (uint64_t)d->n_cached;
-	*read = d->files_read;
 }
 
 void discover_close(struct discover *d)

@@ -32,8 +32,6 @@ int discover_list(pid_t *out, int max);
  * of processes costs one /proc/PID/maps read per process per rescan.
  */
 bool discover_has_llama(struct discover *d, pid_t pid);
-/* Files in the cache, and files read (for the daemon's own accounting). */
-void discover_cache_stats(const struct discover *d, uint64_t *cached, uint64_t *read);
 
 void discover_close(struct discover *d);
 

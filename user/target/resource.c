@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/util.h"
 #include "target/proc.h"
 
 void resource_set(struct resource *r, const char *key, const char *value)
@@ -38,32 +39,6 @@ const char *resource_get(const struct resource *r, const char *key)
 	return NULL;
 }
 
-/* Percent-decode s[0..n) into out; -EINVAL on a bad escape. */
-static int decode(const char *s, size_t n, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)s[i];
-
-		if (c == '%') {
-			unsigned int v;
-
-			if (i + 2 >= n)
-				return -EINVAL;
-			if (!isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]) ||
-			    sscanf(s + i + 1, "%2x", &v) != 1)
-				return -EINVAL;
-			c = (int)v;
-			i += 2;
-		}
-		if (o + 1 < len)
-			out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
 static void trim(char *s)
 {
 	size_t n = strlen(s), i = 0;
@@ -85,8 +60,9 @@ int resource_parse_attrs(struct resource *r, const char *s)
 		eq = memchr(s, '=', n);
 		if (!eq)
 			return -EINVAL;
-		if (decode(s, (size_t)(eq - s), key, sizeof(key)) ||
-		    decode(eq + 1, n - (size_t)(eq - s) - 1, value, sizeof(value)))
+		/* decoded, then trimmed; what does not fit is cut off */
+		if (pct_decode(s, (size_t)(eq - s), key, sizeof(key)) < 0 ||
+		    pct_decode(eq + 1, n - (size_t)(eq - s) - 1, value, sizeof(value)) < 0)
 			return -EINVAL;
 		trim(key);
 		trim(value);
@@ -225,7 +201,7 @@ static void apply_target_env(struct resource *r, pid_t pid)
 		close(fd);
 	if (len > 0) {
 		block[len] = '\0';
-		for (size_t i = 0; i < sizeof(k8s) / sizeof(k8s[0]); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(k8s); i++)
 			if ((v = env_in(block, (size_t)len, k8s[i][1])) ||
 			    (v = env_in(block, (size_t)len, k8s[i][2])))
 				resource_set(r, k8s[i][0], v);
