@@ -91,27 +91,28 @@ llmtap: $(USER_OBJS) $(PB_OBJS)
 o = $(patsubst %,$(OUTPUT)/user/%.o,$(1))
 UNIT_PB := $(PB_OBJS)
 $(OUTPUT)/tests/test_correlate: $(call o,model/correlate model/telemetry model/metrics model/hist \
-	model/route probe/event target/resource target/proc lib/clock lib/json lib/util)
+	model/route probe/event target/resource target/proc lib/clock lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_elfsym: $(call o,target/elfsym)
-$(OUTPUT)/tests/test_event: $(call o,probe/event)
+$(OUTPUT)/tests/test_event: $(call o,probe/event lib/text)
 $(OUTPUT)/tests/test_gguf: $(call o,target/gguf)
 $(OUTPUT)/tests/test_hist: $(call o,model/hist)
-$(OUTPUT)/tests/test_metrics: $(call o,model/metrics model/hist lib/json lib/util)
+$(OUTPUT)/tests/test_metrics: $(call o,model/metrics model/hist lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_otlp: $(call o,export/otlp_config export/otlp_encode export/otlp_export \
 	model/telemetry model/metrics model/hist model/route probe/event target/resource target/proc \
-	lib/clock lib/json lib/util) $(UNIT_PB)
+	lib/clock lib/json lib/text lib/util) $(UNIT_PB)
 $(OUTPUT)/tests/test_proc: $(call o,target/proc)
 $(OUTPUT)/tests/test_prom: $(call o,export/prom_text export/prom_http model/metrics model/hist \
-	lib/clock lib/json lib/util)
+	lib/clock lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_report: $(call o,report/report lib/clock lib/json lib/util)
 $(OUTPUT)/tests/test_resource: $(call o,target/resource target/proc lib/util)
 $(OUTPUT)/tests/test_route: $(call o,model/route)
 $(OUTPUT)/tests/test_select: $(call o,target/select target/ldd target/proc export/prom_text \
-	model/metrics model/hist lib/json lib/util)
+	model/metrics model/hist lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_telemetry: $(call o,model/telemetry model/metrics model/hist model/route \
 	probe/event target/resource target/proc sink/sink_console sink/sink_json sink/sink_trace \
-	lib/clock lib/json lib/util)
+	lib/clock lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_util: $(call o,lib/util)
+$(OUTPUT)/tests/test_text: $(call o,lib/text)
 
 $(OUTPUT)/tests/%: tests/unit/%.c tests/unit/unit.h
 	$(call msg,TEST,$@)
@@ -162,7 +163,7 @@ bench:
 
 $(OUTPUT)/otlp-bench: tools/otlp-bench.c $(call o,export/otlp_config export/otlp_encode \
 	export/otlp_export model/telemetry model/metrics model/hist model/route probe/event \
-	target/resource target/proc lib/clock lib/json lib/util) $(PB_OBJS)
+	target/resource target/proc lib/clock lib/json lib/text lib/util) $(PB_OBJS)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< $(filter %.o,$^) $(LIBS) -o $@
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/json.h"
+#include "lib/text.h"
 #include "lib/util.h"
 
 /* bucket boundaries the OpenTelemetry semantic conventions advise */
@@ -136,7 +137,8 @@ static int collect_attrs(va_list ap, struct metric_attr *attrs)
 		for (i = n; i > 0 && strcmp(attrs[i - 1].key, key) > 0; i--)
 			attrs[i] = attrs[i - 1];
 		attrs[i].key = key;
-		snprintf(attrs[i].value, sizeof(attrs[i].value), "%s", value);
+		/* cut on a character boundary, invalid bytes replaced: a label must be UTF-8 */
+		utf8_sanitize(attrs[i].value, sizeof(attrs[i].value), value, strlen(value));
 		n++;
 	}
 	return n;

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lib/text.h"
+
 static enum step_kind classify(const struct llmtap_run *runs, uint32_t n_runs, uint32_t flags)
 {
 	unsigned int gen = 0, prefill = 0;
@@ -126,11 +128,13 @@ int step_assemble(struct step_assembler *a, const struct step *rec, struct step 
 		ret_;                                                          \
 	})
 
+/* A string the target wrote: terminated, cut to its field, valid UTF-8 (lib/text.h). */
 static void terminate(char *s, uint32_t *len, size_t cap)
 {
 	if (*len >= cap)
 		*len = (uint32_t)cap - 1;
 	s[*len] = '\0';
+	*len = (uint32_t)utf8_sanitize_inplace(s, cap);
 }
 
 int event_decode(const void *data, size_t size, struct event *out)

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/text.h"
+
 struct console {
 	FILE *out;
 	/* the last model load and context creation, repeated in the summary */
@@ -47,14 +49,16 @@ static void print_requests(FILE *out, const struct tm_window *w, const struct tm
 static void console_attached(void *self, const struct tm_target *t)
 {
 	struct console *c = self;
+	char comm[64], lib[512], model[256], arch[64];
 
+	/* the target's own strings: no control characters reach the terminal */
 	fprintf(c->out, "llmtap: tracing PID %d (%s): llama.cpp in %s%s; layers: %s\n", t->pid,
-		t->comm, t->library, t->in_executable ? " (linked into the executable)" : "",
-		t->layers);
+		term_safe(comm, sizeof(comm), t->comm), term_safe(lib, sizeof(lib), t->library),
+		t->in_executable ? " (linked into the executable)" : "", t->layers);
 	if (t->model && t->model[0])
-		fprintf(c->out, "llmtap: model %s%s%s%s\n", t->model,
+		fprintf(c->out, "llmtap: model %s%s%s%s\n", term_safe(model, sizeof(model), t->model),
 			t->model_arch && t->model_arch[0] ? " (" : "",
-			t->model_arch && t->model_arch[0] ? t->model_arch : "",
+			t->model_arch && t->model_arch[0] ? term_safe(arch, sizeof(arch), t->model_arch) : "",
 			t->model_arch && t->model_arch[0] ? ")" : "");
 	fprintf(c->out, "llmtap: a line per interval; Ctrl-C for the summary\n");
 	fflush(c->out);
@@ -93,9 +97,11 @@ static void console_summary(void *self, const struct tm_snapshot *snap)
 	const struct tm_window *w = snap->total;
 	const struct hist *d = &w->duration_ns, *b = &w->batch_tokens;
 	struct console *c = self;
+	char comm[64];
 
 	fprintf(c->out, "\nllmtap summary: PID %d (%s), %.1f s traced, ended: %s\n",
-		snap->target->pid, snap->target->comm, (double)(w->end_ns - w->start_ns) / 1e9,
+		snap->target->pid, term_safe(comm, sizeof(comm), snap->target->comm),
+		(double)(w->end_ns - w->start_ns) / 1e9,
 		snap->end_reason ? snap->end_reason : "?");
 	fprintf(c->out, "  steps       %llu (prefill %llu, generate %llu, mixed %llu), failed %llu\n",
 		(unsigned long long)w->steps, (unsigned long long)w->by_kind[STEP_PREFILL],
@@ -148,6 +154,7 @@ static void console_destroy(void *self)
 static void console_engine_event(void *self, const struct engine_event *e, int64_t off)
 {
 	struct console *c = self;
+	char path[512];
 
 	(void)off;
 	if (e->kind == EE_MODEL_LOAD) {
@@ -155,7 +162,7 @@ static void console_engine_event(void *self, const struct engine_event *e, int64
 		c->load_ok = e->ok;
 		c->load_s = (double)e->duration_ns / 1e9;
 		fprintf(c->out, "llmtap: model load %s in %.3f s: %s\n", e->ok ? "done" : "FAILED",
-			c->load_s, e->text ? e->text : "?");
+			c->load_s, term_safe(path, sizeof(path), e->text ? e->text : "?"));
 	} else if (e->kind == EE_CONTEXT_INIT && e->ok) {
 		c->have_ctx = true;
 		for (int i = 0; i < 4; i++)

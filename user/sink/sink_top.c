@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/text.h"
+
 struct top {
 	FILE *out;
 	const struct tm_target *target;
@@ -117,7 +119,7 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	const struct tm_gauges *g = snap->gauges;
 	uint64_t cpu = self_cpu_ns(), secs_ns = w->end_ns - w->start_ns;
 	double cpu_pct = secs_ns ? (double)(cpu - t->cpu_ns_last) / (double)secs_ns * 100 : 0;
-	char clock[16], kv[64] = "";
+	char clock[16], kv[64] = "", comm[64], model[256];
 	time_t now = time(NULL);
 	struct tm tm;
 
@@ -131,7 +133,9 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	t->row = 0;
 	fputs("\033[H", t->out);
 	put(t, "\033[1mllmtap top\033[0m  PID %d (%s)  model %s  layers %s   %s", t->target->pid,
-	    t->target->comm, t->target->model && t->target->model[0] ? t->target->model : "?",
+	    term_safe(comm, sizeof(comm), t->target->comm),
+	    term_safe(model, sizeof(model),
+		      t->target->model && t->target->model[0] ? t->target->model : "?"),
 	    t->target->layers, clock);
 	put(t, "keys: q quit  p pause  s sort (by %s)", sort_names[t->sort]);
 	put(t, "%s", "");
