@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -144,6 +147,67 @@ static void test_detect_self(void **state)
 	free(r);
 }
 
+/*
+ * A target whose environment claims identities (process.pid, instance id,
+ * container, pod uid, llmtap's own attributes) gets none of them; what a
+ * target may name (service, namespace, pod name, its own keys) it gets.
+ */
+static void test_target_env_cannot_claim_identity(void **state)
+{
+	struct resource *r = calloc(1, sizeof(*r));
+	struct resource_target t = { .comm = "sleep", .model_path = "", .model_name = "",
+				     .model_arch = "", .from_env = true };
+	char *const argv[] = { "sleep", "30", NULL };
+	char *const envp[] = {
+		"OTEL_RESOURCE_ATTRIBUTES=process.pid=1,service.instance.id=stolen,"
+		"container.id=" CID ",k8s.pod.uid=other-pod,llmtap.model.name=fake,"
+		"host.name=elsewhere,service.version=9,deployment.environment=prod",
+		"OTEL_SERVICE_NAME=chat", "K8S_POD_NAME=chat-0", "POD_NAMESPACE=ml", NULL
+	};
+	char err[256], pid[16], id[64];
+	int fds[2];
+	pid_t child;
+
+	(void)state;
+	assert_non_null(r);
+	unsetenv("OTEL_SERVICE_NAME");
+	unsetenv("OTEL_RESOURCE_ATTRIBUTES");
+	assert_int_equal(pipe(fds), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (!child) {
+		close(fds[0]); /* the exec closes fds[1]: the parent reads EOF once the new environ is in place */
+		fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+		execve("/bin/sleep", argv, envp);
+		_exit(127);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], err, 1), 0);
+	close(fds[0]);
+	t.pid = child;
+	t.from_env = false;
+	assert_int_equal(resource_detect(r, &t, err, sizeof(err)), 0);
+	snprintf(id, sizeof(id), "%s", resource_get(r, "service.instance.id"));
+	t.from_env = true;
+	assert_int_equal(resource_detect(r, &t, err, sizeof(err)), 0);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	snprintf(pid, sizeof(pid), "%d", (int)child);
+	assert_string_equal(resource_get(r, "process.pid"), pid);
+	assert_string_equal(resource_get(r, "service.instance.id"), id);
+	assert_null(resource_get(r, "container.id"));
+	assert_null(resource_get(r, "k8s.pod.uid"));
+	assert_null(resource_get(r, "llmtap.model.name"));
+	assert_string_not_equal(resource_get(r, "host.name"), "elsewhere");
+	/* what a target may say of itself */
+	assert_string_equal(resource_get(r, "service.name"), "chat");
+	assert_string_equal(resource_get(r, "service.version"), "9");
+	assert_string_equal(resource_get(r, "deployment.environment"), "prod");
+	assert_string_equal(resource_get(r, "k8s.pod.name"), "chat-0");
+	assert_string_equal(resource_get(r, "k8s.namespace.name"), "ml");
+	free(r);
+}
+
 static void test_pairs(void **state)
 {
 	struct resource r = { .n = 0 };
@@ -170,6 +234,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pairs),
+		cmocka_unit_test(test_target_env_cannot_claim_identity),
 		cmocka_unit_test(test_container_id),
 		cmocka_unit_test(test_pod_uid),
 		cmocka_unit_test(test_parse_attrs),

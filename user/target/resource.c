@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/util.h"
+#include "lib/text.h"
 #include "target/proc.h"
 
 void resource_set(struct resource *r, const char *key, const char *value)
@@ -26,9 +27,10 @@ void resource_set(struct resource *r, const char *key, const char *value)
 		if (r->n >= RESOURCE_MAX_ATTRS)
 			return;
 		a = &r->attrs[r->n++];
-		snprintf(a->key, sizeof(a->key), "%s", key);
+		utf8_sanitize(a->key, sizeof(a->key), key, strlen(key));
 	}
-	snprintf(a->value, sizeof(a->value), "%s", value);
+	/* values may come from a target: valid UTF-8, cut on a character boundary */
+	utf8_sanitize(a->value, sizeof(a->value), value, strlen(value));
 }
 
 const char *resource_get(const struct resource *r, const char *key)
@@ -176,9 +178,44 @@ static const char *env_in(const char *block, size_t len, const char *name)
 }
 
 /*
+ * The attributes only the kernel or llmtap can tell: a target's environment
+ * never sets them, so a pod cannot pose as another process, container or pod,
+ * nor collide with its series. k8s.node.name is taken from the target only when
+ * llmtap has none (no K8S_NODE_NAME of its own).
+ */
+static bool identity_key(const char *key)
+{
+	static const char *const keys[] = {
+		"service.instance.id", "process.pid", "process.executable.name",
+		"process.executable.path", "host.name", "container.id", "k8s.pod.uid",
+		"k8s.node.name", "telemetry.sdk.name", "telemetry.sdk.version",
+	};
+
+	if (!strncmp(key, "llmtap.", 7))
+		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (!strcmp(key, keys[i]))
+			return true;
+	return false;
+}
+
+/* Take what the target said (claimed: r and the target's additions) except identities. */
+static void merge_target_claims(struct resource *r, const struct resource *claimed)
+{
+	for (int i = 0; i < claimed->n; i++) {
+		const struct resource_attr *a = &claimed->attrs[i];
+		const char *ours = resource_get(r, a->key);
+
+		if (!identity_key(a->key) || (!ours && !strcmp(a->key, "k8s.node.name")))
+			resource_set(r, a->key, a->value);
+	}
+}
+
+/*
  * What the target says about itself in its environment: the Kubernetes names a
- * manifest passes through the downward API, and its own OpenTelemetry settings.
- * A malformed OTEL_RESOURCE_ATTRIBUTES there is the target's business: skipped.
+ * manifest passes through the downward API, and its own OpenTelemetry settings,
+ * less the identity attributes (identity_key). A malformed
+ * OTEL_RESOURCE_ATTRIBUTES there is the target's business: skipped.
  */
 static void apply_target_env(struct resource *r, pid_t pid)
 {
@@ -188,32 +225,37 @@ static void apply_target_env(struct resource *r, pid_t pid)
 		{ "k8s.node.name", "K8S_NODE_NAME", "NODE_NAME" },
 	};
 	char path[64], *block = malloc(65536);
+	struct resource *claimed = malloc(sizeof(*claimed));
 	const char *v;
 	ssize_t len;
 	int fd;
 
-	if (!block)
-		return;
+	if (!block || !claimed)
+		goto out;
 	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	len = fd >= 0 ? read(fd, block, 65535) : -1;
 	if (fd >= 0)
 		close(fd);
-	if (len > 0) {
-		block[len] = '\0';
-		for (size_t i = 0; i < ARRAY_SIZE(k8s); i++)
-			if ((v = env_in(block, (size_t)len, k8s[i][1])) ||
-			    (v = env_in(block, (size_t)len, k8s[i][2])))
-				resource_set(r, k8s[i][0], v);
-		if ((v = env_in(block, (size_t)len, "OTEL_RESOURCE_ATTRIBUTES"))) {
-			struct resource tmp = *r;
+	if (len <= 0)
+		goto out;
+	block[len] = '\0';
+	memset(claimed, 0, sizeof(*claimed));
+	for (size_t i = 0; i < ARRAY_SIZE(k8s); i++)
+		if ((v = env_in(block, (size_t)len, k8s[i][1])) ||
+		    (v = env_in(block, (size_t)len, k8s[i][2])))
+			resource_set(claimed, k8s[i][0], v);
+	if ((v = env_in(block, (size_t)len, "OTEL_RESOURCE_ATTRIBUTES"))) {
+		struct resource tmp = *claimed;
 
-			if (!resource_parse_attrs(&tmp, v))
-				*r = tmp;
-		}
-		if ((v = env_in(block, (size_t)len, "OTEL_SERVICE_NAME")))
-			resource_set(r, "service.name", v);
+		if (!resource_parse_attrs(&tmp, v))
+			*claimed = tmp;
 	}
+	if ((v = env_in(block, (size_t)len, "OTEL_SERVICE_NAME")))
+		resource_set(claimed, "service.name", v);
+	merge_target_claims(r, claimed);
+out:
+	free(claimed);
 	free(block);
 }
 
