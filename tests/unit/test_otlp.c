@@ -210,6 +210,20 @@ static void test_config_errors(void **state)
 		assert_int_equal(load(NULL, &cli, &c, err), -EINVAL);
 		assert_non_null(strstr(err, "--otlp-endpoint"));
 	}
+	{
+		/* a malformed header line is named, its secret never echoed */
+		const char *env[] = { "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+				      "authorization=Bearer%20s3cret,broken%zz",
+				      "OTEL_EXPORTER_OTLP_ENDPOINT", "http://x:1", NULL };
+		struct otlp_cli cli = { .headers = { "x-api-key" }, .n_headers = 1 };
+
+		assert_int_equal(load(env, NULL, &c, err), -EINVAL);
+		assert_non_null(strstr(err, "OTEL_EXPORTER_OTLP_TRACES_HEADERS"));
+		assert_null(strstr(err, "s3cret"));
+		assert_int_equal(load(env + 2, &cli, &c, err), -EINVAL);
+		assert_non_null(strstr(err, "--otlp-header number 1"));
+		assert_null(strstr(err, "x-api-key"));
+	}
 }
 
 /* ---- the encoder ---- */

@@ -183,16 +183,18 @@ static int load_signal(const struct loader *l, const struct otlp_cli *cli, enum 
 		}
 	}
 	/* headers: the common ones, then the signal's, then the CLI's replace by key */
+	/* headers carry credentials: a malformed one is never echoed */
 	if ((v = env(l, "OTEL_EXPORTER_OTLP_HEADERS")) && otlp_parse_headers(sc, v))
-		return fail(l, "OTEL_EXPORTER_OTLP_HEADERS: '%s' is not key=value[,key=value...] "
-			       "(values percent-encoded)", v);
+		return fail(l, "OTEL_EXPORTER_OTLP_HEADERS is not key=value[,key=value...] "
+			       "(values percent-encoded; not shown, as it may hold a secret)");
 	snprintf(name, sizeof(name), "OTEL_EXPORTER_OTLP_%s_HEADERS", signal_env[sig]);
 	if ((v = env(l, name)) && otlp_parse_headers(sc, v))
-		return fail(l, "%s: '%s' is not key=value[,key=value...] (values percent-encoded)",
-			    name, v);
+		return fail(l, "%s is not key=value[,key=value...] (values percent-encoded; "
+			       "not shown, as it may hold a secret)", name);
 	for (int i = 0; i < cli->n_headers; i++)
 		if (otlp_parse_headers(sc, cli->headers[i]))
-			return fail(l, "--otlp-header: '%s' is not KEY=VALUE", cli->headers[i]);
+			return fail(l, "--otlp-header number %d is not KEY=VALUE (not shown, as it "
+				       "may hold a secret)", i + 1);
 
 	sc->timeout_ms = 10000;
 	if (cli->timeout_ms)
