@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model/correlate.h"
 #include "sink/sink.h"
@@ -382,6 +383,56 @@ static void test_draft_model(void **state)
 	assert_int_equal(r->output_tokens, 4);
 	assert_int_equal(r->draft_tokens, 2);
 	assert_int_equal(r->first_token_ns, 130 + SAMPLE_NS);
+}
+
+/* ---- a flood of task ids: bounded memory, and lookups that stay cheap ---- */
+
+static void test_task_flood_is_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	struct timespec t0, t1;
+	struct tm_gauges g;
+	const struct req_span *r;
+	double ms;
+
+	/* 256 HTTP threads whose requests each take 4096 task ids and never finish */
+	for (uint32_t tid = 1000; tid < 1256; tid++) {
+		begin(c, 100, tid, 6000);
+		route(c, 101, tid, "POST", "/rerank");
+		for (int k = 0; k < 4096; k++)
+			srv(c, 102, tid, LLMTAP_SRV_NEW_ID, (int)((tid - 1000) * 4096 + k + 1000), -1);
+	}
+	correlator_gauges(c, &g);
+	assert_true(g.queued_tasks <= 16384); /* MAX_TASKS, not a million */
+	/* events about unknown tasks do not walk the followed ones */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int k = 0; k < 20000; k++)
+		srv_msg(c, 103, MAIN_TID, LLMTAP_SRV_ERROR, 5000000 + k, -1, 1, "unknown");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	if (ms > 200)
+		fail_msg("20000 unknown-task events took %.1f ms", ms);
+	/* a request on a fresh thread after the flood is still followed, when a task is free */
+	for (uint32_t tid = 1000; tid < 1256; tid++) {
+		end(c, 200, tid);
+		f->rec->n_reqs = 0; /* the recorder keeps MAX_REQS: these are not looked at */
+	}
+	correlator_gauges(c, &g);
+	assert_int_equal(g.queued_tasks, 0);
+	begin(c, 300, 10, 5555);
+	route(c, 301, 10, "POST", "/completion");
+	srv(c, 302, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 303, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	step1(c, 310, 0, 5, 0, 4, 1);
+	sample(c, 320, 0);
+	srv(c, 330, MAIN_TID, LLMTAP_SRV_FINAL, 7, 0);
+	status(c, 331, 10, 200);
+	end(c, 332, 10);
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->prompt_tokens, 5);
+	assert_int_equal(r->output_tokens, 1);
 }
 
 /* ---- a. one request, start to end ---- */
@@ -1199,6 +1250,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_full_request),
 		T(test_draft_model),
+		T(test_task_flood_is_bounded),
 		T(test_interleaved),
 		T(test_deferred),
 		T(test_keepalive_no_request),

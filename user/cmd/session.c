@@ -367,7 +367,7 @@ void session_close(struct session *s, const char *reason)
 {
 	if (!s)
 		return;
-	probes_poll(s->p, 0); /* whatever is still in the ring buffer */
+	probes_drain(s->p); /* whatever is still in the ring buffer */
 	update_gauges(s);
 	correlator_flush(s->corr, monotonic_ns());
 	if (s->otlp.ops)

@@ -10,6 +10,12 @@
 
 #define MAX_THREADS 256      /* HTTP worker threads followed at once */
 #define MAX_REQ_TASKS 4096   /* tasks charged to one request (rerank: one per document) */
+/*
+ * Unfinished tasks followed at once, whatever the target claims: a flood of
+ * task ids costs bounded memory, and finding one is a hash lookup.
+ */
+#define MAX_TASKS 16384
+#define TASK_BUCKETS 4096    /* a power of two */
 
 enum task_phase { TASK_QUEUED = 0, TASK_PREFILL, TASK_GENERATE, TASK_DONE };
 
@@ -21,7 +27,8 @@ struct task {
 	int slot;            /* -1 until launched */
 	enum task_phase phase;
 	bool prefill_seen;
-	struct task *next;   /* in the correlator's list */
+	struct task *next, *prev; /* in the correlator's list */
+	struct task *hnext;       /* in its hash bucket */
 };
 
 struct request {
@@ -38,6 +45,8 @@ struct correlator {
 	struct telemetry *tm;
 	struct request *open;                  /* requests begun, not ended */
 	struct task *tasks;                    /* tasks not yet finished */
+	struct task *by_id[TASK_BUCKETS];      /* the same, by id */
+	int n_tasks;
 	struct task *slot_task[LLMTAP_MAX_SEQ]; /* the task running on each slot */
 	int64_t kv_next[LLMTAP_MAX_SEQ];       /* next position per sequence */
 	int64_t pending_load[LLMTAP_MAX_SEQ];  /* bytes restored into an idle slot */
@@ -79,25 +88,39 @@ static struct http_thread *thread_of(struct correlator *c, uint32_t tid, bool cr
 	return free_slot;
 }
 
+static struct task **bucket(struct correlator *c, int id)
+{
+	return &c->by_id[((uint32_t)id * 2654435761u >> 16) & (TASK_BUCKETS - 1)];
+}
+
 static struct task *task_find(struct correlator *c, int id)
 {
-	for (struct task *t = c->tasks; t; t = t->next)
+	for (struct task *t = *bucket(c, id); t; t = t->hnext)
 		if (t->id == id)
 			return t;
 	return NULL;
 }
 
+/* A task to follow, or NULL: no memory, or MAX_TASKS followed already. */
 static struct task *task_new(struct correlator *c, int id, struct request *req)
 {
-	struct task *t = calloc(1, sizeof(*t));
+	struct task **b = bucket(c, id), *t;
 
+	if (c->n_tasks >= MAX_TASKS)
+		return NULL;
+	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
 	t->id = id;
 	t->req = req;
 	t->slot = -1;
 	t->next = c->tasks;
+	if (c->tasks)
+		c->tasks->prev = t;
 	c->tasks = t;
+	t->hnext = *b;
+	*b = t;
+	c->n_tasks++;
 	return t;
 }
 
@@ -105,10 +128,17 @@ static void task_free(struct correlator *c, struct task *t)
 {
 	struct task **pp;
 
-	for (pp = &c->tasks; *pp && *pp != t; pp = &(*pp)->next)
+	for (pp = bucket(c, t->id); *pp && *pp != t; pp = &(*pp)->hnext)
 		;
 	if (*pp)
-		*pp = t->next;
+		*pp = t->hnext;
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		c->tasks = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	c->n_tasks--;
 	if (t->slot >= 0 && t->slot < LLMTAP_MAX_SEQ && c->slot_task[t->slot] == t)
 		c->slot_task[t->slot] = NULL;
 	if (c->launching == t)

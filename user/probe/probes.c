@@ -26,15 +26,27 @@ struct probes {
 	int ncpus;
 	probes_event_fn fn;
 	void *fn_arg;
+	int polled; /* records handed to fn in this probes_poll */
 	bool layers[LAYER_MAX]; /* attached */
 	char attached[128];
 };
 
+/*
+ * Records one probes_poll hands on at most: a daemon drains its targets in
+ * turn, so a target that floods its ring buffer cannot starve the others (the
+ * rest waits for the next turn; the ring buffer's fd stays readable).
+ */
+#define POLL_BUDGET 4096
+#define BUDGET_SPENT (-EAGAIN) /* libbpf stops a drain on a negative return */
+
 static int on_record(void *ctx, void *data, size_t size)
 {
 	struct probes *p = ctx;
+	int ret = p->fn(p->fn_arg, data, size);
 
-	return p->fn(p->fn_arg, data, size);
+	if (ret)
+		return ret;
+	return ++p->polled >= POLL_BUDGET ? BUDGET_SPENT : 0;
 }
 
 static bool libbpf_verbose;
@@ -307,14 +319,29 @@ cleanup:
 
 int probes_poll(struct probes *p, int timeout_ms)
 {
-	int n = ring_buffer__poll(p->rb, timeout_ms);
+	int n;
 
+	p->polled = 0;
+	n = ring_buffer__poll(p->rb, timeout_ms);
+	if (n == BUDGET_SPENT && p->polled >= POLL_BUDGET)
+		return p->polled;
 	if (n < 0)
 		return n;
 	/* records written without a wakeup are drained here */
-	int m = ring_buffer__consume(p->rb);
+	n = ring_buffer__consume(p->rb);
+	if (n == BUDGET_SPENT && p->polled >= POLL_BUDGET)
+		return p->polled;
+	return n < 0 ? n : p->polled;
+}
 
-	return m < 0 ? m : n + m;
+int probes_drain(struct probes *p)
+{
+	int n, total = 0;
+
+	/* bounded: a target still writing cannot keep its session from closing */
+	for (int i = 0; i < 64 && (n = probes_poll(p, 0)) > 0; i++)
+		total += n;
+	return total;
 }
 
 int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX])

@@ -26,8 +26,13 @@ typedef int (*probes_event_fn)(void *arg, const void *data, size_t size);
  */
 int probes_open(const struct target *t, const struct probes_opts *opts, probes_event_fn fn,
 		void *arg, struct probes **out, char *err, size_t errlen);
-/* Wait up to timeout_ms for data, then drain everything waiting. Returns records or -errno. */
+/*
+ * Wait up to timeout_ms for data, then drain what is waiting, at most a budget
+ * of records (the rest: next call). Returns records or -errno.
+ */
 int probes_poll(struct probes *p, int timeout_ms);
+/* Drain what is waiting now, budget after budget (a bounded number). Returns records. */
+int probes_drain(struct probes *p);
 /* libbpf's diagnostics on stderr only when verbose (every BPF object of llmtap). */
 void probes_libbpf_log(bool verbose);
 /* An fd that is readable when records wait (epoll). */
