@@ -21,10 +21,34 @@
 #include "lib/clock.h"
 #include "model/metrics.h"
 
+/*
+ * Every connection is served at once by one poll loop, each with its own
+ * deadlines and size limit, so a scrape is answered promptly whatever other
+ * clients do (idle connections, a request sent a byte a second, a reader that
+ * never reads): a request head must arrive whole within PROM_HEAD_TIMEOUT_MS,
+ * a response be taken within PROM_IO_TIMEOUT_MS; past PROM_MAX_CONNS the
+ * connection waiting longest for its request head is dropped.
+ */
+#define PROM_HEAD_TIMEOUT_MS 2000
 #define PROM_IO_TIMEOUT_MS 5000
 #define PROM_LINGER_MS 500
 #define PROM_HEAD_MAX 8192
-#define PROM_BACKLOG 16
+#define PROM_BACKLOG 64
+#define PROM_MAX_CONNS 32
+/* /healthz fails when nothing was published for this long (or 3 intervals, if longer) */
+#define PROM_STALE_MS 10000
+
+enum conn_state { CONN_FREE = 0, CONN_READ, CONN_WRITE, CONN_LINGER };
+
+struct conn {
+	enum conn_state state;
+	int fd;
+	int64_t deadline; /* ms, monotonic: dropped past it */
+	size_t head_len;
+	char *out;        /* the response, malloc'ed */
+	size_t out_len, out_off;
+	char head[PROM_HEAD_MAX];
+};
 
 /* One traced process's metrics as scrapes see them. */
 struct prom_target {
@@ -41,6 +65,9 @@ struct prom_server {
 	pthread_t thread;
 	pthread_mutex_t lock; /* guards targets */
 	struct prom_target targets[PROM_MAX_TARGETS]; /* [0]: the single target of attach */
+	struct conn conns[PROM_MAX_CONNS];
+	/* liveness: when the main loop last published, and its longest gap (ms; atomics) */
+	int64_t started_ms, beat_ms, beat_gap_ms, stale_ms;
 };
 
 struct listen_addr {
@@ -233,79 +260,10 @@ static int64_t now_ms(void)
 	return (int64_t)(monotonic_ns() / 1000000);
 }
 
-/* 1 once fd has one of events, 0 at the deadline or when stopping, -1 on error */
-static int wait_fd(const struct prom_server *s, int fd, short events, int64_t deadline)
-{
-	struct pollfd pfd[2] = {
-		{ .fd = fd, .events = events },
-		{ .fd = s->wakefd, .events = POLLIN },
-	};
+enum path { PATH_METRICS = 0, PATH_HEALTHZ };
 
-	for (;;) {
-		int64_t left = deadline - now_ms();
-		int n;
-
-		if (left <= 0)
-			return 0;
-		n = poll(pfd, 2, (int)left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n;
-		return pfd[1].revents ? 0 : 1;
-	}
-}
-
-static int send_all(const struct prom_server *s, int fd, const char *buf, size_t len, int flags,
-		    int64_t deadline)
-{
-	while (len) {
-		ssize_t n = send(fd, buf, len, flags | MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			if (wait_fd(s, fd, POLLOUT, deadline) <= 0)
-				return -1;
-			continue;
-		}
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/*
- * The request head, up to its blank line, NUL-terminated in buf: its length,
- * -1 to drop the client (silent, closed, too slow, stopping), -2 if too long.
- */
-static ssize_t read_head(const struct prom_server *s, int fd, char *buf, size_t size)
-{
-	int64_t deadline = now_ms() + PROM_IO_TIMEOUT_MS;
-	size_t len = 0;
-
-	while (len + 1 < size) {
-		ssize_t n;
-
-		if (wait_fd(s, fd, POLLIN, deadline) <= 0)
-			return -1;
-		n = recv(fd, buf + len, size - 1 - len, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n <= 0)
-			return -1;
-		len += (size_t)n;
-		buf[len] = '\0';
-		if (memmem(buf, len, "\r\n\r\n", 4) || memmem(buf, len, "\n\n", 2))
-			return (ssize_t)len;
-	}
-	return -2;
-}
-
-/* The status for a request head; *head_only for HEAD. */
-static int route(const char *head, bool *head_only)
+/* The status for a request head; *head_only for HEAD, *path what it asks for. */
+static int route(const char *head, bool *head_only, enum path *path)
 {
 	char method[16], target[1024], version[16];
 
@@ -313,7 +271,11 @@ static int route(const char *head, bool *head_only)
 	    strncmp(version, "HTTP/", 5))
 		return 400;
 	target[strcspn(target, "?")] = '\0';
-	if (strcmp(target, "/metrics"))
+	if (!strcmp(target, "/metrics"))
+		*path = PATH_METRICS;
+	else if (!strcmp(target, "/healthz"))
+		*path = PATH_HEALTHZ;
+	else
 		return 404;
 	*head_only = !strcmp(method, "HEAD");
 	if (strcmp(method, "GET") && !*head_only)
@@ -334,6 +296,8 @@ static const char *reason(int status)
 		return "Method Not Allowed";
 	case 431:
 		return "Request Header Fields Too Large";
+	case 503:
+		return "Service Unavailable";
 	default:
 		return "Internal Server Error";
 	}
@@ -378,11 +342,10 @@ static char *render_snapshot(struct prom_server *s, size_t *len)
 	return buf;
 }
 
-static void respond(const struct prom_server *s, int fd, int status, const char *body, size_t len,
-		    bool head_only)
+/* The whole response (malloc'ed) in c->out, sent from the next POLLOUT on. */
+static void respond(struct conn *c, int status, const char *body, size_t len, bool head_only)
 {
-	int64_t deadline = now_ms() + PROM_IO_TIMEOUT_MS;
-	char hdr[256], text[64];
+	char hdr[256], text[160];
 	int n;
 
 	if (!body) {
@@ -394,76 +357,204 @@ static void respond(const struct prom_server *s, int fd, int status, const char 
 		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
 		     "Connection: close\r\n\r\n",
 		     status, reason(status),
-		     status == 200 ? PROM_CONTENT_TYPE : "text/plain; charset=utf-8", len,
-		     status == 405 ? "Allow: GET, HEAD\r\n" : "");
-	if (send_all(s, fd, hdr, (size_t)n, head_only || !len ? 0 : MSG_MORE, deadline) ||
-	    head_only)
+		     status == 200 && body != text ? PROM_CONTENT_TYPE : "text/plain; charset=utf-8",
+		     len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+	c->out_len = (size_t)n + (head_only ? 0 : len);
+	c->out = malloc(c->out_len);
+	if (!c->out) {
+		c->out_len = 0;
 		return;
-	send_all(s, fd, body, len, 0, deadline);
-}
-
-/* Half-close and read what the client still sends, so closing does not reset the reply. */
-static void linger_close(const struct prom_server *s, int fd)
-{
-	int64_t deadline = now_ms() + PROM_LINGER_MS;
-	char scratch[512];
-
-	shutdown(fd, SHUT_WR);
-	while (wait_fd(s, fd, POLLIN, deadline) > 0) {
-		ssize_t n = recv(fd, scratch, sizeof(scratch), 0);
-
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			break;
 	}
-	close(fd);
+	memcpy(c->out, hdr, (size_t)n);
+	if (!head_only)
+		memcpy(c->out + n, body, len);
 }
 
-/* One request per connection. */
-static void serve_client(struct prom_server *s, int fd)
+/* 200 while the main loop publishes; 503 with how long it has not. */
+static int health(const struct prom_server *s, char *text, size_t len)
 {
-	char head[PROM_HEAD_MAX];
+	int64_t now = now_ms(), beat = __atomic_load_n(&s->beat_ms, __ATOMIC_RELAXED);
+	int64_t gap = __atomic_load_n(&s->beat_gap_ms, __ATOMIC_RELAXED);
+	int64_t stale = gap * 3 > s->stale_ms ? gap * 3 : s->stale_ms;
+	int64_t since = now - (beat ? beat : s->started_ms);
+
+	if (since <= stale) {
+		snprintf(text, len, "ok\n");
+		return 200;
+	}
+	snprintf(text, len, "stale: llmtap's main loop has not made progress for %.1f s\n",
+		 (double)since / 1e3);
+	return 503;
+}
+
+/* A whole request head arrived (or too much of one): build the answer. */
+static void answer(struct prom_server *s, struct conn *c, bool too_long)
+{
+	enum path path = PATH_METRICS;
 	bool head_only = false;
-	char *body = NULL;
+	char *body = NULL, text[160];
 	size_t len = 0;
-	ssize_t n;
 	int status;
 
-	n = read_head(s, fd, head, sizeof(head));
-	if (n == -1) {
-		close(fd);
-		return;
+	status = too_long ? 431 : route(c->head, &head_only, &path);
+	if (status == 200 && path == PATH_HEALTHZ) {
+		status = health(s, text, sizeof(text));
+		respond(c, status, text, strlen(text), head_only);
+	} else {
+		if (status == 200 && !(body = render_snapshot(s, &len)))
+			status = 500;
+		respond(c, status, body, len, head_only);
+		free(body);
 	}
-	status = n < 0 ? 431 : route(head, &head_only);
-	if (status == 200 && !(body = render_snapshot(s, &len)))
-		status = 500;
-	respond(s, fd, status, body, len, head_only);
-	free(body);
-	linger_close(s, fd);
+	c->state = CONN_WRITE;
+	c->deadline = now_ms() + PROM_IO_TIMEOUT_MS;
+}
+
+static void conn_close(struct conn *c)
+{
+	close(c->fd);
+	free(c->out);
+	c->out = NULL;
+	c->state = CONN_FREE;
+}
+
+/* Reading the request head: true while the connection lives. */
+static bool conn_read(struct prom_server *s, struct conn *c)
+{
+	ssize_t n = recv(c->fd, c->head + c->head_len, sizeof(c->head) - 1 - c->head_len, 0);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	if (n == 0)
+		return false;
+	c->head_len += (size_t)n;
+	c->head[c->head_len] = '\0';
+	if (memmem(c->head, c->head_len, "\r\n\r\n", 4) || memmem(c->head, c->head_len, "\n\n", 2))
+		answer(s, c, false);
+	else if (c->head_len + 1 >= sizeof(c->head))
+		answer(s, c, true);
+	return true;
+}
+
+/* Sending the response, then half-closing: true while the connection lives. */
+static bool conn_write(struct conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		c->out_off += (size_t)n;
+	}
+	/* read what the client still sends, so closing does not reset the reply */
+	shutdown(c->fd, SHUT_WR);
+	c->state = CONN_LINGER;
+	c->deadline = now_ms() + PROM_LINGER_MS;
+	return true;
+}
+
+static bool conn_linger(struct conn *c)
+{
+	char scratch[512];
+	ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+
+	return n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR));
+}
+
+/* A free connection slot; when all are taken, the one waiting longest for its head. */
+static struct conn *conn_slot(struct prom_server *s)
+{
+	struct conn *oldest = NULL;
+
+	for (int i = 0; i < PROM_MAX_CONNS; i++) {
+		struct conn *c = &s->conns[i];
+
+		if (c->state == CONN_FREE)
+			return c;
+		if (c->state == CONN_READ && (!oldest || c->deadline < oldest->deadline))
+			oldest = c;
+	}
+	if (oldest)
+		conn_close(oldest);
+	return oldest;
+}
+
+static void accept_all(struct prom_server *s)
+{
+	for (;;) {
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct conn *c;
+
+		if (fd < 0)
+			return; /* EAGAIN, or out of resources: the poll timeout paces retries */
+		c = conn_slot(s);
+		if (!c) { /* every connection is being answered: this one waits its turn */
+			close(fd);
+			return;
+		}
+		memset(c, 0, offsetof(struct conn, head));
+		c->state = CONN_READ;
+		c->fd = fd;
+		c->deadline = now_ms() + PROM_HEAD_TIMEOUT_MS;
+	}
 }
 
 static void *serve(void *arg)
 {
 	struct prom_server *s = arg;
-	struct pollfd pfd[2] = {
-		{ .fd = s->lfd, .events = POLLIN },
-		{ .fd = s->wakefd, .events = POLLIN },
-	};
+	struct pollfd pfd[2 + PROM_MAX_CONNS];
+	struct conn *which[2 + PROM_MAX_CONNS];
 
 	for (;;) {
-		int fd, n = poll(pfd, 2, -1);
+		int64_t now = now_ms(), next = now + 1000;
+		int n = 2, ready;
 
-		if (n < 0 && errno == EINTR)
+		pfd[0] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = s->wakefd, .events = POLLIN };
+		for (int i = 0; i < PROM_MAX_CONNS; i++) {
+			struct conn *c = &s->conns[i];
+
+			if (c->state == CONN_FREE)
+				continue;
+			if (now >= c->deadline) { /* too slow: dropped */
+				conn_close(c);
+				continue;
+			}
+			if (c->deadline < next)
+				next = c->deadline;
+			which[n] = c;
+			pfd[n++] = (struct pollfd){ .fd = c->fd,
+						    .events = c->state == CONN_WRITE ? POLLOUT : POLLIN };
+		}
+		ready = poll(pfd, (nfds_t)n, (int)(next - now));
+		if (ready < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || pfd[1].revents)
+		if (ready < 0 || pfd[1].revents)
 			break;
-		if (!(pfd[0].revents & POLLIN))
-			continue;
-		fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd >= 0)
-			serve_client(s, fd);
-		else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-			poll(&pfd[1], 1, 100); /* out of resources: do not spin */
+		for (int i = 2; i < n; i++) {
+			struct conn *c = which[i];
+			bool alive;
+
+			if (!pfd[i].revents)
+				continue;
+			if (c->state == CONN_READ)
+				alive = conn_read(s, c);
+			else if (c->state == CONN_WRITE)
+				alive = c->out ? conn_write(c) : false;
+			else
+				alive = conn_linger(c);
+			if (alive && c->state == CONN_WRITE && c->out && c->out_off == 0)
+				alive = conn_write(c); /* try at once: most answers fit the socket */
+			if (!alive)
+				conn_close(c);
+		}
+		if (pfd[0].revents & POLLIN)
+			accept_all(s);
 	}
+	for (int i = 0; i < PROM_MAX_CONNS; i++)
+		if (s->conns[i].state != CONN_FREE)
+			conn_close(&s->conns[i]);
 	return NULL;
 }
 
@@ -525,6 +616,8 @@ struct prom_server *prom_server_start(const char *addr_port, char *err, size_t e
 		return NULL;
 	}
 	s->lfd = -1;
+	s->started_ms = now_ms();
+	s->stale_ms = PROM_STALE_MS;
 	pthread_mutex_init(&s->lock, NULL);
 	s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->wakefd < 0) {
@@ -588,6 +681,15 @@ static struct prom_target *find_target(struct prom_server *s, int id, bool creat
 	return free_slot;
 }
 
+/* The main loop is alive: it publishes every interval. */
+static void beat(struct prom_server *s)
+{
+	int64_t now = now_ms(), last = __atomic_exchange_n(&s->beat_ms, now, __ATOMIC_RELAXED);
+
+	if (last && now - last > __atomic_load_n(&s->beat_gap_ms, __ATOMIC_RELAXED))
+		__atomic_store_n(&s->beat_gap_ms, now - last, __ATOMIC_RELAXED);
+}
+
 int prom_server_publish_target(struct prom_server *s, int id, const char *const *labels,
 			       const struct metrics *m)
 {
@@ -596,6 +698,7 @@ int prom_server_publish_target(struct prom_server *s, int id, const char *const 
 
 	if (!s)
 		return -EINVAL;
+	beat(s);
 	pthread_mutex_lock(&s->lock);
 	t = find_target(s, id, true);
 	if (!t) {
@@ -660,6 +763,12 @@ void prom_server_publish(struct prom_server *s, const struct metrics *m)
 int prom_server_set_info(struct prom_server *s, const char *const *labels)
 {
 	return prom_server_set_target_info(s, 0, labels);
+}
+
+void prom_server_set_stale_ms(struct prom_server *s, int64_t ms)
+{
+	if (s)
+		__atomic_store_n(&s->stale_ms, ms, __ATOMIC_RELAXED);
 }
 
 void prom_server_stop(struct prom_server *s)

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * A small HTTP server for GET /metrics: a listening socket and a thread of its
- * own that answers each scrape with the latest published metrics, rendered by
- * export/prom_text.h.
+ * A small HTTP server for GET /metrics and GET /healthz: a listening socket and
+ * a thread of its own that answers each scrape with the latest published
+ * metrics, rendered by export/prom_text.h. Connections are served side by side,
+ * each with deadlines and a size limit: no client can delay another's scrape.
+ * /healthz answers 200 while the main loop publishes (every interval), 503 once
+ * it has not for 10 s (or three of its longest intervals): a liveness probe.
  */
 #ifndef LLMTAP_PROM_HTTP_H
 #define LLMTAP_PROM_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct metrics;
 struct prom_server;
@@ -34,6 +38,9 @@ int prom_server_publish_target(struct prom_server *s, int id, const char *const 
 int prom_server_set_target_info(struct prom_server *s, int id, const char *const *info);
 /* Its series go away (a target that exited). */
 void prom_server_remove_target(struct prom_server *s, int id);
+
+/* /healthz fails after ms without a publish (default 10000; tests shorten it). */
+void prom_server_set_stale_ms(struct prom_server *s, int64_t ms);
 
 /* Stop the thread, close the sockets, free everything; NULL is fine. */
 void prom_server_stop(struct prom_server *s);
