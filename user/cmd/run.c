@@ -125,15 +125,21 @@ static int program_files(const char *exe, char (*files)[4096], int max, char *er
 /* Fork the program stopped right after its exec. The child's pid, or -errno with err. */
 static pid_t start_stopped(const char *exe, char *const *argv, char *err, size_t errlen)
 {
-	int fds[2], status, child_err = 0;
+	int fds[2], status, child_err = 0, e;
 	pid_t pid;
 
-	if (pipe2(fds, O_CLOEXEC))
-		return -errno;
+	if (pipe2(fds, O_CLOEXEC)) {
+		e = errno;
+		snprintf(err, errlen, "cannot create a pipe to start %.1024s: %s", exe, strerror(e));
+		return -e;
+	}
 	pid = fork();
 	if (pid < 0) {
-		snprintf(err, errlen, "cannot fork: %s", strerror(errno));
-		return -errno;
+		e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		snprintf(err, errlen, "cannot fork: %s", strerror(e));
+		return -e;
 	}
 	if (!pid) {
 		close(fds[0]);
