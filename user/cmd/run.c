@@ -126,7 +126,8 @@ static int program_files(const char *exe, char (*files)[4096], int max, char *er
 static pid_t start_stopped(const char *exe, char *const *argv, char *err, size_t errlen)
 {
 	int fds[2], status, child_err = 0, e;
-	pid_t pid;
+	ssize_t got;
+	pid_t pid, w;
 
 	if (pipe2(fds, O_CLOEXEC)) {
 		e = errno;
@@ -151,15 +152,18 @@ static pid_t start_stopped(const char *exe, char *const *argv, char *err, size_t
 		_exit(127);
 	}
 	close(fds[1]);
-	if (read(fds[0], &child_err, sizeof(child_err)) == (ssize_t)sizeof(child_err)) {
-		close(fds[0]);
-		waitpid(pid, &status, 0);
+	/* SIGUSR1 is llmtap's already: it interrupts these waits, it does not end them */
+	while ((got = read(fds[0], &child_err, sizeof(child_err))) < 0 && errno == EINTR)
+		;
+	close(fds[0]);
+	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (got == (ssize_t)sizeof(child_err)) {
 		snprintf(err, errlen, "cannot run %.1024s: %s", exe, strerror(child_err));
 		return -child_err;
 	}
-	close(fds[0]);
 	/* the exec succeeded (the pipe closed with it): the kernel stops the child with SIGTRAP */
-	if (waitpid(pid, &status, 0) != pid || !WIFSTOPPED(status)) {
+	if (w != pid || !WIFSTOPPED(status)) {
 		snprintf(err, errlen, "%.1024s did not stop after its exec", exe);
 		return -ECHILD;
 	}
