@@ -2,7 +2,6 @@
 #include "cmd/attach.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,68 +12,11 @@
 #include "target/proc.h"
 #include "export/prom.h"
 #include "cmd/session.h"
+#include "cmd/signals.h"
 #include "target/target.h"
 #include "model/telemetry.h"
 
 #define POLL_MS 100
-
-/* set by the signal handlers, read by the loop */
-static volatile sig_atomic_t stop_signal, dump_signal;
-
-static void on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
-static void on_usr1(int sig)
-{
-	dump_signal = sig;
-}
-
-void attach_install_dump_signal(void)
-{
-	struct sigaction sa = { .sa_handler = on_usr1 };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGUSR1, &sa, NULL); /* dump the tail capture (and never die of a stray USR1) */
-	signal(SIGPIPE, SIG_IGN);
-}
-
-void attach_install_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	attach_install_dump_signal();
-}
-
-void attach_dump_on_signal(struct session *s)
-{
-	if (attach_take_dump_signal() && !session_dump_tail(s, "SIGUSR1"))
-		fprintf(stderr, "llmtap: SIGUSR1: no --tail capture to write\n");
-}
-
-int attach_stop_signal(void)
-{
-	return stop_signal;
-}
-
-bool attach_take_dump_signal(void)
-{
-	bool d = dump_signal;
-
-	dump_signal = 0;
-	return d;
-}
-
-const char *attach_signal_reason(int sig)
-{
-	return sig == SIGINT ? "interrupted (SIGINT)" :
-	       sig == SIGTERM ? "terminated (SIGTERM)" : "hung up (SIGHUP)";
-}
 
 /* Where OTLP goes, once at the start (stderr). */
 void attach_print_otlp(const struct otlp_config *c)
@@ -149,9 +91,10 @@ static const char *run_loop(struct session *s, const struct attach_opts *o, cons
 			return "output closed";
 		if (k->raw && read_keys(s))
 			return "quit (q)";
-		attach_dump_on_signal(s);
-		if (stop_signal)
-			return attach_signal_reason(stop_signal);
+		if (signals_take_dump())
+			signals_dump_tail(s);
+		if (signals_stop())
+			return signals_reason(signals_stop());
 		if (o->duration_ns && now - start >= o->duration_ns)
 			return "duration elapsed";
 		if (session_target_gone(s))
@@ -211,7 +154,7 @@ int cmd_attach(const struct attach_opts *o)
 			goto cleanup;
 		}
 	}
-	attach_install_signals();
+	signals_install_stop();
 	s = session_open(t, &so, err, sizeof(err));
 	if (!s) {
 		fprintf(stderr, "llmtap: %s\n", err);

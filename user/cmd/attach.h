@@ -37,15 +37,7 @@ struct session_opts attach_session_opts(const struct attach_opts *o,
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */
 int cmd_attach(const struct attach_opts *o);
 
-/* What attach, run and daemon share: SIGINT/SIGTERM/SIGHUP stop, SIGUSR1 dumps the tail. */
-void attach_install_signals(void);
-/* SIGUSR1 alone (run forwards the others to its program); SIGPIPE ignored. */
-void attach_install_dump_signal(void);
-/* When SIGUSR1 came: write s's tail capture, or say there is none. */
-void attach_dump_on_signal(struct session *s);
-int attach_stop_signal(void);            /* the stopping signal, 0 when none yet */
-bool attach_take_dump_signal(void);      /* SIGUSR1 came since the last call */
-const char *attach_signal_reason(int sig);
+/* Where OTLP goes, once at the start (stderr). */
 void attach_print_otlp(const struct otlp_config *c);
 
 #endif

@@ -26,6 +26,7 @@
 #include "target/proc.h"
 #include "export/prom.h"
 #include "cmd/session.h"
+#include "cmd/signals.h"
 #include "target/target.h"
 #include "model/telemetry.h"
 
@@ -392,13 +393,13 @@ static const char *loop(struct daemon *d)
 		for (int i = 0; i < d->n_targets; i++)
 			if (session_target_gone(d->targets[i].s))
 				detach(d, &d->targets[i--], "target exited");
-		if (attach_take_dump_signal())
+		if (signals_take_dump())
 			for (int i = 0; i < d->n_targets; i++)
 				session_dump_tail(d->targets[i].s, "SIGUSR1");
 		if (ferror(stdout))
 			return "output closed";
-		if (attach_stop_signal())
-			return attach_signal_reason(attach_stop_signal());
+		if (signals_stop())
+			return signals_reason(signals_stop());
 		if (d->o->trace.duration_ns && now - start >= d->o->trace.duration_ns)
 			return "duration elapsed";
 	}
@@ -435,7 +436,7 @@ int cmd_daemon(const struct daemon_opts *o)
 		return 1;
 	}
 	d->epfd = -1;
-	attach_install_signals();
+	signals_install_stop();
 	if (!setup(d, o)) {
 		fprintf(stderr, "llmtap: daemon watching for llama.cpp processes (%s, rescans every "
 			"%.3gs, up to %d targets)\n",

@@ -25,32 +25,12 @@
 #include "probe/preflight.h"
 #include "export/prom.h"
 #include "cmd/session.h"
+#include "cmd/signals.h"
 #include "target/target.h"
 #include "model/telemetry.h"
 
 #define POLL_MS 100
 #define MAX_FILES 64
-
-static volatile sig_atomic_t child_pid;
-
-/* Signals someone sent llmtap go on to the program; the terminal's reach both already. */
-static void forward(int sig, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	if (si->si_code <= 0 && child_pid > 0) /* SI_USER, SI_QUEUE, SI_TKILL: a process sent it */
-		kill((pid_t)child_pid, sig);
-}
-
-static void install_forwarding(void)
-{
-	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGWINCH };
-	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
-
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-	attach_install_dump_signal(); /* SIGUSR1 stays llmtap's */
-}
 
 /* The program's path: argv0 itself when it has a '/', else the first match in PATH. */
 static int find_program(const char *argv0, char *out, size_t len)
@@ -194,7 +174,8 @@ static int trace_until_exit(struct session *s, const struct attach_opts *o, pid_
 		now = monotonic_ns();
 		if (tm_tick_due(now, &next_tick, o->interval_ns))
 			session_tick(s, now);
-		attach_dump_on_signal(s);
+		if (signals_take_dump())
+			signals_dump_tail(s);
 		w = waitpid(pid, &status, WNOHANG);
 		if (w == pid) {
 			if (WIFSIGNALED(status))
@@ -252,13 +233,13 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 		fprintf(stderr, "llmtap: --prometheus: %s\n", err);
 		goto cleanup;
 	}
-	install_forwarding();
+	signals_install_forward();
 	pid = start_stopped(exe, argv, err, sizeof(err));
 	if (pid < 0) {
 		fprintf(stderr, "llmtap: %s\n", err);
 		goto cleanup;
 	}
-	child_pid = pid;
+	signals_forward_to(pid);
 	t->pid = pid;
 	s = session_open(t, &so, err, sizeof(err));
 	if (!s) {
