@@ -1,22 +1,18 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "cmd/attach.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "probe/preflight.h"
 #include "target/proc.h"
 #include "export/prom.h"
+#include "cmd/loop.h"
 #include "cmd/session.h"
 #include "cmd/signals.h"
 #include "target/target.h"
-#include "model/telemetry.h"
-
-#define POLL_MS 100
 
 /* Where OTLP goes, once at the start (stderr). */
 void attach_print_otlp(const struct otlp_config *c)
@@ -73,33 +69,24 @@ static bool read_keys(struct session *s)
 	return false;
 }
 
-static const char *run_loop(struct session *s, const struct attach_opts *o, const struct keys *k)
+/* What ends attach besides a signal, --duration or a ring buffer error. */
+struct attach_loop {
+	struct session *s;
+	const struct keys *keys;
+};
+
+static const char *attach_should_stop(void *arg, uint64_t now)
 {
-	uint64_t start = monotonic_ns(), next_tick = start + o->interval_ns;
+	const struct attach_loop *l = arg;
 
-	for (;;) {
-		int n = session_poll(s, POLL_MS);
-		uint64_t now = monotonic_ns();
-
-		if (n < 0 && n != -EINTR) {
-			fprintf(stderr, "llmtap: reading the ring buffer failed: %s\n", strerror(-n));
-			return "ring buffer error";
-		}
-		if (tm_tick_due(now, &next_tick, o->interval_ns))
-			session_tick(s, now);
-		if (ferror(stdout))
-			return "output closed";
-		if (k->raw && read_keys(s))
-			return "quit (q)";
-		if (signals_take_dump())
-			signals_dump_tail(s);
-		if (signals_stop())
-			return signals_reason(signals_stop());
-		if (o->duration_ns && now - start >= o->duration_ns)
-			return "duration elapsed";
-		if (session_target_gone(s))
-			return "target exited";
-	}
+	(void)now;
+	if (ferror(stdout))
+		return "output closed";
+	if (l->keys->raw && read_keys(l->s))
+		return "quit (q)";
+	if (session_target_gone(l->s))
+		return "target exited";
+	return NULL;
 }
 
 struct session_opts attach_session_opts(const struct attach_opts *o,
@@ -129,6 +116,7 @@ int cmd_attach(const struct attach_opts *o)
 	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON :
 								full_screen ? VIEW_TOP : VIEW_CONSOLE);
 	struct keys keys = { .raw = false };
+	struct attach_loop l;
 	struct session *s = NULL;
 	struct target *t = calloc(1, sizeof(*t));
 	char err[2048];
@@ -163,7 +151,8 @@ int cmd_attach(const struct attach_opts *o)
 	attach_print_otlp(otlp);
 	if (so.view == VIEW_TOP)
 		keys_raw(&keys);
-	session_close(s, run_loop(s, o, &keys));
+	l = (struct attach_loop){ s, &keys };
+	session_close(s, loop_session(s, o->interval_ns, o->duration_ns, attach_should_stop, &l));
 	ret = 0;
 cleanup:
 	keys_restore(&keys);

@@ -24,12 +24,11 @@
 #include "target/ldd.h"
 #include "probe/preflight.h"
 #include "export/prom.h"
+#include "cmd/loop.h"
 #include "cmd/session.h"
 #include "cmd/signals.h"
 #include "target/target.h"
-#include "model/telemetry.h"
 
-#define POLL_MS 100
 #define MAX_FILES 64
 
 /* The program's path: argv0 itself when it has a '/', else the first match in PATH. */
@@ -159,36 +158,30 @@ static int exit_code(int status)
 	return 1;
 }
 
-/* Trace until the program exits (or --duration: then only wait for it). Its wait status. */
-static int trace_until_exit(struct session *s, const struct attach_opts *o, pid_t pid,
-			    char *reason, size_t rlen)
+/* The program, watched from the loop until it exits. */
+struct run_loop {
+	pid_t pid;
+	int status;            /* its wait status, once it exited */
+	bool exited;
+	char reason[128];
+};
+
+/* The program exited: why the tracing ends. */
+static const char *program_exited(void *arg, uint64_t now)
 {
-	uint64_t start = monotonic_ns(), next_tick = start + o->interval_ns;
-	int status = 0;
+	struct run_loop *l = arg;
 
-	for (;;) {
-		uint64_t now;
-		pid_t w;
-
-		session_poll(s, POLL_MS);
-		now = monotonic_ns();
-		if (tm_tick_due(now, &next_tick, o->interval_ns))
-			session_tick(s, now);
-		if (signals_take_dump())
-			signals_dump_tail(s);
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid) {
-			if (WIFSIGNALED(status))
-				snprintf(reason, rlen, "program killed by signal %d", WTERMSIG(status));
-			else
-				snprintf(reason, rlen, "program exited with status %d", exit_code(status));
-			return status;
-		}
-		if (o->duration_ns && now - start >= o->duration_ns) {
-			snprintf(reason, rlen, "duration elapsed");
-			return -1;
-		}
-	}
+	(void)now;
+	if (waitpid(l->pid, &l->status, WNOHANG) != l->pid)
+		return NULL;
+	l->exited = true;
+	if (WIFSIGNALED(l->status))
+		snprintf(l->reason, sizeof(l->reason), "program killed by signal %d",
+			 WTERMSIG(l->status));
+	else
+		snprintf(l->reason, sizeof(l->reason), "program exited with status %d",
+			 exit_code(l->status));
+	return l->reason;
 }
 
 int cmd_run(const struct attach_opts *o, char *const *argv)
@@ -198,9 +191,10 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 	const char *paths[MAX_FILES];
 	struct target *t = calloc(1, sizeof(*t));
 	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON : VIEW_CONSOLE);
-	char exe[PATH_MAX], err[2048], reason[128], comm[16];
+	char exe[PATH_MAX], err[2048], comm[16];
 	struct session *s = NULL;
-	int n, status, ret = 1;
+	struct run_loop l;
+	int n, ret = 1;
 	pid_t pid = -1;
 
 	if (!otlp || !files || !t) {
@@ -257,13 +251,14 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 		session_close(s, "could not start the program");
 		goto cleanup;
 	}
-	status = trace_until_exit(s, o, pid, reason, sizeof(reason));
-	session_close(s, reason);
-	if (status < 0) { /* --duration: the program runs on; pass its status through anyway */
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	/* trace until the program exits, or until --duration (then l.exited stays false) */
+	l = (struct run_loop){ .pid = pid };
+	session_close(s, loop_session(s, o->interval_ns, o->duration_ns, program_exited, &l));
+	if (!l.exited) { /* --duration: the program runs on; pass its status through anyway */
+		while (waitpid(pid, &l.status, 0) < 0 && errno == EINTR)
 			;
 	}
-	ret = exit_code(status);
+	ret = exit_code(l.status);
 cleanup:
 	prom_server_stop(so.prom);
 	free(otlp);
