@@ -19,7 +19,6 @@ struct attach_opts {
 	bool verbose;
 	bool debug_events;     /* every decoded record on stderr */
 	const char *prometheus; /* ADDR:PORT to serve /metrics on, NULL for none */
-	bool record;            /* `llmtap record`: the output file is required */
 	bool top;               /* `llmtap top`: the full-screen view */
 	const char *record_path; /* a trace-event file to write, NULL for none */
 	uint64_t tail_ns;       /* tail capture window, 0 for none */
