@@ -1,81 +1,18 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "cmd/attach.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "probe/preflight.h"
 #include "target/proc.h"
 #include "export/prom_http.h"
+#include "cmd/loop.h"
 #include "cmd/session.h"
+#include "cmd/signals.h"
 #include "target/target.h"
-#include "model/telemetry.h"
-#include "lib/clock.h"
-
-#define POLL_MS 100
-
-/* set by the signal handlers, read by the loop */
-static volatile sig_atomic_t stop_signal, dump_signal;
-
-static void on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
-static void on_usr1(int sig)
-{
-	dump_signal = sig;
-}
-
-void attach_install_dump_signal(void)
-{
-	struct sigaction sa = { .sa_handler = on_usr1 };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGUSR1, &sa, NULL); /* dump the tail capture (and never die of a stray USR1) */
-	signal(SIGPIPE, SIG_IGN);
-}
-
-void attach_install_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	attach_install_dump_signal();
-}
-
-void attach_dump_on_signal(struct session *s)
-{
-	if (attach_take_dump_signal() && !session_dump_tail(s, "SIGUSR1"))
-		fprintf(stderr, "llmtap: SIGUSR1: no --tail capture to write\n");
-}
-
-int attach_stop_signal(void)
-{
-	return stop_signal;
-}
-
-bool attach_take_dump_signal(void)
-{
-	bool d = dump_signal;
-
-	dump_signal = 0;
-	return d;
-}
-
-const char *attach_signal_reason(int sig)
-{
-	return sig == SIGINT ? "interrupted (SIGINT)" :
-	       sig == SIGTERM ? "terminated (SIGTERM)" : "hung up (SIGHUP)";
-}
 
 /* Where OTLP goes, once at the start (stderr). */
 void attach_print_otlp(const struct otlp_config *c)
@@ -132,32 +69,24 @@ static bool read_keys(struct session *s)
 	return false;
 }
 
-static const char *run_loop(struct session *s, const struct attach_opts *o, const struct keys *k)
+/* What ends attach besides a signal, --duration or a ring buffer error. */
+struct attach_loop {
+	struct session *s;
+	const struct keys *keys;
+};
+
+static const char *attach_should_stop(void *arg, uint64_t now)
 {
-	uint64_t start = monotonic_ns(), next_tick = start + o->interval_ns;
+	const struct attach_loop *l = arg;
 
-	for (;;) {
-		int n = session_poll(s, POLL_MS);
-		uint64_t now = monotonic_ns();
-
-		if (n < 0 && n != -EINTR) {
-			fprintf(stderr, "llmtap: reading the ring buffer failed: %s\n", strerror(-n));
-			return "ring buffer error";
-		}
-		if (tm_tick_due(now, &next_tick, o->interval_ns))
-			session_tick(s, now);
-		if (ferror(stdout))
-			return "output closed";
-		if (k->raw && read_keys(s))
-			return "quit (q)";
-		attach_dump_on_signal(s);
-		if (stop_signal)
-			return attach_signal_reason(stop_signal);
-		if (o->duration_ns && now - start >= o->duration_ns)
-			return "duration elapsed";
-		if (session_target_gone(s))
-			return "target exited";
-	}
+	(void)now;
+	if (ferror(stdout))
+		return "output closed";
+	if (l->keys->raw && read_keys(l->s))
+		return "quit (q)";
+	if (session_target_gone(l->s))
+		return "target exited";
+	return NULL;
 }
 
 struct session_opts attach_session_opts(const struct attach_opts *o,
@@ -187,6 +116,7 @@ int cmd_attach(const struct attach_opts *o)
 	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON :
 								full_screen ? VIEW_TOP : VIEW_CONSOLE);
 	struct keys keys = { .raw = false };
+	struct attach_loop l;
 	struct session *s = NULL;
 	struct target *t = calloc(1, sizeof(*t));
 	char err[2048];
@@ -212,7 +142,7 @@ int cmd_attach(const struct attach_opts *o)
 			goto cleanup;
 		}
 	}
-	attach_install_signals();
+	signals_install_stop();
 	s = session_open(t, &so, err, sizeof(err));
 	if (!s) {
 		fprintf(stderr, "llmtap: %s\n", err);
@@ -221,7 +151,8 @@ int cmd_attach(const struct attach_opts *o)
 	attach_print_otlp(otlp);
 	if (so.view == VIEW_TOP)
 		keys_raw(&keys);
-	session_close(s, run_loop(s, o, &keys));
+	l = (struct attach_loop){ s, &keys };
+	session_close(s, loop_session(s, o->interval_ns, o->duration_ns, attach_should_stop, &l));
 	ret = 0;
 cleanup:
 	keys_restore(&keys);

@@ -19,7 +19,6 @@ struct attach_opts {
 	bool verbose;
 	bool debug_events;     /* every decoded record on stderr */
 	const char *prometheus; /* ADDR:PORT to serve /metrics on, NULL for none */
-	bool record;            /* `llmtap record`: the output file is required */
 	bool top;               /* `llmtap top`: the full-screen view */
 	const char *record_path; /* a trace-event file to write, NULL for none */
 	uint64_t tail_ns;       /* tail capture window, 0 for none */
@@ -37,15 +36,7 @@ struct session_opts attach_session_opts(const struct attach_opts *o,
 /* Returns the process exit code: 0 traced and summarised, 1 failure. */
 int cmd_attach(const struct attach_opts *o);
 
-/* What attach, run and daemon share: SIGINT/SIGTERM/SIGHUP stop, SIGUSR1 dumps the tail. */
-void attach_install_signals(void);
-/* SIGUSR1 alone (run forwards the others to its program); SIGPIPE ignored. */
-void attach_install_dump_signal(void);
-/* When SIGUSR1 came: write s's tail capture, or say there is none. */
-void attach_dump_on_signal(struct session *s);
-int attach_stop_signal(void);            /* the stopping signal, 0 when none yet */
-bool attach_take_dump_signal(void);      /* SIGUSR1 came since the last call */
-const char *attach_signal_reason(int sig);
+/* Where OTLP goes, once at the start (stderr). */
 void attach_print_otlp(const struct otlp_config *c);
 
 #endif

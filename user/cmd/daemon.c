@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "cmd/attach.h"
@@ -25,13 +24,14 @@
 #include "probe/probes.h"
 #include "target/proc.h"
 #include "export/prom_http.h"
+#include "cmd/loop.h"
 #include "cmd/session.h"
+#include "cmd/signals.h"
 #include "target/target.h"
 #include "model/telemetry.h"
 #include "lib/clock.h"
 #include "lib/util.h"
 
-#define POLL_MS 100
 #define MAX_PIDS 65536      /* processes listed per rescan */
 #define MAX_PENDING 256     /* exec'd processes waiting for another look */
 #define MAX_NOTED 1024      /* processes left out, remembered so they are told once */
@@ -66,7 +66,6 @@ struct daemon {
 	struct otlp_exporter *exporter;
 	struct prom_server *prom;
 	struct session_opts so;
-	int epfd;
 	struct tracked targets[MAX_TARGETS_LIMIT];
 	int n_targets;
 	struct pending pending[MAX_PENDING];
@@ -75,6 +74,7 @@ struct daemon {
 	int n_noted;
 	pid_t self;
 	pid_t *pids;                   /* rescan buffer */
+	uint64_t next_scan;            /* when the next rescan is due */
 	uint64_t attached, detached;   /* totals, for the last line */
 	uint64_t failed;               /* processes that could not be traced */
 	struct health *health;         /* the daemon's own telemetry */
@@ -127,7 +127,6 @@ static void detach(struct daemon *d, struct tracked *t, const char *reason)
 	char comm[16];
 
 	snprintf(comm, sizeof(comm), "%s", session_comm(t->s));
-	epoll_ctl(d->epfd, EPOLL_CTL_DEL, session_fd(t->s), NULL);
 	session_close(t->s, reason);
 	*t = d->targets[--d->n_targets];
 	d->detached++;
@@ -189,11 +188,6 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 	d->targets[d->n_targets++] = (struct tracked){ pid, start, s };
 	forget_noted(d, pid);
 	d->attached++;
-	{
-		struct epoll_event ev = { .events = EPOLLIN, .data.fd = session_fd(s) };
-
-		epoll_ctl(d->epfd, EPOLL_CTL_ADD, session_fd(s), &ev);
-	}
 	fprintf(stderr, "llmtap: attached to PID %d (%s): %s; service.instance.id %s", (int)pid,
 		session_comm(s), session_layers(s), session_instance(s));
 	if (exec_ns)
@@ -236,10 +230,10 @@ static void add_pending(struct daemon *d, pid_t pid, uint64_t now)
 		d->pending[d->n_pending++] = (struct pending){ pid, now, 0 };
 }
 
-/* How long the loop may sleep: until the next recheck of a new process, POLL_MS at most. */
+/* How long the loop may sleep: until the next recheck of a new process, LOOP_POLL_MS at most. */
 static int sleep_ms(const struct daemon *d, uint64_t now)
 {
-	int ms = POLL_MS;
+	int ms = LOOP_POLL_MS;
 
 	for (int i = 0; i < d->n_pending; i++) {
 		uint64_t due = d->pending[i].exec_ns + recheck_ms[d->pending[i].next] * 1000000ull;
@@ -322,9 +316,8 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 
 	d->o = o;
 	d->self = getpid();
-	d->epfd = epoll_create1(EPOLL_CLOEXEC);
 	d->pids = calloc(MAX_PIDS, sizeof(*d->pids));
-	if (d->epfd < 0 || !d->pids) {
+	if (!d->pids) {
 		fprintf(stderr, "llmtap: out of memory\n");
 		return -1;
 	}
@@ -348,11 +341,6 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 		fprintf(stderr, "llmtap: %s (--no-exec-watch relies on the /proc rescan alone)\n", err);
 		return -1;
 	}
-	if (discover_fd(d->disc) >= 0) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.fd = discover_fd(d->disc) };
-
-		epoll_ctl(d->epfd, EPOLL_CTL_ADD, discover_fd(d->disc), &ev);
-	}
 	d->so = attach_session_opts(&o->trace, &d->otlp, o->trace.json ? VIEW_JSON : VIEW_NONE);
 	d->so.otlp_exporter = d->exporter;
 	d->so.prom = d->prom;
@@ -365,45 +353,88 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 	return 0;
 }
 
+/* The loop's callbacks: the exec watcher's and every session's ring buffer fds. */
+static int daemon_poll_fds(void *arg, int *fds, int max)
+{
+	const struct daemon *d = arg;
+	int n = 0;
+
+	if (discover_fd(d->disc) >= 0 && n < max)
+		fds[n++] = discover_fd(d->disc);
+	for (int i = 0; i < d->n_targets && n < max; i++)
+		fds[n++] = session_fd(d->targets[i].s);
+	return n;
+}
+
+static int daemon_timeout_ms(void *arg, uint64_t now)
+{
+	return sleep_ms(arg, now);
+}
+
+/* Whatever woke the loop, every ring buffer is drained; new processes are looked at. */
+static const char *daemon_ready(void *arg, uint64_t now)
+{
+	struct daemon *d = arg;
+	pid_t execs[256];
+	int n;
+
+	for (int i = 0; i < d->n_targets; i++)
+		session_poll(d->targets[i].s, 0);
+	n = discover_execs(d->disc, execs, 256);
+	for (int i = 0; i < n; i++)
+		add_pending(d, execs[i], now);
+	run_pending(d, now);
+	if (now >= d->next_scan) {
+		rescan(d);
+		d->next_scan = now + d->o->rescan_ns;
+	}
+	return NULL;
+}
+
+static void daemon_tick(void *arg, uint64_t now)
+{
+	struct daemon *d = arg;
+
+	for (int i = 0; i < d->n_targets; i++)
+		session_tick(d->targets[i].s, now);
+	health_tick(d, now, false);
+}
+
+static void daemon_dump(void *arg)
+{
+	struct daemon *d = arg;
+
+	for (int i = 0; i < d->n_targets; i++)
+		session_dump_tail(d->targets[i].s, "SIGUSR1");
+}
+
+/* Processes that exited are detached; the daemon itself stops when stdout is gone. */
+static const char *daemon_should_stop(void *arg, uint64_t now)
+{
+	struct daemon *d = arg;
+
+	(void)now;
+	for (int i = 0; i < d->n_targets; i++)
+		if (session_target_gone(d->targets[i].s))
+			detach(d, &d->targets[i--], "target exited");
+	return ferror(stdout) ? "output closed" : NULL;
+}
+
 static const char *loop(struct daemon *d)
 {
-	uint64_t start = monotonic_ns(), next_tick = start + d->o->trace.interval_ns, next_scan = start;
-	pid_t execs[256];
+	const struct loop_ops ops = {
+		.interval_ns = d->o->trace.interval_ns,
+		.duration_ns = d->o->trace.duration_ns,
+		.poll_fds = daemon_poll_fds,
+		.timeout_ms = daemon_timeout_ms,
+		.on_ready = daemon_ready,
+		.on_tick = daemon_tick,
+		.on_dump = daemon_dump,
+		.should_stop = daemon_should_stop,
+	};
 
-	for (;;) {
-		struct epoll_event evs[16];
-		int n = epoll_wait(d->epfd, evs, 16, sleep_ms(d, monotonic_ns()));
-		uint64_t now = monotonic_ns();
-
-		(void)n; /* whatever woke us, every ring buffer is drained */
-		for (int i = 0; i < d->n_targets; i++)
-			session_poll(d->targets[i].s, 0);
-		n = discover_execs(d->disc, execs, 256);
-		for (int i = 0; i < n; i++)
-			add_pending(d, execs[i], now);
-		run_pending(d, now);
-		if (now >= next_scan) {
-			rescan(d);
-			next_scan = now + d->o->rescan_ns;
-		}
-		if (tm_tick_due(now, &next_tick, d->o->trace.interval_ns)) {
-			for (int i = 0; i < d->n_targets; i++)
-				session_tick(d->targets[i].s, now);
-			health_tick(d, now, false);
-		}
-		for (int i = 0; i < d->n_targets; i++)
-			if (session_target_gone(d->targets[i].s))
-				detach(d, &d->targets[i--], "target exited");
-		if (attach_take_dump_signal())
-			for (int i = 0; i < d->n_targets; i++)
-				session_dump_tail(d->targets[i].s, "SIGUSR1");
-		if (ferror(stdout))
-			return "output closed";
-		if (attach_stop_signal())
-			return attach_signal_reason(attach_stop_signal());
-		if (d->o->trace.duration_ns && now - start >= d->o->trace.duration_ns)
-			return "duration elapsed";
-	}
+	d->next_scan = monotonic_ns();
+	return loop_run(&ops, d);
 }
 
 static void teardown(struct daemon *d, const char *reason)
@@ -420,8 +451,6 @@ static void teardown(struct daemon *d, const char *reason)
 	}
 	prom_server_stop(d->prom);
 	discover_close(d->disc);
-	if (d->epfd >= 0)
-		close(d->epfd);
 	free(d->pids);
 	free(d->health);
 }
@@ -436,8 +465,7 @@ int cmd_daemon(const struct daemon_opts *o)
 		fprintf(stderr, "llmtap: out of memory\n");
 		return 1;
 	}
-	d->epfd = -1;
-	attach_install_signals();
+	signals_install_stop();
 	if (!setup(d, o)) {
 		fprintf(stderr, "llmtap: daemon watching for llama.cpp processes (%s, rescans every "
 			"%.3gs, up to %d targets)\n",

@@ -16,8 +16,9 @@ struct daemon_opts {
 	int max_targets;
 	bool no_exec_watch;     /* rescans only */
 	bool no_freeze;         /* never hold a just-started process while attaching */
-	/* what it shares with attach: duration, interval, per-target ring buffer, json,
-	 * verbose, prometheus, tail capture, OTLP (pid, record and debug unused) */
+	/* what it shares with attach (main.c's trace_argp): duration, interval, per-target
+	 * ring buffer, json, verbose, debug events, prometheus, tail capture, OTLP
+	 * (pid, record_path and top unused) */
 	struct attach_opts trace;
 };
 

@@ -75,14 +75,18 @@ static const char record_doc[] =
 	"saves, and failed requests. Open it as it is in ui.perfetto.dev or\n"
 	"chrome://tracing. The file is streamed (memory stays flat) and renamed into\n"
 	"place when the recording ends; the console shows the live view meanwhile.\n"
-	"--duration defaults to 60s here.\n"
+	"--duration defaults to 60s here. The other options are attach's: --json,\n"
+	"--prometheus and OTLP export (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)\n"
+	"go on while it records.\n"
 	"\n"
 	"Example:\n"
 	"  sudo llmtap record -p $(pgrep -o llama-server) -d 60s -o trace.json\n"
 	"\n"
 	"Exit status: 0 recorded, 1 could not trace or write, 2 bad usage.\n"
 	"\v"
-	"DURATION: a number with an optional unit: 500ms, 30s (the default unit), 5m, 1h.";
+	"DURATION: a number with an optional unit: 500ms, 30s (the default unit), 5m, 1h.\n"
+	"SIZE: bytes with an optional k, M or G suffix (powers of 1024).\n"
+	"The OpenTelemetry variables read are attach's (llmtap attach --help).";
 
 static const char top_doc[] =
 	"A live full-screen view of a running llama.cpp process, redrawn every\n"
@@ -109,8 +113,12 @@ enum { OPT_NO_STEPS = 256, OPT_RINGBUF, OPT_INTERVAL, OPT_DEBUG_EVENTS, OPT_PROM
        OPT_OTLP_SAMPLER, OPT_OTLP_PROTOCOL, OPT_OTLP_CA, OPT_OTLP_CERT, OPT_OTLP_KEY,
        OPT_EXE, OPT_CGROUP, OPT_PORT, OPT_EXCLUDE, OPT_MAX_TARGETS, OPT_RESCAN, OPT_NO_EXEC, OPT_NO_FREEZE };
 
-static const struct argp_option attach_options[] = {
-	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
+/*
+ * The options every command that traces shares (attach, top, record, run and
+ * daemon): trace_argp, a child of each one's argp, with the --otlp-* options
+ * as its own child. Its input is the command's attach_opts.
+ */
+static const struct argp_option trace_options[] = {
 	{ "duration", 'd', "DURATION", 0, "Stop after this long (default: until Ctrl-C or the target exits)", 0 },
 	{ "interval", OPT_INTERVAL, "DURATION", 0, "Live output period (default 1s)", 0 },
 	{ "json", 'j', NULL, 0, "Write JSON lines to stdout: attach, step, interval and summary records", 0 },
@@ -122,24 +130,29 @@ static const struct argp_option attach_options[] = {
 	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer size, a power of two >= 4k (default 4M)", 0 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics (verifier log on load failures)", 0 },
 	{ "debug-events", OPT_DEBUG_EVENTS, NULL, 0, "Print every raw probe record to stderr (for debugging llmtap)", 0 },
-	{ NULL, 0, NULL, 0, "OpenTelemetry export, OTLP/HTTP protobuf (each flag overrides its OTEL_* variable):", 1 },
-	{ "otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", 0, "Send spans and metrics to URL/v1/traces and URL/v1/metrics (e.g. http://collector:4318); like OTEL_EXPORTER_OTLP_ENDPOINT", 1 },
-	{ "otlp-header", OPT_OTLP_HEADER, "KEY=VALUE", 0, "Add a request header (repeatable; like OTEL_EXPORTER_OTLP_HEADERS)", 1 },
-	{ "otlp-compression", OPT_OTLP_COMPRESSION, "gzip|none", 0, "Compress request bodies (default none)", 1 },
-	{ "otlp-timeout", OPT_OTLP_TIMEOUT, "DURATION", 0, "Give up on one request after this long (default 10s)", 1 },
-	{ "otlp-interval", OPT_OTLP_INTERVAL, "DURATION", 0, "Metric export period (default 60s; OTEL_METRIC_EXPORT_INTERVAL)", 1 },
-	{ "otlp-temporality", OPT_OTLP_TEMPORALITY, "cumulative|delta", 0, "Temporality of sums and histograms (default cumulative)", 1 },
-	{ "otlp-sampler", OPT_OTLP_SAMPLER, "SAMPLER", 0, "always_on (default), always_off or traceidratio=RATIO (OTEL_TRACES_SAMPLER[_ARG])", 1 },
-	{ "otlp-protocol", OPT_OTLP_PROTOCOL, "PROTOCOL", 0, "http/protobuf, the only one llmtap speaks", 1 },
-	{ "otlp-ca", OPT_OTLP_CA, "FILE", 0, "Trust this CA bundle (PEM) for https instead of the system's store", 1 },
-	{ "otlp-client-cert", OPT_OTLP_CERT, "FILE", 0, "Client certificate (PEM) for mutual TLS, with --otlp-client-key", 1 },
-	{ "otlp-client-key", OPT_OTLP_KEY, "FILE", 0, "The client certificate's private key (PEM)", 1 },
 	{ 0 },
 };
 
-/* The --otlp-* flags, shared by attach, top, record and daemon. */
-static void parse_otlp(int key, char *arg, struct otlp_cli *c, struct argp_state *state)
+static const struct argp_option otlp_options[] = {
+	{ "otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", 0, "Send spans and metrics to URL/v1/traces and URL/v1/metrics (e.g. http://collector:4318); like OTEL_EXPORTER_OTLP_ENDPOINT", 0 },
+	{ "otlp-header", OPT_OTLP_HEADER, "KEY=VALUE", 0, "Add a request header (repeatable; like OTEL_EXPORTER_OTLP_HEADERS)", 0 },
+	{ "otlp-compression", OPT_OTLP_COMPRESSION, "gzip|none", 0, "Compress request bodies (default none)", 0 },
+	{ "otlp-timeout", OPT_OTLP_TIMEOUT, "DURATION", 0, "Give up on one request after this long (default 10s)", 0 },
+	{ "otlp-interval", OPT_OTLP_INTERVAL, "DURATION", 0, "Metric export period (default 60s; OTEL_METRIC_EXPORT_INTERVAL)", 0 },
+	{ "otlp-temporality", OPT_OTLP_TEMPORALITY, "cumulative|delta", 0, "Temporality of sums and histograms (default cumulative)", 0 },
+	{ "otlp-sampler", OPT_OTLP_SAMPLER, "SAMPLER", 0, "always_on (default), always_off or traceidratio=RATIO (OTEL_TRACES_SAMPLER[_ARG])", 0 },
+	{ "otlp-protocol", OPT_OTLP_PROTOCOL, "PROTOCOL", 0, "http/protobuf, the only one llmtap speaks", 0 },
+	{ "otlp-ca", OPT_OTLP_CA, "FILE", 0, "Trust this CA bundle (PEM) for https instead of the system's store", 0 },
+	{ "otlp-client-cert", OPT_OTLP_CERT, "FILE", 0, "Client certificate (PEM) for mutual TLS, with --otlp-client-key", 0 },
+	{ "otlp-client-key", OPT_OTLP_KEY, "FILE", 0, "The client certificate's private key (PEM)", 0 },
+	{ 0 },
+};
+
+/* The --otlp-* flags: into the otlp_cli that is this parser's input. */
+static error_t otlp_parse(int key, char *arg, struct argp_state *state)
 {
+	struct otlp_cli *c = state->input;
+
 	switch (key) {
 	case OPT_OTLP_ENDPOINT:
 		c->endpoint = arg;
@@ -181,20 +194,25 @@ static void parse_otlp(int key, char *arg, struct otlp_cli *c, struct argp_state
 		c->client_key = arg;
 		break;
 	default:
-		break;
+		return ARGP_ERR_UNKNOWN;
 	}
+	return 0;
 }
 
-/*
- * The options every tracing command shares (attach, top, record, run, daemon):
- * into o. ARGP_ERR_UNKNOWN for any other key.
- */
-static error_t trace_option(int key, char *arg, struct attach_opts *o, struct argp_state *state)
+static const struct argp otlp_argp = { otlp_options, otlp_parse, NULL, NULL, NULL, NULL, NULL };
+
+static const struct argp_child trace_children[] = {
+	{ &otlp_argp, 0, "OpenTelemetry export, OTLP/HTTP protobuf (each flag overrides its OTEL_* variable):", 1 },
+	{ 0 },
+};
+
+static error_t trace_parse(int key, char *arg, struct argp_state *state)
 {
+	struct attach_opts *o = state->input;
+
 	switch (key) {
-	case 'p':
-		if (parse_pid(arg, &o->pid))
-			argp_error(state, "--pid: '%s' is not a process ID (a positive number)", arg);
+	case ARGP_KEY_INIT:
+		state->child_inputs[0] = &o->otlp;
 		break;
 	case 'd':
 		if (parse_duration(arg, &o->duration_ns) || !o->duration_ns)
@@ -224,9 +242,6 @@ static error_t trace_option(int key, char *arg, struct attach_opts *o, struct ar
 	case OPT_PROMETHEUS:
 		o->prometheus = arg;
 		break;
-	case 'o':
-		o->record_path = arg;
-		break;
 	case OPT_TAIL:
 		if (parse_duration(arg, &o->tail_ns) || !o->tail_ns)
 			argp_error(state, "--tail: '%s' is not a positive duration (e.g. 60s)", arg);
@@ -238,8 +253,9 @@ static error_t trace_option(int key, char *arg, struct attach_opts *o, struct ar
 	case OPT_TAIL_DIR:
 		o->tail_dir = arg;
 		break;
-	case OPT_OTLP_ENDPOINT ... OPT_OTLP_KEY:
-		parse_otlp(key, arg, &o->otlp, state);
+	case ARGP_KEY_SUCCESS: /* after every ARGP_KEY_END: the command's own checks come first */
+		if ((o->tail_ttft_ns || o->tail_dir) && !o->tail_ns)
+			argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -247,32 +263,95 @@ static error_t trace_option(int key, char *arg, struct attach_opts *o, struct ar
 	return 0;
 }
 
-static void check_tail(const struct attach_opts *o, struct argp_state *state)
+static const struct argp trace_argp = { trace_options, trace_parse, NULL, NULL, trace_children,
+					NULL, NULL };
+
+/* The daemon's wording of the same options: for every process it traces. */
+static char *daemon_trace_help(int key, const char *text, void *input)
 {
-	if ((o->tail_ttft_ns || o->tail_dir) && !o->tail_ns)
-		argp_error(state, "--tail-ttft and --tail-dir go with --tail DURATION");
+	const char *doc;
+
+	(void)input;
+	switch (key) {
+	case 'd':
+		doc = "Stop after this long (default: until SIGINT or SIGTERM)";
+		break;
+	case OPT_INTERVAL:
+		doc = "Telemetry period (default 1s)";
+		break;
+	case 'j':
+		doc = "JSON lines for every process on stdout (each record has its pid)";
+		break;
+	case OPT_PROMETHEUS:
+		doc = "Serve every process's metrics on http://ADDR:PORT/metrics";
+		break;
+	case OPT_RINGBUF:
+		doc = "BPF ring buffer per process, a power of two >= 4k (default 1M)";
+		break;
+	case OPT_TAIL:
+		doc = "Keep each process's last DURATION of events in memory (64 MiB at most each) and write them on SIGUSR1 or --tail-ttft";
+		break;
+	case OPT_TAIL_TTFT:
+		doc = "With --tail: also write a process's capture when one of its requests' time to first token exceeds DURATION";
+		break;
+	case OPT_TAIL_DIR:
+		doc = "With --tail: where the captures go (default: the current directory; llmtap-tail-PID-...json)";
+		break;
+	case 'v':
+		doc = "Print libbpf's diagnostics";
+		break;
+	default:
+		return (char *)text;
+	}
+	return strdup(doc); /* argp frees what differs from text */
 }
 
-static error_t attach_parse(int key, char *arg, struct argp_state *state)
+static const struct argp daemon_trace_argp = { trace_options, trace_parse, NULL, NULL,
+					       trace_children, daemon_trace_help, NULL };
+
+/* --pid, for the commands that trace a running process (attach, top, record). */
+static const struct argp_option pid_options[] = {
+	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
+	{ 0 },
+};
+
+static const struct argp_child pid_children[] = {
+	{ &trace_argp, 0, NULL, 0 },
+	{ 0 },
+};
+
+static error_t pid_parse(int key, char *arg, struct argp_state *state)
 {
 	struct attach_opts *o = state->input;
 
 	switch (key) {
+	case ARGP_KEY_INIT:
+		state->child_inputs[0] = o;
+		break;
+	case 'p':
+		if (parse_pid(arg, &o->pid))
+			argp_error(state, "--pid: '%s' is not a process ID (a positive number)", arg);
+		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		break;
 	case ARGP_KEY_END:
 		if (!o->pid)
 			argp_error(state, "which process? give --pid PID (e.g. --pid $(pgrep -o llama-server))");
-		if (o->record && !o->record_path)
-			argp_error(state, "where to? give -o FILE (e.g. -o trace.json)");
-		check_tail(o, state);
 		break;
 	default:
-		return trace_option(key, arg, o, state);
+		return ARGP_ERR_UNKNOWN;
 	}
 	return 0;
 }
+
+static const struct argp pid_argp = { pid_options, pid_parse, NULL, NULL, pid_children, NULL, NULL };
+
+/* attach's and top's argp: --pid and the shared options (no parser: pid_argp gets the input) */
+static const struct argp_child attach_children[] = {
+	{ &pid_argp, 0, NULL, 0 },
+	{ 0 },
+};
 
 /* What attach, record and top share: the defaults, then parse and trace. */
 static struct attach_opts attach_defaults(void)
@@ -293,33 +372,51 @@ static int parse_and_trace(const struct argp *argp, int argc, char **argv, struc
 
 static int run_attach(int argc, char **argv)
 {
-	static const struct argp argp = { attach_options, attach_parse, NULL, attach_doc, NULL, NULL, NULL };
+	static const struct argp argp = { NULL, NULL, NULL, attach_doc, attach_children, NULL, NULL };
 	struct attach_opts o = attach_defaults();
 
 	return parse_and_trace(&argp, argc, argv, &o);
 }
 
+/* record's own option: where the trace goes; the others are attach's */
+static error_t record_parse(int key, char *arg, struct argp_state *state)
+{
+	struct attach_opts *o = state->input;
+
+	switch (key) {
+	case ARGP_KEY_INIT:
+		state->child_inputs[0] = o;
+		break;
+	case 'o':
+		o->record_path = arg;
+		break;
+	case ARGP_KEY_END:
+		if (!o->record_path)
+			argp_error(state, "where to? give -o FILE (e.g. -o trace.json)");
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
 static int run_record(int argc, char **argv)
 {
-	static struct argp_option options[ARRAY_SIZE(attach_options) + 1];
-	static const struct argp argp = { options, attach_parse, NULL, record_doc, NULL, NULL, NULL };
+	static const struct argp_option options[] = {
+		{ "output", 'o', "FILE", 0, "The trace-event file to write (required)", 0 },
+		{ 0 },
+	};
+	static const struct argp argp = { options, record_parse, NULL, record_doc, attach_children,
+					  NULL, NULL };
 	struct attach_opts o = attach_defaults();
-	size_t n = 0;
 
 	o.duration_ns = 60000000000ull;
-	o.record = true;
-	/* record's options: -o, then attach's (whose list ends with a zero entry) */
-	options[n++] = (struct argp_option){ "output", 'o', "FILE", 0,
-					    "The trace-event file to write (required)", 0 };
-	for (size_t i = 0; attach_options[i].name || attach_options[i].key; i++)
-		options[n++] = attach_options[i];
-	options[n] = (struct argp_option){ 0 };
 	return parse_and_trace(&argp, argc, argv, &o);
 }
 
 static int run_top(int argc, char **argv)
 {
-	static const struct argp argp = { attach_options, attach_parse, NULL, top_doc, NULL, NULL, NULL };
+	static const struct argp argp = { NULL, NULL, NULL, top_doc, attach_children, NULL, NULL };
 	struct attach_opts o = attach_defaults();
 
 	o.top = true;
@@ -438,16 +535,6 @@ static const struct argp_option daemon_options[] = {
 	{ "rescan", OPT_RESCAN, "DURATION", 0, "Look through /proc this often (default 2s)", 0 },
 	{ "no-exec-watch", OPT_NO_EXEC, NULL, 0, "No exec tracepoint: find new processes by rescans only", 0 },
 	{ "no-freeze", OPT_NO_FREEZE, NULL, 0, "Never hold a just-started process still while attaching (its model load may then be missed)", 0 },
-	{ "duration", 'd', "DURATION", 0, "Stop after this long (default: until SIGINT or SIGTERM)", 0 },
-	{ "interval", OPT_INTERVAL, "DURATION", 0, "Telemetry period (default 1s)", 0 },
-	{ "json", 'j', NULL, 0, "JSON lines for every process on stdout (each record has its pid)", 0 },
-	{ "no-steps", OPT_NO_STEPS, NULL, 0, "With --json, leave out the per-step records", 0 },
-	{ "prometheus", OPT_PROMETHEUS, "ADDR:PORT", 0, "Serve every process's metrics on http://ADDR:PORT/metrics", 0 },
-	{ "ringbuf-size", OPT_RINGBUF, "SIZE", 0, "BPF ring buffer per process, a power of two >= 4k (default 1M)", 0 },
-	{ "tail", OPT_TAIL, "DURATION", 0, "Keep each process's last DURATION of events in memory (64 MiB at most each) and write them on SIGUSR1 or --tail-ttft", 0 },
-	{ "tail-ttft", OPT_TAIL_TTFT, "DURATION", 0, "With --tail: also write a process's capture when one of its requests' time to first token exceeds DURATION", 0 },
-	{ "tail-dir", OPT_TAIL_DIR, "DIR", 0, "With --tail: where the captures go (default: the current directory; llmtap-tail-PID-...json)", 0 },
-	{ "verbose", 'v', NULL, 0, "Print libbpf's diagnostics", 0 },
 	{ 0 },
 };
 
@@ -499,37 +586,33 @@ static error_t daemon_parse(int key, char *arg, struct argp_state *state)
 	case OPT_NO_FREEZE:
 		o->no_freeze = true;
 		break;
+	case ARGP_KEY_INIT:
+		state->child_inputs[0] = &o->trace;
+		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		break;
-	case ARGP_KEY_END:
-		check_tail(&o->trace, state);
-		break;
-	default: /* what it shares with attach (its table offers only some of those) */
-		return trace_option(key, arg, &o->trace, state);
+	default:
+		return ARGP_ERR_UNKNOWN;
 	}
 	return 0;
 }
 
 static int run_daemon(int argc, char **argv)
 {
-	static struct argp_option options[ARRAY_SIZE(daemon_options) + ARRAY_SIZE(attach_options)];
-	static const struct argp argp = { options, daemon_parse, NULL, daemon_doc, NULL, NULL, NULL };
+	static const struct argp_child children[] = {
+		{ &daemon_trace_argp, 0, NULL, 0 },
+		{ 0 },
+	};
+	static const struct argp argp = { daemon_options, daemon_parse, NULL, daemon_doc, children,
+					  NULL, NULL };
 	struct daemon_opts o = {
 		.trace = attach_defaults(),
 		.rescan_ns = 2000000000ull,
 		.max_targets = 32,
 	};
-	size_t n = 0;
 
 	o.trace.ringbuf_bytes = 1u << 20; /* per process; there may be many */
-	/* the daemon's own options, then attach's OpenTelemetry group */
-	for (size_t i = 0; daemon_options[i].name || daemon_options[i].key; i++)
-		options[n++] = daemon_options[i];
-	for (size_t i = 0; attach_options[i].name || attach_options[i].key || attach_options[i].doc; i++)
-		if (attach_options[i].group == 1)
-			options[n++] = attach_options[i];
-	options[n] = (struct argp_option){ 0 };
 	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
 		return 2;
 	return cmd_daemon(&o);
@@ -568,7 +651,11 @@ static error_t run_parse(int key, char *arg, struct argp_state *state)
 {
 	struct run_args *r = state->input;
 
+	(void)arg; /* ARGP_KEY_ARG's is state->argv[state->next - 1] */
 	switch (key) {
+	case ARGP_KEY_INIT:
+		state->child_inputs[0] = &r->o;
+		break;
 	case ARGP_KEY_ARG: /* the program: it and everything after it are its own */
 		r->argv = &state->argv[state->next - 1];
 		state->next = state->argc;
@@ -577,26 +664,23 @@ static error_t run_parse(int key, char *arg, struct argp_state *state)
 		if (!r->argv)
 			argp_error(state, "which program? give it after --, e.g. "
 					  "llmtap run -- llama-server -m model.gguf");
-		check_tail(&r->o, state);
 		break;
 	default:
-		return trace_option(key, arg, &r->o, state);
+		return ARGP_ERR_UNKNOWN;
 	}
 	return 0;
 }
 
 static int run_run(int argc, char **argv)
 {
-	static struct argp_option options[ARRAY_SIZE(attach_options)];
-	static const struct argp argp = { options, run_parse, "-- PROGRAM [ARG...]", run_doc, NULL,
+	static const struct argp_child children[] = {
+		{ &trace_argp, 0, NULL, 0 },
+		{ 0 },
+	};
+	static const struct argp argp = { NULL, run_parse, "-- PROGRAM [ARG...]", run_doc, children,
 					  NULL, NULL };
 	struct run_args r = { .o = attach_defaults() };
-	size_t n = 0;
 
-	for (size_t i = 0; attach_options[i].name || attach_options[i].key || attach_options[i].doc; i++)
-		if (attach_options[i].key != 'p')
-			options[n++] = attach_options[i];
-	options[n] = (struct argp_option){ 0 };
 	if (argp_parse(&argp, argc, argv, ARGP_IN_ORDER, NULL, &r))
 		return 2;
 	return cmd_run(&r.o, r.argv);

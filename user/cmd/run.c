@@ -24,34 +24,12 @@
 #include "target/ldd.h"
 #include "probe/preflight.h"
 #include "export/prom_http.h"
+#include "cmd/loop.h"
 #include "cmd/session.h"
+#include "cmd/signals.h"
 #include "target/target.h"
-#include "model/telemetry.h"
-#include "lib/clock.h"
 
-#define POLL_MS 100
 #define MAX_FILES 64
-
-static volatile sig_atomic_t child_pid;
-
-/* Signals someone sent llmtap go on to the program; the terminal's reach both already. */
-static void forward(int sig, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	if (si->si_code <= 0 && child_pid > 0) /* SI_USER, SI_QUEUE, SI_TKILL: a process sent it */
-		kill((pid_t)child_pid, sig);
-}
-
-static void install_forwarding(void)
-{
-	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGWINCH };
-	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
-
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-	attach_install_dump_signal(); /* SIGUSR1 stays llmtap's */
-}
 
 /* The program's path: argv0 itself when it has a '/', else the first match in PATH. */
 static int find_program(const char *argv0, char *out, size_t len)
@@ -126,15 +104,22 @@ static int program_files(const char *exe, char (*files)[4096], int max, char *er
 /* Fork the program stopped right after its exec. The child's pid, or -errno with err. */
 static pid_t start_stopped(const char *exe, char *const *argv, char *err, size_t errlen)
 {
-	int fds[2], status, child_err = 0;
-	pid_t pid;
+	int fds[2], status, child_err = 0, e;
+	ssize_t got;
+	pid_t pid, w;
 
-	if (pipe2(fds, O_CLOEXEC))
-		return -errno;
+	if (pipe2(fds, O_CLOEXEC)) {
+		e = errno;
+		snprintf(err, errlen, "cannot create a pipe to start %.1024s: %s", exe, strerror(e));
+		return -e;
+	}
 	pid = fork();
 	if (pid < 0) {
-		snprintf(err, errlen, "cannot fork: %s", strerror(errno));
-		return -errno;
+		e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		snprintf(err, errlen, "cannot fork: %s", strerror(e));
+		return -e;
 	}
 	if (!pid) {
 		close(fds[0]);
@@ -146,15 +131,18 @@ static pid_t start_stopped(const char *exe, char *const *argv, char *err, size_t
 		_exit(127);
 	}
 	close(fds[1]);
-	if (read(fds[0], &child_err, sizeof(child_err)) == (ssize_t)sizeof(child_err)) {
-		close(fds[0]);
-		waitpid(pid, &status, 0);
+	/* SIGUSR1 is llmtap's already: it interrupts these waits, it does not end them */
+	while ((got = read(fds[0], &child_err, sizeof(child_err))) < 0 && errno == EINTR)
+		;
+	close(fds[0]);
+	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (got == (ssize_t)sizeof(child_err)) {
 		snprintf(err, errlen, "cannot run %.1024s: %s", exe, strerror(child_err));
 		return -child_err;
 	}
-	close(fds[0]);
 	/* the exec succeeded (the pipe closed with it): the kernel stops the child with SIGTRAP */
-	if (waitpid(pid, &status, 0) != pid || !WIFSTOPPED(status)) {
+	if (w != pid || !WIFSTOPPED(status)) {
 		snprintf(err, errlen, "%.1024s did not stop after its exec", exe);
 		return -ECHILD;
 	}
@@ -170,35 +158,30 @@ static int exit_code(int status)
 	return 1;
 }
 
-/* Trace until the program exits (or --duration: then only wait for it). Its wait status. */
-static int trace_until_exit(struct session *s, const struct attach_opts *o, pid_t pid,
-			    char *reason, size_t rlen)
+/* The program, watched from the loop until it exits. */
+struct run_loop {
+	pid_t pid;
+	int status;            /* its wait status, once it exited */
+	bool exited;
+	char reason[128];
+};
+
+/* The program exited: why the tracing ends. */
+static const char *program_exited(void *arg, uint64_t now)
 {
-	uint64_t start = monotonic_ns(), next_tick = start + o->interval_ns;
-	int status = 0;
+	struct run_loop *l = arg;
 
-	for (;;) {
-		uint64_t now;
-		pid_t w;
-
-		session_poll(s, POLL_MS);
-		now = monotonic_ns();
-		if (tm_tick_due(now, &next_tick, o->interval_ns))
-			session_tick(s, now);
-		attach_dump_on_signal(s);
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid) {
-			if (WIFSIGNALED(status))
-				snprintf(reason, rlen, "program killed by signal %d", WTERMSIG(status));
-			else
-				snprintf(reason, rlen, "program exited with status %d", exit_code(status));
-			return status;
-		}
-		if (o->duration_ns && now - start >= o->duration_ns) {
-			snprintf(reason, rlen, "duration elapsed");
-			return -1;
-		}
-	}
+	(void)now;
+	if (waitpid(l->pid, &l->status, WNOHANG) != l->pid)
+		return NULL;
+	l->exited = true;
+	if (WIFSIGNALED(l->status))
+		snprintf(l->reason, sizeof(l->reason), "program killed by signal %d",
+			 WTERMSIG(l->status));
+	else
+		snprintf(l->reason, sizeof(l->reason), "program exited with status %d",
+			 exit_code(l->status));
+	return l->reason;
 }
 
 int cmd_run(const struct attach_opts *o, char *const *argv)
@@ -208,9 +191,10 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 	const char *paths[MAX_FILES];
 	struct target *t = calloc(1, sizeof(*t));
 	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON : VIEW_CONSOLE);
-	char exe[PATH_MAX], err[2048], reason[128], comm[16];
+	char exe[PATH_MAX], err[2048], comm[16];
 	struct session *s = NULL;
-	int n, status, ret = 1;
+	struct run_loop l;
+	int n, ret = 1;
 	pid_t pid = -1;
 
 	if (!otlp || !files || !t) {
@@ -243,13 +227,13 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 		fprintf(stderr, "llmtap: --prometheus: %s\n", err);
 		goto cleanup;
 	}
-	install_forwarding();
+	signals_install_forward();
 	pid = start_stopped(exe, argv, err, sizeof(err));
 	if (pid < 0) {
 		fprintf(stderr, "llmtap: %s\n", err);
 		goto cleanup;
 	}
-	child_pid = pid;
+	signals_forward_to(pid);
 	t->pid = pid;
 	s = session_open(t, &so, err, sizeof(err));
 	if (!s) {
@@ -267,13 +251,14 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 		session_close(s, "could not start the program");
 		goto cleanup;
 	}
-	status = trace_until_exit(s, o, pid, reason, sizeof(reason));
-	session_close(s, reason);
-	if (status < 0) { /* --duration: the program runs on; pass its status through anyway */
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	/* trace until the program exits, or until --duration (then l.exited stays false) */
+	l = (struct run_loop){ .pid = pid };
+	session_close(s, loop_session(s, o->interval_ns, o->duration_ns, program_exited, &l));
+	if (!l.exited) { /* --duration: the program runs on; pass its status through anyway */
+		while (waitpid(pid, &l.status, 0) < 0 && errno == EINTR)
 			;
 	}
-	ret = exit_code(status);
+	ret = exit_code(l.status);
 cleanup:
 	prom_server_stop(so.prom);
 	free(otlp);
