@@ -16,8 +16,8 @@
 #include <time.h>
 
 #include "model/correlate.h"
-#include "sink/sink.h"
 #include "model/telemetry.h"
+#include "sink/sink.h"
 
 #define MAX_REQS 16
 #define MAX_EES 16

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/hist.h"
 #include "lib/util.h"
+#include "model/hist.h"
 
 /* Bucket b holds [hist_bucket_low(b), hist_bucket_low(b + 1)). */
 static void check_bucket(uint64_t v)

@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "cmd/loop.h"
-#include "lib/clock.h"
 #include "cmd/session.h"
 #include "cmd/signals.h"
+#include "lib/clock.h"
 #include "model/telemetry.h"
 
 #define MS 1000000ull

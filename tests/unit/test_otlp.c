@@ -13,12 +13,12 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
-#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "export/otlp_config.h"
 #include "export/otlp_encode.h"
 #include "export/otlp_export.h"
 #include "lib/util.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
 /* ---- a fake environment ---- */
 

@@ -15,8 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "target/proc.h"
 #include "lib/util.h"
+#include "target/proc.h"
 
 static void test_parse_file_mapping(void **state)
 {

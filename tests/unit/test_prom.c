@@ -22,12 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/clock.h"
-#include "model/metrics.h"
-#include "unit.h"
 #include "export/prom_http.h"
 #include "export/prom_text.h"
+#include "lib/clock.h"
 #include "lib/util.h"
+#include "model/metrics.h"
+#include "unit.h"
 
 static int count_of(const char *hay, const char *needle)
 {

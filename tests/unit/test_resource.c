@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "target/resource.h"
 #include "lib/util.h"
+#include "target/resource.h"
 
 #define CID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 

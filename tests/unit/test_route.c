@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-#include "model/route.h"
 #include "lib/util.h"
+#include "model/route.h"
 
 static const struct {
 	const char *path;

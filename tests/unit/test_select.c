@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/metrics.h"
 #include "export/prom_text.h"
+#include "model/metrics.h"
 #include "target/ldd.h"
 #include "target/select.h"
 

@@ -14,9 +14,9 @@
 #include <time.h>
 
 #include "lib/clock.h"
-#include "sink/sinks.h"
-#include "model/telemetry.h"
 #include "lib/util.h"
+#include "model/telemetry.h"
+#include "sink/sinks.h"
 
 #define MS 1000000ull
 #define SEC 1000000000ull

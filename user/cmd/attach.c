@@ -6,12 +6,13 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "probe/preflight.h"
-#include "target/proc.h"
-#include "export/prom_http.h"
 #include "cmd/loop.h"
 #include "cmd/session.h"
 #include "cmd/signals.h"
+#include "export/prom_http.h"
+#include "lib/text.h"
+#include "probe/preflight.h"
+#include "target/proc.h"
 #include "target/target.h"
 
 /* Where OTLP goes, once at the start (stderr). */
@@ -132,7 +133,7 @@ int cmd_attach(const struct attach_opts *o)
 			pid);
 	if (preflight_check(err, sizeof(err)) || target_find(pid, t, err, sizeof(err)) ||
 	    otlp_config_load(otlp, &o->otlp, NULL, err, sizeof(err))) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		goto cleanup;
 	}
 	if (o->prometheus) {
@@ -145,7 +146,7 @@ int cmd_attach(const struct attach_opts *o)
 	signals_install_stop();
 	s = session_open(t, &so, err, sizeof(err));
 	if (!s) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		goto cleanup;
 	}
 	attach_print_otlp(otlp);

@@ -14,23 +14,24 @@
 #include <unistd.h>
 
 #include "cmd/attach.h"
-#include "target/discover.h"
-#include "target/freeze.h"
-#include "export/otlp_encode.h"
-#include "export/otlp_export.h"
-#include "target/resource.h"
-#include "sink/sinks.h"
-#include "probe/preflight.h"
-#include "probe/probes.h"
-#include "target/proc.h"
-#include "export/prom_http.h"
 #include "cmd/loop.h"
 #include "cmd/session.h"
 #include "cmd/signals.h"
-#include "target/target.h"
-#include "model/telemetry.h"
+#include "export/otlp_encode.h"
+#include "export/otlp_export.h"
+#include "export/prom_http.h"
 #include "lib/clock.h"
+#include "lib/text.h"
 #include "lib/util.h"
+#include "model/telemetry.h"
+#include "probe/preflight.h"
+#include "probe/probes.h"
+#include "sink/sinks.h"
+#include "target/discover.h"
+#include "target/freeze.h"
+#include "target/proc.h"
+#include "target/resource.h"
+#include "target/target.h"
 
 #define MAX_PIDS 65536      /* processes listed per rescan */
 #define MAX_PENDING 256     /* exec'd processes waiting for another look */
@@ -130,8 +131,8 @@ static void detach(struct daemon *d, struct tracked *t, const char *reason)
 	session_close(t->s, reason);
 	*t = d->targets[--d->n_targets];
 	d->detached++;
-	fprintf(stderr, "llmtap: detached from PID %d (%s): %s, %llu requests traced\n", (int)pid,
-		comm, reason, (unsigned long long)requests);
+	tell("detached from PID %d (%s): %s, %llu requests traced", (int)pid, comm, reason,
+	     (unsigned long long)requests);
 }
 
 /* Look at pid: trace it when it loads llama.cpp and the selection takes it. */
@@ -140,7 +141,7 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 	uint64_t start = proc_start_time(pid);
 	struct tracked *t = find_tracked(d, pid);
 	struct target *tgt;
-	char why[256], err[2048];
+	char why[256], err[2048], after[128];
 	struct session *s;
 	struct freeze fr;
 	uint64_t held;
@@ -156,7 +157,7 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 		return;
 	if (!selector_match(&d->o->sel, pid, why, sizeof(why))) {
 		if (!already_noted(d, pid, start))
-			fprintf(stderr, "llmtap: not tracing PID %d: %s\n", (int)pid, why);
+			tell("not tracing PID %d: %s", (int)pid, why);
 		return;
 	}
 	if (d->n_targets >= d->o->max_targets) {
@@ -181,20 +182,23 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 	if (!s) {
 		if (!already_noted(d, pid, start)) {
 			d->failed++;
-			fprintf(stderr, "llmtap: cannot trace PID %d: %s\n", (int)pid, err);
+			tell("cannot trace PID %d: %s", (int)pid, err);
 		}
 		return;
 	}
 	d->targets[d->n_targets++] = (struct tracked){ pid, start, s };
 	forget_noted(d, pid);
 	d->attached++;
-	fprintf(stderr, "llmtap: attached to PID %d (%s): %s; service.instance.id %s", (int)pid,
-		session_comm(s), session_layers(s), session_instance(s));
+	after[0] = '\0';
 	if (exec_ns)
-		fprintf(stderr, "; %.1f ms after its exec", (double)(monotonic_ns() - exec_ns) / 1e6);
+		snprintf(after, sizeof(after), "; %.1f ms after its exec%s",
+			 (double)(monotonic_ns() - exec_ns) / 1e6,
+			 frozen ? ", held still while attaching" : "");
 	if (frozen)
-		fprintf(stderr, ", held still while attaching (%.1f ms)", (double)held / 1e6);
-	fputc('\n', stderr);
+		snprintf(after + strlen(after), sizeof(after) - strlen(after), "%s(%.1f ms)",
+			 exec_ns ? " " : ", held still while attaching ", (double)held / 1e6);
+	tell("attached to PID %d (%s): %s; service.instance.id %s%s", (int)pid, session_comm(s),
+	     session_layers(s), session_instance(s), after);
 }
 
 static bool is_pending(const struct daemon *d, pid_t pid)
@@ -323,7 +327,7 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 	}
 	if (preflight_check(err, sizeof(err)) ||
 	    otlp_config_load(&d->otlp, &o->trace.otlp, NULL, err, sizeof(err))) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		return -1;
 	}
 	if (d->otlp.enabled && !(d->exporter = otlp_exporter_start(&d->otlp, err, sizeof(err)))) {
@@ -346,7 +350,7 @@ static int setup(struct daemon *d, const struct daemon_opts *o)
 	d->so.prom = d->prom;
 	d->so.prom_per_target = true;
 	if (health_open(d, err, sizeof(err))) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		return -1;
 	}
 	attach_print_otlp(&d->otlp);

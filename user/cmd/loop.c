@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cmd/session.h"
-#include "lib/clock.h"
 #include "cmd/signals.h"
+#include "lib/clock.h"
 #include "model/telemetry.h"
 
 /* ms from now until deadline, rounded up; 0 when it has passed */

@@ -7,10 +7,11 @@
 
 #include "cmd/attach.h"
 #include "cmd/daemon.h"
-#include "report/report.h"
 #include "cmd/run.h"
-#include "target/select.h"
+#include "lib/text.h"
 #include "lib/util.h"
+#include "report/report.h"
+#include "target/select.h"
 
 const char *argp_program_version = "llmtap " LLMTAP_VERSION;
 const char *argp_program_bug_address = "the llmtap issue tracker";
@@ -483,7 +484,7 @@ static int run_report(int argc, char **argv)
 	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
 		return 2;
 	if (report_write(o.trace, o.out, err, sizeof(err))) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		return 1;
 	}
 	fprintf(stderr, "llmtap: wrote %s\n", o.out);

@@ -20,13 +20,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "target/elfsym.h"
-#include "target/ldd.h"
-#include "probe/preflight.h"
-#include "export/prom_http.h"
 #include "cmd/loop.h"
 #include "cmd/session.h"
 #include "cmd/signals.h"
+#include "export/prom_http.h"
+#include "lib/text.h"
+#include "probe/preflight.h"
+#include "target/elfsym.h"
+#include "target/ldd.h"
 #include "target/target.h"
 
 #define MAX_FILES 64
@@ -203,7 +204,7 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 	}
 	if (preflight_check(err, sizeof(err)) ||
 	    otlp_config_load(otlp, &o->otlp, NULL, err, sizeof(err))) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		goto cleanup;
 	}
 	if (find_program(argv[0], exe, sizeof(exe))) {
@@ -212,7 +213,7 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 	}
 	n = program_files(exe, files, MAX_FILES, err, sizeof(err));
 	if (n < 0) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		goto cleanup;
 	}
 	for (int i = 0; i < n; i++)
@@ -220,7 +221,7 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 	snprintf(comm, sizeof(comm), "%.15s", strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe);
 	/* find llama.cpp before anything runs: no tracing, no program */
 	if (target_find_files(0, comm, paths, n, t, err, sizeof(err))) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		goto cleanup;
 	}
 	if (o->prometheus && !(so.prom = prom_server_start(o->prometheus, err, sizeof(err)))) {
@@ -230,7 +231,7 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 	signals_install_forward();
 	pid = start_stopped(exe, argv, err, sizeof(err));
 	if (pid < 0) {
-		fprintf(stderr, "llmtap: %s\n", err);
+		tell("%s", err);
 		goto cleanup;
 	}
 	signals_forward_to(pid);

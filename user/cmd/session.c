@@ -10,16 +10,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "model/correlate.h"
-#include "probe/event.h"
-#include "target/gguf.h"
-#include "probe/probes.h"
-#include "target/proc.h"
 #include "export/prom_http.h"
-#include "target/resource.h"
-#include "sink/sinks.h"
-#include "model/telemetry.h"
 #include "lib/clock.h"
+#include "model/correlate.h"
+#include "model/telemetry.h"
+#include "probe/event.h"
+#include "probe/probes.h"
+#include "sink/sinks.h"
+#include "target/gguf.h"
+#include "target/proc.h"
+#include "target/resource.h"
 
 #define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
 

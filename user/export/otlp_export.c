@@ -12,9 +12,9 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "lib/clock.h"
 #include "model/telemetry.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
 #define BACKOFF_INITIAL_MS 1000

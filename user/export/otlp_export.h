@@ -14,9 +14,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "model/metrics.h"
 #include "export/otlp_config.h"
 #include "export/otlp_encode.h"
+#include "model/metrics.h"
 
 enum otlp_drop {
 	OTLP_DROP_QUEUE_FULL = 0, /* the queue was full when it was produced */

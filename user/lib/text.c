@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "lib/text.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,4 +141,15 @@ const char *term_safe(char *buf, size_t cap, const char *s)
 	}
 	buf[out] = '\0';
 	return buf;
+}
+
+void tell(const char *fmt, ...)
+{
+	char msg[4096], safe[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "llmtap: %s\n", term_safe(safe, sizeof(safe), msg));
 }

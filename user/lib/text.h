@@ -31,4 +31,10 @@ bool utf8_valid(const char *s, size_t len);
  */
 const char *term_safe(char *buf, size_t cap, const char *s);
 
+/*
+ * "llmtap: " and the formatted message on stderr, made terminal-safe as a
+ * whole (the message may quote a target's strings), and a newline.
+ */
+__attribute__((format(printf, 1, 2))) void tell(const char *fmt, ...);
+
 #endif

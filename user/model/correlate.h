@@ -10,8 +10,8 @@
 
 #include <stdint.h>
 
-#include "probe/event.h"
 #include "model/gauges.h"
+#include "probe/event.h"
 
 struct correlator;
 struct telemetry;

@@ -10,13 +10,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "probe/event.h"
 #include "model/gauges.h"
 #include "model/hist.h"
 #include "model/metrics.h"
-#include "target/resource.h"
 #include "model/route.h"
+#include "probe/event.h"
 #include "sink/sink.h"
+#include "target/resource.h"
 
 /* batch-size classes for the live "batch mix" */
 enum { BATCH_1 = 0, BATCH_2_4, BATCH_5_16, BATCH_17_64, BATCH_65_512, BATCH_513_UP, BATCH_CLASSES };

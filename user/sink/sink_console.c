@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Console sink: a live line per interval and a summary when tracing ends. */
 #include "sink/sinks.h"
-#include "sink/sink.h"
 #include "model/telemetry.h"
+#include "sink/sink.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* JSON-lines sink: one object per line, for scripts. Times are Unix nanoseconds. */
 #include "sink/sinks.h"
-#include "sink/sink.h"
 #include "model/telemetry.h"
+#include "sink/sink.h"
 
 #include <errno.h>
 #include <stdlib.h>

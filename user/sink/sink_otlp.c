@@ -4,9 +4,9 @@
  * engine events go out in batches like the SDK's batch span processor does;
  * the metric instruments every OTEL_METRIC_EXPORT_INTERVAL and at the end.
  */
-#include "sink/sinks.h"
-#include "sink/sink.h"
 #include "model/telemetry.h"
+#include "sink/sink.h"
+#include "sink/sinks.h"
 
 #include <errno.h>
 #include <stdlib.h>

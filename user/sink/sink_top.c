@@ -5,9 +5,9 @@
  * llmtap's own cost, and a row per slot. The terminal size is read at each
  * redraw, so it follows resizes. Keys are read by the attach loop.
  */
-#include "sink/sinks.h"
-#include "sink/sink.h"
 #include "model/telemetry.h"
+#include "sink/sink.h"
+#include "sink/sinks.h"
 
 #include <errno.h>
 #include <stdarg.h>

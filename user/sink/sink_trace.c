@@ -7,9 +7,9 @@
  * Events are streamed to PATH.tmp as they come, so memory stays flat however
  * long the recording; the file is renamed into place when it is complete.
  */
-#include "sink/sinks.h"
-#include "sink/sink.h"
 #include "model/telemetry.h"
+#include "sink/sink.h"
+#include "sink/sinks.h"
 
 #include <errno.h>
 #include <stdlib.h>

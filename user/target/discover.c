@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "target/elfsym.h"
 #include "exec.skel.h"
 #include "llmtap_events.h"
+#include "target/elfsym.h"
 #include "target/proc.h"
 
 #define CACHE_SLOTS 4096 /* files remembered; the cache starts over when full */

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lib/util.h"
 #include "lib/text.h"
+#include "lib/util.h"
 #include "target/proc.h"
 
 void resource_set(struct resource *r, const char *key, const char *value)
