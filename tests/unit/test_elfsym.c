@@ -11,10 +11,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "target/elfsym.h"
@@ -318,6 +323,209 @@ static void test_stripped(void **state)
 	unlink(path);
 }
 
+
+/* ---- a hostile file: a FIFO, a file cut short while read, headers that claim a lot ---- */
+
+static void test_fifo(void **state)
+{
+	struct elf_sym_req req = { .name = "main" };
+	struct elf_file_info info;
+	char path[] = "/tmp/llmtap-elfsym-fifo-XXXXXX";
+
+	(void)state;
+	assert_non_null(mkdtemp(path));
+	strcat(path, "/f");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10); /* an open that waits for a writer dies here instead */
+	assert_int_equal(elf_resolve(path, &req, 1, &info), -ENOEXEC);
+	alarm(0);
+	assert_false(req.found);
+	unlink(path);
+	*strrchr(path, '/') = '\0';
+	rmdir(path);
+}
+
+struct cutter {
+	const char *path;
+	const void *data;
+	size_t len;
+	atomic_bool stop;
+	unsigned long cuts;
+};
+
+/* Cuts the file to 64 bytes and writes it back, again and again. */
+static void *cut_loop(void *arg)
+{
+	struct cutter *c = arg;
+	int fd = open(c->path, O_WRONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	while (!atomic_load(&c->stop)) {
+		if (ftruncate(fd, 64) || pwrite(fd, c->data, c->len, 0) != (ssize_t)c->len)
+			break;
+		c->cuts++;
+	}
+	close(fd);
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A file cut short while it is read: an error or the right answer, never SIGBUS
+ * (a mapping of the file would fault on the pages gone). */
+static void test_cut_while_read(void **state)
+{
+	struct elf_sym_req want = { .name = "llmtap_test_probe_target" }, req;
+	struct elf_file_info info;
+	struct cutter c = { 0 };
+	char exe[PATH_MAX], path[64];
+	unsigned long ok = 0, io = 0, noexec = 0;
+	pthread_t th;
+	double end;
+	struct stat st;
+	void *data;
+	int fd;
+
+	(void)state;
+	self_exe(exe, sizeof(exe));
+	assert_int_equal(elf_resolve(exe, &want, 1, &info), 0);
+	assert_true(want.found);
+	make_temp(path, sizeof(path), "", 0);
+	copy_file(exe, path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	data = malloc((size_t)st.st_size);
+	assert_non_null(data);
+	assert_int_equal(read(fd, data, (size_t)st.st_size), st.st_size);
+	close(fd);
+
+	c.path = path;
+	c.data = data;
+	c.len = (size_t)st.st_size;
+	assert_int_equal(pthread_create(&th, NULL, cut_loop, &c), 0);
+	end = now_s() + 1.0;
+	while (now_s() < end) {
+		int ret;
+
+		req = (struct elf_sym_req){ .name = want.name };
+		ret = elf_resolve(path, &req, 1, &info);
+		if (ret == 0) {
+			assert_true(req.found);
+			assert_true(req.offset == want.offset);
+			ok++;
+		} else if (ret == -EIO) {
+			io++;
+		} else if (ret == -ENOEXEC) {
+			noexec++;
+		} else {
+			fail_msg("elf_resolve on a file being cut: %d (%s)", ret, elf_strerror(ret));
+		}
+		if (ret)
+			assert_false(req.found);
+	}
+	atomic_store(&c.stop, true);
+	pthread_join(th, NULL);
+	print_message("%lu cuts: %lu read whole, %lu cut short (EIO), %lu not ELF yet\n",
+		      c.cuts, ok, io, noexec);
+	assert_true(c.cuts > 0);
+	free(data);
+	unlink(path);
+}
+
+/* The copy of this test's executable at path, with its section headers. */
+static Elf64_Shdr *exe_copy(char *path, size_t len, Elf64_Ehdr *eh)
+{
+	char exe[PATH_MAX];
+	Elf64_Shdr *sh;
+	int fd;
+
+	self_exe(exe, sizeof(exe));
+	make_temp(path, len, "", 0);
+	copy_file(exe, path);
+	read_at(path, 0, eh, sizeof(*eh));
+	assert_int_equal(eh->e_shentsize, sizeof(Elf64_Shdr));
+	sh = calloc(eh->e_shnum, sizeof(*sh));
+	assert_non_null(sh);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, sh, eh->e_shnum * sizeof(*sh), (off_t)eh->e_shoff),
+			 (ssize_t)(eh->e_shnum * sizeof(*sh)));
+	close(fd);
+	return sh;
+}
+
+static void write_at(const char *path, uint64_t off, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static void expect_too_big(const char *path)
+{
+	struct elf_sym_req req = { .name = "llmtap_test_probe_target" };
+	struct elf_file_info info;
+	double t0 = now_s();
+
+	assert_int_equal(elf_resolve(path, &req, 1, &info), -EFBIG);
+	assert_false(req.found);
+	assert_non_null(strstr(elf_strerror(-EFBIG), "larger than llmtap reads"));
+	assert_true(now_s() - t0 < 0.5);
+}
+
+static void test_too_big(void **state)
+{
+	char path[64];
+	Elf64_Ehdr eh;
+	Elf64_Shdr *sh, big = { 0 };
+	uint16_t zero = 0;
+	int i;
+
+	(void)state;
+	/* a file of 4 GiB and a byte (sparse: nothing on disk) */
+	sh = exe_copy(path, sizeof(path), &eh);
+	assert_int_equal(truncate(path, (4ll << 30) + 1), 0);
+	expect_too_big(path);
+	free(sh);
+	unlink(path);
+
+	/* 70000 sections (their count in section 0, as the extension has it), all there:
+	 * libelf would allocate a descriptor for each */
+	sh = exe_copy(path, sizeof(path), &eh);
+	big.sh_size = 70000;
+	eh.e_shoff = 4096 * 16;
+	assert_int_equal(truncate(path, (off_t)(eh.e_shoff + 70000 * sizeof(big))), 0);
+	write_at(path, eh.e_shoff, &big, sizeof(big));
+	write_at(path, offsetof(Elf64_Ehdr, e_shoff), &eh.e_shoff, sizeof(eh.e_shoff));
+	write_at(path, offsetof(Elf64_Ehdr, e_shnum), &zero, sizeof(zero));
+	write_at(path, offsetof(Elf64_Ehdr, e_shstrndx), &zero, sizeof(zero));
+	expect_too_big(path);
+	free(sh);
+	unlink(path);
+
+	/* a symbol table of 65 MiB (sparse), read whole by libelf */
+	sh = exe_copy(path, sizeof(path), &eh);
+	for (i = 0; i < eh.e_shnum && sh[i].sh_type != SHT_SYMTAB; i++)
+		;
+	assert_true(i < eh.e_shnum);
+	sh[i].sh_size = (65ull << 20) / sizeof(Elf64_Sym) * sizeof(Elf64_Sym);
+	sh[i].sh_offset = 1ull << 30;
+	assert_int_equal(truncate(path, (off_t)(sh[i].sh_offset + sh[i].sh_size)), 0);
+	write_at(path, eh.e_shoff + i * sizeof(*sh), &sh[i], sizeof(*sh));
+	expect_too_big(path);
+	free(sh);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -328,6 +536,9 @@ int main(void)
 		cmocka_unit_test(test_not_elf),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_stripped),
+		cmocka_unit_test(test_fifo),
+		cmocka_unit_test(test_cut_while_read),
+		cmocka_unit_test(test_too_big),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

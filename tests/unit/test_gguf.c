@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/util.h"
@@ -784,6 +786,139 @@ static void test_err_buffers(void **state)
 	assert_int_equal(gguf_read_info(tmp_path("nope"), &info, NULL, 0), -ENOENT);
 }
 
+
+/* ---- a hostile file: what it claims costs llmtap a bounded walk ---- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * head, then a hole up to tail_at (zeros on disk for free: a sparse file), then
+ * tail's pairs: head's last pair is an array whose elements the hole holds.
+ */
+static const char *write_sparse(struct gguf_buf *head, struct gguf_buf *tail, uint64_t tail_at,
+				const char *name)
+{
+	const char *path = tmp_path(name);
+	struct gguf_buf f = { 0 };
+	int fd;
+
+	put(&f, "GGUF", 4);
+	put_u32(&f, 3);
+	put_u64(&f, 0);
+	put_u64(&f, head->n_kv + tail->n_kv);
+	put(&f, head->p, head->len);
+	assert_true(f.len <= tail_at);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, f.p, f.len, 0), (ssize_t)f.len);
+	assert_int_equal(pwrite(fd, tail->p, tail->len, (off_t)tail_at), (ssize_t)tail->len);
+	assert_int_equal(close(fd), 0);
+	free(f.p);
+	free(head->p);
+	free(tail->p);
+	memset(head, 0, sizeof(*head));
+	memset(tail, 0, sizeof(*tail));
+	return path;
+}
+
+/* Expect a quick -EINVAL saying the metadata is too big, and no name. */
+static void expect_bounded(const char *path)
+{
+	double t0 = now_s(), took;
+
+	expect_invalid(path, "larger than llmtap reads");
+	took = now_s() - t0;
+	print_message("%s: refused in %.1f ms\n", strrchr(path, '/') + 1, took * 1e3);
+	if (took > 1.0)
+		fail_msg("%s: %.2f s: the walk is not bounded", path, took);
+}
+
+static void test_sparse_huge_array(void **state)
+{
+	const uint64_t size = 1ull << 30; /* 1 GiB claimed, a few KiB on disk */
+	struct gguf_buf head = { 0 }, tail = { 0 };
+	uint64_t at;
+	const char *path;
+
+	(void)state;
+	/* 2^27 empty strings (8 bytes each: their lengths) in the hole, a name after them:
+	 * walked one by one, they once cost 18 s; the name must not be believed */
+	kv_str(&head, "general.architecture", "llama");
+	kv(&head, "tokenizer.ggml.tokens", T_ARRAY);
+	put_u32(&head, T_STRING);
+	at = 4 + 4 + 8 + 8 + head.len + 8;
+	put_u64(&head, (size - at) / 8);
+	kv_str(&tail, "general.name", "not-this-one");
+	path = write_sparse(&head, &tail, at + (size - at) / 8 * 8, "sparse-str.gguf");
+	expect_bounded(path);
+
+	/* a byte array of 1 GiB: skipped in one step, but what follows is past the bound */
+	kv_str(&head, "general.architecture", "llama");
+	kv(&head, "tokenizer.ggml.precompiled_charsmap", T_ARRAY);
+	put_u32(&head, T_UINT8);
+	at = 4 + 4 + 8 + 8 + head.len + 8;
+	put_u64(&head, size - at);
+	kv_str(&tail, "general.name", "not-this-one");
+	path = write_sparse(&head, &tail, size, "sparse-u8.gguf");
+	expect_bounded(path);
+
+	/* arrays of empty arrays: 16 bytes each (element type, count), the fewest bytes
+	 * per value walked */
+	kv(&head, "t.arrs", T_ARRAY);
+	put_u32(&head, T_ARRAY);
+	at = 4 + 4 + 8 + 8 + head.len + 8;
+	put_u64(&head, (size - at) / 12);
+	kv_str(&tail, "general.name", "not-this-one");
+	path = write_sparse(&head, &tail, at + (size - at) / 12 * 12, "sparse-arr.gguf");
+	expect_bounded(path);
+}
+
+/* What a real model holds (a 262k-token vocabulary, its merges, scores and types)
+ * is well within the bounds, with the name after it. */
+static void test_big_real_vocab(void **state)
+{
+	struct gguf_buf b = { 0 };
+	struct gguf_info info;
+	const char *path;
+	double t0;
+
+	(void)state;
+	kv_str(&b, "general.architecture", "gemma3");
+	kv_arr_str(&b, "tokenizer.ggml.tokens", 262144);
+	kv_arr_f32(&b, "tokenizer.ggml.scores", 262144);
+	kv_arr_u32(&b, "tokenizer.ggml.token_type", 262144);
+	kv_arr_str(&b, "tokenizer.ggml.merges", 500000);
+	kv_str(&b, "general.name", "big vocab");
+	kv_u32(&b, "gemma3.context_length", 131072);
+	path = write_gguf(&b, "bigvocab.gguf", 0);
+	t0 = now_s();
+	read_ok(path, &info);
+	print_message("762144 strings walked in %.1f ms\n", (now_s() - t0) * 1e3);
+	assert_string_equal(info.name, "big vocab");
+	assert_int_equal(info.context_length, 131072);
+}
+
+/* A FIFO is refused at once (opened non-blocking), not waited on. */
+static void test_fifo(void **state)
+{
+	const char *path = tmp_path("fifo.gguf");
+	struct gguf_info info;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10); /* a reader that waits for a writer dies here instead */
+	assert_int_equal(gguf_read_info(path, &info, err, sizeof(err)), -EINVAL);
+	alarm(0);
+	assert_non_null(strstr(err, "not a regular file"));
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -826,6 +961,9 @@ int main(void)
 		cmocka_unit_test(test_huge_lengths),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_err_buffers),
+		cmocka_unit_test(test_sparse_huge_array),
+		cmocka_unit_test(test_big_real_vocab),
+		cmocka_unit_test(test_fifo),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -7,11 +7,18 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -306,24 +313,6 @@ static void test_root_path(void **state)
 			 -ENAMETOOLONG);
 }
 
-static void test_map_file(void **state)
-{
-	struct proc_map m;
-	char path[PATH_MAX], host[PATH_MAX];
-
-	(void)state;
-	assert_int_equal(proc_parse_maps_line(
-		"7f00aa000000-7f00aa100000 r-xp 00000000 fd:01 42 /opt/llama/libllama.so (deleted)\n", &m), 0);
-	assert_int_equal(proc_map_file(4242, &m, path, sizeof(path), host, sizeof(host)), 0);
-	assert_string_equal(path, "/opt/llama/libllama.so");
-	assert_string_equal(host, "/proc/4242/map_files/7f00aa000000-7f00aa100000");
-	assert_int_equal(proc_parse_maps_line(
-		"7f00aa000000-7f00aa100000 r-xp 00000000 fd:01 42 /opt/llama/libllama.so\n", &m), 0);
-	assert_int_equal(proc_map_file(4242, &m, path, sizeof(path), host, sizeof(host)), 0);
-	assert_string_equal(path, "/opt/llama/libllama.so");
-	assert_string_equal(host, "/proc/4242/root/opt/llama/libllama.so");
-}
-
 static void test_start_time_and_exe(void **state)
 {
 	char exe[PATH_MAX], want[PATH_MAX];
@@ -351,6 +340,343 @@ static void test_start_time_and_exe(void **state)
 	assert_string_equal(exe, "");
 }
 
+/* ---- proc_open_mapped: a hostile target's mapped files ---- */
+
+#define LIB_MARK "llmtap test library: the mapped one\n"
+
+static char tbase[] = "/tmp/test_proc.XXXXXX";
+static char root_dir[64], lib[128], outside[128];
+
+enum attack {
+	A_NONE,        /* maps the library, stays as it is */
+	A_FIFO,        /* chroots, a FIFO where the library's path leads in its root */
+	A_SYMLINK,     /* ... a symbolic link to a file outside its root */
+	A_OTHER_FILE,  /* ... another regular file */
+	A_DIR_SYMLINK, /* ... a symbolic link to a folder outside its root, as a folder of the path */
+	A_DELETE,      /* deletes the library */
+};
+
+static void mkdirs(const char *path)
+{
+	char buf[PATH_MAX];
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(buf, 0755);
+		*p = '/';
+	}
+	mkdir(buf, 0755);
+}
+
+/* The child's part: map lib, then do a to the path its maps show. Never returns. */
+static void hostile_child(enum attack a, int ready)
+{
+	int fd = open(lib, O_RDONLY | O_CLOEXEC);
+	char parent[PATH_MAX];
+	bool ok;
+
+	if (fd < 0 || mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED)
+		_exit(1);
+	close(fd);
+	if (a == A_DELETE) {
+		ok = !unlink(lib);
+	} else if (a != A_NONE) {
+		/* its maps show lib's path from the reader's root: the same path, in its
+		 * own root now, is what a path-based open would follow */
+		if (chroot(root_dir) || chdir("/"))
+			_exit(2);
+		snprintf(parent, sizeof(parent), "%s", lib);
+		*strrchr(parent, '/') = '\0';
+		if (a == A_DIR_SYMLINK) {
+			*strrchr(parent, '/') = '\0';
+			mkdirs(parent);
+			ok = !symlink(outside, root_dir); /* root_dir's path, in its root */
+		} else {
+			mkdirs(parent);
+			if (a == A_FIFO) {
+				ok = !mkfifo(lib, 0600);
+			} else if (a == A_SYMLINK) {
+				char target[sizeof(outside) + 8];
+
+				snprintf(target, sizeof(target), "%s/lib.so", outside);
+				ok = !symlink(target, lib);
+			} else {
+				ok = (fd = open(lib, O_WRONLY | O_CREAT | O_EXCL, 0600)) >= 0 &&
+				     write(fd, "another file\n", 13) == 13;
+			}
+		}
+	} else {
+		ok = true;
+	}
+	if (!ok || write(ready, "r", 1) != 1)
+		_exit(3);
+	pause();
+	_exit(0);
+}
+
+struct found_map {
+	uint64_t inode;
+	struct proc_map m;
+	bool found;
+};
+
+static int find_inode(const struct proc_map *m, void *arg)
+{
+	struct found_map *f = arg;
+
+	if (m->inode != f->inode)
+		return 0;
+	f->m = *m;
+	f->found = true;
+	return 1;
+}
+
+/* A child doing a; its mapping of lib into *m. */
+static pid_t hostile(enum attack a, struct proc_map *m)
+{
+	struct found_map *f = calloc(1, sizeof(*f));
+	struct stat st;
+	int pipefd[2];
+	char c;
+	pid_t pid;
+
+	assert_non_null(f);
+	assert_int_equal(stat(lib, &st), 0);
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves no child behind */
+		close(pipefd[0]);
+		hostile_child(a, pipefd[1]);
+	}
+	close(pipefd[1]);
+	if (read(pipefd[0], &c, 1) != 1)
+		fail_msg("the hostile child (attack %d) failed", (int)a);
+	close(pipefd[0]);
+	f->inode = st.st_ino;
+	assert_true(proc_for_each_map(pid, find_inode, f) > 0);
+	*m = f->m;
+	free(f);
+	return pid;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* A fresh tree: tbase/root/lib.so (the library), tbase/outside/lib.so (not the target's) */
+static void make_tree(void)
+{
+	char path[sizeof(outside) + 8];
+	int fd;
+
+	nftw(root_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	nftw(outside, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	mkdirs(root_dir);
+	mkdirs(outside);
+	fd = open(lib, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, LIB_MARK, strlen(LIB_MARK)), (ssize_t)strlen(LIB_MARK));
+	assert_int_equal(ftruncate(fd, 8192), 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/lib.so", outside);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "outside its root\n", 17), 17);
+	close(fd);
+}
+
+/* CAP_SYS_ADMIN (and CAP_CHECKPOINT_RESTORE) in or out of the effective set: out,
+ * /proc/PID/map_files is closed and proc_open_mapped resolves in the target's root */
+static void map_files_caps(bool on)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	int caps[] = { CAP_SYS_ADMIN, CAP_CHECKPOINT_RESTORE };
+
+	assert_int_equal(syscall(SYS_capget, &h, d), 0);
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		uint32_t bit = 1u << (caps[i] % 32);
+
+		if (on)
+			d[caps[i] / 32].effective |= bit & d[caps[i] / 32].permitted;
+		else
+			d[caps[i] / 32].effective &= ~bit;
+	}
+	assert_int_equal(syscall(SYS_capset, &h, d), 0);
+}
+
+/* proc_open_mapped on a's child: want an fd on the mapped library, or want_err with
+ * a reason containing says */
+static void expect_open(enum attack a, bool admin, int want_err, const char *says)
+{
+	struct proc_map m;
+	char host[PATH_MAX], why[256], buf[64] = "", want_host[64];
+	pid_t pid;
+	int fd;
+
+	make_tree();
+	pid = hostile(a, &m);
+	map_files_caps(admin);
+	alarm(10); /* an open that waits (a FIFO's) dies here instead */
+	fd = proc_open_mapped(pid, &m, host, sizeof(host), why, sizeof(why));
+	alarm(0);
+	map_files_caps(true);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	if (want_err) {
+		if (fd >= 0) {
+			ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+			buf[n > 0 ? n : 0] = '\0';
+			close(fd);
+			fail_msg("attack %d (%s): opened a file (\"%.20s\") instead of %d (%s)", (int)a,
+				 admin ? "map_files" : "in its root", buf, want_err, says);
+		}
+		if (fd != want_err || !strstr(why, says))
+			fail_msg("attack %d (%s): %d \"%s\", want %d \"%s\"", (int)a,
+				 admin ? "map_files" : "in its root", fd, why, want_err, says);
+		assert_string_equal(host, "");
+		return;
+	}
+	if (fd < 0)
+		fail_msg("attack %d (%s): %d %s", (int)a, admin ? "map_files" : "in its root", fd, why);
+	assert_int_equal(pread(fd, buf, strlen(LIB_MARK), 0), (ssize_t)strlen(LIB_MARK));
+	assert_memory_equal(buf, LIB_MARK, strlen(LIB_MARK));
+	assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	close(fd);
+	snprintf(want_host, sizeof(want_host), admin ? "/proc/%d/map_files/" : "/proc/%d/root/",
+		 (int)pid);
+	assert_true(!strncmp(host, want_host, strlen(want_host)));
+}
+
+static int hostile_setup(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		return 0;
+	if (!mkdtemp(tbase))
+		return -1;
+	snprintf(root_dir, sizeof(root_dir), "%s/root", tbase);
+	snprintf(lib, sizeof(lib), "%s/lib.so", root_dir);
+	snprintf(outside, sizeof(outside), "%s/outside", tbase);
+	return 0;
+}
+
+static int hostile_teardown(void **state)
+{
+	(void)state;
+	if (geteuid() == 0)
+		nftw(tbase, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+static void skip_unless_root(void)
+{
+	if (geteuid() != 0) {
+		print_message("not root: no chroot, no capabilities to drop: skipped\n");
+		skip();
+	}
+}
+
+/* As root: map_files opens the mapped file whatever the path names now. */
+static void test_open_mapped_map_files(void **state)
+{
+	(void)state;
+	skip_unless_root();
+	expect_open(A_NONE, true, 0, NULL);
+	expect_open(A_FIFO, true, 0, NULL);
+	expect_open(A_SYMLINK, true, 0, NULL);
+	expect_open(A_OTHER_FILE, true, 0, NULL);
+	expect_open(A_DIR_SYMLINK, true, 0, NULL);
+	expect_open(A_DELETE, true, 0, NULL);
+}
+
+/* Without CAP_SYS_ADMIN (the DaemonSet): the path, resolved in the target's root,
+ * and only when it leads to the mapped file itself. */
+static void test_open_mapped_in_root(void **state)
+{
+	(void)state;
+	skip_unless_root();
+	expect_open(A_NONE, false, 0, NULL);
+	expect_open(A_FIFO, false, -ESTALE, "a FIFO at that path, not the file it maps");
+	expect_open(A_SYMLINK, false, -ESTALE, "a symbolic link at that path");
+	expect_open(A_OTHER_FILE, false, -ESTALE, "another file at that path");
+	/* the folder's link leads outside its root to a lib.so that exists: not followed there */
+	expect_open(A_DIR_SYMLINK, false, -ENOENT, "No such file");
+	expect_open(A_DELETE, false, -ENOENT, "deleted");
+}
+
+/* A mapping whose device or inode is not the file's; a mapping that is gone. */
+static void test_open_mapped_mismatch(void **state)
+{
+	struct proc_map m, bad;
+	char why[256];
+	pid_t pid;
+
+	(void)state;
+	skip_unless_root();
+	make_tree();
+	pid = hostile(A_NONE, &m);
+	for (int admin = 0; admin < 2; admin++) {
+		map_files_caps(admin);
+		bad = m;
+		bad.dev_major ^= 1;
+		assert_int_equal(proc_open_mapped(pid, &bad, NULL, 0, why, sizeof(why)), -ESTALE);
+		assert_non_null(strstr(why, "not the file it maps"));
+		bad = m;
+		bad.inode++;
+		assert_int_equal(proc_open_mapped(pid, &bad, NULL, 0, why, sizeof(why)), -ESTALE);
+		bad = m;
+		bad.start += 4096 * 1024; /* no such mapping */
+		bad.end += 4096 * 1024;
+		assert_true(proc_open_mapped(pid, &bad, NULL, 0, why, sizeof(why)) < 0);
+		bad = m;
+		bad.inode = 0;
+		assert_int_equal(proc_open_mapped(pid, &bad, NULL, 0, why, sizeof(why)), -EINVAL);
+	}
+	map_files_caps(true);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+static void test_shown_path_and_skips(void **state)
+{
+	struct proc_skips s = { 0 };
+	char buf[32], line[512];
+
+	(void)state;
+	assert_string_equal(proc_shown_path("/usr/lib/libllama.so", buf, sizeof(buf)),
+			    "/usr/lib/libllama.so");
+	assert_string_equal(proc_shown_path("/x/\033[2J\x9b" "1m\xc2\x9b" "lib", buf, sizeof(buf)),
+			    "/x/?[2J?1m??lib");
+	assert_string_equal(proc_shown_path("/a/very/long/path/to/a/library/file.so", buf,
+					    sizeof(buf)), "/a/very/long/path/to/a/libra...");
+	proc_skips_line(&s, line, sizeof(line));
+	assert_string_equal(line, "");
+	proc_skips_add(&s, -ENOENT, "/gone.so", "No such file or directory");
+	proc_skips_add(&s, -EACCES, "/closed.so", "Permission denied");
+	proc_skips_line(&s, line, sizeof(line));
+	assert_string_equal(line, ""); /* not what a hostile target does: not told */
+	proc_skips_add(&s, -ESTALE, "/t/lib\033]0;x\a.so", "a FIFO at that path, not the file it maps");
+	proc_skips_line(&s, line, sizeof(line));
+	assert_string_equal(line, "skipped its mapped file /t/lib?]0;x?.so: a FIFO at that path, "
+			    "not the file it maps");
+	proc_skips_add(&s, -EIO, "/t/b.so", "cut short");
+	proc_skips_add(&s, -EFBIG, "/t/c.so", "too big");
+	proc_skips_line(&s, line, sizeof(line));
+	assert_string_equal(line, "skipped 3 of its mapped files, the first /t/lib?]0;x?.so: a FIFO "
+			    "at that path, not the file it maps");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,9 +693,12 @@ int main(void)
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_comm),
 		cmocka_unit_test(test_root_path),
-		cmocka_unit_test(test_map_file),
 		cmocka_unit_test(test_start_time_and_exe),
+		cmocka_unit_test(test_open_mapped_map_files),
+		cmocka_unit_test(test_open_mapped_in_root),
+		cmocka_unit_test(test_open_mapped_mismatch),
+		cmocka_unit_test(test_shown_path_and_skips),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, hostile_setup, hostile_teardown);
 }

@@ -153,8 +153,11 @@ static void consider(struct daemon *d, pid_t pid, uint64_t exec_ns)
 		return; /* traced already: never twice */
 	if (t) /* the pid was reused */
 		detach(d, t, "target exited");
-	if (!discover_has_llama(d->disc, pid))
+	if (!discover_has_llama(d->disc, pid, why, sizeof(why))) {
+		if (why[0] && !already_noted(d, pid, start)) /* its files were refused */
+			fprintf(stderr, "llmtap: not tracing PID %d: %s\n", (int)pid, why);
 		return;
+	}
 	if (!selector_match(&d->o->sel, pid, why, sizeof(why))) {
 		if (!already_noted(d, pid, start))
 			tell("not tracing PID %d: %s", (int)pid, why);

@@ -65,15 +65,14 @@ static int on_event(void *arg, const void *data, size_t size)
 static void read_model(struct session *s)
 {
 	const struct target *t = &s->t;
-	char host[PATH_MAX + 64], err[256];
+	char err[256];
 	const char *slash = strrchr(t->model, '/');
 
 	memset(&s->gguf, 0, sizeof(s->gguf));
 	s->model[0] = '\0';
 	if (!t->model[0])
 		return;
-	if (!proc_root_path(t->pid, t->model, host, sizeof(host)) &&
-	    !gguf_read_info(host, &s->gguf, err, sizeof(err)) && s->gguf.name[0])
+	if (!target_model_info(t->pid, t->model, &s->gguf, err, sizeof(err)) && s->gguf.name[0])
 		snprintf(s->model, sizeof(s->model), "%s", s->gguf.name);
 	else
 		snprintf(s->model, sizeof(s->model), "%.255s", slash ? slash + 1 : t->model);

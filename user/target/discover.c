@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "exec.skel.h"
 #include "llmtap_events.h"
@@ -137,6 +138,7 @@ static struct file_key *cache_slot(struct discover *d, const struct proc_map *m)
 struct probe_ctx {
 	struct discover *d;
 	pid_t pid;
+	struct proc_skips skips;
 };
 
 /* One mapping: does its file define llama_decode? (a non-zero return stops the walk) */
@@ -145,9 +147,10 @@ static int check_map(const struct proc_map *m, void *arg)
 	struct probe_ctx *c = arg;
 	struct discover *d = c->d;
 	struct elf_sym_req req = { .name = "llama_decode" };
-	char host[PATH_MAX + 64], path[PATH_MAX];
 	struct elf_file_info info;
 	struct file_key *k;
+	char why[256];
+	int fd, err;
 
 	if (m->perms[2] != 'x' || m->path[0] != '/' || !m->inode)
 		return 0;
@@ -159,20 +162,36 @@ static int check_map(const struct proc_map *m, void *arg)
 		d->n_cached = 0;
 		k = cache_slot(d, m);
 	}
-	if (proc_map_file(c->pid, m, path, sizeof(path), host, sizeof(host)))
-		return 0;
-	if (elf_resolve(host, &req, 1, &info))
-		return 0; /* unreadable now (it may be gone): not cached, tried again later */
-	*k = (struct file_key){ m->inode, m->dev_major, m->dev_minor, true, req.found };
+	/* the file the process maps, never whatever its path names now: a refusal is
+	 * about this process's view of the file, so it is not cached (another process
+	 * may map the same file from a path that is fine) */
+	fd = proc_open_mapped(c->pid, m, NULL, 0, why, sizeof(why));
+	if (fd < 0) {
+		proc_skips_add(&c->skips, fd, m->path, why);
+		return 0; /* unreadable now (it may be gone): tried again later */
+	}
+	err = elf_resolve_fd(fd, &req, 1, &info);
+	close(fd);
+	if (err) {
+		proc_skips_add(&c->skips, err, m->path, elf_strerror(err));
+		/* what the file holds (not an ELF file, too big, cut short while read):
+		 * the same for every process that maps it, so remembered */
+		if (err != -ENOEXEC && err != -EFBIG && err != -EIO)
+			return 0;
+	}
+	*k = (struct file_key){ m->inode, m->dev_major, m->dev_minor, true, !err && req.found };
 	d->n_cached++;
-	return req.found;
+	return k->llama;
 }
 
-bool discover_has_llama(struct discover *d, pid_t pid)
+bool discover_has_llama(struct discover *d, pid_t pid, char *why, size_t whylen)
 {
-	struct probe_ctx c = { d, pid };
+	struct probe_ctx c = { d, pid, { 0 } };
+	bool found = proc_for_each_map(pid, check_map, &c) > 0;
 
-	return proc_for_each_map(pid, check_map, &c) > 0;
+	if (why && whylen)
+		proc_skips_line(&c.skips, why, whylen);
+	return found;
 }
 
 void discover_close(struct discover *d)

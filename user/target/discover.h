@@ -29,9 +29,12 @@ int discover_list(pid_t *out, int max);
 /*
  * Whether pid maps an executable file that defines llama_decode. Each file is
  * read once (cached by device and inode, up to a bound): a host with hundreds
- * of processes costs one /proc/PID/maps read per process per rescan.
+ * of processes costs one /proc/PID/maps read per process per rescan. Files are
+ * read as mapped (proc_open_mapped). why (may be NULL): what was skipped, in one
+ * line ("" when nothing): a path that names another file or a FIFO now, a file
+ * too big or cut short while read (see proc_skips).
  */
-bool discover_has_llama(struct discover *d, pid_t pid);
+bool discover_has_llama(struct discover *d, pid_t pid, char *why, size_t whylen);
 
 void discover_close(struct discover *d);
 

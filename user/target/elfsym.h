@@ -28,9 +28,17 @@ struct elf_file_info {
 /*
  * Resolve every request in reqs[0..n) against path's .dynsym and .symtab.
  * Returns 0 (individual symbols may still be unfound), -errno when the file
- * cannot be opened, -ENOEXEC when it is not a readable ELF file.
+ * cannot be opened, -ENOEXEC when it is not a regular file or not a readable ELF
+ * file of this machine, -EFBIG when it is larger than llmtap reads (a 4 GiB file,
+ * 65536 sections, 64 MiB of symbol tables), -EIO when it shrank while being read.
+ * The file is read (never mapped: a file cut short is an error, not a SIGBUS) and
+ * opened non-blocking. On error every request is unfound and info zeroed.
  */
 int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
 		struct elf_file_info *info);
+/* The same from an open file (read with pread: its offset is left alone). */
+int elf_resolve_fd(int fd, struct elf_sym_req *reqs, size_t n, struct elf_file_info *info);
+/* What an error of elf_resolve means, in a few words. */
+const char *elf_strerror(int err);
 
 #endif

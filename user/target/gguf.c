@@ -4,16 +4,27 @@
  * reads and seeks (every length is checked against a fixed bound and against
  * what is left of the file before it is used), keeps the three values it wants
  * and stops; tensor infos and tensor data are never read.
+ *
+ * The model file belongs to the traced process, which may be hostile: a sparse
+ * file can claim gigabytes of metadata at no cost to itself. So the whole walk is
+ * bounded too, whatever the file claims: it never goes past GGUF_WALK_BYTES into
+ * the file, nor takes more than GGUF_WALK_VALUES values one by one (a real
+ * model's whole metadata, tokenizer included, is a few MiB and under a million
+ * values: 262k tokens, 450k merges at most). Past either bound the file gives no
+ * name rather than a wrong one.
  */
 #include "target/gguf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define GGUF_MAGIC		"GGUF"
 #define GGUF_KEY_MAX		(64u << 10)	/* bytes */
@@ -21,7 +32,9 @@
 #define GGUF_KV_MAX		1000000u
 #define GGUF_DEPTH_MAX		8		/* arrays of arrays of ... */
 #define GGUF_TENSOR_INFO_MIN	24		/* name len, n_dims, type, offset */
-#define GGUF_SKIP_READ		4096		/* skip shorter runs by reading through */
+#define GGUF_WALK_BYTES		(64ull << 20)	/* the furthest into the file the walk goes */
+#define GGUF_WALK_VALUES	(2u << 20)	/* pairs and array elements taken one by one */
+#define GGUF_BUF		(64u << 10)	/* bytes read at once */
 #define KEY_BUF			256		/* longer keys are none we want */
 #define CTX_SUFFIX		".context_length"
 #define CTX_SLOTS		16
@@ -40,9 +53,13 @@ static const uint8_t type_size[GGUF_TYPE_COUNT] = {
 };
 
 struct reader {
-	FILE *f;
-	uint64_t pos;	/* offset of the next byte fread would return */
+	int fd;
+	uint64_t pos;		/* offset of the next byte to take */
 	uint64_t size;
+	uint64_t values;	/* taken one by one so far */
+	uint8_t *buf;		/* the file's bytes [buf_at, buf_at + buf_len) */
+	uint64_t buf_at;
+	size_t buf_len;
 	char *err;
 	size_t errlen;
 };
@@ -88,36 +105,74 @@ static int truncated(struct reader *r, uint64_t need)
 		    ", file is %" PRIu64 " bytes", need, r->pos, r->size);
 }
 
-static int read_bytes(struct reader *r, void *buf, size_t n)
+static int too_big(struct reader *r)
 {
-	size_t got;
+	return fail(r, "GGUF metadata larger than llmtap reads (%llu MiB, %u values): "
+		    "not read past offset %" PRIu64, GGUF_WALK_BYTES >> 20, GGUF_WALK_VALUES,
+		    r->pos);
+}
 
+/* n more bytes from pos on: within the file and within the walk's bound */
+static int check_span(struct reader *r, uint64_t n)
+{
 	if (n > remaining(r))
 		return truncated(r, n);
-	errno = 0;
-	got = fread(buf, 1, n, r->f);
-	if (got != n) {
-		if (ferror(r->f))
-			return errno ? -errno : -EIO;
-		r->pos += got;
-		return truncated(r, n - got);	/* the file shrank under us */
+	if (r->pos + n > GGUF_WALK_BYTES)
+		return too_big(r);
+	return 0;
+}
+
+/* One more value taken by itself (a pair, an array element walked one at a time). */
+static int count_value(struct reader *r)
+{
+	return ++r->values > GGUF_WALK_VALUES ? too_big(r) : 0;
+}
+
+static int read_bytes(struct reader *r, void *buf, size_t n)
+{
+	uint8_t *out = buf;
+	int ret = check_span(r, n);
+
+	if (ret)
+		return ret;
+	if (r->pos >= r->buf_at && r->pos - r->buf_at + n <= r->buf_len) {
+		memcpy(out, r->buf + (r->pos - r->buf_at), n); /* the usual case */
+		r->pos += n;
+		return 0;
 	}
-	r->pos += n;
+	while (n) {
+		size_t have, take;
+		ssize_t got;
+
+		if (r->pos >= r->buf_at && r->pos < r->buf_at + r->buf_len) {
+			have = (size_t)(r->buf_at + r->buf_len - r->pos);
+			take = n < have ? n : have;
+			memcpy(out, r->buf + (r->pos - r->buf_at), take);
+			out += take;
+			r->pos += take;
+			n -= take;
+			continue;
+		}
+		do
+			got = pread(r->fd, r->buf, GGUF_BUF, (off_t)r->pos);
+		while (got < 0 && errno == EINTR);
+		if (got < 0)
+			return -errno;
+		if (!got)
+			return truncated(r, n);	/* the file shrank under us */
+		r->buf_at = r->pos;
+		r->buf_len = (size_t)got;
+	}
 	return 0;
 }
 
 static int skip_bytes(struct reader *r, uint64_t n)
 {
-	char scratch[GGUF_SKIP_READ];
+	int ret = check_span(r, n);
 
-	if (n > remaining(r))
-		return truncated(r, n);
-	if (n <= sizeof(scratch))
-		return read_bytes(r, scratch, (size_t)n);
-	if (fseeko(r->f, (off_t)(r->pos + n), SEEK_SET))
-		return errno ? -errno : -EIO;
-	r->pos += n;
-	return 0;
+	if (!ret)
+		r->pos += n;	/* read on demand: a seek costs nothing */
+	return ret;
 }
 
 static int read_u32(struct reader *r, uint32_t *v)
@@ -219,7 +274,9 @@ static int skip_value(struct reader *r, uint32_t type, int depth)
 	if (type_size[etype])
 		return skip_bytes(r, count * type_size[etype]);
 	for (i = 0; i < count; i++) {
-		ret = skip_value(r, etype, depth + 1);
+		ret = count_value(r);
+		if (!ret)
+			ret = skip_value(r, etype, depth + 1);
 		if (ret)
 			return ret;
 	}
@@ -397,7 +454,9 @@ static int read_kvs(struct reader *r, struct scan *s, uint64_t n)
 	int ret;
 
 	for (i = 0; i < n; i++) {
-		ret = read_kv(r, s);
+		ret = count_value(r);
+		if (!ret)
+			ret = read_kv(r, s);
 		if (ret)
 			return ret;
 		if (s->have_arch && s->have_ctx && (s->have_name || s->rescan))
@@ -449,46 +508,52 @@ static int read_header(struct reader *r, struct scan *s)
 	ret = read_kvs(r, s, n_kv);
 	if (ret || !s->have_arch || s->have_ctx || !s->overflow)
 		return ret;
-	/* too many *.context_length keys before general.architecture: look again */
-	if (fseeko(r->f, (off_t)kv_start, SEEK_SET))
-		return errno ? -errno : -EIO;
+	/* too many *.context_length keys before general.architecture: look again
+	 * (within the same bounds: the values counted so far count) */
 	r->pos = kv_start;
 	s->rescan = true;
 	return read_kvs(r, s, n_kv);
 }
 
-int gguf_read_info(const char *path, struct gguf_info *info, char *err, size_t errlen)
+int gguf_read_info_fd(int fd, struct gguf_info *info, char *err, size_t errlen)
 {
-	struct reader r = { .err = err, .errlen = errlen };
+	struct reader r = { .fd = fd, .err = err, .errlen = errlen };
 	struct scan s;
 	struct stat st;
 	int ret;
 
 	if (err && errlen)
 		err[0] = '\0';
-	r.f = fopen(path, "re");
-	if (!r.f)
+	if (fstat(fd, &st))
 		return -errno;
-	if (fstat(fileno(r.f), &st)) {
-		ret = -errno;
-		goto out;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		ret = -EISDIR;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		ret = fail(&r, "not a GGUF file: not a regular file");
-		goto out;
-	}
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(st.st_mode))
+		return fail(&r, "not a GGUF file: not a regular file");
 	r.size = (uint64_t)st.st_size;
+	r.buf = malloc(GGUF_BUF);
+	if (!r.buf)
+		return -ENOMEM;
 	memset(&s, 0, sizeof(s));
 	ret = read_header(&r, &s);
 	if (!ret)
 		*info = s.info;
-out:
-	fclose(r.f);
+	free(r.buf);
 	if (ret != -EINVAL && err && errlen)
 		err[0] = '\0';
+	return ret;
+}
+
+int gguf_read_info(const char *path, struct gguf_info *info, char *err, size_t errlen)
+{
+	/* non-blocking: a FIFO at path costs nothing (it is refused as not a regular file) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), ret;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (fd < 0)
+		return -errno;
+	ret = gguf_read_info_fd(fd, info, err, errlen);
+	close(fd);
 	return ret;
 }

@@ -17,9 +17,13 @@ struct gguf_info {
 /*
  * Read path's GGUF header. Returns 0, -errno when the file cannot be read, -EINVAL
  * (with a one-line reason in err) when it is not a GGUF v2/v3 file or the header is
- * malformed or truncated. Never reads more than the header. info is written only on
- * success; err (may be NULL) is "" unless -EINVAL is returned.
+ * malformed or truncated, or its metadata is larger than llmtap walks (64 MiB into
+ * the file, 2 Mi values: a few milliseconds whatever the file claims). Never reads
+ * more than the header. info is written only on success; err (may be NULL) is ""
+ * unless -EINVAL is returned. The file is opened non-blocking: a FIFO is refused.
  */
 int gguf_read_info(const char *path, struct gguf_info *info, char *err, size_t errlen);
+/* The same from an open file (read with pread: its offset is left alone). */
+int gguf_read_info_fd(int fd, struct gguf_info *info, char *err, size_t errlen);
 
 #endif

@@ -38,14 +38,41 @@ pid_t proc_tgid(pid_t pid);
 /* Resident memory of pid in bytes (VmRSS), 0 when unreadable. */
 uint64_t proc_rss_bytes(pid_t pid);
 
-/* A path inside the target's mount namespace, as reachable from ours. */
+/* A path inside the target's mount namespace, as reachable from ours (a string only:
+ * to open a target's file, see proc_open_mapped). */
 int proc_root_path(pid_t pid, const char *path, char *out, size_t len);
 /*
- * A mapping's file: path as the target sees it (without " (deleted)"), host as we
- * reach it (through /proc/PID/root, or map_files for a deleted file). 0 or -errno.
+ * Open the file a mapping of pid holds, as mapped, never by a path the target can
+ * change: /proc/PID/map_files/START-END when llmtap may (CAP_SYS_ADMIN), else the
+ * path resolved inside the target's root as it would resolve it (openat2 with
+ * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, the last component not followed).
+ * Only a regular file is opened (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY: a
+ * FIFO, device or socket never is), and only when it is the mapping's device and
+ * inode. Returns the fd, or -errno with a few words in why (without the path):
+ * -ESTALE when the path names something else now (another file, a FIFO, a
+ * symbolic link: what a hostile target does), -ENOENT when the file is gone.
+ * host (may be NULL): a path by which the kernel reaches the same file (for uprobes).
  */
-int proc_map_file(pid_t pid, const struct proc_map *m, char *path, size_t plen, char *host,
-		  size_t hlen);
+int proc_open_mapped(pid_t pid, const struct proc_map *m, char *host, size_t hlen, char *why,
+		     size_t whylen);
+/* path for a message: printable ASCII only (no terminal escapes), cut with "..." */
+const char *proc_shown_path(const char *path, char *buf, size_t len);
+
+/*
+ * What a look at a target's files skipped, told in one line: only what a hostile
+ * target does (proc_skip_told: a path that names another file or a FIFO, -ESTALE;
+ * a file too big, -EFBIG, or cut short while read, -EIO), not files merely gone.
+ */
+struct proc_skips {
+	int n;
+	char first[384];
+};
+bool proc_skip_told(int err);
+/* reason: proc_open_mapped's why, or a few words about the file's contents */
+void proc_skips_add(struct proc_skips *s, int err, const char *path, const char *reason);
+/* "skipped its mapped file PATH: REASON" (or "skipped N of ..., the first ..."); "" when none */
+void proc_skips_line(const struct proc_skips *s, char *buf, size_t len);
+
 /* The process's start time (clock ticks after boot, /proc/PID/stat), 0 when it is gone. */
 uint64_t proc_start_time(pid_t pid);
 /* Its executable's path as it sees it; "" when unreadable. */

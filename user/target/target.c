@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "target/elfsym.h"
+#include "target/gguf.h"
 #include "target/proc.h"
 
 #define MAX_SEARCHED 64
@@ -47,8 +48,9 @@ struct search {
 	int n_searched;
 	int n_skipped;        /* more files than MAX_SEARCHED */
 	char stripped[PATH_MAX];
-	int unreadable;
+	int unreadable;       /* could not be read, for a reason not worth a warning */
 	int last_err;
+	struct proc_skips skips; /* refused: what a hostile target does */
 	struct elf_sym_req reqs[SITE_MAX * MAX_ALTS];
 	/* files searched, by device and inode: one file mapped at two paths (a bind
 	 * mount, a container's view and the host's) is searched and probed once */
@@ -114,24 +116,45 @@ static bool take_sites(struct search *s, const char *path, const char *host)
 	return any;
 }
 
-/* Search one file (path: as the target sees it; host: how we reach it). */
-static void search_file(struct search *s, const char *path, const char *host)
+/* Remembers path among the files searched; false when it was already. */
+static bool note_searched(struct search *s, const char *path)
+{
+	if (already_searched(s, path))
+		return false;
+	if (s->n_searched < MAX_SEARCHED)
+		snprintf(s->searched[s->n_searched++], PATH_MAX, "%s", path);
+	else
+		s->n_skipped++;
+	return true;
+}
+
+static void unreadable(struct search *s, int err, const char *path, const char *reason)
+{
+	if (proc_skip_told(err)) {
+		proc_skips_add(&s->skips, err, path, reason);
+		return;
+	}
+	s->unreadable++;
+	s->last_err = err;
+}
+
+/*
+ * Search one file (path: as the target sees it; host: how the kernel reaches it):
+ * fd, the file proc_open_mapped checked, or -1 to open path itself (llmtap run's
+ * files, which it chose itself from the loader's list).
+ */
+static void search_file(struct search *s, const char *path, const char *host, int fd)
 {
 	struct target *t = s->t;
 	struct elf_file_info info;
 	int err;
 
-	if (already_searched(s, path))
+	if (!note_searched(s, path))
 		return;
-	if (s->n_searched < MAX_SEARCHED)
-		snprintf(s->searched[s->n_searched++], PATH_MAX, "%s", path);
-	else
-		s->n_skipped++;
-
-	err = elf_resolve(host, s->reqs, SITE_MAX * MAX_ALTS, &info);
+	err = fd >= 0 ? elf_resolve_fd(fd, s->reqs, SITE_MAX * MAX_ALTS, &info) :
+			elf_resolve(path, s->reqs, SITE_MAX * MAX_ALTS, &info);
 	if (err) {
-		s->unreadable++;
-		s->last_err = err;
+		unreadable(s, err, path, elf_strerror(err));
 		return;
 	}
 	if (!t->sites[SITE_DECODE].found && !s->reqs[SITE_DECODE * MAX_ALTS].found &&
@@ -142,21 +165,43 @@ static void search_file(struct search *s, const char *path, const char *host)
 		t->in_executable = true;
 }
 
+/* m's path as the target sees it, without " (deleted)" */
+static void mapped_path(const struct proc_map *m, char *out, size_t len)
+{
+	static const char deleted[] = " (deleted)";
+	size_t n = strlen(m->path), dl = sizeof(deleted) - 1;
+
+	if (n > dl && !strcmp(m->path + n - dl, deleted))
+		n -= dl;
+	snprintf(out, len, "%.*s", (int)n, m->path);
+}
+
 static int check_mapping(const struct proc_map *m, void *arg)
 {
 	struct search *s = arg;
 	struct target *t = s->t;
-	char path[PATH_MAX], host[PATH_MAX];
+	char path[PATH_MAX], host[PATH_MAX], why[256];
 	size_t len = strlen(m->path);
+	int fd;
 
 	if (!t->model[0] && len > 5 && !strcmp(m->path + len - 5, ".gguf"))
 		snprintf(t->model, sizeof(t->model), "%s", m->path); /* llama.cpp mmaps its model */
-	if (m->perms[2] != 'x' || m->path[0] != '/' ||
-	    proc_map_file(t->pid, m, path, sizeof(path), host, sizeof(host)))
+	if (m->perms[2] != 'x' || m->path[0] != '/' || !m->inode)
 		return 0;
-	if (m->inode && seen_inode(s, m))
+	if (seen_inode(s, m))
 		return 0;
-	search_file(s, path, host);
+	mapped_path(m, path, sizeof(path));
+	if (already_searched(s, path))
+		return 0;
+	/* the file the target maps, never whatever its path names now */
+	fd = proc_open_mapped(t->pid, m, host, sizeof(host), why, sizeof(why));
+	if (fd < 0) {
+		note_searched(s, path);
+		unreadable(s, fd, path, why);
+		return 0;
+	}
+	search_file(s, path, host, fd);
+	close(fd);
 	return 0;
 }
 
@@ -180,6 +225,12 @@ static void explain_not_found(const struct search *s, char *err, size_t errlen)
 		off += (size_t)snprintf(err + off, errlen - off,
 					"; %s is stripped (no .symtab): if llama.cpp is linked into it statically, trace an unstripped build",
 					s->stripped);
+	if (s->skips.n && off < errlen) {
+		char line[512];
+
+		proc_skips_line(&s->skips, line, sizeof(line));
+		off += (size_t)snprintf(err + off, errlen - off, "; %s", line);
+	}
 	if (s->unreadable && off < errlen)
 		snprintf(err + off, errlen - off, "; %d file(s) could not be read (%s)%s",
 			 s->unreadable, strerror(-s->last_err),
@@ -254,11 +305,52 @@ int target_find_files(pid_t pid, const char *comm, const char *const *paths, int
 	}
 	snprintf(t->comm, sizeof(t->comm), "%s", comm);
 	for (int i = 0; i < n; i++)
-		search_file(s, paths[i], paths[i]);
+		search_file(s, paths[i], paths[i], -1);
 	if (!t->sites[SITE_DECODE].found) {
 		explain_not_found(s, err, errlen);
 		ret = -ENOENT;
 	}
 	free(s);
+	return ret;
+}
+
+struct model_find {
+	const char *model;
+	struct proc_map m;
+	bool found;
+};
+
+static int find_model(const struct proc_map *m, void *arg)
+{
+	struct model_find *f = arg;
+
+	if (strcmp(m->path, f->model))
+		return 0;
+	f->m = *m;
+	f->found = true;
+	return 1;
+}
+
+int target_model_info(pid_t pid, const char *model, struct gguf_info *info, char *err,
+		      size_t errlen)
+{
+	struct model_find *f = calloc(1, sizeof(*f));
+	int fd, ret;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!f)
+		return -ENOMEM;
+	f->model = model;
+	if (proc_for_each_map(pid, find_model, f) <= 0 || !f->found) {
+		free(f);
+		return -ENOENT;
+	}
+	fd = proc_open_mapped(pid, &f->m, NULL, 0, err, errlen);
+	free(f);
+	if (fd < 0)
+		return fd;
+	ret = gguf_read_info_fd(fd, info, err, errlen);
+	close(fd);
 	return ret;
 }

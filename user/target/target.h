@@ -16,9 +16,12 @@
 
 #define TARGET_MAX_FILES 8
 
+struct gguf_info;
+
 struct target_file {
 	char path[PATH_MAX]; /* as the target sees it */
-	char host[PATH_MAX]; /* the same file reached from our namespace */
+	char host[PATH_MAX]; /* the same file reached from our namespace, for the kernel:
+			      * /proc/PID/map_files/START-END, else /proc/PID/root/PATH */
 };
 
 #define TARGET_MAX_LOCS 4
@@ -54,16 +57,26 @@ bool target_layer_found(const struct target *t, enum llmtap_layer l);
 
 /*
  * Find the mapped files of pid that define the probe sites. llama_decode is
- * required; the rest is optional. Returns 0, or a -errno with a one-line,
- * actionable explanation in err.
+ * required; the rest is optional. Each file is read as mapped (proc_open_mapped:
+ * never by a path the target could point elsewhere). Returns 0, or a -errno with
+ * a one-line, actionable explanation in err.
  */
 int target_find(pid_t pid, struct target *t, char *err, size_t errlen);
 
 /*
  * The same from a list of files (paths[0]: the executable), for a process that
- * has not mapped them yet (`llmtap run` attaches before the program runs).
+ * has not mapped them yet (`llmtap run` attaches before the program runs): paths
+ * llmtap chose itself, opened as they are (non-blocking, regular files only).
  */
 int target_find_files(pid_t pid, const char *comm, const char *const *paths, int n,
 		      struct target *t, char *err, size_t errlen);
+
+/*
+ * The GGUF header of the model pid maps (model: its path as in t->model), read
+ * from the mapped file itself (proc_open_mapped). 0, or -errno with a reason in
+ * err (-EINVAL: not a GGUF file llmtap reads; see gguf_read_info).
+ */
+int target_model_info(pid_t pid, const char *model, struct gguf_info *info, char *err,
+		      size_t errlen);
 
 #endif
