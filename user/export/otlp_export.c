@@ -83,7 +83,12 @@ void otlp_export_metrics(struct otlp_exporter *e, const struct otlp_config *c,
 		return;
 	if (!x->next_ns)
 		x->next_ns = now_ns + interval;
-	if (!final && !tm_tick_due(now_ns, &x->next_ns, interval))
+	/*
+	 * Exports happen on the session's ticks, which land a little before or
+	 * after the export's due time: the tick nearest to it exports, or an
+	 * export interval equal to the tick interval would skip every other tick.
+	 */
+	if (!final && !tm_tick_due(now_ns + interval / 2, &x->next_ns, interval))
 		return;
 	if (otlp_encode_metrics(ctx, m, c->delta ? x->prev : NULL, x->prev_ns, now_ns, &buf, &len,
 				&n)) {
