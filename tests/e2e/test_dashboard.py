@@ -53,21 +53,6 @@ class RulesPrometheus(Prometheus):
     """Debian's prometheus on loopback scraping one target every second, evaluating a rules
     file every second."""
 
-    def __init__(self, target, rules):
-        self.dir = tempfile.mkdtemp(prefix="llmtap-prom-")
-        self.port = free_port()
-        cfg = os.path.join(self.dir, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                    f"rule_files:\n  - {rules}\n"
-                    "scrape_configs:\n  - job_name: llmtap\n"
-                    f"    static_configs:\n      - targets: ['{target}']\n")
-        self.log = open(os.path.join(self.dir, "log"), "w")
-        self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={self.dir}/data",
-             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self._ready(), 30, "prometheus to start")
-
     def api(self, path, params=()):
         """(True, data) or (False, Prometheus's error) for GET /api/v1/PATH."""
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}?" + urllib.parse.urlencode(list(params))

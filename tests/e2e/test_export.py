@@ -17,13 +17,15 @@ from harness import (Failure, LlamaServer, Tracer, check, check_eq, free_port, p
 class Prometheus:
     """Debian's prometheus on loopback, scraping one target every second."""
 
-    def __init__(self, target):
+    def __init__(self, target, rules=None):
+        """rules: a rules file to evaluate every second too."""
         self.dir = tempfile.mkdtemp(prefix="llmtap-prom-")
         self.port = free_port()
         cfg = os.path.join(self.dir, "prometheus.yml")
         with open(cfg, "w") as f:
             f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                    "scrape_configs:\n  - job_name: llmtap\n"
+                    + (f"rule_files:\n  - {rules}\n" if rules else "")
+                    + "scrape_configs:\n  - job_name: llmtap\n"
                     f"    static_configs:\n      - targets: ['{target}']\n")
         self.log = open(os.path.join(self.dir, "log"), "w")
         self.proc = subprocess.Popen(
