@@ -75,6 +75,7 @@ struct daemon {
 	int n_noted;
 	pid_t self;
 	pid_t *pids;                   /* rescan buffer */
+	int n_pids, scan_pos;          /* a rescan in progress: pids[scan_pos..n_pids) left */
 	uint64_t next_scan;            /* when the next rescan is due */
 	uint64_t attached, detached;   /* totals, for the last line */
 	uint64_t failed;               /* processes that could not be traced */
@@ -212,14 +213,31 @@ static bool is_pending(const struct daemon *d, pid_t pid)
 	return false;
 }
 
-static void rescan(struct daemon *d)
-{
-	int n = discover_list(d->pids, MAX_PIDS);
+/*
+ * A slice of a /proc rescan: true when it is done. A rescan that reads many new
+ * files (a process mapping thousands, slow disks) takes slices of RESCAN_SLICE_NS
+ * between which the targets' ring buffers are drained, instead of stalling them.
+ */
+#define RESCAN_SLICE_NS (50 * 1000000ull)
 
+static bool rescan(struct daemon *d)
+{
+	uint64_t start = monotonic_ns();
+
+	if (d->scan_pos >= d->n_pids) { /* a new rescan */
+		d->n_pids = discover_list(d->pids, MAX_PIDS);
+		d->scan_pos = 0;
+	}
 	/* a process that just exec'd is the exec watcher's (it holds it still while attaching) */
-	for (int i = 0; i < n; i++)
-		if (!is_pending(d, d->pids[i]))
-			consider(d, d->pids[i], 0);
+	while (d->scan_pos < d->n_pids) {
+		pid_t pid = d->pids[d->scan_pos++];
+
+		if (!is_pending(d, pid))
+			consider(d, pid, 0);
+		if (monotonic_ns() - start >= RESCAN_SLICE_NS)
+			break;
+	}
+	return d->scan_pos >= d->n_pids;
 }
 
 static void add_pending(struct daemon *d, pid_t pid, uint64_t now)
@@ -242,6 +260,8 @@ static int sleep_ms(const struct daemon *d, uint64_t now)
 {
 	int ms = LOOP_POLL_MS;
 
+	if (d->scan_pos < d->n_pids)
+		return 0; /* a rescan in slices goes on */
 	for (int i = 0; i < d->n_pending; i++) {
 		uint64_t due = d->pending[i].exec_ns + recheck_ms[d->pending[i].next] * 1000000ull;
 		int wait = due <= now ? 0 : (int)((due - now + 999999) / 1000000);
@@ -391,10 +411,8 @@ static const char *daemon_ready(void *arg, uint64_t now)
 	for (int i = 0; i < n; i++)
 		add_pending(d, execs[i], now);
 	run_pending(d, now);
-	if (now >= d->next_scan) {
-		rescan(d);
+	if (now >= d->next_scan && rescan(d))
 		d->next_scan = now + d->o->rescan_ns;
-	}
 	return NULL;
 }
 

@@ -135,10 +135,18 @@ static struct file_key *cache_slot(struct discover *d, const struct proc_map *m)
 	return NULL;
 }
 
+/*
+ * New files (not in the cache) read per look at a process: one that maps
+ * thousands of executable files is looked at over several rescans, each bounded,
+ * instead of stalling the daemon for seconds in one.
+ */
+#define NEW_FILES_PER_LOOK 64
+
 struct probe_ctx {
 	struct discover *d;
 	pid_t pid;
 	struct proc_skips skips;
+	int new_files;
 };
 
 /* One mapping: does its file define llama_decode? (a non-zero return stops the walk) */
@@ -162,6 +170,8 @@ static int check_map(const struct proc_map *m, void *arg)
 		d->n_cached = 0;
 		k = cache_slot(d, m);
 	}
+	if (++c->new_files > NEW_FILES_PER_LOOK)
+		return -EAGAIN; /* the rest at the next look (what was read is cached) */
 	/* the file the process maps, never whatever its path names now: a refusal is
 	 * about this process's view of the file, so it is not cached (another process
 	 * may map the same file from a path that is fine) */
@@ -186,7 +196,7 @@ static int check_map(const struct proc_map *m, void *arg)
 
 bool discover_has_llama(struct discover *d, pid_t pid, char *why, size_t whylen)
 {
-	struct probe_ctx c = { d, pid, { 0 } };
+	struct probe_ctx c = { .d = d, .pid = pid };
 	bool found = proc_for_each_map(pid, check_map, &c) > 0;
 
 	if (why && whylen)

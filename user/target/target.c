@@ -13,6 +13,8 @@
 
 #define MAX_SEARCHED 64
 #define MAX_IDS 512 /* distinct executable files a process maps, at most */
+/* files read per search: a process mapping thousands costs a bounded time */
+#define MAX_READ MAX_IDS
 #define MAX_ALTS SITE_MAX_ALTS
 
 const struct target_file *target_core(const struct target *t)
@@ -47,6 +49,7 @@ struct search {
 	char searched[MAX_SEARCHED][PATH_MAX];
 	int n_searched;
 	int n_skipped;        /* more files than MAX_SEARCHED */
+	int n_read;           /* files opened and read (<= MAX_READ) */
 	char stripped[PATH_MAX];
 	int unreadable;       /* could not be read, for a reason not worth a warning */
 	int last_err;
@@ -193,6 +196,11 @@ static int check_mapping(const struct proc_map *m, void *arg)
 	mapped_path(m, path, sizeof(path));
 	if (already_searched(s, path))
 		return 0;
+	if (s->n_read >= MAX_READ) {
+		note_searched(s, path); /* told as "and N more", not read */
+		return 0;
+	}
+	s->n_read++;
 	/* the file the target maps, never whatever its path names now */
 	fd = proc_open_mapped(t->pid, m, host, sizeof(host), why, sizeof(why));
 	if (fd < 0) {
