@@ -116,6 +116,8 @@ $(OUTPUT)/tests/test_telemetry: $(call o,model/telemetry model/metrics model/his
 	lib/clock lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_util: $(call o,lib/util)
 $(OUTPUT)/tests/test_text: $(call o,lib/text)
+$(OUTPUT)/tests/test_version: $(call o,target/version target/target target/sites target/elfsym \
+	target/gguf target/proc lib/text lib/util)
 
 $(OUTPUT)/tests/%: tests/unit/%.c tests/unit/unit.h
 	$(call msg,TEST,$@)

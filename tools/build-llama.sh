@@ -5,13 +5,14 @@
 # machine) do not rebuild.
 #
 #   tools/build-llama.sh [shared|static]   prints the path of the llama-server binary
+#   tools/build-llama.sh src               prints the llama.cpp source folder (no build)
 #
 # Environment: LLMTAP_CACHE (default /var/cache/llmtap), NODE_LLAMA_CPP_VERSION.
 set -euo pipefail
 
 MODE=${1:-shared}
-case $MODE in shared) SHARED=ON ;; static) SHARED=OFF ;; *)
-	echo "usage: $0 [shared|static]" >&2; exit 2 ;;
+case $MODE in shared) SHARED=ON ;; static) SHARED=OFF ;; src) ;; *)
+	echo "usage: $0 [shared|static|src]" >&2; exit 2 ;;
 esac
 VERSION=${NODE_LLAMA_CPP_VERSION:-3.22.1}
 CACHE=${LLMTAP_CACHE:-/var/cache/llmtap}
@@ -38,6 +39,11 @@ if [[ ! -f $SRC/CMakeLists.txt ]]; then
 	rm -rf "$SRC.tmp"
 	git clone -q "$BUNDLE" "$SRC.tmp"
 	rm -rf "$SRC" && mv "$SRC.tmp" "$SRC"
+fi
+
+if [[ $MODE == src ]]; then
+	echo "$SRC"
+	exit 0
 fi
 
 BUILD=$CACHE/build-$COMMIT-$MODE

@@ -12,7 +12,7 @@ export LLMTAP=${LLMTAP:-$PWD/llmtap}
 # the OpenTelemetry project's own OTLP decoder (npm), for the export tests
 export LLMTAP_OTLP_DECODER=${LLMTAP_OTLP_DECODER:-$(tools/otlp-decoder.sh)}
 # a libllama embedder without llama-server, built against the cached shared build
-SRC=$(ls -d "${LLMTAP_CACHE:-/var/cache/llmtap}"/llama.cpp-* | head -1)
+SRC=$(tools/build-llama.sh src)
 BIN=$(dirname "$LLAMA_SERVER_SHARED")
 mkdir -p .output
 cc -O2 -Wall -Wextra -Werror -I"$SRC/include" -I"$SRC/ggml/include" tests/e2e/embedder.c \

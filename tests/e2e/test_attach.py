@@ -18,6 +18,26 @@ def send_load(srv, n_requests, concurrency, first=0):
                              for i in range(n_requests)], concurrency)
 
 
+def check_llama_version(srv, attach):
+    """The llama.cpp llmtap names is the one the server reports (/props build_info
+    "b<number>-<commit>"), and libllama's file version where it is a shared library."""
+    status, body = srv.get("/props")
+    check_eq(status, 200, "GET /props")
+    build_info = json.loads(body)["build_info"]
+    check(re.fullmatch(r"b\d+-[0-9a-f]{4,12}", build_info), f"the server's build_info {build_info}")
+    want = build_info
+    m = re.search(r"/libllama\.so\.([0-9.]+)$", attach["library"])
+    if m:
+        want += f" (libllama {m.group(1)})"
+        check_eq(attach["resource"].get("llmtap.llama_cpp.library_version"), m.group(1),
+                 "resource llmtap.llama_cpp.library_version")
+    check_eq(attach.get("llama_cpp"), want, "the llama.cpp version in the attach record")
+    check_eq(attach["resource"].get("llmtap.llama_cpp.commit"), build_info.split("-")[1],
+             "resource llmtap.llama_cpp.commit")
+    check_eq(attach["resource"].get("llmtap.llama_cpp.build"), build_info.split("-")[0][1:],
+             "resource llmtap.llama_cpp.build")
+
+
 def steps_match_server(binary, expect_in_executable, env=None):
     with LlamaServer(binary, np=2) as srv:
         tr = Tracer(srv.pid, env=env).wait_attached()
@@ -26,6 +46,7 @@ def steps_match_server(binary, expect_in_executable, env=None):
         check_eq((attach["model"], attach["model_architecture"]), ("llmtap-tiny-llama", "llama"),
                  "the model named in the mapped GGUF file's header")
         check(attach["layers"].startswith("engine"), f"layers attached: {attach['layers']}")
+        check_llama_version(srv, attach)
         m0 = srv.metrics()
         responses = send_load(srv, 12, 4)
         m1 = srv.metrics()

@@ -20,6 +20,7 @@
 #include "target/gguf.h"
 #include "target/proc.h"
 #include "target/resource.h"
+#include "target/version.h"
 
 #define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
 
@@ -41,6 +42,7 @@ struct session {
 	char model[256];           /* what the sinks call the model: filled in place when a
 				    * model is mapped after the attach */
 	struct resource resource;  /* who produced the telemetry */
+	struct llama_version version; /* which llama.cpp it runs */
 	struct event ev;           /* decoding buffer */
 	struct step_assembler steps; /* steps spread over several records */
 };
@@ -119,6 +121,24 @@ static int publish_info(struct session *s)
 	return 0;
 }
 
+/* What llmtap knows of the target's llama.cpp, as resource attributes (unknown: left out). */
+static void set_version_attrs(struct session *s)
+{
+	const struct llama_version *v = &s->version;
+	char build[16];
+
+	if (strcmp(v->text, "unknown"))
+		resource_set(&s->resource, "llmtap.llama_cpp.version", v->text);
+	if (v->commit[0])
+		resource_set(&s->resource, "llmtap.llama_cpp.commit", v->commit);
+	if (v->build >= 0) {
+		snprintf(build, sizeof(build), "%d", v->build);
+		resource_set(&s->resource, "llmtap.llama_cpp.build", build);
+	}
+	if (v->library[0])
+		resource_set(&s->resource, "llmtap.llama_cpp.library_version", v->library);
+}
+
 /* The target's resource, given to the sinks and to Prometheus's target_info. */
 static int detect_resource(struct session *s, const struct session_opts *o, struct tm_target *tt,
 			   char *err, size_t errlen)
@@ -135,6 +155,7 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 
 	if (ret)
 		return ret;
+	set_version_attrs(s);
 	tt->resource = &s->resource;
 	resource_id_pairs(&s->resource, s->prom_labels);
 	ret = publish_info(s);
@@ -259,10 +280,12 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	if (probes_open(&s->t, &po, on_event, s, &s->p, err, errlen))
 		goto fail;
 	read_model(s);
+	target_version(&s->t, &s->version);
 	tt = (struct tm_target){
 		.pid = s->t.pid,
 		.comm = s->t.comm,
 		.library = target_core(&s->t)->path,
+		.llama_version = s->version.text,
 		.in_executable = s->t.in_executable,
 		.layers = probes_attached(s->p),
 		.model = s->model,

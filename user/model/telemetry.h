@@ -123,6 +123,7 @@ struct tm_target {
 	int pid;
 	const char *comm;
 	const char *library;
+	const char *llama_version; /* "b1-de3ff81 (libllama 0.5.0)", "unknown"; NULL: not read */
 	bool in_executable;
 	const char *layers; /* "engine,sampling,server,http": what is attached */
 	const char *model;  /* general.name from the GGUF header, else the file's name; "" unknown */

@@ -49,11 +49,13 @@ static void print_requests(FILE *out, const struct tm_window *w, const struct tm
 static void console_attached(void *self, const struct tm_target *t)
 {
 	struct console *c = self;
-	char comm[64], lib[512], model[256], arch[64];
+	char comm[64], lib[512], model[256], arch[64], ver[96];
 
 	/* the target's own strings: no control characters reach the terminal */
-	fprintf(c->out, "llmtap: tracing PID %d (%s): llama.cpp in %s%s; layers: %s\n", t->pid,
-		term_safe(comm, sizeof(comm), t->comm), term_safe(lib, sizeof(lib), t->library),
+	fprintf(c->out, "llmtap: tracing PID %d (%s): llama.cpp %s%sin %s%s; layers: %s\n", t->pid,
+		term_safe(comm, sizeof(comm), t->comm),
+		t->llama_version ? term_safe(ver, sizeof(ver), t->llama_version) : "",
+		t->llama_version ? " " : "", term_safe(lib, sizeof(lib), t->library),
 		t->in_executable ? " (linked into the executable)" : "", t->layers);
 	if (t->model && t->model[0])
 		fprintf(c->out, "llmtap: model %s%s%s%s\n", term_safe(model, sizeof(model), t->model),

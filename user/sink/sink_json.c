@@ -87,6 +87,10 @@ static void json_attached(void *self, const struct tm_target *t)
 	json_write_string(j->out, t->comm);
 	fputs(",\"library\":", j->out);
 	json_write_string(j->out, t->library);
+	if (t->llama_version) {
+		fputs(",\"llama_cpp\":", j->out);
+		json_write_string(j->out, t->llama_version);
+	}
 	fprintf(j->out, ",\"in_executable\":%s,\"layers\":", t->in_executable ? "true" : "false");
 	json_write_string(j->out, t->layers);
 	fputs(",\"model\":", j->out);

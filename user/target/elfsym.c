@@ -129,13 +129,13 @@ static int scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynami
 		if (!gelf_getsym(data, (int)i, &sym) || sym.st_shndx == SHN_UNDEF)
 			continue;
 		type = GELF_ST_TYPE(sym.st_info);
-		if (type != STT_FUNC && type != STT_GNU_IFUNC)
+		if (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_OBJECT)
 			continue;
 		name = elf_strptr(elf, sh->sh_link, sym.st_name);
 		if (!name || !leads_match(leads, name))
 			continue;
 		for (k = 0; k < n; k++) {
-			if (!name_matches(reqs[k].name, name))
+			if (reqs[k].object != (type == STT_OBJECT) || !name_matches(reqs[k].name, name))
 				continue;
 			if (reqs[k].found) {
 				if (!strcmp(reqs[k].symbol, name))

@@ -11,9 +11,10 @@
 
 struct elf_sym_req {
 	const char *name;  /* in: exact symbol name, or "prefix*" (no compiler clones) */
+	bool object;       /* in: a data object (STT_OBJECT), not a function */
 	bool found;        /* out */
 	bool exported;     /* out: found in .dynsym */
-	uint64_t offset;   /* out: file offset of the first instruction */
+	uint64_t offset;   /* out: file offset of the first instruction (or of the object) */
 	uint64_t size;     /* out: st_size */
 	char symbol[ELF_SYM_NAME_MAX]; /* out: the name that matched */
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/util.h"
 #include "target/elfsym.h"
 #include "target/gguf.h"
 #include "target/proc.h"
@@ -16,6 +17,7 @@
 /* files read per search: a process mapping thousands costs a bounded time */
 #define MAX_READ MAX_IDS
 #define MAX_ALTS SITE_MAX_ALTS
+#define N_SITE_REQS (SITE_MAX * MAX_ALTS)
 
 const struct target_file *target_core(const struct target *t)
 {
@@ -54,7 +56,7 @@ struct search {
 	int unreadable;       /* could not be read, for a reason not worth a warning */
 	int last_err;
 	struct proc_skips skips; /* refused: what a hostile target does */
-	struct elf_sym_req reqs[SITE_MAX * MAX_ALTS];
+	struct elf_sym_req reqs[SITE_MAX * MAX_ALTS + INFO_MAX]; /* the sites', then INFO_* */
 	/* files searched, by device and inode: one file mapped at two paths (a bind
 	 * mount, a container's view and the host's) is searched and probed once */
 	struct file_id {
@@ -154,8 +156,8 @@ static void search_file(struct search *s, const char *path, const char *host, in
 
 	if (!note_searched(s, path))
 		return;
-	err = fd >= 0 ? elf_resolve_fd(fd, s->reqs, SITE_MAX * MAX_ALTS, &info) :
-			elf_resolve(path, s->reqs, SITE_MAX * MAX_ALTS, &info);
+	err = fd >= 0 ? elf_resolve_fd(fd, s->reqs, ARRAY_SIZE(s->reqs), &info) :
+			elf_resolve(path, s->reqs, ARRAY_SIZE(s->reqs), &info);
 	if (err) {
 		unreadable(s, err, path, elf_strerror(err));
 		return;
@@ -163,6 +165,15 @@ static void search_file(struct search *s, const char *path, const char *host, in
 	if (!t->sites[SITE_DECODE].found && !s->reqs[SITE_DECODE * MAX_ALTS].found &&
 	    !info.has_symtab && !strcmp(path, s->exe))
 		snprintf(s->stripped, sizeof(s->stripped), "%s", path);
+	for (int i = 0; i < INFO_MAX; i++) {
+		const struct elf_sym_req *r = &s->reqs[N_SITE_REQS + i];
+
+		if (r->found && !t->info[i].found) {
+			t->info[i].found = true;
+			t->info[i].offset = r->offset;
+			snprintf(t->info[i].path, sizeof(t->info[i].path), "%s", path);
+		}
+	}
 	if (take_sites(s, path, host) && t->sites[SITE_DECODE].found &&
 	    t->sites[SITE_DECODE].locs[0].file == t->n_files - 1 && !strcmp(path, s->exe))
 		t->in_executable = true;
@@ -262,6 +273,10 @@ static struct search *search_new(pid_t pid, struct target *t, const char *exe)
 		for (int a = 0; a < MAX_ALTS; a++) /* "" never matches */
 			s->reqs[i * MAX_ALTS + a].name = site_info(i)->alts[a].symbol ?
 								 site_info(i)->alts[a].symbol : "";
+	s->reqs[N_SITE_REQS + INFO_BUILD_NUMBER] =
+		(struct elf_sym_req){ .name = "LLAMA_BUILD_NUMBER", .object = true };
+	s->reqs[N_SITE_REQS + INFO_COMMIT] =
+		(struct elf_sym_req){ .name = "LLAMA_COMMIT", .object = true };
 	snprintf(s->exe, sizeof(s->exe), "%s", exe);
 	return s;
 }

@@ -40,6 +40,19 @@ struct target_site_locs {
 	struct target_loc locs[TARGET_MAX_LOCS];
 };
 
+/* llama.cpp's build information objects (common/build-info.cpp), where a file defines them. */
+enum target_info_obj {
+	INFO_BUILD_NUMBER = 0, /* int LLAMA_BUILD_NUMBER */
+	INFO_COMMIT,           /* const char *LLAMA_COMMIT */
+	INFO_MAX,
+};
+
+struct target_obj {
+	bool found;
+	char path[PATH_MAX]; /* the file that defines it, as the target sees it */
+	uint64_t offset;     /* its file offset */
+};
+
 struct target {
 	pid_t pid;
 	char comm[16];
@@ -48,6 +61,7 @@ struct target {
 	struct target_file files[TARGET_MAX_FILES];
 	int n_files;
 	struct target_site_locs sites[SITE_MAX];
+	struct target_obj info[INFO_MAX];
 };
 
 /* The file that defines llama_decode. */
