@@ -265,7 +265,7 @@ def dashboard_and_rules_answer_on_real_prometheus():
         d = Tracer(None, ["--no-steps", "--interval", "500ms", "--port", str(port),
                           "--exe", "*llama-server", "--prometheus", f"127.0.0.1:{mport}",
                           "--ringbuf-size", "16k", "--otlp-endpoint", f"http://127.0.0.1:{dead}",
-                          "--otlp-interval", "1s"] + harness.own_selection(), command=["daemon"])
+                          "--otlp-interval", "1s"], command=["daemon"])
         wait_until(lambda: "daemon watching" in d.stderr_so_far(), 20, "the daemon to start")
         env = dict(os.environ, K8S_POD_NAME=POD, POD_NAMESPACE=NAMESPACE)
         srv = LlamaServer(np=2, ctx=512, args=["--context-shift"], port=port, env=env)
