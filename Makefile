@@ -44,7 +44,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 # a failed recipe leaves no half-written target (a truncated skeleton) behind
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test unit e2e demo bench clean target deploy-check image-check
+.PHONY: all deps test unit help-check e2e demo bench clean target deploy-check image-check
 all: llmtap
 
 deps:
@@ -127,6 +127,10 @@ $(OUTPUT)/tests/%: tests/unit/%.c tests/unit/unit.h
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+# every --help: fits 80 columns, no hand-broken lines, ends with working examples
+help-check: llmtap
+	tests/help-check.py ./llmtap
+
 e2e: llmtap
 	tests/e2e/run.sh
 
@@ -134,6 +138,7 @@ e2e: llmtap
 test:
 	tools/install-deps.sh
 	$(MAKE) all
+	$(MAKE) help-check
 	$(MAKE) target
 	LLMTAP_MODEL=$$(tools/make-model.sh) $(MAKE) unit
 	$(MAKE) e2e

@@ -296,21 +296,223 @@ def prompt(i, words=12):
     return " ".join(f"{vocab[(i * 7 + k * 3) % len(vocab)]}{i}" for k in range(words))
 
 
+# Every process a test starts is the test's: the runner forks the test into a process group
+# and a cgroup (v2) of its own, both inherited by everything the test starts (a setsid or a
+# new PID namespace leaves the group, never the cgroup), and marks the run in the
+# environment. When the test ends (passed, failed or timed out) the runner kills the cgroup
+# and the group; at the end of the run nothing marked as the run's may be left.
+RUN_ENV = "LLMTAP_E2E_RUN"          # the run's id, in every process the run starts
+CGROUP_ENV = "LLMTAP_E2E_CGROUP"    # the test's cgroup path, as /proc/PID/cgroup shows it
+TEST_TIMEOUT = float(os.environ.get("LLMTAP_E2E_TIMEOUT", "900"))
+
+
+def cgroup2_root():
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or .../unified in a hybrid
+    setup), if it is and is writable."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            dev, where, kind = line.split()[:3]
+            if kind == "cgroup2" and os.access(where, os.W_OK):
+                return where
+    return None
+
+
+def own_cgroup():
+    """The running test's cgroup path (as in /proc/PID/cgroup), or None without cgroups."""
+    return os.environ.get(CGROUP_ENV) or None
+
+
+def own_selection():
+    """`llmtap daemon` options that select only the llama.cpp processes this test started."""
+    cg = own_cgroup()
+    return ["--cgroup", cg] if cg else []
+
+
+def _procs_of(cgdir):
+    pids = []
+    for d, _, files in os.walk(cgdir):
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                pids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def _describe(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        return f"PID {pid}: {cmd[:160]}"
+    except OSError:
+        return f"PID {pid}: (gone)"
+
+
+def marked_pids(run_id):
+    """Processes whose environment names this run (but not this one)."""
+    mark = f"{RUN_ENV}={run_id}".encode()
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if mark in f.read().split(b"\0"):
+                    out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+class RunGroups:
+    """The run's cgroup, /<root>/llmtap-e2e-<id>, with a child cgroup per test."""
+
+    def __init__(self):
+        self.id = f"{os.getpid()}-{int(time.time())}"
+        os.environ[RUN_ENV] = self.id
+        root = cgroup2_root()
+        self.dir = None
+        if root:
+            try:
+                self.dir = os.path.join(root, f"llmtap-e2e-{self.id}")
+                os.mkdir(self.dir)
+                self.root = root
+            except OSError as e:
+                print(f"e2e: no cgroup of the run ({e}); process groups only", flush=True)
+                self.dir = None
+        else:
+            print("e2e: no writable cgroup v2 hierarchy; process groups only", flush=True)
+
+    def enter(self, name):
+        """In the test's child process: its own process group and cgroup."""
+        os.setpgid(0, 0)
+        if self.dir:
+            cg = os.path.join(self.dir, name)
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write("0")
+            os.environ[CGROUP_ENV] = "/" + os.path.relpath(cg, self.root)
+
+    def prepare(self, name):
+        if self.dir:
+            os.mkdir(os.path.join(self.dir, name))
+
+    def kill(self, name, pgid):
+        """Kill everything of the test: its cgroup, its process group. What was left, said."""
+        cg = os.path.join(self.dir, name) if self.dir else None
+        left = [p for p in (_procs_of(cg) if cg else []) if p != pgid]
+        left = [_describe(p) for p in left]
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if cg:
+            try:
+                with open(os.path.join(cg, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:  # before Linux 5.14: one by one
+                for p in _procs_of(cg):
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.monotonic() + 10
+            while _procs_of(cg) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            try:
+                os.rmdir(cg)
+            except OSError as e:
+                left.append(f"(its cgroup {cg} stays: {e})")
+        return left
+
+    def finish(self):
+        """At the end of the run: nothing the run started may be left. Returns what was."""
+        left = sorted(set(marked_pids(self.id)) | set(_procs_of(self.dir) if self.dir else []))
+        said = [_describe(p) for p in left]
+        for p in left:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.dir:
+            deadline = time.monotonic() + 10
+            while _procs_of(self.dir) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for d, _, _ in sorted(os.walk(self.dir), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(d)
+                except OSError as e:
+                    said.append(f"(cgroup {d} stays: {e})")
+        return said
+
+
+def _run_one(groups, fn):
+    """fn in a child process of its own; True if it passed. Kills what it left, always."""
+    name = fn.__name__
+    t0 = time.monotonic()
+    groups.prepare(name)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        rc = 1
+        try:
+            groups.enter(name)
+            fn()
+        except BaseException as e:  # a failed check or an unexpected error both fail the test
+            detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
+            print(f"FAIL {name} ({time.monotonic() - t0:.1f}s): {detail}", flush=True)
+        else:
+            rc = 0
+            print(f"PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(rc)
+    ok, deadline = False, t0 + TEST_TIMEOUT
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                ok = os.waitstatus_to_exitcode(status) == 0
+                break
+            if time.monotonic() > deadline:
+                print(f"FAIL {name} ({time.monotonic() - t0:.1f}s): timed out after "
+                      f"{TEST_TIMEOUT:.0f}s (LLMTAP_E2E_TIMEOUT)", flush=True)
+                break
+            time.sleep(0.1)
+    finally:  # also on Ctrl-C: the test's processes go with it
+        left = groups.kill(name, pid)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        if left:
+            print(f"    {name} left {len(left)} processes running, killed: " + "; ".join(left),
+                  flush=True)
+    return ok
+
+
 def run_all():
     only = sys.argv[1:]
+    unknown = set(only) - {fn.__name__ for fn in _tests}
+    if unknown:
+        print(f"e2e: no such tests: {' '.join(sorted(unknown))}", flush=True)
+        return 1
+    groups = RunGroups()
     passed = failed = 0
-    for fn in _tests:
-        if only and fn.__name__ not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-        except Exception as e:  # a failed check or an unexpected error both fail the test
-            failed += 1
-            detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
-            print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f}s): {detail}", flush=True)
-        else:
-            passed += 1
-            print(f"PASS {fn.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
+    try:
+        for fn in _tests:
+            if only and fn.__name__ not in only:
+                continue
+            if _run_one(groups, fn):
+                passed += 1
+            else:
+                failed += 1
+    finally:
+        left = groups.finish()
     print(f"{passed} passed, {failed} failed", flush=True)
+    if left:
+        print(f"FAIL the run left {len(left)} processes running (killed now):\n    " +
+              "\n    ".join(left), flush=True)
+        return 1
     return 1 if failed or not passed else 0

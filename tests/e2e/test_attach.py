@@ -5,8 +5,11 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+
+import harness
 
 from harness import (SERVER_SHARED, SERVER_STATIC, BackgroundLoad, LlamaServer, Tracer, check,
                      check_eq, prompt, run_concurrently, run_llmtap, test, wait_until)
@@ -324,5 +327,9 @@ def usage_errors_and_help():
     check_eq(rc, 0, "attach --help exit code")
     for fragment in ("--pid", "--duration", "--json", "Examples:", "Exit status"):
         check(fragment in out, f"{fragment!r} not in attach --help")
+    # every command's --help at 80 columns: no long or hand-broken line, examples at the end
+    p = subprocess.run([sys.executable, os.path.join(harness.ROOT, "tests", "help-check.py"),
+                        harness.LLMTAP], capture_output=True, text=True, timeout=60)
+    check_eq(p.returncode, 0, f"tests/help-check.py: {p.stdout}{p.stderr}")
     rc, out, _ = run_llmtap(["--version"])
     check(rc == 0 and out.startswith("llmtap "), f"--version: {rc} {out!r}")

@@ -25,8 +25,9 @@ CTR_DIR = "/mnt/llmtap-ctr"  # exists only inside the namespaced server's mount 
 
 
 def daemon(args=(), env=None):
-    return Tracer(None, ["--no-steps", "--interval", "500ms"] + list(args), env=env,
-                  command=["daemon"])
+    """The daemon, on the llama-servers of this test only (its cgroup: not the host's others)."""
+    return Tracer(None, ["--no-steps", "--interval", "500ms"] + harness.own_selection() + list(args),
+                  env=env, command=["daemon"])
 
 
 def attached_pids(d):

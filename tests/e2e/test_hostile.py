@@ -83,8 +83,8 @@ def daemonset_prefix():
 def traced_exactly_beside(srv, attackers, prefix, told):
     """A daemon (under prefix) traces srv exactly while the attackers run; told: attacker mode
     -> what its one line must say (None: nothing told)."""
-    d = Tracer(None, ["--no-steps", "--interval", "500ms", "--rescan", "500ms"], prefix=prefix,
-               command=["daemon"])
+    d = Tracer(None, ["--no-steps", "--interval", "500ms", "--rescan", "500ms"] + harness.own_selection(),
+               prefix=prefix, command=["daemon"])
     try:
         wait_until(lambda: srv.pid in attached_pids(d), 30, "the daemon to attach to the server")
         calls = [completion(srv, 6000 + i, 3 + i, i == 1) for i in range(3)] + [chat(srv, 6100, 4, False)]
