@@ -264,7 +264,7 @@ def dashboard_and_rules_answer_on_real_prometheus():
     try:
         d = Tracer(None, ["--no-steps", "--interval", "500ms", "--port", str(port),
                           "--exe", "*llama-server", "--prometheus", f"127.0.0.1:{mport}",
-                          "--ringbuf-size", "16k", "--otlp-endpoint", f"http://127.0.0.1:{dead}",
+                          "--ringbuf-size", "64k", "--otlp-endpoint", f"http://127.0.0.1:{dead}",
                           "--otlp-interval", "1s"], command=["daemon"])
         wait_until(lambda: "daemon watching" in d.stderr_so_far(), 20, "the daemon to start")
         env = dict(os.environ, K8S_POD_NAME=POD, POD_NAMESPACE=NAMESPACE)
@@ -276,7 +276,8 @@ def dashboard_and_rules_answer_on_real_prometheus():
 
         calls = wave(srv, 0) + wave(srv, 1)
         time.sleep(1.5)
-        # lost events: the daemon stopped while the server generates into a 16 KiB ring
+        # lost events: the daemon stopped while the server generates into a 64 KiB ring
+        # (big enough that the waves around it lose nothing: their counts are checked)
         os.kill(d.proc.pid, signal.SIGSTOP)
         stopped = True
         lost_phase = run_concurrently([lambda i=i: completion(srv, 50 + i, 300, False)
