@@ -79,7 +79,7 @@ uninstall:
 
 # the Debian package, from a staging DESTDIR with PREFIX=/usr (tools/make-deb.sh)
 deb: $(DEB)
-$(DEB): llmtap $(MAN) $(COMPLETION) tools/make-deb.sh
+$(DEB): llmtap $(MAN) $(COMPLETION) tools/make-deb.sh README.md
 	$(call msg,DEB,$@)
 	$(Q)VERSION=$(VERSION) tools/make-deb.sh $@
 
