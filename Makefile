@@ -5,6 +5,11 @@ CLANG    ?= clang
 BPFTOOL  ?= bpftool
 CC       ?= cc
 VERSION  := 0.1.0
+# make install: PREFIX=/usr/local, DESTDIR for staging (make deb uses PREFIX=/usr)
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB      := llmtap_$(VERSION)_$(DEB_ARCH).deb
 
 ifeq ($(V),1)
 Q :=
@@ -44,8 +49,45 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 # a failed recipe leaves no half-written target (a truncated skeleton) behind
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test unit help-check e2e demo bench clean target deploy-check image-check
+.PHONY: all deps test unit help-check e2e demo bench clean target deploy-check image-check \
+	install uninstall doc deb deb-check
 all: llmtap
+
+# llmtap(1) and the bash completion, generated from what the built binary's --help prints
+MAN        := $(OUTPUT)/llmtap.1
+COMPLETION := $(OUTPUT)/llmtap.bash-completion
+doc: $(MAN) $(COMPLETION)
+
+$(MAN): llmtap tools/gen-man.sh
+	$(call msg,MAN,$@)
+	@mkdir -p $(@D)
+	$(Q)tools/gen-man.sh ./llmtap > $@.tmp && mv $@.tmp $@
+
+$(COMPLETION): llmtap tools/gen-completion.sh
+	$(call msg,GEN,$@)
+	@mkdir -p $(@D)
+	$(Q)tools/gen-completion.sh ./llmtap > $@.tmp && mv $@.tmp $@
+
+install: llmtap $(MAN) $(COMPLETION)
+	install -D -m 0755 llmtap $(DESTDIR)$(PREFIX)/bin/llmtap
+	install -D -m 0644 $(MAN) $(DESTDIR)$(PREFIX)/share/man/man1/llmtap.1
+	install -D -m 0644 $(COMPLETION) $(DESTDIR)$(PREFIX)/share/bash-completion/completions/llmtap
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/llmtap $(DESTDIR)$(PREFIX)/share/man/man1/llmtap.1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/llmtap
+
+# the Debian package, from a staging DESTDIR with PREFIX=/usr (tools/make-deb.sh)
+deb: $(DEB)
+$(DEB): llmtap $(MAN) $(COMPLETION) tools/make-deb.sh README.md
+	$(call msg,DEB,$@)
+	$(Q)VERSION=$(VERSION) tools/make-deb.sh $@
+
+# the package installed with apt into a Debian 12 root without a compiler, tracing a real
+# llama-server from there (installs mmdebstrap; see tests/deploy/deb.sh). Part of `make test`:
+# about 15 s once the root file system and apt's downloads are cached, a minute the first time
+deb-check: $(DEB) target
+	tests/deploy/deb.sh $(DEB)
 
 deps:
 	tools/install-deps.sh
@@ -143,6 +185,7 @@ test:
 	LLMTAP_MODEL=$$(tools/make-model.sh) $(MAKE) unit
 	$(MAKE) e2e
 	$(MAKE) deploy-check
+	$(MAKE) deb-check
 
 # deploy/: the manifests against the Kubernetes schemas, and the capabilities they grant
 # shown necessary and sufficient with capsh against real llama-servers
@@ -178,6 +221,6 @@ $(OUTPUT)/otlp-bench: tools/otlp-bench.c $(call o,export/otlp_config export/otlp
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< $(filter %.o,$^) $(LIBS) -o $@
 
 clean:
-	rm -rf $(OUTPUT) llmtap
+	rm -rf $(OUTPUT) llmtap llmtap_*.deb
 
 -include $(shell find $(OUTPUT) -name '*.d' 2>/dev/null)

@@ -9,6 +9,8 @@ PKGS=(
 	make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config libjson-c-dev
 	# OTLP export: protoc-c, libprotobuf-c, libcurl (gzip comes from zlib)
 	protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev
+	# make install / make deb: the man page from --help, the package
+	help2man dpkg-dev
 	# unit tests
 	libcmocka-dev
 	# the real target: llama.cpp from the node-llama-cpp npm package

@@ -8,7 +8,8 @@
 #    cgroups; runc runs);
 # 2. the base image debian:bookworm-slim is made with mmdebstrap (minbase) from Debian's
 #    mirror and imported (once: kept in podman's storage);
-# 3. `podman build -f deploy/Dockerfile` (its apt-get steps use the host's network);
+# 3. `podman build -f deploy/Dockerfile` (its apt-get steps use the host's network); the
+#    image's llmtap must be the Debian package the build stage made (`make deb`);
 # 4. the image runs `llmtap attach` on a llama-server of uid 65534 (the tiny model) with the
 #    DaemonSet's security settings: host PID namespace, read-only root, every capability
 #    dropped but BPF, PERFMON, SYS_PTRACE, DAC_READ_SEARCH, no new privileges, /sys/kernel/btf
@@ -77,6 +78,11 @@ result() { # result OK|FAIL TEXT
 
 v=$("${PODMAN[@]}" run --rm --network=host "${LIMITS[@]}" "$IMAGE" --version 2>&1) || true
 if [[ $v == llmtap\ * ]]; then result PASS "llmtap --version in the image: $v"; else result FAIL "--version: $v"; fi
+# the image's llmtap is the Debian package `make deb` makes (deploy/Dockerfile)
+v=$("${PODMAN[@]}" run --rm --network=host "${LIMITS[@]}" --entrypoint dpkg-query "$IMAGE" \
+	-W -f='${Package} ${Version} ${Status}' llmtap 2>&1) || true
+if [[ $v == *"install ok installed" ]]; then result PASS "the image has the package: $v"
+else result FAIL "the image has no llmtap package: $v"; fi
 
 SERVER=${LLAMA_SERVER_SHARED:-$("$ROOT/tools/build-llama.sh" shared)}
 MODEL=${LLMTAP_MODEL:-$("$ROOT/tools/make-model.sh")}
