@@ -148,6 +148,13 @@ class LlamaServer:
         self.stop()
 
 
+def bpf_program_ids():
+    """The ids of the BPF programs loaded on the host that are llmtap's by name (any llmtap's)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
+    return {p["id"] for p in json.loads(out.stdout or "[]")
+            if p.get("name", "") in ("probe_enter", "probe_exit", "on_exec")}
+
+
 class Tracer:
     """llmtap attach --json on a PID; collects the JSON records it writes."""
 
@@ -175,6 +182,19 @@ class Tracer:
         for line in self.proc.stderr:
             with self._lock:
                 self.err += line
+
+    def new_programs(self):
+        """The BPF programs this llmtap holds (the prog_id of its file descriptors), so that
+        no other llmtap of the host is counted."""
+        ids = set()
+        fdinfo = f"/proc/{self.proc.pid}/fdinfo"
+        for fd in os.listdir(fdinfo):
+            try:
+                with open(os.path.join(fdinfo, fd)) as f:
+                    ids |= {int(l.split()[1]) for l in f if l.startswith("prog_id:")}
+            except OSError:
+                pass  # closed meanwhile
+        return ids & bpf_program_ids()
 
     def stderr_so_far(self):
         with self._lock:

@@ -11,7 +11,8 @@ import time
 
 import harness
 
-from harness import (SERVER_SHARED, SERVER_STATIC, BackgroundLoad, LlamaServer, Tracer, check,
+from harness import (SERVER_SHARED, SERVER_STATIC, BackgroundLoad, LlamaServer, Tracer,
+                     bpf_program_ids, check,
                      check_eq, prompt, run_concurrently, run_llmtap, test, wait_until)
 
 
@@ -170,16 +171,8 @@ def target_exit_ends_with_summary():
     check_eq(summary[0]["steps"], n_decode, "steps traced vs the server's n_decode_total")
 
 
-def llmtap_bpf_programs():
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
-    return [p for p in json.loads(out.stdout or "[]")
-            if p.get("name", "") in ("probe_enter", "probe_exit", "on_exec")]
-
-
 @test
 def sigkill_under_load_leaves_server_serving():
-    # the kernel frees an exited llmtap's programs after a grace period
-    wait_until(lambda: not llmtap_bpf_programs(), 10, "programs of earlier tests to go away")
     with LlamaServer(np=2) as srv:
         def request(k, i):
             return srv.post("/completion", {"prompt": prompt(1000 * k + i, 8), "n_predict": 24,
@@ -189,7 +182,8 @@ def sigkill_under_load_leaves_server_serving():
             time.sleep(1)
             tr = Tracer(srv.pid).wait_attached()
             wait_until(lambda: tr.records("step"), 10, "steps under load")
-            check(llmtap_bpf_programs(), "no llmtap programs loaded while attached")
+            ours = tr.new_programs()
+            check(ours, "no llmtap programs loaded while attached")
             tr.proc.send_signal(signal.SIGKILL)
             tr.wait(10)
             time.sleep(2)  # keep the load going after the kill
@@ -198,7 +192,8 @@ def sigkill_under_load_leaves_server_serving():
         check(statuses and all(s == 200 for s in statuses),
               f"non-200 responses: {[s for s in statuses if s != 200][:5]}")
         check_eq(srv.get("/health")[0], 200, "server health after SIGKILL")
-        wait_until(lambda: not llmtap_bpf_programs(), 10, "BPF programs to go away with llmtap")
+        # the kernel frees an exited llmtap's programs after a grace period
+        wait_until(lambda: not bpf_program_ids() & ours, 10, "BPF programs to go away with llmtap")
         # and the server can be traced again, exactly
         tr2 = Tracer(srv.pid).wait_attached()
         m0 = srv.metrics()

@@ -18,7 +18,6 @@ import urllib.request
 import harness
 from harness import LlamaServer, Tracer, check, check_eq, test, wait_until
 from otlp_receiver import OtlpReceiver, Reply, decode, metric_points
-from test_attach import llmtap_bpf_programs
 from test_requests import by_port, chat, completion
 
 CTR_DIR = "/mnt/llmtap-ctr"  # exists only inside the namespaced server's mount namespace
@@ -124,9 +123,10 @@ def daemon_traces_three_servers_each_under_its_own_resource():
         wait_until(lambda: c.pid in detached_pids(d), 10, "the daemon to detach from the exited server")
         check(re.search(rf"detached from PID {c.pid} \(llama-server\): target exited, \d+ requests",
                         d.stderr_so_far()), "the detach line says why")
+        ours = d.new_programs()
         check_eq(d.stop(signal.SIGTERM), 0, f"daemon exit code ({d.stderr()})")
         check_eq(detached_pids(d), {pid_a, pid_b, c.pid}, "every target detached")
-        wait_until(lambda: not llmtap_bpf_programs(), 10, "no llmtap programs left")
+        wait_until(lambda: not harness.bpf_program_ids() & ours, 10, "no llmtap programs left")
         check_eq(a.get("/health")[0], 200, "server a serves on")
         check_eq(b.get("/health")[0], 200, "server b serves on")
     finally:
@@ -237,8 +237,10 @@ def daemon_reattaches_a_restarted_server_and_selects():
         check(any('service_name="llmtap"' in l for l in infos), "the daemon's own target_info")
         check(re.search(r'^llmtap_daemon_targets\{[^}]*\} 1$', text, re.M), "the daemon's own gauge: 1 target")
         check_eq(d.stderr_so_far().count(f"not tracing PID {other.pid}"), 1, "told once")
+        ours = d.new_programs()
+        check(ours, "the daemon's programs are loaded")
         check_eq(d.stop(signal.SIGINT), 0, "daemon exit code")
-        wait_until(lambda: not llmtap_bpf_programs(), 10, "no llmtap programs left")
+        wait_until(lambda: not harness.bpf_program_ids() & ours, 10, "no llmtap programs left")
         check_eq(other.get("/health")[0], 200, "the other server serves on")
     finally:
         stop_all(d, a, a2, other)
