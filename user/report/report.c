@@ -795,15 +795,23 @@ static void note_slow(struct stats *s, const struct request *reqs, size_t i)
 	s->slowest[k] = i;
 }
 
+/* a + b for counts (never negative), saturated: a file's counts may add up past LLONG_MAX */
+static long long add_count(long long a, long long b)
+{
+	long long sum;
+
+	return __builtin_add_overflow(a, b, &sum) ? LLONG_MAX : sum;
+}
+
 static void add_latencies(const struct trace *t, struct stats *s)
 {
 	const struct request *r = t->reqs.v;
 
 	for (size_t i = 0; i < t->reqs.n; i++) {
 		s->failed += r[i].failed;
-		s->prompt += r[i].prompt;
-		s->cached += r[i].cached;
-		s->output += r[i].output;
+		s->prompt = add_count(s->prompt, r[i].prompt);
+		s->cached = add_count(s->cached, r[i].cached);
+		s->output = add_count(s->output, r[i].output);
 		if (r[i].ttft_ms > 0)
 			s->ttft.v[s->ttft.n++] = r[i].ttft_ms;
 		if (r[i].output >= 2 && r[i].gen_ms > 0)
@@ -860,9 +868,9 @@ static int add_timeline(const struct trace *t, struct stats *s)
 	}
 	for (size_t i = 0; i < t->steps.n; i++) {
 		s->step_tokens[st[i].kind][bucket(s, st[i].ts)] += (double)st[i].n_tokens;
-		s->batch_tokens += st[i].n_tokens;
+		s->batch_tokens = add_count(s->batch_tokens, st[i].n_tokens);
 		if (st[i].kind == SK_OTHER)
-			s->batch_tokens_other += st[i].n_tokens;
+			s->batch_tokens_other = add_count(s->batch_tokens_other, st[i].n_tokens);
 		s->busy_us += st[i].dur;
 		s->step_errors += st[i].error;
 	}
@@ -1115,11 +1123,16 @@ static void render_head(FILE *out, const struct trace *t)
 static void render_title(FILE *out, const struct trace *t)
 {
 	char when[64] = "";
-	time_t sec = (time_t)(t->start_unix_nano / 1e9);
+	double sec = t->start_unix_nano / 1e9;
 	struct tm tm;
+	time_t tt;
 
-	if (t->start_unix_nano > 0 && gmtime_r(&sec, &tm))
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	/* a date between 1970 and 9999 (a file may say anything: casting it could be undefined) */
+	if (sec > 0 && sec < 253402300800.0) {
+		tt = (time_t)sec;
+		if (gmtime_r(&tt, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	}
 	fputs("<header>\n<h1>llmtap report: ", out);
 	html(out, t->model[0] ? t->model : "unknown model");
 	fputs("</h1>\n<p class=\"sub\">", out);
