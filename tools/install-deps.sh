@@ -9,8 +9,8 @@ PKGS=(
 	make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config libjson-c-dev
 	# OTLP export: protoc-c, libprotobuf-c, libcurl (gzip comes from zlib)
 	protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev
-	# unit tests
-	libcmocka-dev
+	# unit tests; the fuzzers (make fuzz): clang's libFuzzer and sanitizer runtimes
+	libcmocka-dev libclang-rt-14-dev
 	# the real target: llama.cpp from the node-llama-cpp npm package
 	git cmake g++ nodejs npm python3-numpy
 	# end-to-end tests
