@@ -516,6 +516,35 @@ static void test_token_sums_saturate(void **state)
 	free(text);
 }
 
+/* Requests far shorter than the counters' interval, which sampled none of them: the
+ * chart of requests in flight counts them from their own times. */
+static void test_short_requests_in_flight(void **state)
+{
+	char *text = NULL, *html;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	fputs(HEAD, f);
+	counters(f, 1, 0, 0, 0);
+	/* 40 requests of 10 ms one after another on slot 0 between the samples at 1 and 2 s */
+	for (int i = 0; i < 40; i++)
+		request(f, 1000, (unsigned)i + 1, "POST /completion", 1.1 + i * 0.02, 200, 5, 0, 10, 3,
+			5);
+	counters(f, 2, 0, 0, 0);
+	/* two at once at 2.5 s, the second queued 5 ms behind the first */
+	request(f, 1000, 41, "POST /completion", 2.5, 200, 5, 0, 10, 3, 5);
+	request(f, 1001, 42, "POST /completion", 2.505, 200, 10, 5, 15, 3, 5);
+	counters(f, 3, 0, 0, 0);
+	fputs("\n]}\n", f);
+	assert_int_equal(fclose(f), 0);
+	html = report_of(*state, "short.json", text);
+	assert_page(html);
+	assert_contains(html, "<figure id=\"in-flight\" data-most=\"2\" data-most-queued=\"1\">");
+	free(html);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_big_trace),
 		cmocka_unit_test(test_absurd_start_time),
 		cmocka_unit_test(test_token_sums_saturate),
+		cmocka_unit_test(test_short_requests_in_flight),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
