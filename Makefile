@@ -49,8 +49,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 # a failed recipe leaves no half-written target (a truncated skeleton) behind
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test unit help-check e2e demo bench clean target deploy-check image-check \
-	install uninstall doc deb deb-check
+.PHONY: all deps test unit help-check fuzz e2e demo bench clean target deploy-check \
+	image-check install uninstall doc deb deb-check
 all: llmtap
 
 # llmtap(1) and the bash completion, generated from what the built binary's --help prints
@@ -173,6 +173,58 @@ unit: $(UNIT_BINS)
 help-check: llmtap
 	tests/help-check.py ./llmtap
 
+# libFuzzer harnesses (tests/fuzz) for every parser of what a target or a user hands
+# llmtap, built with clang's sanitizers apart from the normal build; each runs
+# FUZZ_SECONDS from its seed corpus (tests/fuzz/corpus/NAME, read only). What they
+# find goes to .output/fuzz/corpus/NAME, crashes to .output/fuzz/artifacts/NAME/.
+FUZZ_SECONDS ?= 60
+FUZZ        := $(OUTPUT)/fuzz
+FUZZ_NAMES  := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS   := $(patsubst %,$(FUZZ)/fuzz_%,$(FUZZ_NAMES))
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := -O1 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DLLMTAP_VERSION='"$(VERSION)"' \
+	-fno-omit-frame-pointer $(FUZZ_SAN)
+fo = $(patsubst %,$(FUZZ)/obj/user/%.o,$(1))
+FUZZ_PB := $(patsubst $(OUTPUT)/%,$(FUZZ)/obj/%,$(PB_OBJS))
+
+$(FUZZ)/obj/user/%.o: user/%.c | $(PB_HDRS)
+	$(call msg,FUZZ-CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) $(INCLUDES) -c $< -o $@
+
+$(FUZZ)/obj/proto/%.pb-c.o: $(OUTPUT)/proto/%.pb-c.c | $(PB_HDRS)
+	$(call msg,FUZZ-CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) $(INCLUDES) -c $< -o $@
+
+$(FUZZ)/fuzz_elf: $(call fo,target/elfsym)
+$(FUZZ)/fuzz_events: $(call fo,model/correlate model/telemetry model/metrics model/hist \
+	model/route probe/event target/resource target/proc sink/sink_json sink/sink_trace \
+	export/otlp_encode lib/clock lib/json lib/text lib/util) $(FUZZ_PB)
+$(FUZZ)/fuzz_gguf: $(call fo,target/gguf)
+$(FUZZ)/fuzz_otel: $(call fo,export/otlp_config target/resource target/proc lib/text lib/util)
+$(FUZZ)/fuzz_proc: $(call fo,target/proc target/resource lib/text lib/util)
+$(FUZZ)/fuzz_prom: $(call fo,export/prom_http export/prom_text model/metrics model/hist \
+	lib/clock lib/json lib/text lib/util)
+$(FUZZ)/fuzz_report: $(call fo,report/report lib/clock lib/json lib/util)
+
+$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h
+	$(call msg,FUZZ,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(DEPFLAGS) $(INCLUDES) $< $(filter %.o,$^) \
+		$(LIBS) -o $@
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for n in $(FUZZ_NAMES); do \
+		echo "== fuzz_$$n ($(FUZZ_SECONDS) s)"; \
+		mkdir -p $(FUZZ)/corpus/$$n $(FUZZ)/artifacts/$$n; \
+		$(FUZZ)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ)/artifacts/$$n/ \
+			$(FUZZ)/corpus/$$n tests/fuzz/corpus/$$n 2>$(FUZZ)/fuzz_$$n.log || \
+			{ tail -60 $(FUZZ)/fuzz_$$n.log; echo "fuzz_$$n failed: reproducer in $(FUZZ)/artifacts/$$n/"; exit 1; }; \
+		grep -E '^stat::number_of_executed_units|^Done' $(FUZZ)/fuzz_$$n.log || true; \
+	done
+
 e2e: llmtap
 	tests/e2e/run.sh
 
@@ -183,6 +235,7 @@ test:
 	$(MAKE) help-check
 	$(MAKE) target
 	LLMTAP_MODEL=$$(tools/make-model.sh) $(MAKE) unit
+	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(MAKE) e2e
 	$(MAKE) deploy-check
 	$(MAKE) deb-check

@@ -11,8 +11,8 @@ PKGS=(
 	protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev
 	# make install / make deb: the man page from --help, the package
 	help2man dpkg-dev
-	# unit tests
-	libcmocka-dev
+	# unit tests; the fuzzers (make fuzz): clang's libFuzzer and sanitizer runtimes
+	libcmocka-dev libclang-rt-14-dev
 	# the real target: llama.cpp from the node-llama-cpp npm package
 	git cmake g++ nodejs npm python3-numpy
 	# end-to-end tests

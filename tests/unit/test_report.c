@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@
 /* A temporary directory for the traces and reports of every test. */
 struct dir {
 	char path[64];
-	char file[32][128];
+	char file[64][128];
 	int n;
 };
 
@@ -50,7 +51,7 @@ static const char *dir_file(struct dir *d, const char *name)
 {
 	char path[sizeof(d->file[0])];
 
-	assert_true(d->n < 32);
+	assert_true(d->n < 64);
 	snprintf(path, sizeof(path), "%s/%s", d->path, name);
 	memcpy(d->file[d->n], path, sizeof(path));
 	return d->file[d->n++];
@@ -455,6 +456,95 @@ static void test_big_trace(void **state)
 	free(html);
 }
 
+/* A recording that says it began at an absurd time: no date, no undefined cast. */
+static void test_absurd_start_time(void **state)
+{
+	static const char *const starts[] = { "1e300", "-1e300", "9.3e27", "-9.3e27" };
+
+	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+		char *text = NULL, *html, name[32];
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+
+		assert_non_null(f);
+		fprintf(f, "{\"otherData\":{" K(TRACE_START_UNIX_NANO) "%s," K(TRACE_MODEL) S("m")
+			"},\"traceEvents\":[" THREAD(1, TRACE_TRACK_ENGINE), starts[i]);
+		step(f, 0.5, TRACE_KIND_PREFILL, 7, 0);
+		fputs("\n]}\n", f);
+		assert_int_equal(fclose(f), 0);
+		snprintf(name, sizeof(name), "start%zu.json", i);
+		html = report_of(*state, name, text);
+		assert_page(html);
+		assert_null(strstr(html, "· recorded"));
+		free(html);
+		free(text);
+	}
+}
+
+/* Token counts near the largest a file may give, over many requests and steps: the
+ * totals stop at the largest count instead of wrapping around. */
+static void test_token_sums_saturate(void **state)
+{
+	char *text = NULL, *html, expect[64];
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	fputs(HEAD, f);
+	for (int i = 0; i < 2000; i++) {
+		fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":1000,\"cat\":" S(TRACE_CAT_REQUEST)
+			",\"name\":\"POST /completion\",\"ts\":%d,\"dur\":10,\"args\":{"
+			K(TRACE_ARG_REQUEST) "%d," K(TRACE_ARG_STATUS) "200," K(TRACE_ARG_PROMPT_TOKENS)
+			"8.9e15," K(TRACE_ARG_CACHED_TOKENS) "8.9e15," K(TRACE_ARG_OUTPUT_TOKENS)
+			"8.9e15}}", i * 100, i + 1);
+		fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":1,\"cat\":" S(TRACE_CAT_STEP)
+			",\"name\":\"decode\",\"ts\":%d,\"dur\":10,\"args\":{" K(TRACE_ARG_KIND)
+			"\"%s\"," K(TRACE_ARG_N_TOKENS) "8.9e15}}", i * 100,
+			i % 2 ? TRACE_KIND_UNKNOWN : TRACE_KIND_PREFILL);
+	}
+	fputs("\n]}\n", f);
+	assert_int_equal(fclose(f), 0);
+	html = report_of(*state, "sums.json", text);
+	assert_page(html);
+	snprintf(expect, sizeof(expect), "id=\"sum-output-tokens\">%lld<", LLONG_MAX);
+	assert_contains(html, expect);
+	snprintf(expect, sizeof(expect), "id=\"sum-prompt-tokens\">%lld<", LLONG_MAX);
+	assert_contains(html, expect);
+	snprintf(expect, sizeof(expect), "%lld batch tokens", LLONG_MAX);
+	assert_contains(html, expect);
+	free(html);
+	free(text);
+}
+
+/* Requests far shorter than the counters' interval, which sampled none of them: the
+ * chart of requests in flight counts them from their own times. */
+static void test_short_requests_in_flight(void **state)
+{
+	char *text = NULL, *html;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	fputs(HEAD, f);
+	counters(f, 1, 0, 0, 0);
+	/* 40 requests of 10 ms one after another on slot 0 between the samples at 1 and 2 s */
+	for (int i = 0; i < 40; i++)
+		request(f, 1000, (unsigned)i + 1, "POST /completion", 1.1 + i * 0.02, 200, 5, 0, 10, 3,
+			5);
+	counters(f, 2, 0, 0, 0);
+	/* two at once at 2.5 s, the second queued 5 ms behind the first */
+	request(f, 1000, 41, "POST /completion", 2.5, 200, 5, 0, 10, 3, 5);
+	request(f, 1001, 42, "POST /completion", 2.505, 200, 10, 5, 15, 3, 5);
+	counters(f, 3, 0, 0, 0);
+	fputs("\n]}\n", f);
+	assert_int_equal(fclose(f), 0);
+	html = report_of(*state, "short.json", text);
+	assert_page(html);
+	assert_contains(html, "<figure id=\"in-flight\" data-most=\"2\" data-most-queued=\"1\">");
+	free(html);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +555,9 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_unwritable_output),
 		cmocka_unit_test(test_big_trace),
+		cmocka_unit_test(test_absurd_start_time),
+		cmocka_unit_test(test_token_sums_saturate),
+		cmocka_unit_test(test_short_requests_in_flight),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/util.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
@@ -307,7 +308,7 @@ static void span_status(struct arena *a, Span *s, bool error, const char *msg)
 
 static uint64_t unix_ns(const struct otlp_encode_ctx *ctx, uint64_t mono)
 {
-	return mono ? (uint64_t)((int64_t)mono + ctx->realtime_offset_ns) : 0;
+	return mono ? (uint64_t)mono_to_unix_ns(mono, ctx->realtime_offset_ns) : 0;
 }
 
 int otlp_item_spans(const struct otlp_item *it)

@@ -260,10 +260,7 @@ static int64_t now_ms(void)
 	return (int64_t)(monotonic_ns() / 1000000);
 }
 
-enum path { PATH_METRICS = 0, PATH_HEALTHZ };
-
-/* The status for a request head; *head_only for HEAD, *path what it asks for. */
-static int route(const char *head, bool *head_only, enum path *path)
+int prom_route(const char *head, bool *head_only, enum prom_path *path)
 {
 	char method[16], target[1024], version[16];
 
@@ -272,9 +269,9 @@ static int route(const char *head, bool *head_only, enum path *path)
 		return 400;
 	target[strcspn(target, "?")] = '\0';
 	if (!strcmp(target, "/metrics"))
-		*path = PATH_METRICS;
+		*path = PROM_PATH_METRICS;
 	else if (!strcmp(target, "/healthz"))
-		*path = PATH_HEALTHZ;
+		*path = PROM_PATH_HEALTHZ;
 	else
 		return 404;
 	*head_only = !strcmp(method, "HEAD");
@@ -390,14 +387,14 @@ static int health(const struct prom_server *s, char *text, size_t len)
 /* A whole request head arrived (or too much of one): build the answer. */
 static void answer(struct prom_server *s, struct conn *c, bool too_long)
 {
-	enum path path = PATH_METRICS;
+	enum prom_path path = PROM_PATH_METRICS;
 	bool head_only = false;
 	char *body = NULL, text[160];
 	size_t len = 0;
 	int status;
 
-	status = too_long ? 431 : route(c->head, &head_only, &path);
-	if (status == 200 && path == PATH_HEALTHZ) {
+	status = too_long ? 431 : prom_route(c->head, &head_only, &path);
+	if (status == 200 && path == PROM_PATH_HEALTHZ) {
 		status = health(s, text, sizeof(text));
 		respond(c, status, text, strlen(text), head_only);
 	} else {

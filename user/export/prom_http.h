@@ -10,6 +10,7 @@
 #ifndef LLMTAP_PROM_HTTP_H
 #define LLMTAP_PROM_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,5 +49,15 @@ void prom_server_stop(struct prom_server *s);
 /* Serve target_info (see prom_render_info) with these labels (copied) before the
  * metrics. 0 or -errno. */
 int prom_server_set_info(struct prom_server *s, const char *const *labels);
+
+enum prom_path { PROM_PATH_METRICS = 0, PROM_PATH_HEALTHZ };
+
+/*
+ * The HTTP status for a request head (NUL-terminated, as received): 200, 400
+ * (not "METHOD TARGET HTTP/..."), 404 (neither /metrics nor /healthz, a query
+ * ignored) or 405 (neither GET nor HEAD); *head_only for HEAD, *path what it
+ * asks for (both set only as far as the head was understood).
+ */
+int prom_route(const char *head, bool *head_only, enum prom_path *path);
 
 #endif

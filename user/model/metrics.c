@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "lib/json.h"
 #include "lib/text.h"
 #include "lib/util.h"
@@ -274,7 +275,7 @@ void metrics_write_json(const struct metrics *m, FILE *out, int64_t off, uint64_
 			json_write_string(out, p->attrs[a].value);
 		}
 		fprintf(out, "},\"start_unix_nano\":%lld,\"time_unix_nano\":%lld",
-			(long long)p->start_ns + off, (long long)now_ns + off);
+			mono_to_unix_ns(p->start_ns, off), mono_to_unix_ns(now_ns, off));
 		if (in->kind != INSTR_HISTOGRAM) {
 			fprintf(out, ",\"value\":%.15g}", p->value);
 			continue;

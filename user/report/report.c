@@ -165,6 +165,7 @@ struct stats {
 	size_t nb;
 	double *block; /* owns the series below */
 	double *done, *done_failed, *out_tokens, *step_tokens[SK_MAX];
+	double *in_flight, *in_queue; /* the most requests at once (in flight, queued) */
 	size_t slowest[TOP_SLOWEST]; /* request indices, slowest first */
 	size_t n_slowest;
 };
@@ -795,15 +796,23 @@ static void note_slow(struct stats *s, const struct request *reqs, size_t i)
 	s->slowest[k] = i;
 }
 
+/* a + b for counts (never negative), saturated: a file's counts may add up past LLONG_MAX */
+static long long add_count(long long a, long long b)
+{
+	long long sum;
+
+	return __builtin_add_overflow(a, b, &sum) ? LLONG_MAX : sum;
+}
+
 static void add_latencies(const struct trace *t, struct stats *s)
 {
 	const struct request *r = t->reqs.v;
 
 	for (size_t i = 0; i < t->reqs.n; i++) {
 		s->failed += r[i].failed;
-		s->prompt += r[i].prompt;
-		s->cached += r[i].cached;
-		s->output += r[i].output;
+		s->prompt = add_count(s->prompt, r[i].prompt);
+		s->cached = add_count(s->cached, r[i].cached);
+		s->output = add_count(s->output, r[i].output);
 		if (r[i].ttft_ms > 0)
 			s->ttft.v[s->ttft.n++] = r[i].ttft_ms;
 		if (r[i].output >= 2 && r[i].gen_ms > 0)
@@ -827,6 +836,67 @@ static size_t bucket(const struct stats *s, double t_us)
 	return b < s->nb ? b : s->nb - 1;
 }
 
+/* A request's start (+1) or end (-1) of being in flight or queued. */
+struct edge {
+	double ts;
+	int delta;
+	bool queue;
+};
+
+static int cmp_edge(const void *a, const void *b)
+{
+	const struct edge *x = a, *y = b;
+
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	return y->delta - x->delta; /* starts first: requests that touch count as overlapping */
+}
+
+/*
+ * The most requests in flight (from entering the queue to the final token; a request
+ * without a slot: its HTTP time) and queued at once in each bucket, exact from the
+ * requests' own times: a request shorter than the interval the counters are
+ * sampled at still counts. 0 or -ENOMEM.
+ */
+static int add_concurrency(const struct trace *t, struct stats *s)
+{
+	const struct request *r = t->reqs.v;
+	struct edge *e = calloc(4 * t->reqs.n + 1, sizeof(*e));
+	size_t n = 0, j = 0;
+	long long cur[2] = { 0, 0 };
+
+	if (!e)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->reqs.n; i++) {
+		double queue_us = on_slot(t, &r[i]) ? r[i].queue_ms * 1e3 : 0;
+		double start = fmax(0, r[i].ts - queue_us), end = r[i].ts + r[i].dur;
+
+		if (!on_slot(t, &r[i]))
+			end = fmax(end, r[i].ts + r[i].http_ms * 1e3);
+		e[n++] = (struct edge){ start, 1, false };
+		e[n++] = (struct edge){ end, -1, false };
+		if (queue_us > 0) {
+			e[n++] = (struct edge){ start, 1, true };
+			e[n++] = (struct edge){ r[i].ts, -1, true };
+		}
+	}
+	qsort(e, n, sizeof(*e), cmp_edge);
+	for (size_t b = 0; b < s->nb; b++) {
+		double end_us = (double)(b + 1) * s->bucket_s * 1e6;
+		long long most[2] = { cur[0], cur[1] };
+
+		for (; j < n && (b + 1 == s->nb || e[j].ts < end_us); j++) {
+			cur[e[j].queue] += e[j].delta;
+			if (cur[e[j].queue] > most[e[j].queue])
+				most[e[j].queue] = cur[e[j].queue];
+		}
+		s->in_flight[b] = (double)most[0];
+		s->in_queue[b] = (double)most[1];
+	}
+	free(e);
+	return 0;
+}
+
 /* Per-bucket totals: 1 s buckets, wider (2, 5, 10 s...) past MAX_BUCKETS of them. */
 static int add_timeline(const struct trace *t, struct stats *s)
 {
@@ -841,7 +911,7 @@ static int add_timeline(const struct trace *t, struct stats *s)
 	s->nb = (size_t)ceil(len_s / s->bucket_s - 1e-9);
 	if (!s->nb)
 		s->nb = 1;
-	s->block = calloc((3 + SK_MAX) * s->nb, sizeof(double));
+	s->block = calloc((5 + SK_MAX) * s->nb, sizeof(double));
 	if (!s->block)
 		return -ENOMEM;
 	s->done = s->block;
@@ -849,6 +919,8 @@ static int add_timeline(const struct trace *t, struct stats *s)
 	s->out_tokens = s->done_failed + s->nb;
 	for (int i = 0; i < SK_MAX; i++)
 		s->step_tokens[i] = s->out_tokens + (size_t)(i + 1) * s->nb;
+	s->in_flight = s->step_tokens[SK_MAX - 1] + s->nb;
+	s->in_queue = s->in_flight + s->nb;
 	for (size_t i = 0; i < t->reqs.n; i++) {
 		size_t b = bucket(s, r[i].ts + r[i].dur);
 
@@ -860,13 +932,13 @@ static int add_timeline(const struct trace *t, struct stats *s)
 	}
 	for (size_t i = 0; i < t->steps.n; i++) {
 		s->step_tokens[st[i].kind][bucket(s, st[i].ts)] += (double)st[i].n_tokens;
-		s->batch_tokens += st[i].n_tokens;
+		s->batch_tokens = add_count(s->batch_tokens, st[i].n_tokens);
 		if (st[i].kind == SK_OTHER)
-			s->batch_tokens_other += st[i].n_tokens;
+			s->batch_tokens_other = add_count(s->batch_tokens_other, st[i].n_tokens);
 		s->busy_us += st[i].dur;
 		s->step_errors += st[i].error;
 	}
-	return 0;
+	return add_concurrency(t, s);
 }
 
 static int compute(const struct trace *t, struct stats *s)
@@ -1115,11 +1187,16 @@ static void render_head(FILE *out, const struct trace *t)
 static void render_title(FILE *out, const struct trace *t)
 {
 	char when[64] = "";
-	time_t sec = (time_t)(t->start_unix_nano / 1e9);
+	double sec = t->start_unix_nano / 1e9;
 	struct tm tm;
+	time_t tt;
 
-	if (t->start_unix_nano > 0 && gmtime_r(&sec, &tm))
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	/* a date between 1970 and 9999 (a file may say anything: casting it could be undefined) */
+	if (sec > 0 && sec < 253402300800.0) {
+		tt = (time_t)sec;
+		if (gmtime_r(&tt, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	}
 	fputs("<header>\n<h1>llmtap report: ", out);
 	html(out, t->model[0] ? t->model : "unknown model");
 	fputs("</h1>\n<p class=\"sub\">", out);
@@ -1442,26 +1519,44 @@ static void chart_kv(FILE *out, const struct trace *t, const struct stats *s)
 static void chart_active(FILE *out, const struct trace *t, const struct stats *s)
 {
 	const struct sample *v = t->active.v;
-	double max = 0;
+	struct sample *exact = NULL;
+	size_t n = t->active.n;
+	double max = 0, most = 0, most_queued = 0;
 	struct plot p;
 
-	fputs("<figure>\n<figcaption>Requests in flight <span class=\"keys\">", out);
+	/* from the requests' own times, the most at once per bucket (a step line that
+	 * holds over each bucket); without requests, the sampled counters */
+	if (t->reqs.n && (exact = calloc(s->nb + 1, sizeof(*exact)))) {
+		for (size_t b = 0; b <= s->nb; b++) {
+			exact[b].ts = (double)b * s->bucket_s * 1e6;
+			exact[b].a = s->in_flight[b < s->nb ? b : s->nb - 1];
+			exact[b].b = s->in_queue[b < s->nb ? b : s->nb - 1];
+		}
+		v = exact;
+		n = s->nb + 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		most = fmax(most, v[i].a);
+		most_queued = fmax(most_queued, v[i].b);
+	}
+	fprintf(out, "<figure id=\"in-flight\" data-most=\"%.0f\" data-most-queued=\"%.0f\">\n"
+		"<figcaption>Requests in flight <span class=\"keys\">", most, most_queued);
 	legend(out, C_PREFILL, "active", true);
 	legend(out, C_QUEUE, "queued", true);
 	fputs("</span></figcaption>\n", out);
-	if (!t->active.n) {
+	if (!n) {
 		plot_empty(out, HALF_W, CHART_H - 20, "requests in flight", TIME_LABEL, "requests");
 		fputs("</figure>\n", out);
 		return;
 	}
-	for (size_t i = 0; i < t->active.n; i++)
-		max = fmax(max, fmax(v[i].a, v[i].b));
+	max = fmax(most, most_queued);
 	time_frame(&p, out, s, HALF_W, max, true);
 	plot_open(&p, "requests in flight", TIME_LABEL, "requests");
-	counter_path(&p, v, t->active.n, true, C_QUEUE, false);
-	counter_path(&p, v, t->active.n, false, C_PREFILL, false);
+	counter_path(&p, v, n, true, C_QUEUE, false);
+	counter_path(&p, v, n, false, C_PREFILL, false);
 	plot_close(&p);
 	fputs("</figure>\n", out);
+	free(exact);
 }
 
 static void render_kv(FILE *out, const struct trace *t, const struct stats *s)
@@ -1469,8 +1564,10 @@ static void render_kv(FILE *out, const struct trace *t, const struct stats *s)
 	fputs("<section id=\"kv\">\n<h2>KV cache and requests over time</h2>\n<div class=\"grid\">\n", out);
 	chart_kv(out, t, s);
 	chart_active(out, t, s);
-	fputs("</div>\n<p class=\"stats\">Sampled once per interval of the recording (1 s by "
-	      "default).</p>\n</section>\n", out);
+	fputs("</div>\n<p class=\"stats\">KV cache cells: sampled once per interval of the "
+	      "recording (1 s by default). Requests in flight (from entering the queue to the final "
+	      "token) and queued: the most at once in each time bucket, from the requests' own "
+	      "times.</p>\n</section>\n", out);
 }
 
 /* A request's time as stacked segments, scaled so that full_ms fills the bar. */

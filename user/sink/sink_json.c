@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "lib/json.h"
 
 struct json_sink {
@@ -29,7 +30,7 @@ static void json_hist(FILE *out, const char *name, const struct hist *h, double 
 static void json_window(FILE *out, const struct tm_window *w, int64_t off)
 {
 	fprintf(out, ",\"start_unix_nano\":%lld,\"end_unix_nano\":%lld",
-		(long long)w->start_ns + off, (long long)w->end_ns + off);
+		mono_to_unix_ns(w->start_ns, off), mono_to_unix_ns(w->end_ns, off));
 	fprintf(out, ",\"steps\":%llu,\"failed_steps\":%llu,\"tokens\":%llu,\"outputs\":%llu,"
 		     "\"sampled_tokens\":%llu",
 		(unsigned long long)w->steps, (unsigned long long)w->step_errors,
@@ -122,7 +123,7 @@ static void json_step(void *self, const struct step *s, int64_t off)
 		"\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"ret\":%d,\"kind\":\"%s\","
 		"\"n_tokens\":%d,\"n_seqs\":%u,\"n_outputs\":%u,\"flags\":%u,\"seqs\":[",
 		step_op_name(s->op), s->pid, s->tid, (unsigned long long)s->ctx,
-		(long long)s->start_ns + off, (unsigned long long)(s->end_ns - s->start_ns), s->ret,
+		mono_to_unix_ns(s->start_ns, off), (unsigned long long)(s->end_ns - s->start_ns), s->ret,
 		step_kind_name(s->kind), s->n_tokens, s->n_seqs, s->n_outputs, s->flags);
 	for (uint32_t i = 0; i < s->n_runs; i++) {
 		const struct llmtap_run *r = &s->runs[i];
@@ -142,7 +143,7 @@ static void json_child(FILE *out, bool *first, const char *name, uint64_t start,
 	if (!start || end < start)
 		return;
 	fprintf(out, "%s{\"name\":\"%s\",\"start_unix_nano\":%lld,\"duration_ns\":%llu}",
-		*first ? "" : ",", name, (long long)start + off, (unsigned long long)(end - start));
+		*first ? "" : ",", name, mono_to_unix_ns(start, off), (unsigned long long)(end - start));
 	*first = false;
 }
 
@@ -208,7 +209,7 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 	req_span_name(r, name, sizeof(name));
 	json_write_string(out, name);
 	fprintf(out, ",\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"complete\":%s",
-		(long long)r->start_ns + off,
+		mono_to_unix_ns(r->start_ns, off),
 		(unsigned long long)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0),
 		r->complete ? "true" : "false");
 	fprintf(out, ",\"kind\":\"%s\",\"stream\":%s,\"tasks\":%d,\"slot\":%d,\"queued\":%s",
@@ -237,7 +238,7 @@ static void json_engine_event(void *self, const struct engine_event *e, int64_t 
 	struct json_sink *j = self;
 
 	fprintf(j->out, "{\"type\":\"%s\",\"pid\":%d,\"time_unix_nano\":%lld,\"duration_ns\":%llu,"
-		"\"seq\":%d", engine_event_name(e->kind), j->pid, (long long)e->ts_ns + off,
+		"\"seq\":%d", engine_event_name(e->kind), j->pid, mono_to_unix_ns(e->ts_ns, off),
 		(unsigned long long)e->duration_ns, e->seq);
 	if (e->request_id)
 		fprintf(j->out, ",\"request\":%llu", (unsigned long long)e->request_id);

@@ -311,10 +311,23 @@ void proc_skips_line(const struct proc_skips *s, char *buf, size_t len)
 		snprintf(buf, len, "skipped %d of its mapped files, the first %s", s->n, s->first);
 }
 
+uint64_t proc_stat_start_time(const char *stat)
+{
+	unsigned long long start = 0;
+	const char *p;
+
+	/* after the comm's closing parenthesis: state (field 3) ... starttime (field 22) */
+	p = strrchr(stat, ')');
+	if (!p || p[1] != ' ' ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+		   "%*d %*d %*d %llu", &start) != 1)
+		return 0;
+	return start;
+}
+
 uint64_t proc_start_time(pid_t pid)
 {
-	char fn[64], buf[1024], *p;
-	unsigned long long start = 0;
+	char fn[64], buf[1024];
 	size_t n;
 	FILE *f;
 
@@ -325,12 +338,7 @@ uint64_t proc_start_time(pid_t pid)
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
-	/* after the comm's closing parenthesis: state (field 3) ... starttime (field 22) */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
-			 "%*d %*d %*d %llu", &start) != 1)
-		return 0;
-	return start;
+	return proc_stat_start_time(buf);
 }
 
 void proc_exe(pid_t pid, char *buf, size_t len)

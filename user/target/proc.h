@@ -75,6 +75,8 @@ void proc_skips_line(const struct proc_skips *s, char *buf, size_t len);
 
 /* The process's start time (clock ticks after boot, /proc/PID/stat), 0 when it is gone. */
 uint64_t proc_start_time(pid_t pid);
+/* The same from a /proc/PID/stat text (NUL-terminated), 0 when malformed. */
+uint64_t proc_stat_start_time(const char *stat);
 /* Its executable's path as it sees it; "" when unreadable. */
 void proc_exe(pid_t pid, char *buf, size_t len);
 

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * What llmtap reads from a target's /proc files, which the target shapes (its
+ * mapped paths, its cgroup names): each line as a /proc/PID/maps line, the whole
+ * text as /proc/PID/cgroup (container id, pod UID) and as /proc/PID/stat.
+ */
+#include "fuzz.h"
+
+#include "target/proc.h"
+#include "target/resource.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *text = fuzz_str(data, size), id[80], uid[48], shown[64];
+	struct proc_map *m = malloc(sizeof(*m));
+
+	if (!m)
+		abort();
+	for (char *line = text, *next; line; line = next) {
+		char *copy;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		copy = strdup(line); /* exact bounds for ASan */
+		if (!copy)
+			abort();
+		if (!proc_parse_maps_line(copy, m)) {
+			if (strlen(m->path) >= sizeof(m->path) || strlen(m->perms) >= sizeof(m->perms))
+				abort();
+			proc_shown_path(m->path, shown, sizeof(shown));
+		}
+		free(copy);
+	}
+	free(text);
+	text = fuzz_str(data, size);
+	if (resource_container_id(text, id, sizeof(id)) && strlen(id) >= sizeof(id))
+		abort();
+	if (resource_pod_uid(text, uid, sizeof(uid)) && strlen(uid) >= sizeof(uid))
+		abort();
+	proc_stat_start_time(text);
+	free(text);
+	free(m);
+	return 0;
+}
