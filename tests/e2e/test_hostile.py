@@ -18,8 +18,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -260,4 +262,110 @@ def daemon_tells_a_lying_target_apart():
         stop_all(d)
         if liar:
             liar.stop()
+        srv.stop()
+
+
+# --- a client that holds the daemon's Prometheus endpoint -----------------------------------
+
+class Slowloris:
+    """n_idle connections to port that never send, n_drip that send a request head a byte
+    every 200 ms; both kinds reopened when the server drops them, until stop()."""
+
+    HEAD = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 4096
+
+    def __init__(self, port, n_idle=40, n_drip=4):
+        self.port, self.drops = port, 0
+        self.idle = [self._open() for _ in range(n_idle)]
+        self.drip = [[self._open(), 0] for _ in range(n_drip)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _open(self):
+        s = socket.socket()
+        s.settimeout(1)
+        try:
+            s.connect(("127.0.0.1", self.port))
+        except OSError:
+            pass  # a backlog full: tried again next round
+        s.setblocking(False)
+        return s
+
+    @staticmethod
+    def closed(s):
+        try:
+            return s.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            for i, s in enumerate(self.idle):
+                if self.closed(s):
+                    s.close()
+                    self.drops += 1
+                    self.idle[i] = self._open()
+            for d in self.drip:
+                try:
+                    d[0].send(self.HEAD[d[1] % len(self.HEAD):][:1])
+                    d[1] += 1
+                except OSError:
+                    d[0].close()
+                    self.drops += 1
+                    d[:] = [self._open(), 0]
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        for s in self.idle + [d[0] for d in self.drip]:
+            s.close()
+
+
+@test
+def daemon_prometheus_answers_beside_a_slowloris():
+    """40 idle connections and 4 sending a byte every 200 ms on the daemon's --prometheus:
+    each scrape still answers within a second, /healthz says 200, and the server's requests
+    are counted exactly."""
+    prom = harness.free_port()
+    srv = LlamaServer(np=2)
+    d = loris = None
+    try:
+        d = Tracer(None, ["--no-steps", "--interval", "500ms", "--prometheus", f"127.0.0.1:{prom}"],
+                   command=["daemon"])
+        wait_until(lambda: srv.pid in attached_pids(d), 30, "the daemon to attach to the server")
+        wait_until(lambda: scrape(prom, "/healthz")[0] == 200, 10, "/healthz to say 200")
+        loris = Slowloris(prom)
+        calls = []
+        taken = []
+        for k in range(6):
+            calls.append(completion(srv, 6300 + k, 3, k % 2 == 1))
+            time.sleep(0.5)  # a head of 4 KiB at 5 bytes a second: never whole
+            status, body, s = scrape(prom, timeout=5)
+            taken.append(round(s, 3))
+            check_eq(status, 200, f"scrape {k}: HTTP status")
+            valid_exposition(body)
+            check(s < 1.0, f"scrape {k} took {s:.2f}s beside the slowloris (all: {taken})")
+            status, _, s = scrape(prom, "/healthz", timeout=5)
+            check_eq(status, 200, f"/healthz {k}")
+            check(s < 1.0, f"/healthz {k} took {s:.2f}s")
+        print(f"    scrapes took {taken} s; connections the daemon dropped: {loris.drops}")
+        check(d.proc.poll() is None, f"the daemon is alive: {d.stderr_so_far()[-2000:]}")
+        time.sleep(1.0)
+        text = scrape(prom)[1].decode()
+        served = [l for l in text.splitlines() if l.startswith("llmtap_inference_requests_total{")
+                  and f'process_pid="{srv.pid}"' in l]
+        check_eq(sum(float(l.rsplit(" ", 1)[1]) for l in served), float(len(calls)),
+                 f"the server's requests on /metrics: {served}")
+        loris.stop()
+        loris = None
+        reqs = requests_of(d, srv.pid)
+        check_calls(calls, reqs, srv.pid)
+        check_eq(len(reqs), len(calls), "requests the daemon saw")
+        check_eq(d.stop(signal.SIGTERM), 0, f"daemon exit code ({d.stderr()[-2000:]})")
+    finally:
+        if loris:
+            loris.stop()
+        stop_all(d)
         srv.stop()
