@@ -156,14 +156,15 @@ def bpf_program_ids():
 
 
 class Tracer:
-    """llmtap attach --json on a PID; collects the JSON records it writes."""
+    """llmtap attach --json on a PID; collects the JSON records it writes (bytes that are
+    not UTF-8 kept as lone surrogates, U+DC80..U+DCFF: a test can tell them)."""
 
     def __init__(self, pid, args=(), json_mode=True, prefix=(), env=None, command=None):
         """command: llmtap's arguments instead of `attach --pid PID ...` (e.g. a daemon)."""
         cmd = list(prefix) + [LLMTAP] + (list(command) if command else ["attach", "--pid", str(pid)]) + \
               (["--json"] if json_mode else []) + list(args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+                                     text=True, errors="surrogateescape", env=env)
         self.json_mode = json_mode
         self.lines = []
         self.err = ""

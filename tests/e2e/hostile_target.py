@@ -10,10 +10,18 @@ that llmtap would follow to that file against it. Run as root; prints 'ready' wh
                                                  table is 48 MiB, sparse) and cut it to one
                                                  page and back, again and again
 
+    hostile_target.py ident   ROOT LIBLLAMA      load LIBLLAMA (so a daemon attaches), map
+                                                 ROOT/evil.gguf, a GGUF header whose
+                                                 general.name is NAME_HEX (argv[4], hex),
+                                                 and call itself COMM_HEX (argv[5], hex)
+                                                 with prctl(PR_SET_NAME); its environment,
+                                                 the test's, claims an identity
+
 LIB: the executable file copied to ROOT/lib.so. The process maps it from ROOT/lib.so, so
 /proc/PID/maps (read from llmtap's root) names ROOT/lib.so; after the chroot the same path
 inside its root is ROOT/ROOT/lib.so on the host, which it controls.
 """
+import ctypes
 import mmap
 import os
 import shutil
@@ -55,6 +63,19 @@ def elf_with_big_symtab(path):
         f.truncate(PAGE + SYMTAB)
 
 
+def gguf_header(path, name):
+    """A GGUF v3 file of no tensors: general.architecture "llama", general.name name (bytes)."""
+    def string(b):
+        return struct.pack("<Q", len(b)) + b
+
+    def kv_str(key, value):
+        return string(key.encode()) + struct.pack("<I", 8) + string(value)  # 8: GGUF string
+    kvs = [kv_str("general.architecture", b"llama"), kv_str("general.name", name)]
+    with open(path, "wb") as f:
+        f.write(b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs)) + b"".join(kvs))
+        f.write(bytes(-f.tell() % PAGE))
+
+
 def main():
     mode, root = sys.argv[1], sys.argv[2]
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -68,6 +89,20 @@ def main():
             os.ftruncate(fd, PAGE)
             os.ftruncate(fd, PAGE + SYMTAB)
             time.sleep(0.0002)
+    if mode == "ident":
+        path = os.path.join(root, "evil.gguf")
+        gguf_header(path, bytes.fromhex(sys.argv[4]))
+        fd = os.open(path, os.O_RDONLY)
+        keep = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)  # noqa: F841
+        os.close(fd)
+        comm = ctypes.create_string_buffer(bytes.fromhex(sys.argv[5]))
+        if ctypes.CDLL(None, use_errno=True).prctl(15, comm, 0, 0, 0):  # PR_SET_NAME
+            sys.exit(f"prctl: {os.strerror(ctypes.get_errno())}")
+        # last: a daemon may attach as soon as libllama is mapped
+        libllama = ctypes.CDLL(sys.argv[3])  # noqa: F841 (mapped is the point)
+        print("ready", flush=True)
+        while True:
+            signal.pause()
     lib = os.path.join(root, "lib.so")
     shutil.copyfile(sys.argv[3], lib)
     keep = map_exec(lib)  # noqa: F841
