@@ -530,6 +530,25 @@ static void test_long_name(void **state)
 	assert_memory_equal(info.name, name, sizeof(info.name) - 1);
 	assert_int_equal(info.context_length, 77); /* read past the rest of the name */
 
+	/* a name of 3-byte characters cut at 127 bytes ends before the split one (126) */
+	{
+		struct gguf_buf u = { 0 };
+		char wide[3 * 60 + 1];
+
+		for (int i = 0; i < 60; i++)
+			memcpy(wide + 3 * i, "\xe4\xb8\xad", 3); /* U+4E2D */
+		wide[3 * 60] = '\0';
+		kv_str(&u, "general.name", wide);
+		kv_str(&u, "general.architecture", "llama");
+		kv_u32(&u, "llama.context_length", 78);
+		path = write_gguf(&u, "widename.gguf", 0);
+		read_ok(path, &info);
+		assert_int_equal(strlen(info.name), 126);
+		assert_memory_equal(info.name, wide, 126);
+		assert_int_equal(info.context_length, 78);
+		free(u.p);
+	}
+
 	/* 63 bytes of architecture fit, 64 do not */
 	memset(name, 'a', 63);
 	name[63] = '\0';

@@ -220,6 +220,26 @@ static int read_len(struct reader *r, uint64_t bound, const char *what, uint64_t
  * A string value into buf (NUL-terminated). Returns its full length in *len;
  * only the first cap - 1 bytes are kept, the rest is skipped.
  */
+/*
+ * Where to end a string of which buf[0..n) was kept: n, or, when it was cut
+ * short, before a last UTF-8 character the cut split.
+ */
+static size_t utf8_whole(const char *buf, size_t n, bool cut)
+{
+	size_t lead = n, need;
+	unsigned char c;
+
+	if (!cut)
+		return n;
+	while (lead > 0 && ((unsigned char)buf[lead - 1] & 0xc0) == 0x80)
+		lead--;
+	if (!lead--)
+		return n;
+	c = (unsigned char)buf[lead];
+	need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+	return lead + need > n ? lead : n;
+}
+
 static int read_string(struct reader *r, const char *what, char *buf, size_t cap,
 		       uint64_t *len)
 {
@@ -232,7 +252,7 @@ static int read_string(struct reader *r, const char *what, char *buf, size_t cap
 	ret = read_bytes(r, buf, keep);
 	if (ret)
 		return ret;
-	buf[keep] = '\0';
+	buf[utf8_whole(buf, keep, keep < *len)] = '\0';
 	return skip_bytes(r, *len - keep);
 }
 
