@@ -385,6 +385,34 @@ static void test_draft_model(void **state)
 	assert_int_equal(r->first_token_ns, 130 + SAMPLE_NS);
 }
 
+/* A target that launches one task on two slots, then ends it on one: nothing freed is kept. */
+static void test_task_on_two_slots(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	struct tm_gauges g;
+
+	srv(c, 100, MAIN_TID, LLMTAP_SRV_LAUNCH, 5, 0);
+	srv(c, 101, MAIN_TID, LLMTAP_SRV_LAUNCH, 5, 1);
+	srv(c, 102, MAIN_TID, LLMTAP_SRV_FINAL, 5, 1);
+	sample(c, 103, 0); /* read a freed task before (AddressSanitizer: heap-use-after-free) */
+	step1(c, 104, 0, 1, 0, 0, 1);
+	correlator_gauges(c, &g);
+	assert_int_equal(g.busy_slots, 0);
+	/* the same with a request: its end frees the task */
+	begin(c, 200, 10, 5555);
+	route(c, 201, 10, "POST", "/completion");
+	srv(c, 202, 10, LLMTAP_SRV_NEW_ID, 6, -1);
+	srv(c, 203, MAIN_TID, LLMTAP_SRV_LAUNCH, 6, 2);
+	srv(c, 204, MAIN_TID, LLMTAP_SRV_LAUNCH, 6, 3);
+	status(c, 205, 10, 200);
+	end(c, 206, 10);
+	sample(c, 207, 2);
+	sample(c, 208, 3);
+	correlator_gauges(c, &g);
+	assert_int_equal(g.busy_slots, 0);
+}
+
 /* ---- a flood of task ids: bounded memory, and lookups that stay cheap ---- */
 
 static void test_task_flood_is_bounded(void **state)
@@ -1251,6 +1279,7 @@ int main(void)
 		T(test_full_request),
 		T(test_draft_model),
 		T(test_task_flood_is_bounded),
+		T(test_task_on_two_slots),
 		T(test_interleaved),
 		T(test_deferred),
 		T(test_keepalive_no_request),

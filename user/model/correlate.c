@@ -139,8 +139,10 @@ static void task_free(struct correlator *c, struct task *t)
 	if (t->next)
 		t->next->prev = t->prev;
 	c->n_tasks--;
-	if (t->slot >= 0 && t->slot < LLMTAP_MAX_SEQ && c->slot_task[t->slot] == t)
-		c->slot_task[t->slot] = NULL;
+	/* every slot: whatever a target's events did, no slot keeps a freed task */
+	for (int i = 0; i < LLMTAP_MAX_SEQ; i++)
+		if (c->slot_task[i] == t)
+			c->slot_task[i] = NULL;
 	if (c->launching == t)
 		c->launching = NULL;
 	free(t);
@@ -282,6 +284,10 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 			if (!old->req)
 				task_free(c, old);
 		}
+		/* a task launched again on another slot leaves its old one (a slot never
+		 * keeps a task that is no longer on it: it could be freed from the new one) */
+		if (t->slot >= 0 && t->slot != e->slot_id && c->slot_task[t->slot] == t)
+			c->slot_task[t->slot] = NULL;
 		c->slot_task[e->slot_id] = t;
 		c->launching = t;
 		if (e->ctx && e->ctx != c->target_ctx) {
