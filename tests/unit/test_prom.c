@@ -769,6 +769,21 @@ static void test_server_slowloris(void **state)
 		close(idle[i]);
 	for (size_t i = 0; i < ARRAY_SIZE(slow); i++)
 		close(slow[i]);
+	/* clients that ask and never read their answer hold no slot a scraper needs */
+	for (size_t i = 0; i < ARRAY_SIZE(idle); i++) {
+		idle[i] = connect_to(AF_INET, port);
+		assert_int_equal(send(idle[i], "GET /metrics HTTP/1.1\r\n\r\n", 26, 0), 26);
+	}
+	usleep(100000);
+	t0 = monotonic_ns();
+	reply = http(AF_INET, port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+	t = elapsed_s(t0);
+	assert_int_equal(strncmp(reply, "HTTP/1.1 200 OK\r\n", 17), 0);
+	if (t >= 1.0)
+		fail_msg("a scrape beside clients that never read took %.2f s", t);
+	free(reply);
+	for (size_t i = 0; i < ARRAY_SIZE(idle); i++)
+		close(idle[i]);
 	prom_server_stop(s);
 	free(m);
 }

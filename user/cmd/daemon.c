@@ -37,6 +37,8 @@
 #define MAX_PENDING 256     /* exec'd processes waiting for another look */
 #define MAX_NOTED 1024      /* processes left out, remembered so they are told once */
 #define MAX_TARGETS_LIMIT 64
+_Static_assert(PROM_MAX_TARGETS >= MAX_TARGETS_LIMIT + 1,
+	       "the Prometheus endpoint holds every target and the daemon's own health");
 
 /* after an exec, look again at these delays (ms): the dynamic loader maps the libraries
  * within milliseconds, and attaching before the model loads means seeing it load */

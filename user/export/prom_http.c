@@ -66,7 +66,7 @@ struct prom_server {
 	pthread_mutex_t lock; /* guards targets */
 	struct prom_target targets[PROM_MAX_TARGETS]; /* [0]: the single target of attach */
 	struct conn conns[PROM_MAX_CONNS];
-	/* liveness: when the main loop last published, and its longest gap (ms; atomics) */
+	/* liveness: when the main loop last published, and the gap before (ms; atomics) */
 	int64_t started_ms, beat_ms, beat_gap_ms, stale_ms;
 };
 
@@ -372,7 +372,8 @@ static int health(const struct prom_server *s, char *text, size_t len)
 {
 	int64_t now = now_ms(), beat = __atomic_load_n(&s->beat_ms, __ATOMIC_RELAXED);
 	int64_t gap = __atomic_load_n(&s->beat_gap_ms, __ATOMIC_RELAXED);
-	int64_t stale = gap * 3 > s->stale_ms ? gap * 3 : s->stale_ms;
+	int64_t floor_ms = __atomic_load_n(&s->stale_ms, __ATOMIC_RELAXED);
+	int64_t stale = gap * 3 > floor_ms ? gap * 3 : floor_ms;
 	int64_t since = now - (beat ? beat : s->started_ms);
 
 	if (since <= stale) {
@@ -424,9 +425,14 @@ static bool conn_read(struct prom_server *s, struct conn *c)
 		return errno == EAGAIN || errno == EINTR;
 	if (n == 0)
 		return false;
+	/* only where the new bytes can complete the blank line: a head sent a byte at a
+	 * time costs linear work, not quadratic */
+	size_t from = c->head_len > 3 ? c->head_len - 3 : 0;
+
 	c->head_len += (size_t)n;
 	c->head[c->head_len] = '\0';
-	if (memmem(c->head, c->head_len, "\r\n\r\n", 4) || memmem(c->head, c->head_len, "\n\n", 2))
+	if (memmem(c->head + from, c->head_len - from, "\r\n\r\n", 4) ||
+	    memmem(c->head + from, c->head_len - from, "\n\n", 2))
 		answer(s, c, false);
 	else if (c->head_len + 1 >= sizeof(c->head))
 		answer(s, c, true);
@@ -460,6 +466,11 @@ static bool conn_linger(struct conn *c)
 }
 
 /* A free connection slot; when all are taken, the one waiting longest for its head. */
+/*
+ * A free connection slot. When all are taken, one is dropped: the one waiting
+ * longest for its request head, else (clients that ask and never read) the one
+ * longest in its answer; a new scraper always gets in.
+ */
 static struct conn *conn_slot(struct prom_server *s)
 {
 	struct conn *oldest = NULL;
@@ -469,27 +480,25 @@ static struct conn *conn_slot(struct prom_server *s)
 
 		if (c->state == CONN_FREE)
 			return c;
-		if (c->state == CONN_READ && (!oldest || c->deadline < oldest->deadline))
+		if (!oldest || (c->state == CONN_READ) > (oldest->state == CONN_READ) ||
+		    ((c->state == CONN_READ) == (oldest->state == CONN_READ) &&
+		     c->deadline < oldest->deadline))
 			oldest = c;
 	}
-	if (oldest)
-		conn_close(oldest);
+	conn_close(oldest);
 	return oldest;
 }
 
-static void accept_all(struct prom_server *s)
+/* Take the waiting connections; false when out of resources (EMFILE...): pause accepting. */
+static bool accept_all(struct prom_server *s)
 {
 	for (;;) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		struct conn *c;
 
 		if (fd < 0)
-			return; /* EAGAIN, or out of resources: the poll timeout paces retries */
+			return errno == EAGAIN || errno == EINTR || errno == ECONNABORTED;
 		c = conn_slot(s);
-		if (!c) { /* every connection is being answered: this one waits its turn */
-			close(fd);
-			return;
-		}
 		memset(c, 0, offsetof(struct conn, head));
 		c->state = CONN_READ;
 		c->fd = fd;
@@ -502,12 +511,16 @@ static void *serve(void *arg)
 	struct prom_server *s = arg;
 	struct pollfd pfd[2 + PROM_MAX_CONNS];
 	struct conn *which[2 + PROM_MAX_CONNS];
+	int64_t accept_after = 0; /* out of fds: the listener rests until then */
 
 	for (;;) {
 		int64_t now = now_ms(), next = now + 1000;
 		int n = 2, ready;
 
-		pfd[0] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
+		/* a listener left readable while accept fails would wake every poll at once */
+		pfd[0] = (struct pollfd){ .fd = s->lfd, .events = now >= accept_after ? POLLIN : 0 };
+		if (now < accept_after && accept_after < next)
+			next = accept_after;
 		pfd[1] = (struct pollfd){ .fd = s->wakefd, .events = POLLIN };
 		for (int i = 0; i < PROM_MAX_CONNS; i++) {
 			struct conn *c = &s->conns[i];
@@ -546,8 +559,8 @@ static void *serve(void *arg)
 			if (!alive)
 				conn_close(c);
 		}
-		if (pfd[0].revents & POLLIN)
-			accept_all(s);
+		if ((pfd[0].revents & POLLIN) && !accept_all(s))
+			accept_after = now_ms() + 100;
 	}
 	for (int i = 0; i < PROM_MAX_CONNS; i++)
 		if (s->conns[i].state != CONN_FREE)
@@ -683,7 +696,9 @@ static void beat(struct prom_server *s)
 {
 	int64_t now = now_ms(), last = __atomic_exchange_n(&s->beat_ms, now, __ATOMIC_RELAXED);
 
-	if (last && now - last > __atomic_load_n(&s->beat_gap_ms, __ATOMIC_RELAXED))
+	/* the last gap, not the longest: one long stall (an attach to a frozen target)
+	 * must not make a loop that hangs later look alive for minutes */
+	if (last && now - last >= 100) /* several targets publish within one tick */
 		__atomic_store_n(&s->beat_gap_ms, now - last, __ATOMIC_RELAXED);
 }
 

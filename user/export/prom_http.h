@@ -5,7 +5,7 @@
  * metrics, rendered by export/prom_text.h. Connections are served side by side,
  * each with deadlines and a size limit: no client can delay another's scrape.
  * /healthz answers 200 while the main loop publishes (every interval), 503 once
- * it has not for 10 s (or three of its longest intervals): a liveness probe.
+ * it has not for 10 s (or three times its last interval): a liveness probe.
  */
 #ifndef LLMTAP_PROM_HTTP_H
 #define LLMTAP_PROM_HTTP_H
@@ -27,7 +27,8 @@ struct prom_server *prom_server_start(const char *addr_port, char *err, size_t e
 /* Copy m (NULL: no points) as the snapshot later scrapes see. */
 void prom_server_publish(struct prom_server *s, const struct metrics *m);
 
-#define PROM_MAX_TARGETS 64
+/* the daemon: its own health (id 0) and up to 64 targets */
+#define PROM_MAX_TARGETS 65
 /*
  * Several traced processes on one endpoint (the daemon): target id's metrics,
  * with labels (key, value, ..., NULL; taken the first time) on each of its

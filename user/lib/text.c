@@ -76,9 +76,13 @@ size_t utf8_sanitize(char *dst, size_t cap, const char *src, size_t len)
 
 size_t utf8_sanitize_inplace(char *s, size_t cap)
 {
-	size_t len = strnlen(s, cap), out;
+	size_t len, out;
 	char *copy;
 
+	if (!cap)
+		return 0;
+	s[cap - 1] = '\0'; /* a string that fills s is cut to cap - 1 bytes */
+	len = strlen(s);
 	if (utf8_valid(s, len))
 		return len;
 	copy = malloc(len + 1);

@@ -17,17 +17,20 @@
 void resource_set(struct resource *r, const char *key, const char *value)
 {
 	struct resource_attr *a = NULL;
+	char k[sizeof(a->key)];
 
 	if (!key || !*key || !value)
 		return;
+	/* looked up as it is stored: valid UTF-8, cut to fit */
+	utf8_sanitize(k, sizeof(k), key, strlen(key));
 	for (int i = 0; i < r->n; i++)
-		if (!strcmp(r->attrs[i].key, key))
+		if (!strcmp(r->attrs[i].key, k))
 			a = &r->attrs[i];
 	if (!a) {
 		if (r->n >= RESOURCE_MAX_ATTRS)
 			return;
 		a = &r->attrs[r->n++];
-		utf8_sanitize(a->key, sizeof(a->key), key, strlen(key));
+		memcpy(a->key, k, sizeof(k));
 	}
 	/* values may come from a target: valid UTF-8, cut on a character boundary */
 	utf8_sanitize(a->value, sizeof(a->value), value, strlen(value));
