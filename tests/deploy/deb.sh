@@ -26,16 +26,7 @@ die() { log "$*"; exit 1; }
 [[ $EUID -eq 0 ]] || die "run as root"
 [[ -f $DEB ]] || die "no $DEB (make deb)"
 
-need=()
-for p in mmdebstrap curl jq; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
-done
-if ((${#need[@]})); then
-	log "installing ${need[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
-		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
-fi
+need_packages mmdebstrap curl jq
 
 WORK=$(mktemp -d /var/tmp/llmtap-deb.XXXXXX)
 RFS=$WORK/rootfs

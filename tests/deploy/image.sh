@@ -29,16 +29,7 @@ die() { log "$*"; exit 1; }
 . "$ROOT/tests/deploy/lib.sh"
 [[ $EUID -eq 0 ]] || die "run as root"
 
-need=()
-for p in podman runc mmdebstrap curl; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
-done
-if ((${#need[@]})); then
-	log "installing ${need[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
-		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
-fi
+need_packages podman runc mmdebstrap curl
 
 # This machine's shell may not raise rlimits (no CAP_SYS_RESOURCE): ask for lower ones.
 PODMAN=(podman --runtime runc)

@@ -53,3 +53,16 @@ verdict() {
 		[[ $rc -eq 1 && $(wc -l <"$err") -eq 1 ]] && grep -q '^llmtap: ' "$err"
 	fi
 }
+
+# Install the Debian packages named that are missing (apt-get update only when needed).
+need_packages() {
+	local need=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+	done
+	((${#need[@]})) || return 0
+	log "installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
+}
