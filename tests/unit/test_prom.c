@@ -802,6 +802,7 @@ static void test_server_healthz(void **state)
 	reply = http(AF_INET, port, "GET /healthz HTTP/1.1\r\n\r\n");
 	assert_int_equal(strncmp(reply, "HTTP/1.1 200 OK\r\n", 17), 0);
 	assert_string_equal(body_of(reply), "ok\n");
+	assert_contains(reply, "\r\nContent-Type: text/plain; charset=utf-8\r\n");
 	free(reply);
 	usleep(600000); /* no publish: the loop is stuck */
 	reply = http(AF_INET, port, "GET /healthz HTTP/1.1\r\n\r\n");

@@ -340,7 +340,9 @@ static char *render_snapshot(struct prom_server *s, size_t *len)
 }
 
 /* The whole response (malloc'ed) in c->out, sent from the next POLLOUT on. */
-static void respond(struct conn *c, int status, const char *body, size_t len, bool head_only)
+/* type: the body's content type; NULL: plain text (a body NULL: the status's reason) */
+static void respond(struct conn *c, int status, const char *type, const char *body, size_t len,
+		    bool head_only)
 {
 	char hdr[256], text[160];
 	int n;
@@ -354,7 +356,7 @@ static void respond(struct conn *c, int status, const char *body, size_t len, bo
 		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
 		     "Connection: close\r\n\r\n",
 		     status, reason(status),
-		     status == 200 && body != text ? PROM_CONTENT_TYPE : "text/plain; charset=utf-8",
+		     type && body != text ? type : "text/plain; charset=utf-8",
 		     len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
 	c->out_len = (size_t)n + (head_only ? 0 : len);
 	c->out = malloc(c->out_len);
@@ -397,11 +399,11 @@ static void answer(struct prom_server *s, struct conn *c, bool too_long)
 	status = too_long ? 431 : prom_route(c->head, &head_only, &path);
 	if (status == 200 && path == PROM_PATH_HEALTHZ) {
 		status = health(s, text, sizeof(text));
-		respond(c, status, text, strlen(text), head_only);
+		respond(c, status, NULL, text, strlen(text), head_only);
 	} else {
 		if (status == 200 && !(body = render_snapshot(s, &len)))
 			status = 500;
-		respond(c, status, body, len, head_only);
+		respond(c, status, PROM_CONTENT_TYPE, body, len, head_only);
 		free(body);
 	}
 	c->state = CONN_WRITE;
