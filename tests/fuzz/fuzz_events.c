@@ -126,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (telemetry_add_sink(tm, (struct sink){ .ops = &enc_ops, .self = enc }))
 		abort();
 	telemetry_attached(tm);
-	c = correlator_new(tm);
+	c = correlator_new(tm, (1u << LAYER_MAX) - 1);
 	if (!c)
 		abort();
 	while (off + 2 <= size) {

@@ -98,6 +98,8 @@ struct fixture {
 	struct rec_sink *rec;
 };
 
+#define ALL_LAYERS ((1u << LAYER_MAX) - 1)
+
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -110,7 +112,7 @@ static int setup(void **state)
 	telemetry_init(f->tm, &target, 0);
 	assert_int_equal(telemetry_add_sink(f->tm, (struct sink){ .ops = &rec_ops, .self = f->rec }),
 			 0);
-	f->c = correlator_new(f->tm);
+	f->c = correlator_new(f->tm, ALL_LAYERS);
 	assert_non_null(f->c);
 	events_ctx = TARGET_CTX;
 	*state = f;

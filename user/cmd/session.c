@@ -294,7 +294,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	if (detect_resource(s, o, &tt, err, errlen))
 		goto fail;
 	telemetry_init(&s->tm, &tt, monotonic_ns());
-	s->corr = correlator_new(&s->tm);
+	s->corr = correlator_new(&s->tm, probes_layer_mask(s->p));
 	if (!s->corr) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llmtap_sites.h"
 #include "model/telemetry.h"
 
 #define MAX_THREADS 256      /* HTTP worker threads followed at once */
@@ -43,6 +44,7 @@ struct http_thread {
 
 struct correlator {
 	struct telemetry *tm;
+	unsigned int layers; /* attached: 1 << enum llmtap_layer */
 	struct request *open;                  /* requests begun, not ended */
 	struct task *tasks;                    /* tasks not yet finished */
 	struct task *by_id[TASK_BUCKETS];      /* the same, by id */
@@ -63,13 +65,20 @@ struct correlator {
 	bool target_seen;
 };
 
-struct correlator *correlator_new(struct telemetry *tm)
+struct correlator *correlator_new(struct telemetry *tm, unsigned int layers)
 {
 	struct correlator *c = calloc(1, sizeof(*c));
 
-	if (c)
+	if (c) {
 		c->tm = tm;
+		c->layers = layers;
+	}
 	return c;
+}
+
+static bool has_layer(const struct correlator *c, enum llmtap_layer l)
+{
+	return c->layers & (1u << l);
 }
 
 static struct http_thread *thread_of(struct correlator *c, uint32_t tid, bool create)
@@ -362,6 +371,10 @@ static void on_step(struct correlator *c, struct step *s)
 		if (!t->prefill_seen) {
 			/* the prompt's first decoded position: everything before came from the cache */
 			t->prefill_seen = true;
+			t->req->span.attribution = REQ_ATTR_SERVER;
+			t->req->span.known |= REQ_KNOWN_PROMPT;
+			if (has_layer(c, LAYER_SAMPLING))
+				t->req->span.known |= REQ_KNOWN_OUTPUT;
 			if (run->pos_first > 0)
 				t->req->span.cached_tokens += (uint32_t)run->pos_first;
 		}

@@ -16,8 +16,9 @@
 struct correlator;
 struct telemetry;
 
-/* Completed requests and annotated steps go to tm. */
-struct correlator *correlator_new(struct telemetry *tm);
+/* Completed requests and annotated steps go to tm; layers: the layers attached
+ * (1 << enum llmtap_layer), which tells what llmtap can count. */
+struct correlator *correlator_new(struct telemetry *tm, unsigned int layers);
 /* Consumes one event; a step's request_ids are filled in on the way. */
 void correlator_event(struct correlator *c, struct event *ev);
 /* Emit the requests still open (as incomplete), e.g. when tracing ends. */

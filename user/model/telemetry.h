@@ -78,10 +78,40 @@ struct engine_event {
 
 const char *engine_event_name(enum engine_event_kind k);
 
+/* What a request span stands for. */
+enum req_kind {
+	REQ_HTTP = 0,   /* an HTTP request to llama-server */
+	REQ_GENERATION, /* a generation in an embedder: no HTTP request (engine layer only) */
+	REQ_PROXY,      /* a router llama-server's copy of a request a child serves */
+};
+
+/* Where a request's token counts come from (llmtap.attribution). */
+enum req_attribution {
+	REQ_ATTR_NONE = 0,     /* not an inference request, or nothing of it reached the engine */
+	REQ_ATTR_SERVER,       /* llama-server's task and slot records */
+	REQ_ATTR_ENGINE,       /* the decode batches of its one generation (engine-first) */
+	REQ_ATTR_UNATTRIBUTED, /* an inference request whose generation llmtap cannot tell */
+};
+
+/*
+ * Which counts were measured (enum req_known in req_span.known). A count whose bit
+ * is clear is unknown: every sink leaves it out (JSON null, no attribute, no metric
+ * point), never 0. Times use 0 for "not seen" and need no bit.
+ */
+enum req_known {
+	REQ_KNOWN_PROMPT = 1 << 0, /* prompt_tokens and cached_tokens */
+	REQ_KNOWN_OUTPUT = 1 << 1, /* output_tokens */
+};
+
 /* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and
- * its queue / prefill / generation children). Times are CLOCK_MONOTONIC ns; 0 = not seen. */
+ * its queue / prefill / generation children), or one generation of an embedder
+ * (kind REQ_GENERATION). Times are CLOCK_MONOTONIC ns; 0 = not seen. */
 struct req_span {
 	uint64_t id;            /* llmtap's own sequence number */
+	enum req_kind kind;
+	enum req_attribution attribution;
+	unsigned int known;     /* enum req_known */
+	int seq;                /* REQ_GENERATION: its sequence id */
 	uint32_t tid;           /* the HTTP worker thread */
 	uint64_t start_ns;
 	uint64_t end_ns;

@@ -378,6 +378,16 @@ const char *probes_attached(const struct probes *p)
 	return p->attached;
 }
 
+unsigned int probes_layer_mask(const struct probes *p)
+{
+	unsigned int mask = 0;
+
+	for (int l = 0; l < LAYER_MAX; l++)
+		if (p->layers[l])
+			mask |= 1u << l;
+	return mask;
+}
+
 
 void probes_close(struct probes *p)
 {

@@ -41,6 +41,8 @@ int probes_fd(const struct probes *p);
 int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX]);
 /* "engine,sampling,server,http": the layers attached. */
 const char *probes_attached(const struct probes *p);
+/* The same as a mask of 1 << enum llmtap_layer. */
+unsigned int probes_layer_mask(const struct probes *p);
 void probes_close(struct probes *p);
 
 #endif
