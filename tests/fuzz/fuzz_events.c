@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "export/otlp_encode.h"
+#include "llmtap_sites.h"
 #include "model/correlate.h"
 #include "model/telemetry.h"
 #include "probe/event.h"

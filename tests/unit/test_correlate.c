@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "llmtap_sites.h"
 #include "model/correlate.h"
 #include "model/telemetry.h"
 #include "sink/sink.h"
