@@ -44,7 +44,8 @@ struct http_thread {
 
 struct correlator {
 	struct telemetry *tm;
-	unsigned int layers; /* attached: 1 << enum llmtap_layer */
+	unsigned int layers; /* attached and believed: 1 << enum llmtap_layer */
+	bool router;         /* a router llama-server: its requests are proxies */
 	struct request *open;                  /* requests begun, not ended */
 	struct task *tasks;                    /* tasks not yet finished */
 	struct task *by_id[TASK_BUCKETS];      /* the same, by id */
@@ -79,6 +80,16 @@ struct correlator *correlator_new(struct telemetry *tm, unsigned int layers)
 static bool has_layer(const struct correlator *c, enum llmtap_layer l)
 {
 	return c->layers & (1u << l);
+}
+
+void correlator_disable_layer(struct correlator *c, enum llmtap_layer layer)
+{
+	c->layers &= ~(1u << layer);
+}
+
+void correlator_set_router(struct correlator *c, bool router)
+{
+	c->router = router;
 }
 
 static struct http_thread *thread_of(struct correlator *c, uint32_t tid, bool create)
@@ -220,6 +231,7 @@ static void on_http(struct correlator *c, const struct llmtap_http_event *h)
 		if (!r)
 			return;
 		r->span.id = ++c->next_id;
+		r->span.kind = c->router ? REQ_PROXY : REQ_HTTP;
 		r->span.tid = h->tid;
 		r->span.start_ns = h->ts_ns;
 		r->span.client_port = h->value;
@@ -541,16 +553,19 @@ void correlator_event(struct correlator *c, struct event *ev)
 		telemetry_step(c->tm, &ev->step);
 		break;
 	case LLMTAP_EV_SAMPLE:
-		on_sample(c, &ev->sample);
+		if (has_layer(c, LAYER_SAMPLING))
+			on_sample(c, &ev->sample);
 		break;
 	case LLMTAP_EV_KV:
 		on_kv(c, &ev->kv);
 		break;
 	case LLMTAP_EV_SERVER:
-		on_server(c, &ev->srv);
+		if (has_layer(c, LAYER_SERVER))
+			on_server(c, &ev->srv);
 		break;
 	case LLMTAP_EV_HTTP:
-		on_http(c, &ev->http);
+		if (has_layer(c, LAYER_HTTP))
+			on_http(c, &ev->http);
 		break;
 	case LLMTAP_EV_CALL:
 		on_call(c, &ev->call);

@@ -8,7 +8,10 @@
 #ifndef LLMTAP_CORRELATE_H
 #define LLMTAP_CORRELATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "llmtap_sites.h"
 
 #include "model/gauges.h"
 #include "probe/event.h"
@@ -19,6 +22,13 @@ struct telemetry;
 /* Completed requests and annotated steps go to tm; layers: the layers attached
  * (1 << enum llmtap_layer), which tells what llmtap can count. */
 struct correlator *correlator_new(struct telemetry *tm, unsigned int layers);
+/*
+ * Stop believing a layer's records (a self-check found them wrong): from now on its
+ * events are ignored and what it gave is reconstructed from the engine, or unknown.
+ */
+void correlator_disable_layer(struct correlator *c, enum llmtap_layer layer);
+/* The target is a router llama-server: its HTTP requests are proxies (REQ_PROXY). */
+void correlator_set_router(struct correlator *c, bool router);
 /* Consumes one event; a step's request_ids are filled in on the way. */
 void correlator_event(struct correlator *c, struct event *ev);
 /* Emit the requests still open (as incomplete), e.g. when tracing ends. */
