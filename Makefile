@@ -132,10 +132,11 @@ llmtap: $(USER_OBJS) $(PB_OBJS)
 # Unit tests link only the modules they test: none of them needs the BPF toolchain.
 o = $(patsubst %,$(OUTPUT)/user/%.o,$(1))
 UNIT_PB := $(PB_OBJS)
-$(OUTPUT)/tests/test_correlate: $(call o,model/correlate model/telemetry model/metrics model/hist \
+$(OUTPUT)/tests/test_correlate: $(call o,model/correlate model/generation model/telemetry model/metrics model/hist \
 	model/route probe/event target/resource target/proc lib/clock lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_elfsym: $(call o,target/elfsym)
 $(OUTPUT)/tests/test_event: $(call o,probe/event lib/text)
+$(OUTPUT)/tests/test_generation: $(call o,model/generation)
 $(OUTPUT)/tests/test_gguf: $(call o,target/gguf)
 $(OUTPUT)/tests/test_hist: $(call o,model/hist)
 # loop and signals with the test's own session (a pipe): no probes, no BPF
@@ -198,7 +199,7 @@ $(FUZZ)/obj/proto/%.pb-c.o: $(OUTPUT)/proto/%.pb-c.c | $(PB_HDRS)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) $(INCLUDES) -c $< -o $@
 
 $(FUZZ)/fuzz_elf: $(call fo,target/elfsym)
-$(FUZZ)/fuzz_events: $(call fo,model/correlate model/telemetry model/metrics model/hist \
+$(FUZZ)/fuzz_events: $(call fo,model/correlate model/generation model/telemetry model/metrics model/hist \
 	model/route probe/event target/resource target/proc sink/sink_json sink/sink_trace \
 	export/otlp_encode lib/clock lib/json lib/text lib/util) $(FUZZ_PB)
 $(FUZZ)/fuzz_gguf: $(call fo,target/gguf)

@@ -1276,9 +1276,185 @@ static void test_bug_flush_idle_keepalive(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* ---- engine-first: no server layer ---- */
+
+#define NO_SERVER (ALL_LAYERS & ~(1u << LAYER_SERVER))
+#define S_NS 1000000000ull
+
+static void kv_rm(struct correlator *c, uint64_t ts, int seq, int p0, int p1)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_KV;
+	ev.kv.ts_ns = ts;
+	ev.kv.op = LLMTAP_KV_SEQ_RM;
+	ev.kv.args[0] = seq;
+	ev.kv.args[1] = p0;
+	ev.kv.args[2] = p1;
+	correlator_event(c, &ev);
+}
+
+/* llama-server's decodes for one generation: cut, prompt, a token per step */
+static void generate(struct correlator *c, uint64_t ts, int seq, int cached, int prompt, int outputs)
+{
+	kv_rm(c, ts, seq, cached, -1);
+	step1(c, ts, seq, (uint32_t)prompt, cached, cached + prompt - 1, 1);
+	for (int i = 1; i < outputs; i++)
+		step1(c, ts + 10 * (uint64_t)i, seq, 1, cached + prompt + i - 1, cached + prompt + i - 1, 1);
+}
+
+static void test_engine_first_sequential_requests_are_joined(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+
+	correlator_disable_layer(c, LAYER_SERVER);
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	generate(c, 200, 1, 0, 12, 4); /* last step ends at 235 */
+	status(c, 240, 10, 200);
+	end(c, 250, 10);
+	assert_int_equal(f->rec->n_reqs, 0); /* its generation may not be over yet */
+	begin(c, 300, 11, 5556);
+	route(c, 310, 11, "POST", "/v1/chat/completions");
+	generate(c, 400, 1, 9, 3, 2); /* the first one's generation is over: joined */
+	assert_int_equal(f->rec->n_reqs, 1);
+	status(c, 440, 11, 200);
+	end(c, 450, 11);
+	correlator_tick(c, 450 + 3 * S_NS); /* nothing decoded since: over */
+	assert_int_equal(f->rec->n_reqs, 2);
+
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->attribution, REQ_ATTR_ENGINE);
+	assert_int_equal(r->known, REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT);
+	assert_int_equal(r->prompt_tokens, 12);
+	assert_int_equal(r->cached_tokens, 0);
+	assert_int_equal(r->output_tokens, 4);
+	assert_int_equal(r->launch_ns, 200);
+	assert_int_equal(r->first_token_ns, 205);
+	assert_int_equal(r->final_ns, 235);
+	assert_int_equal(r->slot, 1);
+	r = &f->rec->reqs[1];
+	assert_int_equal(r->attribution, REQ_ATTR_ENGINE);
+	assert_int_equal(r->prompt_tokens, 3);
+	assert_int_equal(r->cached_tokens, 9);
+	assert_int_equal(r->output_tokens, 2);
+}
+
+/* Two requests open at once, two generations: which is whose cannot be told. */
+static void test_engine_first_overlap_is_unattributed(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	correlator_disable_layer(c, LAYER_SERVER);
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	begin(c, 120, 11, 5556);
+	route(c, 130, 11, "POST", "/completion");
+	generate(c, 200, 0, 0, 5, 3);
+	generate(c, 300, 1, 0, 7, 2);
+	end(c, 400, 10);
+	end(c, 410, 11);
+	correlator_tick(c, 410 + 3 * S_NS);
+	assert_int_equal(f->rec->n_reqs, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(f->rec->reqs[i].attribution, REQ_ATTR_UNATTRIBUTED);
+		assert_int_equal(f->rec->reqs[i].known, 0);
+	}
+}
+
+/* A generation still decoding after the response ended is someone else's. */
+static void test_engine_first_later_decode_is_not_joined(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	correlator_disable_layer(c, LAYER_SERVER);
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	generate(c, 200, 0, 0, 5, 2);
+	end(c, 212, 10); /* while the generation's second step runs */
+	step1(c, 220, 0, 1, 6, 6, 1);
+	correlator_tick(c, 300 + 3 * S_NS);
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_int_equal(f->rec->reqs[0].attribution, REQ_ATTR_UNATTRIBUTED);
+	/* a health check never decodes: no attribution at all */
+	begin(c, 400, 12, 5557);
+	route(c, 410, 12, "GET", "/health");
+	end(c, 420, 12);
+	assert_int_equal(f->rec->n_reqs, 2);
+	assert_int_equal(f->rec->reqs[1].attribution, REQ_ATTR_NONE);
+}
+
+/* An embedder: no HTTP layer, each generation is a span of its own. */
+static void test_embedder_generations(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c;
+	const struct req_span *r;
+
+	correlator_free(f->c);
+	f->c = c = correlator_new(f->tm, 1u << LAYER_ENGINE);
+	generate(c, 100, 0, 0, 8, 5);
+	generate(c, 1000, 0, 0, 4, 2); /* seq 0 again, from position 0 */
+	assert_int_equal(f->rec->n_reqs, 1);
+	correlator_flush(c, 5000);
+	assert_int_equal(f->rec->n_reqs, 2);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->kind, REQ_GENERATION);
+	assert_int_equal(r->attribution, REQ_ATTR_ENGINE);
+	assert_int_equal(r->known, REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT);
+	assert_int_equal(r->prompt_tokens, 8);
+	assert_int_equal(r->output_tokens, 5);
+	assert_int_equal(r->start_ns, 100);
+	assert_int_equal(r->first_token_ns, 105);
+	assert_int_equal(r->end_ns, 145);
+	assert_true(r->complete);
+	assert_int_equal(f->rec->reqs[1].output_tokens, 2);
+	assert_true(f->rec->reqs[1].id > r->id);
+}
+
+/* The server layer without the sampling layer: output tokens from the batches. */
+static void test_outputs_without_sampling_layer(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+
+	correlator_disable_layer(c, LAYER_SAMPLING);
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 2);
+	step1(c, 140, 2, 30, 5, 34, 1);
+	sample(c, 150, 2); /* ignored: the layer is off */
+	step1(c, 160, 2, 1, 35, 35, 1);
+	step1(c, 170, 2, 1, 36, 36, 1);
+	srv(c, 190, MAIN_TID, LLMTAP_SRV_FINAL, 7, 2);
+	end(c, 210, 10);
+	assert_int_equal(f->rec->n_reqs, 1);
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->attribution, REQ_ATTR_SERVER);
+	assert_int_equal(r->known, REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT);
+	assert_int_equal(r->prompt_tokens, 30);
+	assert_int_equal(r->cached_tokens, 5);
+	assert_int_equal(r->output_tokens, 3);
+	assert_int_equal(r->first_token_ns, 145);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_engine_first_sequential_requests_are_joined, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_engine_first_overlap_is_unattributed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_engine_first_later_decode_is_not_joined, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_embedder_generations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outputs_without_sampling_layer, setup, teardown),
 		T(test_full_request),
 		T(test_draft_model),
 		T(test_task_flood_is_bounded),

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "llmtap_sites.h"
+#include "lib/util.h"
+#include "model/generation.h"
 #include "model/telemetry.h"
 
 #define MAX_THREADS 256      /* HTTP worker threads followed at once */
@@ -18,6 +20,21 @@
 #define MAX_TASKS 16384
 #define TASK_BUCKETS 4096    /* a power of two */
 
+/*
+ * Engine-first joining (no server layer): an ended HTTP request waits until the
+ * generations that could be its own are over, at most JOIN_WAIT_NS; a generation
+ * counts as over once its context decoded without it (llama-server decodes every
+ * generating slot in every step), or once the context was quiet for JOIN_QUIET_NS.
+ */
+#define JOIN_WAIT_NS (10ull * 1000000000)
+#define JOIN_QUIET_NS (2000ull * 1000000)
+/* An embedder's generation ends when its context decodes without it this long, or
+ * nothing decodes it for GEN_QUIET_NS (or the next batch of its sequence begins anew). */
+#define GEN_IDLE_NS (2000ull * 1000000)
+#define GEN_QUIET_NS (10ull * 1000000000)
+#define GEN_KEEP 1024 /* ended generations kept for joining */
+#define WIN_KEEP 1024 /* ended requests kept: could they have owned a generation? */
+
 enum task_phase { TASK_QUEUED = 0, TASK_PREFILL, TASK_GENERATE, TASK_DONE };
 
 struct request;
@@ -28,6 +45,7 @@ struct task {
 	int slot;            /* -1 until launched */
 	enum task_phase phase;
 	bool prefill_seen;
+	bool uncertain;      /* outputs that are not one token each (speculative verification) */
 	struct task *next, *prev; /* in the correlator's list */
 	struct task *hnext;       /* in its hash bucket */
 };
@@ -35,6 +53,19 @@ struct task {
 struct request {
 	struct req_span span;
 	struct request *next;
+};
+
+/* An ended generation kept for joining. */
+struct gen_rec {
+	struct gen g;
+	bool taken; /* joined to a request */
+};
+
+/* An ended request's window, kept to tell whether it could have owned a generation. */
+struct req_window {
+	uint64_t start_ns, end_ns;
+	bool joined; /* to a generation of its own: it owns no other */
+	bool engine; /* its route may decode */
 };
 
 struct http_thread {
@@ -64,15 +95,33 @@ struct correlator {
 	 */
 	uint64_t target_ctx;
 	bool target_seen;
+	/* engine-first accounting */
+	struct gen_tracker *gens;
+	struct request *pending;       /* ended, waiting to be joined (no server layer) */
+	struct gen_rec ended[GEN_KEEP];/* ring: generations ended */
+	unsigned int n_ended, ended_head;
+	uint64_t ended_forgot_ns;      /* latest start of a generation dropped from ended[] */
+	struct req_window windows[WIN_KEEP];
+	unsigned int n_windows, windows_head;
+	uint64_t windows_forgot_ns;    /* latest end of a window dropped from windows[] */
+	uint64_t taken_open[16];       /* open generations joined already (ids) */
+	uint64_t now_ns;               /* the latest time seen (events, ticks) */
 };
+
+static void on_gen_closed(void *arg, const struct gen *g);
 
 struct correlator *correlator_new(struct telemetry *tm, unsigned int layers)
 {
 	struct correlator *c = calloc(1, sizeof(*c));
 
-	if (c) {
-		c->tm = tm;
-		c->layers = layers;
+	if (!c)
+		return NULL;
+	c->tm = tm;
+	c->layers = layers;
+	c->gens = gen_tracker_new(on_gen_closed, c);
+	if (!c->gens) {
+		free(c);
+		return NULL;
 	}
 	return c;
 }
@@ -179,6 +228,9 @@ static struct task *slot_task(struct correlator *c, int slot)
 	return slot >= 0 && slot < LLMTAP_MAX_SEQ ? c->slot_task[slot] : NULL;
 }
 
+static bool engine_first(const struct correlator *c);
+static bool route_decodes(enum route_kind k);
+
 /* Forget a request and its tasks. */
 static void request_drop(struct correlator *c, struct request *r)
 {
@@ -209,9 +261,279 @@ static void request_close(struct correlator *c, struct request *r, bool complete
 {
 	if (r->span.method[0] || r->span.status) {
 		r->span.complete = complete;
+		if (engine_first(c) && r->span.kind == REQ_HTTP && route_decodes(r->span.route.kind) &&
+		    r->span.attribution == REQ_ATTR_NONE)
+			r->span.attribution = REQ_ATTR_UNATTRIBUTED;
 		telemetry_request(c->tm, &r->span);
 	}
 	request_drop(c, r);
+}
+
+/* ---- engine-first accounting: generations, and requests joined to them ---- */
+
+static bool engine_first(const struct correlator *c)
+{
+	return !has_layer(c, LAYER_SERVER);
+}
+
+/* Whether a request on this route may have decoded (unknown routes may). */
+static bool route_decodes(enum route_kind k)
+{
+	return route_operation(k) || k == ROUTE_OTHER;
+}
+
+static bool route_generates(enum route_kind k)
+{
+	return k == ROUTE_CHAT || k == ROUTE_COMPLETION || k == ROUTE_INFILL ||
+	       k == ROUTE_RESPONSES || k == ROUTE_MESSAGES;
+}
+
+/* Copy what a generation measured onto a span. */
+static void span_from_gen(struct req_span *r, const struct gen *g)
+{
+	r->launch_ns = g->start_ns;
+	r->first_token_ns = g->embedding ? 0 : g->first_output_ns;
+	r->final_ns = g->last_ns;
+	r->slot = g->seq;
+	r->prompt_tokens = g->prompt_tokens;
+	r->cached_tokens = g->cached_tokens;
+	r->output_tokens = g->embedding ? 0 : g->outputs;
+	r->known = 0;
+	if (!g->uncertain && g->cached_known)
+		r->known |= REQ_KNOWN_PROMPT;
+	if (!g->uncertain && !g->embedding && g->phase == GEN_OUTPUT)
+		r->known |= REQ_KNOWN_OUTPUT;
+}
+
+/* An embedder's generation (no HTTP layer): a span of its own. */
+static void emit_generation(struct correlator *c, const struct gen *g)
+{
+	struct req_span r = {
+		.id = ++c->next_id,
+		.kind = REQ_GENERATION,
+		.attribution = REQ_ATTR_ENGINE,
+		.seq = g->seq,
+		.start_ns = g->start_ns,
+		.end_ns = g->last_ns,
+		.err_type = -1,
+		.route = route_classify(""),
+		.complete = !g->uncertain,
+	};
+
+	span_from_gen(&r, g);
+	telemetry_request(c->tm, &r);
+}
+
+static bool taken_open(const struct correlator *c, uint64_t id)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(c->taken_open); i++)
+		if (c->taken_open[i] == id)
+			return true;
+	return false;
+}
+
+static void on_gen_closed(void *arg, const struct gen *g)
+{
+	struct correlator *c = arg;
+	struct gen_rec *rec;
+
+	if (!has_layer(c, LAYER_HTTP)) {
+		emit_generation(c, g);
+		return;
+	}
+	if (!engine_first(c))
+		return;
+	if (c->n_ended == GEN_KEEP) { /* the ring is full: forget the oldest */
+		const struct gen *old = &c->ended[c->ended_head].g;
+
+		if (old->start_ns > c->ended_forgot_ns)
+			c->ended_forgot_ns = old->start_ns;
+		c->n_ended--;
+		c->ended_head = (c->ended_head + 1) % GEN_KEEP;
+	}
+	rec = &c->ended[(c->ended_head + c->n_ended++) % GEN_KEEP];
+	rec->g = *g;
+	rec->taken = taken_open(c, g->id);
+	for (size_t i = 0; i < ARRAY_SIZE(c->taken_open); i++)
+		if (c->taken_open[i] == g->id)
+			c->taken_open[i] = 0;
+}
+
+static void window_add(struct correlator *c, const struct req_span *r, bool joined)
+{
+	struct req_window *w;
+
+	if (c->n_windows == WIN_KEEP) {
+		const struct req_window *old = &c->windows[c->windows_head];
+
+		if (old->engine && !old->joined && old->end_ns > c->windows_forgot_ns)
+			c->windows_forgot_ns = old->end_ns;
+		c->n_windows--;
+		c->windows_head = (c->windows_head + 1) % WIN_KEEP;
+	}
+	w = &c->windows[(c->windows_head + c->n_windows++) % WIN_KEEP];
+	*w = (struct req_window){
+		.start_ns = r->start_ns,
+		.end_ns = r->end_ns,
+		.joined = joined,
+		.engine = route_decodes(r->route.kind),
+	};
+}
+
+/* Could a request other than self, begun at start and ended at end (0: still open),
+ * have been served by g? */
+static bool could_own(const struct gen *g, uint64_t start, uint64_t end)
+{
+	return start <= g->start_ns && (!end || end >= g->last_ns);
+}
+
+/* Whether g can be nobody's but self's. */
+static bool only_owner(const struct correlator *c, const struct request *self, const struct gen *g)
+{
+	if (c->windows_forgot_ns >= g->last_ns)
+		return false; /* a forgotten request may have owned it */
+	/* an open request not yet routed was routed after g began (records come in
+	 * order): it cannot have queued g */
+	for (const struct request *r = c->open; r; r = r->next)
+		if (r->span.method[0] && route_decodes(r->span.route.kind) &&
+		    could_own(g, r->span.start_ns, 0))
+			return false;
+	for (const struct request *r = c->pending; r; r = r->next)
+		if (r != self && could_own(g, r->span.start_ns, r->span.end_ns))
+			return false;
+	for (unsigned int i = 0; i < c->n_windows; i++) {
+		const struct req_window *w = &c->windows[(c->windows_head + i) % WIN_KEEP];
+
+		if (w->engine && !w->joined && could_own(g, w->start_ns, w->end_ns))
+			return false;
+	}
+	return true;
+}
+
+struct join_scan {
+	const struct correlator *c;
+	const struct request *r;
+	bool undecided;          /* an open generation may still be its */
+	int n;                   /* generations that may be its */
+	const struct gen *match; /* the one that fits its route, when one */
+	int n_match;
+	bool match_open;
+};
+
+static bool gen_fits(const struct request *r, const struct gen *g)
+{
+	if (route_generates(r->span.route.kind))
+		return !g->embedding && g->phase == GEN_OUTPUT;
+	return false; /* embeddings and the rest are not joined (several prompts per request) */
+}
+
+static void scan_gen(struct join_scan *js, const struct gen *g, bool open, bool taken)
+{
+	const struct request *r = js->r;
+
+	if (g->start_ns < r->span.start_ns || g->start_ns > r->span.end_ns)
+		return;
+	if (g->last_ns > r->span.end_ns)
+		return; /* it decoded after the response ended: not this request's */
+	if (open && !gen_tracker_skipped_after(js->c->gens, g, r->span.end_ns) &&
+	    js->c->now_ns < r->span.end_ns + JOIN_QUIET_NS) {
+		js->undecided = true; /* nothing decoded since: wait a little */
+		return;
+	}
+	js->n++;
+	if (taken || !gen_fits(r, g))
+		return;
+	js->n_match++;
+	js->match = g;
+	js->match_open = open;
+}
+
+static void scan_open(void *arg, const struct gen *g)
+{
+	struct join_scan *js = arg;
+
+	scan_gen(js, g, true, taken_open(js->c, g->id));
+}
+
+/*
+ * Join an ended request to the one generation that can have served it: one that
+ * began after the request and ended before its response, fits its route, and that
+ * no other request can have owned. Returns false while that cannot be told yet.
+ */
+static bool join(struct correlator *c, struct request *r, bool force)
+{
+	struct join_scan js = { .c = c, .r = r };
+	struct gen_rec *rec = NULL;
+
+	for (unsigned int i = 0; i < c->n_ended; i++) {
+		struct gen_rec *e = &c->ended[(c->ended_head + i) % GEN_KEEP];
+		const struct gen *before = js.match;
+
+		scan_gen(&js, &e->g, false, e->taken);
+		if (js.match != before)
+			rec = e;
+	}
+	gen_tracker_each_open(c->gens, scan_open, &js);
+	if (js.undecided && !force)
+		return false;
+	r->span.attribution = REQ_ATTR_UNATTRIBUTED;
+	r->span.known = 0;
+	if (js.undecided || js.n_match != 1 || c->ended_forgot_ns >= r->span.start_ns ||
+	    r->span.status >= 400 || !r->span.complete || !only_owner(c, r, js.match))
+		return true;
+	span_from_gen(&r->span, js.match);
+	r->span.attribution = REQ_ATTR_ENGINE;
+	if (js.match_open) {
+		for (size_t i = 0; i < ARRAY_SIZE(c->taken_open); i++)
+			if (!c->taken_open[i]) {
+				c->taken_open[i] = js.match->id;
+				return true;
+			}
+		/* no room to remember it: then nobody gets it */
+		span_from_gen(&r->span, &(struct gen){ 0 });
+		r->span.known = 0;
+		r->span.attribution = REQ_ATTR_UNATTRIBUTED;
+	} else if (rec) {
+		rec->taken = true;
+	}
+	return true;
+}
+
+/* Settle the ended requests whose generations are known by now, oldest first;
+ * force: settle all (tracing ends). */
+static void settle(struct correlator *c, bool force)
+{
+	struct request *r;
+
+	while ((r = c->pending)) {
+		bool late = c->now_ns > r->span.end_ns + JOIN_WAIT_NS;
+
+		if (!join(c, r, force || late))
+			return; /* in order: a later one may need this one's window */
+		c->pending = r->next;
+		telemetry_request(c->tm, &r->span);
+		window_add(c, &r->span, r->span.attribution == REQ_ATTR_ENGINE);
+		free(r);
+	}
+}
+
+/* An HTTP request ended without the server layer: join it when it can be told. */
+static void pend(struct correlator *c, struct request *r)
+{
+	struct request **pp;
+
+	for (pp = &c->open; *pp && *pp != r; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = r->next;
+	for (int i = 0; i < MAX_THREADS; i++)
+		if (c->threads[i].req == r)
+			c->threads[i].req = NULL;
+	r->next = NULL;
+	for (pp = &c->pending; *pp; pp = &(*pp)->next)
+		;
+	*pp = r;
+	settle(c, false);
 }
 
 static void on_http(struct correlator *c, const struct llmtap_http_event *h)
@@ -219,6 +541,8 @@ static void on_http(struct correlator *c, const struct llmtap_http_event *h)
 	struct http_thread *th = thread_of(c, h->tid, h->op == LLMTAP_HTTP_BEGIN);
 	struct request *r = th ? th->req : NULL;
 
+	if (h->ts_ns > c->now_ns)
+		c->now_ns = h->ts_ns;
 	switch (h->op) {
 	case LLMTAP_HTTP_BEGIN:
 		if (!th)
@@ -259,6 +583,12 @@ static void on_http(struct correlator *c, const struct llmtap_http_event *h)
 		if (!r)
 			return; /* began before llmtap attached */
 		r->span.end_ns = h->ts_ns;
+		if (engine_first(c) && r->span.kind == REQ_HTTP && r->span.method[0] &&
+		    route_decodes(r->span.route.kind)) {
+			r->span.complete = true;
+			pend(c, r);
+			break;
+		}
 		request_close(c, r, true);
 		break;
 	}
@@ -360,11 +690,37 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 	}
 }
 
+/*
+ * Without the sampling layer a task's output tokens are the outputs its batches
+ * asked for: the prompt's last token, then one per generated token (the last
+ * token sampled is never decoded).
+ */
+static void count_outputs(struct task *t, const struct step *s, const struct llmtap_run *run)
+{
+	if (t->phase == TASK_GENERATE && run->n_tokens > 1 && run->n_outputs > 1)
+		t->uncertain = true; /* drafted tokens verified at once */
+	if (t->uncertain)
+		t->req->span.known &= ~REQ_KNOWN_OUTPUT;
+	if (!run->n_outputs || t->phase == TASK_QUEUED || t->phase == TASK_DONE)
+		return;
+	t->req->span.output_tokens += run->n_outputs;
+	t->phase = TASK_GENERATE;
+	if (!t->req->span.first_token_ns)
+		t->req->span.first_token_ns = s->end_ns; /* its logits exist */
+}
+
 static void on_step(struct correlator *c, struct step *s)
 {
-	if (c->target_ctx && s->ctx == c->target_ctx)
+	bool by_task = !engine_first(c);
+
+	if (s->end_ns > c->now_ns)
+		c->now_ns = s->end_ns;
+	gen_tracker_step(c->gens, s);
+	if (c->pending)
+		settle(c, false);
+	if (by_task && c->target_ctx && s->ctx == c->target_ctx)
 		c->target_seen = true;
-	if (draft_ctx(c, s->ctx))
+	if (by_task && draft_ctx(c, s->ctx))
 		return; /* the draft model's own prefill and drafting */
 	for (uint32_t i = 0; i < s->n_runs; i++) {
 		const struct llmtap_run *run = &s->runs[i];
@@ -375,22 +731,22 @@ static void on_step(struct correlator *c, struct step *s)
 			if (run->pos_last >= 0 && s->ret == 0)
 				c->kv_next[run->seq_id] = (int64_t)run->pos_last + 1;
 		}
-		if (!t || !t->req || s->ret != 0)
+		if (!by_task || !t || !t->req || s->ret != 0)
 			continue;
 		s->request_ids[i] = t->req->span.id;
-		if (t->phase != TASK_PREFILL)
-			continue;
-		if (!t->prefill_seen) {
-			/* the prompt's first decoded position: everything before came from the cache */
-			t->prefill_seen = true;
-			t->req->span.attribution = REQ_ATTR_SERVER;
-			t->req->span.known |= REQ_KNOWN_PROMPT;
-			if (has_layer(c, LAYER_SAMPLING))
-				t->req->span.known |= REQ_KNOWN_OUTPUT;
-			if (run->pos_first > 0)
-				t->req->span.cached_tokens += (uint32_t)run->pos_first;
+		if (t->phase == TASK_PREFILL) {
+			if (!t->prefill_seen) {
+				/* the prompt's first decoded position: the ones before came from the cache */
+				t->prefill_seen = true;
+				t->req->span.attribution = REQ_ATTR_SERVER;
+				t->req->span.known |= REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT;
+				if (run->pos_first > 0)
+					t->req->span.cached_tokens += (uint32_t)run->pos_first;
+			}
+			t->req->span.prompt_tokens += run->n_tokens;
 		}
-		t->req->span.prompt_tokens += run->n_tokens;
+		if (!has_layer(c, LAYER_SAMPLING))
+			count_outputs(t, s, run);
 	}
 }
 
@@ -426,6 +782,7 @@ static void on_kv(struct correlator *c, const struct llmtap_kv_event *k)
 	int seq = k->args[0], p0 = k->args[1], p1 = k->args[2];
 	struct task *t;
 
+	gen_tracker_kv(c->gens, k);
 	switch (k->op) {
 	case LLMTAP_KV_SEQ_RM:
 		/* seq < 0: every sequence; p1 < 0: to the end */
@@ -573,8 +930,20 @@ void correlator_event(struct correlator *c, struct event *ev)
 	}
 }
 
+void correlator_tick(struct correlator *c, uint64_t now_ns)
+{
+	if (now_ns > c->now_ns)
+		c->now_ns = now_ns;
+	gen_tracker_expire(c->gens, c->now_ns, GEN_IDLE_NS, GEN_QUIET_NS);
+	settle(c, false);
+}
+
 void correlator_flush(struct correlator *c, uint64_t now_ns)
 {
+	if (now_ns > c->now_ns)
+		c->now_ns = now_ns;
+	gen_tracker_flush(c->gens);
+	settle(c, true);
 	while (c->open) {
 		c->open->span.end_ns = now_ns;
 		request_close(c, c->open, false);
@@ -634,5 +1003,10 @@ void correlator_free(struct correlator *c)
 		nr = r->next;
 		free(r);
 	}
+	for (r = c->pending; r; r = nr) {
+		nr = r->next;
+		free(r);
+	}
+	gen_tracker_free(c->gens);
 	free(c);
 }
