@@ -424,7 +424,9 @@ static __always_inline int sample_emit(__u64 llama_ctx, __u64 start_ns, __u64 en
 }
 
 /*
- * common_sampler_sample(gsmpl, ctx, idx, ...) or llama_sampler_sample(smpl, ctx, idx)
+ * common_sampler_sample(gsmpl, ctx, idx, ...), llama_sampler_sample(smpl, ctx, idx)
+ * or llama_get_logits_ith(ctx, idx) (op LLMTAP_SAMPLE_OP_LOGITS: what every sampler
+ * reads, the only sign of a token in an embedder that samples on its own)
  * entry: one token is being sampled from output idx of the last batch this
  * thread decoded; its sequence is read now, while that batch is certainly
  * alive. With a return probe the record goes out when the call returns and the
@@ -433,10 +435,11 @@ static __always_inline int sample_emit(__u64 llama_ctx, __u64 start_ns, __u64 en
  */
 static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
 {
+	bool logits = op == LLMTAP_SAMPLE_OP_LOGITS;
 	struct entry *e = thread_entry(!entry_only);
-	__s32 idx = (__s32)PT_REGS_PARM3(ctx), seq = -1;
-	__u64 now, ptr = 0;
-	__u32 flags = 0;
+	__s32 idx = (__s32)(logits ? PT_REGS_PARM2(ctx) : PT_REGS_PARM3(ctx)), seq = -1;
+	__u64 now, ptr = 0, llama_ctx = logits ? PT_REGS_PARM1(ctx) : PT_REGS_PARM2(ctx);
+	__u32 flags = logits ? LLMTAP_SAMPLE_LOGITS : 0;
 
 	if (!entry_only && (!e || e->sample_depth++))
 		return 0; /* only the outermost sampler call is a token */
@@ -453,9 +456,9 @@ static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op, bool entr
 	}
 	now = bpf_ktime_get_ns();
 	if (entry_only)
-		return sample_emit(PT_REGS_PARM2(ctx), now, now, idx, seq, flags, -1);
+		return sample_emit(llama_ctx, now, now, idx, seq, flags, -1);
 	if (e) {
-		e->sample_ctx = PT_REGS_PARM2(ctx);
+		e->sample_ctx = llama_ctx;
 		e->sample_idx = idx;
 		e->sample_seq = seq;
 		e->sample_flags = flags;

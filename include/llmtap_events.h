@@ -114,6 +114,13 @@ struct llmtap_sample_event {
 enum llmtap_sample_flags {
 	LLMTAP_SAMPLE_NO_BATCH = 1 << 0, /* no decode seen on this thread: seq unknown */
 	LLMTAP_SAMPLE_READ_ERR = 1 << 1,
+	LLMTAP_SAMPLE_LOGITS = 1 << 2,   /* an output's logits were read (llama_get_logits_ith) */
+};
+
+/* the op of a sampling site's row: where its (ctx, idx) arguments are */
+enum llmtap_sample_op {
+	LLMTAP_SAMPLE_OP_SAMPLER = 0, /* sampler(smpl, ctx, idx, ...) */
+	LLMTAP_SAMPLE_OP_LOGITS = 1,  /* llama_get_logits_ith(ctx, idx) */
 };
 
 /* which KV edit (the op of a KV site's row in llmtap_sites.def) */

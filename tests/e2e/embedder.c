@@ -5,8 +5,10 @@
  * libllama C API. The end-to-end tests attach llmtap before the model loads
  * and compare what it saw with the counts printed here.
  *
- *   embedder MODEL N_GEN   prints its PID, waits for a line on stdin, runs,
- *                          prints a JSON object with what it did
+ *   embedder MODEL N_GEN [own]
+ *       prints its PID, waits for a line on stdin, runs, prints a JSON object with
+ *       what it did. With "own" it samples on its own, as node-llama-cpp's addon
+ *       does: greedy over llama_get_logits_ith, never a llama_sampler_* call.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,19 @@
 #include <unistd.h>
 
 #include "llama.h"
+
+/* the most likely token of output idx, without llama.cpp's samplers */
+static llama_token argmax(struct llama_context *ctx, const struct llama_vocab *vocab, int idx)
+{
+	const float *logits = llama_get_logits_ith(ctx, idx);
+	int n = llama_vocab_n_tokens(vocab);
+	llama_token best = 0;
+
+	for (int t = 1; t < n; t++)
+		if (logits[t] > logits[best])
+			best = t;
+	return best;
+}
 
 static int decode(struct llama_context *ctx, struct llama_batch *b, int *n_decode, int *n_tokens)
 {
@@ -27,7 +42,7 @@ int main(int argc, char **argv)
 	struct llama_model_params mp = llama_model_default_params();
 	struct llama_context_params cp = llama_context_default_params();
 	const char *text[2] = { "the river carries stones to the sea", "copper lanterns in winter" };
-	int n_decode = 0, n_tokens = 0, n_sampled = 0, n_prompt[2], pos[2], n_gen;
+	int n_decode = 0, n_tokens = 0, n_sampled = 0, n_prompt[2], pos[2], n_gen, own;
 	llama_token toks[2][64];
 	struct llama_context *ctx;
 	struct llama_model *model;
@@ -35,8 +50,9 @@ int main(int argc, char **argv)
 	struct llama_batch batch;
 	char line[16];
 
-	if (argc != 3 || (n_gen = atoi(argv[2])) <= 0) {
-		fprintf(stderr, "usage: embedder MODEL N_GEN\n");
+	own = argc == 4 && !strcmp(argv[3], "own");
+	if ((argc != 3 && !own) || (n_gen = atoi(argv[2])) <= 0) {
+		fprintf(stderr, "usage: embedder MODEL N_GEN [own]\n");
 		return 2;
 	}
 	printf("%d\n", (int)getpid());
@@ -57,8 +73,11 @@ int main(int argc, char **argv)
 	ctx = llama_init_from_model(model, cp);
 	if (!ctx)
 		return 1;
-	smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
-	llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+	smpl = NULL;
+	if (!own) {
+		smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
+		llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+	}
 	batch = llama_batch_init(128, 0, 2);
 
 	/* both prompts in one batch, one sequence each, the last token of each outputs */
@@ -84,7 +103,10 @@ int main(int argc, char **argv)
 
 		/* outputs are numbered in batch order: sample each sequence's row */
 		for (int s = 0; s < 2; s++) {
-			next[s] = llama_sampler_sample(smpl, ctx, g == 0 ? (s ? -1 : n_prompt[0] - 1) : s);
+			int idx = g == 0 ? (s ? -1 : n_prompt[0] - 1) : s;
+
+			next[s] = own ? argmax(ctx, llama_model_get_vocab(model), idx)
+				      : llama_sampler_sample(smpl, ctx, idx);
 			n_sampled++;
 		}
 		batch.n_tokens = 0;
@@ -105,7 +127,8 @@ int main(int argc, char **argv)
 	       n_decode, n_tokens, n_sampled, n_prompt[0], n_prompt[1]);
 	fflush(stdout);
 	llama_batch_free(batch);
-	llama_sampler_free(smpl);
+	if (smpl)
+		llama_sampler_free(smpl);
 	llama_free(ctx);
 	llama_model_free(model);
 	return 0;

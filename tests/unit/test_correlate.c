@@ -1300,8 +1300,11 @@ static void generate(struct correlator *c, uint64_t ts, int seq, int cached, int
 {
 	kv_rm(c, ts, seq, cached, -1);
 	step1(c, ts, seq, (uint32_t)prompt, cached, cached + prompt - 1, 1);
-	for (int i = 1; i < outputs; i++)
+	sample(c, ts + 6, seq);
+	for (int i = 1; i < outputs; i++) {
 		step1(c, ts + 10 * (uint64_t)i, seq, 1, cached + prompt + i - 1, cached + prompt + i - 1, 1);
+		sample(c, ts + 10 * (uint64_t)i + 6, seq);
+	}
 }
 
 static void test_engine_first_sequential_requests_are_joined(void **state)
@@ -1397,7 +1400,7 @@ static void test_embedder_generations(void **state)
 	const struct req_span *r;
 
 	correlator_free(f->c);
-	f->c = c = correlator_new(f->tm, 1u << LAYER_ENGINE);
+	f->c = c = correlator_new(f->tm, (1u << LAYER_ENGINE) | (1u << LAYER_SAMPLING));
 	generate(c, 100, 0, 0, 8, 5);
 	generate(c, 1000, 0, 0, 4, 2); /* seq 0 again, from position 0 */
 	assert_int_equal(f->rec->n_reqs, 1);
@@ -1415,6 +1418,28 @@ static void test_embedder_generations(void **state)
 	assert_true(r->complete);
 	assert_int_equal(f->rec->reqs[1].output_tokens, 2);
 	assert_true(f->rec->reqs[1].id > r->id);
+}
+
+/* An embedder that decodes its last token and stops: that output is never read,
+ * and read twice, an output is one token. */
+static void test_embedder_counts_outputs_read(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c;
+
+	correlator_free(f->c);
+	f->c = c = correlator_new(f->tm, (1u << LAYER_ENGINE) | (1u << LAYER_SAMPLING));
+	step1(c, 100, 0, 6, 0, 5, 1);
+	sample(c, 110, 0);
+	sample(c, 111, 0);
+	step1(c, 120, 0, 1, 6, 6, 1);
+	sample(c, 130, 0);
+	step1(c, 140, 0, 1, 7, 7, 1); /* decoded, never sampled */
+	correlator_flush(c, 5000);
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_int_equal(f->rec->reqs[0].output_tokens, 2);
+	assert_int_equal(f->rec->reqs[0].prompt_tokens, 6);
+	assert_int_equal(f->rec->reqs[0].known, REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT);
 }
 
 /* The server layer without the sampling layer: output tokens from the batches. */
@@ -1454,6 +1479,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_engine_first_later_decode_is_not_joined, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_embedder_generations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_embedder_counts_outputs_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outputs_without_sampling_layer, setup, teardown),
 		T(test_full_request),
 		T(test_draft_model),

@@ -84,6 +84,7 @@ struct correlator {
 	struct task *slot_task[LLMTAP_MAX_SEQ]; /* the task running on each slot */
 	int64_t kv_next[LLMTAP_MAX_SEQ];       /* next position per sequence */
 	int64_t pending_load[LLMTAP_MAX_SEQ];  /* bytes restored into an idle slot */
+	bool seq_read[LLMTAP_MAX_SEQ];         /* an output of its last batch was read */
 	struct http_thread threads[MAX_THREADS];
 	uint64_t next_id;
 	uint32_t n_ctx; /* from context creation, when seen */
@@ -288,16 +289,22 @@ static bool route_generates(enum route_kind k)
 	       k == ROUTE_RESPONSES || k == ROUTE_MESSAGES;
 }
 
-/* Copy what a generation measured onto a span. */
-static void span_from_gen(struct req_span *r, const struct gen *g)
+/*
+ * Copy what a generation measured onto a span. Its output tokens are the outputs a
+ * sampler read where the sampling layer is attached; else the outputs it asked for,
+ * which is llama-server's way (the last token it samples is never decoded).
+ */
+static void span_from_gen(const struct correlator *c, struct req_span *r, const struct gen *g)
 {
+	uint32_t outputs = has_layer(c, LAYER_SAMPLING) ? g->sampled : g->outputs;
+
 	r->launch_ns = g->start_ns;
 	r->first_token_ns = g->embedding ? 0 : g->first_output_ns;
 	r->final_ns = g->last_ns;
 	r->slot = g->seq;
 	r->prompt_tokens = g->prompt_tokens;
 	r->cached_tokens = g->cached_tokens;
-	r->output_tokens = g->embedding ? 0 : g->outputs;
+	r->output_tokens = g->embedding ? 0 : outputs;
 	r->known = 0;
 	if (!g->uncertain && g->cached_known)
 		r->known |= REQ_KNOWN_PROMPT;
@@ -320,7 +327,7 @@ static void emit_generation(struct correlator *c, const struct gen *g)
 		.complete = !g->uncertain,
 	};
 
-	span_from_gen(&r, g);
+	span_from_gen(c, &r, g);
 	telemetry_request(c->tm, &r);
 }
 
@@ -481,7 +488,7 @@ static bool join(struct correlator *c, struct request *r, bool force)
 	if (js.undecided || js.n_match != 1 || c->ended_forgot_ns >= r->span.start_ns ||
 	    r->span.status >= 400 || !r->span.complete || !only_owner(c, r, js.match))
 		return true;
-	span_from_gen(&r->span, js.match);
+	span_from_gen(c, &r->span, js.match);
 	r->span.attribution = REQ_ATTR_ENGINE;
 	if (js.match_open) {
 		for (size_t i = 0; i < ARRAY_SIZE(c->taken_open); i++)
@@ -490,7 +497,7 @@ static bool join(struct correlator *c, struct request *r, bool force)
 				return true;
 			}
 		/* no room to remember it: then nobody gets it */
-		span_from_gen(&r->span, &(struct gen){ 0 });
+		span_from_gen(c, &r->span, &(struct gen){ 0 });
 		r->span.known = 0;
 		r->span.attribution = REQ_ATTR_UNATTRIBUTED;
 	} else if (rec) {
@@ -728,6 +735,7 @@ static void on_step(struct correlator *c, struct step *s)
 
 		if (run->seq_id >= 0 && run->seq_id < LLMTAP_MAX_SEQ) {
 			c->pending_load[run->seq_id] = 0; /* a restore is charged at launch or never */
+			c->seq_read[run->seq_id] = false;
 			if (run->pos_last >= 0 && s->ret == 0)
 				c->kv_next[run->seq_id] = (int64_t)run->pos_last + 1;
 		}
@@ -752,16 +760,24 @@ static void on_step(struct correlator *c, struct step *s)
 
 static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 {
+	bool seq_known = !(e->flags & (LLMTAP_SAMPLE_NO_BATCH | LLMTAP_SAMPLE_READ_ERR));
 	struct task *t = slot_task(c, e->seq_id);
 	uint64_t took = e->end_ns > e->start_ns ? e->end_ns - e->start_ns : 0;
 
-	if (draft_ctx(c, e->ctx)) { /* a token drafted for the target to verify */
+	gen_tracker_sampled(c->gens, e->ctx, seq_known ? e->seq_id : -1, e->idx);
+	if (e->flags & LLMTAP_SAMPLE_LOGITS) {
+		/* a sampler may read an output's logits more than once: the first read counts */
+		if (!seq_known || e->seq_id < 0 || e->seq_id >= LLMTAP_MAX_SEQ || c->seq_read[e->seq_id])
+			return;
+		c->seq_read[e->seq_id] = true;
+	}
+	if (!engine_first(c) && draft_ctx(c, e->ctx)) { /* a token drafted for the target to verify */
 		if (t && t->req)
 			t->req->span.draft_tokens++;
 		return;
 	}
 	telemetry_sampled(c->tm, e->end_ns, took);
-	if (!t || !t->req)
+	if (engine_first(c) || !t || !t->req)
 		return;
 	t->req->span.output_tokens++;
 	t->req->span.sampling_ns += took;

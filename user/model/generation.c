@@ -20,12 +20,23 @@ struct seq_state {
 	int64_t next_pos;   /* the position its next token takes, -1 unknown */
 	uint64_t last_step_ns; /* start of the last step it took part in */
 	uint64_t skipped_ns;   /* start of the last step of its context without it */
+	bool read;             /* an output of its last batch was read */
+};
+
+/* Which sequence each token of a context's last batch belongs to, as runs. */
+struct last_run {
+	int seq;
+	uint32_t n_tokens;
+	uint32_t n_outputs;
 };
 
 struct ctx_state {
 	uint64_t ctx; /* 0: unused */
 	uint64_t last_step_ns;
 	struct seq_state *seqs; /* LLMTAP_MAX_SEQ of them */
+	struct last_run runs[STEP_MAX_RUNS]; /* its last batch */
+	uint32_t n_runs;
+	uint32_t n_tokens;
 };
 
 struct gen_tracker {
@@ -150,6 +161,7 @@ static void on_run(struct gen_tracker *gt, struct ctx_state *cs, const struct st
 	g->last_ns = s->end_ns;
 	ss->last_step_ns = s->start_ns;
 	ss->last_output = run->n_outputs > 0;
+	ss->read = false;
 	ss->cut = false;
 	if (run->pos_last >= 0)
 		ss->next_pos = (int64_t)run->pos_last + 1;
@@ -170,8 +182,13 @@ void gen_tracker_step(struct gen_tracker *gt, const struct step *s)
 	cs = ctx_get(gt, s->ctx);
 	if (!cs)
 		return;
+	cs->n_runs = 0;
+	cs->n_tokens = 0;
 	for (uint32_t i = 0; i < s->n_runs && i < STEP_MAX_RUNS; i++) {
 		const struct llmtap_run *run = &s->runs[i];
+
+		cs->runs[cs->n_runs++] = (struct last_run){ run->seq_id, run->n_tokens, run->n_outputs };
+		cs->n_tokens += run->n_tokens;
 
 		if (run->seq_id < 0 || run->seq_id >= LLMTAP_MAX_SEQ || !run->n_tokens)
 			continue;
@@ -190,6 +207,43 @@ void gen_tracker_step(struct gen_tracker *gt, const struct step *s)
 			ss->skipped_ns = s->start_ns;
 	}
 	cs->last_step_ns = s->start_ns;
+}
+
+/* The sequence of token idx of the context's last batch (negative: from its last output). */
+static int seq_of_idx(const struct ctx_state *cs, int idx)
+{
+	uint32_t at = 0;
+
+	if (idx < 0) { /* -1: the last output */
+		for (uint32_t i = cs->n_runs; i-- > 0;)
+			if (cs->runs[i].n_outputs)
+				return idx == -1 ? cs->runs[i].seq : -1;
+		return -1;
+	}
+	for (uint32_t i = 0; i < cs->n_runs; i++) {
+		at += cs->runs[i].n_tokens;
+		if ((uint32_t)idx < at)
+			return cs->runs[i].n_outputs ? cs->runs[i].seq : -1;
+	}
+	return -1;
+}
+
+void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx)
+{
+	struct ctx_state *cs = ctx_find(gt, ctx);
+	struct seq_state *ss;
+
+	if (!cs)
+		return;
+	if (seq < 0)
+		seq = seq_of_idx(cs, idx);
+	if (seq < 0 || seq >= LLMTAP_MAX_SEQ)
+		return;
+	ss = &cs->seqs[seq];
+	if (!ss->open || ss->read || !ss->last_output)
+		return; /* read again, or nothing to read */
+	ss->read = true;
+	ss->g.sampled++;
 }
 
 /* The seq states a KV edit applies to: its context's (the older llama_kv_* calls

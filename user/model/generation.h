@@ -33,6 +33,7 @@ struct gen {
 	uint32_t prompt_tokens;   /* decoded before its first output */
 	uint32_t cached_tokens;   /* positions before its first decoded one */
 	uint32_t outputs;         /* outputs asked for: tokens the application can sample */
+	uint32_t sampled;         /* outputs read by a sampler (at most one per batch) */
 	uint32_t steps;
 	bool cached_known;  /* its first batch gave positions (or they were tracked) */
 	bool embedding;     /* its prompt asked for outputs on several tokens: not a generation */
@@ -48,6 +49,11 @@ typedef void (*gen_closed_fn)(void *arg, const struct gen *g);
 struct gen_tracker *gen_tracker_new(gen_closed_fn fn, void *arg);
 /* One decode step (llama_decode: encode steps are not generations). */
 void gen_tracker_step(struct gen_tracker *gt, const struct step *s);
+/*
+ * A sampler read output idx of ctx's last batch (seq: its sequence, -1 when the
+ * reading thread did not decode that batch: found from the batch's outputs).
+ */
+void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx);
 /* One KV edit: a tail cut ends the sequence's generation at its next batch. */
 void gen_tracker_kv(struct gen_tracker *gt, const struct llmtap_kv_event *k);
 /*
