@@ -24,6 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_COST = os.path.join(ROOT, ".output", "probe-cost")
 # the same target with a common_sampler_sample (probed on entry and return) as its sampler
 PROBE_COST_COMMON = os.path.join(ROOT, ".output", "probe-cost-common")
+# and with llama_get_logits_ith (entry only): an embedder that samples on its own
+PROBE_COST_LOGITS = os.path.join(ROOT, ".output", "probe-cost-logits")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "16"))
 N_PREDICT = int(os.environ.get("BENCH_N_PREDICT", "128"))
@@ -59,9 +61,9 @@ def first_instruction(binary, symbol):
 
 
 def probe_cost_once(calls, n_tokens, n_seqs, traced, what="decode"):
-    exe = PROBE_COST_COMMON if what == "common-sample" else PROBE_COST
+    exe = {"common-sample": PROBE_COST_COMMON, "logits-sample": PROBE_COST_LOGITS}.get(what, PROBE_COST)
     p = subprocess.Popen([exe, str(calls), str(n_tokens), str(n_seqs),
-                          "sample" if what == "common-sample" else what],
+                          "sample" if what.endswith("-sample") else what],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     pid = int(p.stdout.readline())
     tr = Tracer(pid, ["--no-steps"]).wait_attached() if traced else None
@@ -85,7 +87,8 @@ def bench_probe_cost():
     rows = []
     for what, n_tokens, n_seqs, calls in (("decode", 1, 1, 200000), ("decode", 4, 4, 200000),
                                           ("decode", 512, 1, 20000), ("sample", 1, 1, 200000),
-                                          ("common-sample", 1, 1, 200000)):
+                                          ("common-sample", 1, 1, 200000),
+                                          ("logits-sample", 1, 1, 200000)):
         base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False, what)[0]
                                  for _ in range(3))
         runs = [probe_cost_once(calls, n_tokens, n_seqs, True, what) for _ in range(3)]
@@ -96,9 +99,12 @@ def bench_probe_cost():
             label = f"llama_decode, batch {n_tokens:4d} tokens / {n_seqs} seq"
             count = f"llmtap saw {seen['steps']} of {calls} calls"
         else:
-            label = ("llama_sampler_sample (entry only)" if what == "sample" else
-                     "common_sampler_sample (entry + return)")
+            label = {"sample": "llama_sampler_sample (entry only)",
+                     "common-sample": "common_sampler_sample (entry + return)",
+                     "logits-sample": "llama_get_logits_ith (entry only)"}[what]
             count = f"llmtap saw {seen['sampled_tokens']} of {calls} samples"
+            if what == "logits-sample":  # one batch read again and again: one token
+                count = f"{calls} reads of one batch's output, llmtap counted {seen['sampled_tokens']} token"
         print(f"   {label:42s}: untraced {base:8.1f} ns/call, traced {traced:8.1f} ns/call -> "
               f"{(traced - base) / 1000:6.2f} us per hit ({count}, lost {seen['lost_events']})")
     return rows

@@ -10,7 +10,8 @@
  *       after one decode, llama_sampler_sample) N_CALLS times and prints ns per call
  *
  * Built with -DPROBE_COMMON_SAMPLER, "sample" calls a common_sampler_sample
- * instead (llama.cpp's own tools' sampler, probed on entry and return).
+ * instead (llama.cpp's own tools' sampler, probed on entry and return); with
+ * -DPROBE_LOGITS, llama_get_logits_ith (an embedder's own sampler, entry only).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -66,6 +67,20 @@ int32_t common_sampler_sample(void *gsmpl, void *ctx, int idx, bool grammar_firs
 	return idx + 1;
 }
 #define SAMPLE(s, ctx, idx) common_sampler_sample(s, ctx, idx, false)
+#elif defined(PROBE_LOGITS)
+/* llama_get_logits_ith(ctx, idx): what an embedder's own sampler reads */
+__attribute__((noinline, used, visibility("default")))
+float *llama_get_logits_ith(void *ctx, int32_t idx)
+{
+	static float logits[4];
+#if defined(__x86_64__)
+	__asm__ volatile("" : : "r"(ctx) : "memory", "rbx");
+#else
+	__asm__ volatile("" : : "r"(ctx) : "memory");
+#endif
+	return &logits[idx & 3];
+}
+#define SAMPLE(s, ctx, idx) ((void)(s), (void)llama_get_logits_ith(ctx, idx))
 #else
 #define SAMPLE(s, ctx, idx) llama_sampler_sample(s, ctx, idx)
 #endif
