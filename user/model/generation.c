@@ -34,6 +34,7 @@ struct ctx_state {
 	uint64_t ctx; /* 0: unused */
 	uint64_t last_step_ns;
 	struct seq_state *seqs; /* LLMTAP_MAX_SEQ of them */
+	uint64_t open[LLMTAP_SEQ_WORDS]; /* which have an open generation */
 	struct last_run runs[STEP_MAX_RUNS]; /* its last batch */
 	uint32_t n_runs;
 	uint32_t n_tokens;
@@ -57,11 +58,12 @@ struct gen_tracker *gen_tracker_new(gen_closed_fn fn, void *arg)
 	return gt;
 }
 
-static void gen_close(struct gen_tracker *gt, struct seq_state *ss)
+static void gen_close(struct gen_tracker *gt, struct ctx_state *cs, struct seq_state *ss)
 {
 	if (!ss->open)
 		return;
 	ss->open = false;
+	cs->open[ss->g.seq / 64] &= ~(1ull << (ss->g.seq % 64));
 	if (gt->fn)
 		gt->fn(gt->arg, &ss->g);
 }
@@ -71,7 +73,7 @@ static void ctx_drop(struct gen_tracker *gt, struct ctx_state *cs)
 	if (cs->seqs)
 		for (int s = 0; s < LLMTAP_MAX_SEQ; s++) {
 			cs->seqs[s].g.uncertain = true;
-			gen_close(gt, &cs->seqs[s]);
+			gen_close(gt, cs, &cs->seqs[s]);
 		}
 	free(cs->seqs);
 	memset(cs, 0, sizeof(*cs));
@@ -109,13 +111,13 @@ static struct ctx_state *ctx_get(struct gen_tracker *gt, uint64_t ctx)
 	return lru;
 }
 
-static void gen_begin(struct gen_tracker *gt, struct seq_state *ss, uint64_t ctx, int seq,
+static void gen_begin(struct gen_tracker *gt, struct ctx_state *cs, struct seq_state *ss, int seq,
 		      const struct step *s, int64_t pos)
 {
-	gen_close(gt, ss);
+	gen_close(gt, cs, ss);
 	memset(&ss->g, 0, sizeof(ss->g));
 	ss->g.id = ++gt->next_id;
-	ss->g.ctx = ctx;
+	ss->g.ctx = cs->ctx;
 	ss->g.seq = seq;
 	ss->g.phase = GEN_PROMPT;
 	ss->g.start_ns = s->start_ns;
@@ -124,6 +126,7 @@ static void gen_begin(struct gen_tracker *gt, struct seq_state *ss, uint64_t ctx
 		ss->g.cached_tokens = pos > UINT32_MAX ? UINT32_MAX : (uint32_t)pos;
 	}
 	ss->open = true;
+	cs->open[seq / 64] |= 1ull << (seq % 64);
 }
 
 static void on_run(struct gen_tracker *gt, struct ctx_state *cs, const struct step *s,
@@ -144,7 +147,7 @@ static void on_run(struct gen_tracker *gt, struct ctx_state *cs, const struct st
 		   run->n_outputs == run->n_tokens) {
 		g->uncertain = true; /* drafted tokens verified at once: not one token per output */
 	} else {
-		gen_begin(gt, ss, cs->ctx, run->seq_id, s, pos);
+		gen_begin(gt, cs, ss, run->seq_id, s, pos);
 	}
 
 	if (g->phase == GEN_PROMPT) {
@@ -195,16 +198,16 @@ void gen_tracker_step(struct gen_tracker *gt, const struct step *s)
 		present[run->seq_id / 64] |= 1ull << (run->seq_id % 64);
 		on_run(gt, cs, s, run);
 	}
-	for (int q = 0; q < LLMTAP_MAX_SEQ; q++) {
-		struct seq_state *ss = &cs->seqs[q];
+	for (int w = 0; w < LLMTAP_SEQ_WORDS; w++) {
+		for (uint64_t m = cs->open[w]; m; m &= m - 1) {
+			int q = w * 64 + __builtin_ctzll(m);
 
-		if (!ss->open)
-			continue;
-		/* some of the batch's tokens were not read: any open generation may miss them */
-		if (partial)
-			ss->g.uncertain = true;
-		if (!(present[q / 64] & (1ull << (q % 64))))
-			ss->skipped_ns = s->start_ns;
+			/* some of the batch's tokens were not read: any open generation may miss them */
+			if (partial)
+				cs->seqs[q].g.uncertain = true;
+			if (!(present[w] & (1ull << (q % 64))))
+				cs->seqs[q].skipped_ns = s->start_ns;
+		}
 	}
 	cs->last_step_ns = s->start_ns;
 }
@@ -354,7 +357,7 @@ int gen_tracker_expire(struct gen_tracker *gt, uint64_t now_ns, uint64_t idle_ns
 			if (!ss->open)
 				continue;
 			if ((ss->skipped_ns > ss->last_step_ns && since >= idle_ns) || since >= quiet_ns) {
-				gen_close(gt, ss);
+				gen_close(gt, cs, ss);
 				n++;
 			}
 		}
@@ -367,7 +370,7 @@ void gen_tracker_flush(struct gen_tracker *gt)
 	for (int i = 0; i < MAX_CTX; i++)
 		if (gt->ctxs[i].seqs)
 			for (int q = 0; q < LLMTAP_MAX_SEQ; q++)
-				gen_close(gt, &gt->ctxs[i].seqs[q]);
+				gen_close(gt, &gt->ctxs[i], &gt->ctxs[i].seqs[q]);
 }
 
 void gen_tracker_each_open(const struct gen_tracker *gt, void (*fn)(void *arg, const struct gen *g),
