@@ -155,8 +155,8 @@ $(OUTPUT)/tests/test_route: $(call o,model/route)
 $(OUTPUT)/tests/test_select: $(call o,target/select target/ldd target/proc export/prom_text \
 	model/metrics model/hist lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_telemetry: $(call o,model/telemetry model/metrics model/hist model/route \
-	probe/event target/resource target/proc sink/sink_console sink/sink_json sink/sink_trace \
-	lib/clock lib/json lib/text lib/util)
+	probe/event target/resource target/proc sink/sink_console sink/sink_json sink/sink_top \
+	sink/sink_trace report/report lib/clock lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_util: $(call o,lib/util)
 $(OUTPUT)/tests/test_text: $(call o,lib/text)
 $(OUTPUT)/tests/test_version: $(call o,target/version target/target target/sites target/elfsym \

@@ -49,7 +49,9 @@ int main(void)
 					.enqueue_ns = 1100, .launch_ns = 2000, .first_token_ns = 3000,
 					.final_ns = 8000, .prompt_tokens = 30, .output_tokens = 100,
 					.has_sampling = true, .top_k = 40, .top_p = 0.95f,
-					.temperature = 0.7f, .err_type = -1 };
+					.temperature = 0.7f, .err_type = -1,
+					.attribution = REQ_ATTR_SERVER,
+					.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT };
 		r->route.kind = ROUTE_CHAT;
 		r->route.template = "/v1/chat/completions";
 	}

@@ -107,7 +107,7 @@ def daemon_traces_three_servers_each_under_its_own_resource():
         reqs = by_port(d)
         for pid, cs in calls.items():
             check_calls(cs, reqs, pid)
-        check_eq(len([r for r in reqs.values() if r["kind"] in ("chat", "completion")]), 15,
+        check_eq(len([r for r in reqs.values() if r["endpoint"] in ("chat", "completion")]), 15,
                  "inference requests the daemon saw (three servers, five each)")
         check(re.search(rf"attached to PID {c.pid} .*after its exec, held still while attaching",
                         d.stderr_so_far()), "the new server was held still while the probes went on")

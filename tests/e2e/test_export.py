@@ -91,7 +91,7 @@ def prometheus_scrapes_llmtap():
         finally:
             prom.stop()
         check_eq(tr.stop(), 0, "llmtap exit code")
-    reqs = [r for r in tr.records("request") if r["kind"] == "completion"]
+    reqs = [r for r in tr.records("request") if r["endpoint"] == "completion"]
     check_eq(len(reqs), n, "requests llmtap traced")
     check(rate and rate > 0, f"rate() of the request counter: {rate}")
     durations = sorted((r["duration_ns"] / 1e9) for r in reqs)

@@ -107,7 +107,7 @@ def every_request_matches_server_accounting():
         check_eq(tr.stop(), 0, f"llmtap exit code (stderr: {tr.stderr()})")
 
     reqs = by_port(tr)
-    inference = [r for r in reqs.values() if r["kind"] in ("chat", "completion")]
+    inference = [r for r in reqs.values() if r["endpoint"] in ("chat", "completion")]
     check_eq(len(inference), len(calls) + len(calls_seq), "inference requests llmtap saw")
     for c in calls + calls_seq:
         check_eq(c.status, 200, f"client status for {c.path}")
@@ -117,7 +117,9 @@ def every_request_matches_server_accounting():
         what = f"request on port {c.port} ({c.path}, stream={c.stream})"
         check_eq(r["complete"], True, f"{what}: complete")
         check_eq(r["attributes"]["http.response.status_code"], 200, f"{what}: status")
-        check_eq(r["kind"], "chat" if "chat" in c.path else "completion", f"{what}: kind")
+        check_eq((r["kind"], r["attribution"], r["endpoint"]),
+                 ("http", "server", "chat" if "chat" in c.path else "completion"),
+                 f"{what}: kind, attribution, endpoint")
         check_eq(r["stream"], c.stream, f"{what}: stream")
         t = c.timings
         check_eq(r["cached_tokens"], t["cache_n"], f"{what}: cached tokens vs timings.cache_n")
@@ -202,7 +204,7 @@ def error_requests_are_counted_with_type():
         check_eq(r["attributes"]["http.response.status_code"], c.status, f"{c.path}: status")
         check_eq(r["failed"], True, f"{c.path}: failed")
         check_eq(r["attributes"].get("error.type"), str(c.status), f"{c.path}: error.type")
-        check_eq(r["kind"], want_kind, f"{c.path}: kind")
+        check_eq(r["endpoint"], want_kind, f"{c.path}: endpoint")
     check("llmtap.error.message" in reqs[too_long.port]["attributes"],
           "the context overflow carries the server's error message")
     check_eq(reqs[ok.port]["failed"], False, "the good request")
@@ -398,7 +400,7 @@ def embeddings_requests():
     for c in calls:
         check_eq(c.status, 200, "embeddings status")
         r = reqs[c.port]
-        check_eq(r["kind"], "embeddings", "kind")
+        check_eq(r["endpoint"], "embeddings", "endpoint")
         check_eq(r["attributes"]["gen_ai.operation.name"], "embeddings", "gen_ai.operation.name")
         check_eq(r["attributes"]["gen_ai.usage.input_tokens"], c.usage["prompt_tokens"],
                  "input tokens vs usage.prompt_tokens")
@@ -515,7 +517,7 @@ def rerank_requests():
     for i, c in enumerate(calls):
         check_eq(c.status, 200, "rerank status")
         r = reqs[c.port]
-        check_eq(r["kind"], "rerank", "kind")
+        check_eq(r["endpoint"], "rerank", "endpoint")
         check_eq(r["attributes"]["gen_ai.operation.name"], "rerank", "gen_ai.operation.name")
         check_eq(r["tasks"], 1 + i, "one task per document")
         check_eq(r["attributes"]["gen_ai.usage.input_tokens"], c.usage["prompt_tokens"],

@@ -237,7 +237,8 @@ static struct req_span sample_request(uint64_t id)
 		.deferred = true, .enqueue_ns = 1100, .launch_ns = 2000, .first_token_ns = 3000,
 		.final_ns = 8000, .cached_tokens = 4, .prompt_tokens = 26, .output_tokens = 12,
 		.has_sampling = true, .seed = 7, .top_k = 40, .top_p = 0.95f, .temperature = 0.5f,
-		.err_type = -1,
+		.err_type = -1, .kind = REQ_HTTP, .attribution = REQ_ATTR_SERVER,
+		.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT,
 	};
 
 	r.route.kind = ROUTE_CHAT;
@@ -440,6 +441,7 @@ static void test_encode_request_attributes(void **state)
 			    "gen_ai.request.top_p=d:0.94999999999999996\n"
 			    "gen_ai.request.temperature=d:0.5\n"
 			    "gen_ai.request.choice.count=i:2\n"
+			    "llmtap.attribution=s:server\n"
 			    "error.type=s:503\n"
 			    "llmtap.slot=i:1\n"
 			    "llmtap.queue.duration=d:8.9999999999999996e-07\n"
@@ -454,10 +456,129 @@ static void test_encode_request_attributes(void **state)
 			    "client.address=s:10.0.0.1\n"
 			    "client.port=i:5555\n"
 			    "server.port=i:8080\n"
+			    "llmtap.attribution=s:server\n"
 			    "error.type=s:incomplete\n"
 			    "llmtap.incomplete=b:1\n");
 	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
 	free(buf);
+}
+
+static Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *
+encode_one(const struct otlp_encode_ctx *ctx, const struct req_span *r, size_t *n_spans)
+{
+	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+	struct otlp_item it = { .is_request = true, .req = *r };
+	uint8_t *buf;
+	size_t len;
+
+	assert_int_equal(otlp_encode_traces(ctx, &it, 1, &buf, &len), 0);
+	req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(NULL, len, buf);
+	free(buf);
+	assert_non_null(req);
+	*n_spans = req->resource_spans[0]->scope_spans[0]->n_spans;
+	assert_int_equal(*n_spans, otlp_item_spans(&it));
+	return req;
+}
+
+/* Counts llmtap did not measure are left out of every span, never sent as 0. */
+static void test_encode_unknown_counts(void **state)
+{
+	struct otlp_idgen ids = { { 7, 8 } };
+	struct otlp_encode_ctx ctx = { NULL, "tiny", &ids, 0 };
+	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+	Opentelemetry__Proto__Trace__V1__Span **sp;
+	struct req_span r = sample_request(3);
+	char text[2048];
+	size_t n;
+
+	(void)state;
+	r.known = 0;
+	r.attribution = REQ_ATTR_UNATTRIBUTED;
+	req = encode_one(&ctx, &r, &n);
+	sp = req->resource_spans[0]->scope_spans[0]->spans;
+	assert_int_equal(n, 4); /* queue, prefill, generation: their times were seen */
+	attrs_text(sp[0], text, sizeof(text));
+	assert_null(strstr(text, "gen_ai.usage."));
+	assert_non_null(strstr(text, "gen_ai.operation.name=s:chat\n"));
+	assert_non_null(strstr(text, "llmtap.attribution=s:unattributed\n"));
+	for (size_t i = 1; i < n; i++)
+		assert_int_equal(sp[i]->n_attributes, 0);
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
+
+	/* the prompt measured, the output not: only the input counts */
+	r.known = REQ_KNOWN_PROMPT;
+	req = encode_one(&ctx, &r, &n);
+	sp = req->resource_spans[0]->scope_spans[0]->spans;
+	attrs_text(sp[0], text, sizeof(text));
+	assert_non_null(strstr(text, "gen_ai.usage.input_tokens=i:30\n"
+				     "gen_ai.usage.cache_read.input_tokens=i:4\n"));
+	assert_null(strstr(text, "gen_ai.usage.output_tokens"));
+	attrs_text(sp[2], text, sizeof(text)); /* prefill */
+	assert_string_equal(text, "gen_ai.usage.input_tokens=i:30\n"
+				  "gen_ai.usage.cache_read.input_tokens=i:4\n");
+	assert_int_equal(sp[3]->n_attributes, 0); /* generation */
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
+}
+
+/* An embedder's generation: an INTERNAL span named by the GenAI conventions, no HTTP;
+ * a router's proxy copy: a SERVER span named "proxy {method} {route}". */
+static void test_encode_generation_and_proxy(void **state)
+{
+	struct otlp_idgen ids = { { 9, 10 } };
+	struct otlp_encode_ctx ctx = { NULL, "tiny", &ids, 0 };
+	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+	Opentelemetry__Proto__Trace__V1__Span *s;
+	struct req_span g = {
+		.id = 4, .kind = REQ_GENERATION, .attribution = REQ_ATTR_ENGINE,
+		.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT, .seq = 1, .slot = -1, .start_ns = 1000,
+		.end_ns = 9000, .complete = true, .first_token_ns = 3000, .final_ns = 8000,
+		.prompt_tokens = 9, .output_tokens = 5, .err_type = -1,
+	};
+	struct req_span p = sample_request(5);
+	char text[2048];
+	size_t n;
+
+	(void)state;
+	req = encode_one(&ctx, &g, &n);
+	s = req->resource_spans[0]->scope_spans[0]->spans[0];
+	assert_int_equal(n, 2); /* the span and its generation phase */
+	assert_string_equal(s->name, "text_completion tiny");
+	assert_int_equal(s->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL);
+	assert_int_equal(s->status->code, OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_UNSET);
+	attrs_text(s, text, sizeof(text));
+	assert_string_equal(text,
+			    "gen_ai.operation.name=s:text_completion\n"
+			    "gen_ai.provider.name=s:llama.cpp\n"
+			    "gen_ai.request.model=s:tiny\n"
+			    "gen_ai.usage.input_tokens=i:9\n"
+			    "gen_ai.usage.output_tokens=i:5\n"
+			    "gen_ai.usage.cache_read.input_tokens=i:0\n"
+			    "llmtap.attribution=s:engine\n"
+			    "llmtap.sequence=i:1\n"
+			    "gen_ai.server.time_to_first_token=d:1.9999999999999999e-06\n");
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
+
+	ctx.model = ""; /* without a model: the operation alone */
+	req = encode_one(&ctx, &g, &n);
+	assert_string_equal(req->resource_spans[0]->scope_spans[0]->spans[0]->name, "text_completion");
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
+
+	p.kind = REQ_PROXY;
+	p.known = 0;
+	p.attribution = REQ_ATTR_NONE;
+	p.slot = -1;
+	p.deferred = false;
+	p.launch_ns = p.first_token_ns = p.final_ns = 0;
+	req = encode_one(&ctx, &p, &n);
+	s = req->resource_spans[0]->scope_spans[0]->spans[0];
+	assert_int_equal(n, 1);
+	assert_string_equal(s->name, "proxy POST /v1/chat/completions");
+	assert_int_equal(s->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
+	attrs_text(s, text, sizeof(text));
+	assert_non_null(strstr(text, "http.route=s:/v1/chat/completions\n"));
+	assert_non_null(strstr(text, "llmtap.attribution=s:none\n"));
+	assert_null(strstr(text, "gen_ai.usage."));
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
 }
 
 static void test_sampler(void **state)
@@ -605,6 +726,8 @@ int main(void)
 		cmocka_unit_test(test_encode_request_spans),
 		cmocka_unit_test(test_encode_failed_request_status),
 		cmocka_unit_test(test_encode_request_attributes),
+		cmocka_unit_test(test_encode_unknown_counts),
+		cmocka_unit_test(test_encode_generation_and_proxy),
 		cmocka_unit_test(test_sampler),
 		cmocka_unit_test(test_encode_metrics_cumulative_and_delta),
 		cmocka_unit_test(test_gzip_round_trip),

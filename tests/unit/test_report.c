@@ -545,6 +545,119 @@ static void test_short_requests_in_flight(void **state)
 	free(text);
 }
 
+/* A request event with the args given (as sink_trace.c writes them, without the braces). */
+static void request_with(FILE *f, int tid, const char *name, double ts_s, double dur_ms,
+			 const char *args)
+{
+	fprintf(f, ",\n{\"ph\":\"X\",\"pid\":7,\"tid\":%d,\"cat\":" S(TRACE_CAT_REQUEST)
+		",\"name\":\"%s\",\"ts\":%.3f,\"dur\":%.3f,\"args\":{%s}}", tid, name, ts_s * 1e6,
+		dur_ms * 1e3, args);
+}
+
+#define KNOWN_ARGS(id, prompt, cached, output)                                              \
+	K(TRACE_ARG_REQUEST) #id "," K(TRACE_ARG_REQ_KIND) S(TRACE_REQ_HTTP) ","           \
+	K(TRACE_ARG_ATTRIBUTION) "\"server\"," K(TRACE_ARG_OPERATION) "\"text_completion\"," \
+	K(TRACE_ARG_STATUS) "200," K(TRACE_ARG_PROMPT_TOKENS) #prompt ","                     \
+	K(TRACE_ARG_CACHED_TOKENS) #cached "," K(TRACE_ARG_OUTPUT_TOKENS) #output ","          \
+	K(TRACE_ARG_TTFT_MS) "10," K(TRACE_ARG_QUEUE_MS) "2," K(TRACE_ARG_HTTP_MS) "40"
+
+/*
+ * Counts llmtap did not measure are absent from the file: in no sum and said; an
+ * embedder's generation is no HTTP request but has latencies; a router's proxy copy
+ * is counted apart and nowhere else; a time that is absent is no sample.
+ */
+static void test_unknown_and_kinds(void **state)
+{
+	char *text = NULL, *html;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	fputs(HEAD "," THREAD(2000, TRACE_TRACK_SEQ "1"), f);
+	request_with(f, 1000, "POST /completion", 0.5, 30, KNOWN_ARGS(1, 7, 3, 11));
+	/* counts unknown, a token seen */
+	request_with(f, 1001, "POST /completion", 0.6, 30,
+		     K(TRACE_ARG_REQUEST) "2," K(TRACE_ARG_REQ_KIND) S(TRACE_REQ_HTTP) ","
+		     K(TRACE_ARG_ATTRIBUTION) "\"unattributed\"," K(TRACE_ARG_OPERATION) "\"chat\","
+		     K(TRACE_ARG_STATUS) "200," K(TRACE_ARG_TTFT_MS) "20," K(TRACE_ARG_QUEUE_MS) "4,"
+		     K(TRACE_ARG_HTTP_MS) "50");
+	/* the output unknown only, and a null count (as another writer might put it) */
+	request_with(f, 1000, "POST /completion", 1.5, 30,
+		     K(TRACE_ARG_REQUEST) "3," K(TRACE_ARG_OPERATION) "\"text_completion\","
+		     K(TRACE_ARG_STATUS) "200," K(TRACE_ARG_PROMPT_TOKENS) "5,"
+		     K(TRACE_ARG_CACHED_TOKENS) "1," K(TRACE_ARG_OUTPUT_TOKENS) "null,"
+		     K(TRACE_ARG_TTFT_MS) "30," K(TRACE_ARG_QUEUE_MS) "6," K(TRACE_ARG_HTTP_MS) "60");
+	/* not inference, no counts: nothing unknown about it; no slot, no queue */
+	request_with(f, 2, "GET /health", 1.6, 1,
+		     K(TRACE_ARG_REQUEST) "4," K(TRACE_ARG_STATUS) "200," K(TRACE_ARG_HTTP_MS) "1");
+	/* an embedder's generation on its sequence's track */
+	request_with(f, 2000, "text_completion tiny", 2.0, 100,
+		     K(TRACE_ARG_REQUEST) "5," K(TRACE_ARG_REQ_KIND) S(TRACE_REQ_GENERATION) ","
+		     K(TRACE_ARG_ATTRIBUTION) "\"engine\"," K(TRACE_ARG_OPERATION)
+		     "\"text_completion\"," K(TRACE_ARG_STATUS) "0," K(TRACE_ARG_PROMPT_TOKENS) "9,"
+		     K(TRACE_ARG_CACHED_TOKENS) "0," K(TRACE_ARG_OUTPUT_TOKENS) "4,"
+		     K(TRACE_ARG_TTFT_MS) "40," K(TRACE_ARG_HTTP_MS) "100");
+	/* a router's copies: counted apart, their counts in no sum, failed or not */
+	request_with(f, 2, "proxy POST /completion", 2.5, 300,
+		     K(TRACE_ARG_REQUEST) "6," K(TRACE_ARG_REQ_KIND) S(TRACE_REQ_PROXY) ","
+		     K(TRACE_ARG_STATUS) "500," K(TRACE_ARG_PROMPT_TOKENS) "1000,"
+		     K(TRACE_ARG_CACHED_TOKENS) "1000," K(TRACE_ARG_OUTPUT_TOKENS) "1000,"
+		     K(TRACE_ARG_TTFT_MS) "900," K(TRACE_ARG_HTTP_MS) "300");
+	request_with(f, 2, "proxy POST /completion", 2.6, 300,
+		     K(TRACE_ARG_REQUEST) "7," K(TRACE_ARG_REQ_KIND) S(TRACE_REQ_PROXY) ","
+		     K(TRACE_ARG_STATUS) "200," K(TRACE_ARG_HTTP_MS) "300");
+	step(f, 0.51, TRACE_KIND_PREFILL, 7, 0);
+	fputs("\n]}\n", f);
+	assert_int_equal(fclose(f), 0);
+	html = report_of(*state, "kinds.json", text);
+	assert_page(html);
+	assert_contains(html, "id=\"sum-requests\">4<");
+	assert_contains(html, "id=\"sum-ok\">4<");
+	assert_contains(html, "id=\"sum-generations\">1<");
+	assert_contains(html, "id=\"sum-proxied\">2<");
+	/* prompt: requests 1, 3 and the generation; output: 1 and the generation */
+	assert_contains(html, "id=\"sum-prompt-tokens\">21<");
+	assert_contains(html, "id=\"sum-cached-tokens\">4<");
+	assert_contains(html, "id=\"sum-output-tokens\">15<");
+	assert_contains(html, "id=\"sum-tokens-unknown\" class=\"bad\">2<");
+	/* TTFT of the four with one (the proxies' is the child's); TPOT needs an output count;
+	 * the queue wait only where the request reached a slot and its wait was measured */
+	assert_contains(html, "id=\"ttft-n\">4<");
+	assert_contains(html, "id=\"ttft-max\">40.0 ms<");
+	assert_contains(html, "id=\"queue-n\">3<");
+	assert_contains(html, "id=\"queue-max\">6.00 ms<");
+	assert_contains(html, "id=\"duration-n\">5<");
+	assert_contains(html, "id=\"duration-max\">100 ms<");
+	/* the slowest table: unknown counts as "?", a request without counts "–" */
+	assert_contains(html, "<td class=\"num\">? / ? / ?</td>");
+	assert_contains(html, "<td class=\"num\">5 / 1 / ?</td>");
+	assert_contains(html, "<td class=\"num\">– / – / –</td>");
+	assert_contains(html, ">sequence 1</td>");
+	assert_null(strstr(html, "proxy POST"));
+	free(html);
+	free(text);
+
+	/* every count unknown: the sums say so instead of 0 */
+	text = NULL;
+	f = open_memstream(&text, &len);
+	assert_non_null(f);
+	fputs(HEAD, f);
+	request_with(f, 1000, "POST /completion", 0.5, 30,
+		     K(TRACE_ARG_REQUEST) "1," K(TRACE_ARG_OPERATION) "\"text_completion\","
+		     K(TRACE_ARG_STATUS) "200," K(TRACE_ARG_HTTP_MS) "40");
+	fputs("\n]}\n", f);
+	assert_int_equal(fclose(f), 0);
+	html = report_of(*state, "blind.json", text);
+	assert_contains(html, "id=\"sum-prompt-tokens\">unknown<");
+	assert_contains(html, "id=\"sum-cached-tokens\">unknown<");
+	assert_contains(html, "id=\"sum-output-tokens\">unknown<");
+	assert_contains(html, "id=\"sum-tokens-unknown\" class=\"bad\">1<");
+	assert_contains(html, "id=\"ttft-n\">0<");
+	assert_contains(html, "id=\"queue-n\">0<");
+	free(html);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +671,7 @@ int main(void)
 		cmocka_unit_test(test_absurd_start_time),
 		cmocka_unit_test(test_token_sums_saturate),
 		cmocka_unit_test(test_short_requests_in_flight),
+		cmocka_unit_test(test_unknown_and_kinds),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

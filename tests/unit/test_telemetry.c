@@ -13,9 +13,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include "lib/clock.h"
 #include "lib/util.h"
 #include "model/telemetry.h"
+#include "report/report.h"
 #include "sink/sinks.h"
 
 #define MS 1000000ull
@@ -707,7 +710,13 @@ static void test_json_empty_session(void **state)
 			fail_msg("line %d is not a JSON object: %s", i, lines[i]);
 	assert_contains(lines[1], "\"end_reason\":\"\"");
 	assert_contains(lines[1], "\"steps\":0");
-	assert_contains(lines[1], "\"p99\":0");
+	/* nothing measured: no minimum, maximum or percentile, not 0 */
+	assert_contains(lines[1], "\"step_duration_s\":{\"count\":0,\"sum\":0,\"min\":null,"
+			"\"max\":null,\"p50\":null,\"p90\":null,\"p99\":null}");
+	assert_contains(lines[1], "\"requests\":0,");
+	assert_contains(lines[1], "\"generations\":0,\"proxied\":0,\"input_tokens\":0,"
+			"\"cached_tokens\":0,\"output_tokens\":0,\"input_tokens_unknown\":0,"
+			"\"output_tokens_unknown\":0");
 	free(buf);
 	free(tm);
 }
@@ -724,7 +733,8 @@ static struct req_span full_request(bool inference)
 		.cache_loads = 1, .cache_bytes_loaded = 4096, .tokenize_calls = 1,
 		.sampling_ns = 700, .draft_tokens = 3, .has_sampling = true, .seed = 4000000000u,
 		.top_k = 40, .top_p = 0.95f, .temperature = 0.5f, .err_type = 5,
-		.err_msg = "no \"slot\"",
+		.err_msg = "no \"slot\"", .kind = REQ_HTTP, .attribution = REQ_ATTR_SERVER,
+		.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT,
 	};
 
 	r.route.kind = inference ? ROUTE_COMPLETION : ROUTE_OTHER;
@@ -762,13 +772,450 @@ static void test_json_request(void **state)
 		"\"gen_ai.usage.output_tokens\":12,\"gen_ai.usage.cache_read.input_tokens\":4,"
 		"\"gen_ai.request.seed\":4000000000,\"gen_ai.request.top_k\":40,"
 		"\"gen_ai.request.top_p\":0.949999988,\"gen_ai.request.temperature\":0.5,"
-		"\"gen_ai.request.choice.count\":2,\"error.type\":\"503\","
-		"\"llmtap.error.message\":\"no \\\"slot\\\"\"},\"children\":[");
+		"\"gen_ai.request.choice.count\":2,\"llmtap.attribution\":\"server\","
+		"\"error.type\":\"503\",\"llmtap.error.message\":\"no \\\"slot\\\"\"},\"children\":[");
+	/* the record's own fields: kind, attribution, the route's endpoint, counts, times */
+	assert_contains(buf, "{\"type\":\"request\",\"pid\":0,\"id\":9,\"kind\":\"http\","
+		"\"attribution\":\"server\",\"name\":\"POST /completion\",");
+	assert_contains(buf, "\"endpoint\":\"completion\",\"stream\":true,\"tasks\":2,\"slot\":1,"
+		"\"queued\":true,\"queue_ns\":900,\"ttft_ns\":2000,\"tpot_ns\":454,"
+		"\"prompt_tokens\":26,\"cached_tokens\":4,\"output_tokens\":12,");
 	/* no GenAI attributes for other routes, no status when none was seen */
 	assert_contains(buf, "\"attributes\":{\"http.request.method\":\"POST\",\"url.path\":\"/x\\\"y\","
 		"\"http.route\":\"other\",\"client.address\":\"10.0.0.1\",\"client.port\":5555,"
-		"\"server.port\":8080,\"error.type\":\"incomplete\"},\"children\":[");
+		"\"server.port\":8080,\"llmtap.attribution\":\"server\",\"error.type\":\"incomplete\"},"
+		"\"children\":[");
 	free(buf);
+}
+
+
+/* Metric points of one instrument, whatever their attributes. */
+static int points_of(const struct metrics *m, enum instr_id id)
+{
+	int n = 0;
+
+	for (int i = 0; i < m->n_points; i++)
+		n += m->points[i].id == id;
+	return n;
+}
+
+static uint64_t hist_count_of(const struct metrics *m, enum instr_id id)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < m->n_points; i++)
+		if (m->points[i].id == id)
+			n += m->points[i].count;
+	return n;
+}
+
+static const struct tm_target tiny_target = {
+	.pid = 4242,
+	.comm = "llama-server",
+	.library = "/usr/lib/libllama.so",
+	.layers = "engine,sampling,server,http",
+	.model = "tiny",
+};
+
+/* A completion request whose counts llmtap did not measure: garbage in the fields. */
+static struct req_span unknown_request(uint64_t id)
+{
+	struct req_span r = full_request(true);
+
+	r.id = id;
+	r.known = 0;
+	r.attribution = REQ_ATTR_UNATTRIBUTED;
+	r.status = 200;
+	r.err_type = -1;
+	r.err_msg[0] = '\0';
+	r.prompt_tokens = 999;
+	r.cached_tokens = 888;
+	r.output_tokens = 777;
+	return r;
+}
+
+/* A telemetry model with a JSON and a console sink writing into memory. */
+struct two_sinks {
+	struct telemetry *tm;
+	FILE *json, *console;
+	char *json_buf, *console_buf;
+	size_t json_len, console_len;
+};
+
+static void two_sinks_start(struct two_sinks *t)
+{
+	struct sink s;
+	char err[128];
+
+	memset(t, 0, sizeof(*t));
+	t->tm = calloc(1, sizeof(*t->tm));
+	assert_non_null(t->tm);
+	t->json = open_memstream(&t->json_buf, &t->json_len);
+	t->console = open_memstream(&t->console_buf, &t->console_len);
+	assert_non_null(t->json);
+	assert_non_null(t->console);
+	telemetry_init(t->tm, &tiny_target, 0);
+	assert_int_equal(sink_json_new(t->json, false, &s, err, sizeof(err)), 0);
+	assert_int_equal(telemetry_add_sink(t->tm, s), 0);
+	assert_int_equal(sink_console_new(t->console, &s, err, sizeof(err)), 0);
+	assert_int_equal(telemetry_add_sink(t->tm, s), 0);
+	telemetry_attached(t->tm);
+}
+
+static void two_sinks_finish(struct two_sinks *t)
+{
+	telemetry_finish(t->tm, 10 * SEC, 0, "test");
+	telemetry_destroy(t->tm);
+	assert_int_equal(fclose(t->json), 0);
+	assert_int_equal(fclose(t->console), 0);
+}
+
+static void two_sinks_free(struct two_sinks *t)
+{
+	free(t->json_buf);
+	free(t->console_buf);
+	free(t->tm);
+}
+
+/* The line of buf that holds needle (cut at its end in place); fails when none does. */
+static char *line_with(char *buf, const char *needle)
+{
+	char *p = strstr(buf, needle), *start, *end;
+
+	if (!p)
+		fail_msg("no line with %s in: %s", needle, buf);
+	for (start = p; start > buf && start[-1] != '\n'; start--)
+		;
+	end = strchr(p, '\n');
+	if (end)
+		*end = '\0';
+	return start;
+}
+
+/* An unknown count is absent from every output: JSON null, no attribute, no metric
+ * point, in no window sum; the counts that are known still add up. */
+static void test_unknown_counts(void **state)
+{
+	struct req_span u = unknown_request(1), k = full_request(true), h = full_request(false);
+	const struct metrics *m;
+	const struct tm_window *w;
+	struct two_sinks t;
+	char *line;
+	(void)state;
+
+	k.id = 2;
+	k.status = 200;
+	k.err_type = -1;
+	h.id = 3;
+	h.known = 0; /* not inference: its counts unknown, but not missing */
+	h.status = 200;
+	h.err_type = -1;
+	two_sinks_start(&t);
+	telemetry_request(t.tm, &u);
+	m = &t.tm->metrics;
+	/* times are known, counts not: no token usage, no time per output token or rate */
+	assert_int_equal(points_of(m, M_GENAI_TOKENS), 0);
+	assert_int_equal(points_of(m, M_GENAI_TPOT), 0);
+	assert_int_equal(points_of(m, M_INF_TOKENS_PER_S), 0);
+	assert_int_equal(hist_count_of(m, M_GENAI_TTFT), 1);
+	assert_int_equal(hist_count_of(m, M_GENAI_DURATION), 1);
+	assert_int_equal(hist_count_of(m, M_HTTP_DURATION), 1);
+	w = &t.tm->total;
+	assert_int_equal(w->requests, 1);
+	assert_int_equal(w->input_tokens + w->cached_tokens + w->output_tokens, 0);
+	assert_int_equal(w->input_known + w->output_known, 0);
+	assert_int_equal(w->input_unknown, 1);
+	assert_int_equal(w->output_unknown, 1);
+	assert_int_equal(w->tpot_ns.count, 0);
+	assert_int_equal(w->ttft_ns.count, 1);
+
+	telemetry_request(t.tm, &k);
+	telemetry_request(t.tm, &h);
+	assert_int_equal(hist_count_of(m, M_GENAI_TOKENS), 2); /* k's input and output */
+	assert_non_null(metrics_find(m, M_GENAI_TOKENS, "gen_ai.operation.name", "text_completion",
+				     "gen_ai.provider.name", "llama.cpp", "gen_ai.request.model", "tiny",
+				     "gen_ai.token.type", "output", NULL));
+	assert_int_equal(hist_count_of(m, M_GENAI_TPOT), 1);
+	assert_int_equal(w->requests, 3);
+	assert_int_equal(w->input_tokens, 30);
+	assert_int_equal(w->cached_tokens, 4);
+	assert_int_equal(w->output_tokens, 12);
+	assert_int_equal(w->input_unknown, 1); /* h is not inference */
+	assert_int_equal(w->output_unknown, 1);
+	two_sinks_finish(&t);
+
+	line = line_with(t.json_buf, "\"id\":1,");
+	assert_true(json_valid_object(line));
+	assert_contains(line, "\"kind\":\"http\",\"attribution\":\"unattributed\",");
+	assert_contains(line, "\"ttft_ns\":2000,\"tpot_ns\":null,\"prompt_tokens\":null,"
+			"\"cached_tokens\":null,\"output_tokens\":null,");
+	assert_null(strstr(line, "gen_ai.usage."));
+	assert_contains(line, "\"llmtap.attribution\":\"unattributed\"");
+	line = line_with(line + strlen(line) + 1, "\"type\":\"summary\"");
+	assert_true(json_valid_object(line));
+	assert_contains(line, "\"input_tokens\":30,\"cached_tokens\":4,\"output_tokens\":12,"
+			"\"input_tokens_unknown\":1,\"output_tokens_unknown\":1,");
+	assert_contains(t.console_buf, "  requests    3 (failed 0), tokens in 30 (cached 4), out 12 "
+			"(unknown for 1), context shifts 0\n");
+	two_sinks_free(&t);
+
+	/* nothing known at all: the sums are unknown, not 0 */
+	two_sinks_start(&t);
+	u.first_token_ns = 0;
+	telemetry_request(t.tm, &u);
+	two_sinks_finish(&t);
+	line = line_with(t.json_buf, "\"type\":\"summary\"");
+	assert_contains(line, "\"input_tokens\":null,\"cached_tokens\":null,\"output_tokens\":null,"
+			"\"input_tokens_unknown\":1,\"output_tokens_unknown\":1,");
+	assert_contains(t.console_buf, "tokens in ? (cached ?), out ? (unknown for 1),");
+	two_sinks_free(&t);
+}
+
+/* A time llmtap did not see is left out (null, "-"), never 0. */
+static void test_unseen_times(void **state)
+{
+	struct req_span r = full_request(true);
+	struct two_sinks t;
+	char *line;
+	(void)state;
+
+	r.status = 200;
+	r.err_type = -1;
+	r.deferred = false;
+	r.enqueue_ns = r.launch_ns = r.first_token_ns = r.final_ns = 0;
+	two_sinks_start(&t);
+	telemetry_request(t.tm, &r);
+	assert_int_equal(points_of(&t.tm->metrics, M_GENAI_TTFT), 0);
+	assert_int_equal(points_of(&t.tm->metrics, M_INF_TTFT), 0);
+	assert_int_equal(points_of(&t.tm->metrics, M_QUEUE_DURATION), 0);
+	assert_int_equal(points_of(&t.tm->metrics, M_GENERATION_DURATION), 0);
+	assert_int_equal(t.tm->total.queue_ns.count, 0);
+	telemetry_tick(t.tm, SEC, 0);
+	two_sinks_finish(&t);
+	line = line_with(t.json_buf, "\"type\":\"request\"");
+	assert_contains(line, "\"queue_ns\":null,\"ttft_ns\":null,\"tpot_ns\":null,");
+	assert_contains(line, "\"children\":[]");
+	assert_null(strstr(line, "time_to_first_token"));
+	assert_contains(t.console_buf, "ttft p50 - p99 -  tpot p50 -  tokens in 30 out 12  failed 0\n");
+	assert_contains(t.console_buf, "  duration    p50 0.000 s  p99 0.000 s;  ttft p50 -  p99 -;  "
+			"tpot p50 -\n");
+	two_sinks_free(&t);
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t cap = 0;
+
+	assert_non_null(f);
+	assert_true(getdelim(&buf, &cap, '\0', f) > 0);
+	fclose(f);
+	return buf;
+}
+
+/* Times from now on (the trace file counts from its start). */
+static void shift(struct req_span *r, uint64_t by)
+{
+	uint64_t *t[] = { &r->start_ns, &r->end_ns, &r->enqueue_ns, &r->launch_ns,
+			  &r->first_token_ns, &r->final_ns };
+
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++)
+		if (*t[i])
+			*t[i] += by;
+}
+
+/* An embedder's generation and a router's proxy copy through every sink: JSON,
+ * console, the trace file and the report made from it, and the metrics. */
+static void test_generation_and_proxy(void **state)
+{
+	struct req_span http = full_request(true), gen, proxy = full_request(true);
+	struct req_span blind = unknown_request(4);
+	char tpath[64], hpath[80], err[256];
+	const struct metrics *m;
+	const struct tm_window *w;
+	struct two_sinks t;
+	char *line, *trace, *html;
+	struct sink s;
+	uint64_t now;
+	int fd;
+	(void)state;
+
+	http.status = 200;
+	http.err_type = -1;
+	gen = (struct req_span){
+		.id = 2, .kind = REQ_GENERATION, .attribution = REQ_ATTR_ENGINE,
+		.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT, .seq = 1, .slot = -1,
+		.start_ns = 2000, .end_ns = 12000, .complete = true, .first_token_ns = 5000,
+		.final_ns = 12000, .prompt_tokens = 9, .output_tokens = 5, .err_type = -1,
+	};
+	proxy.id = 3;
+	proxy.kind = REQ_PROXY;
+	proxy.status = 200;
+	proxy.err_type = -1;
+	proxy.route = (struct route){ ROUTE_CHAT, "/v1/chat/completions" };
+	proxy.slot = -1;
+	blind.start_ns += 20000;
+	blind.end_ns += 20000;
+	blind.enqueue_ns += 20000;
+	blind.launch_ns += 20000;
+	blind.first_token_ns += 20000;
+	blind.final_ns += 20000;
+	blind.slot = 0;
+	strcpy(tpath, "/tmp/llmtap-test-trace-XXXXXX");
+	fd = mkstemp(tpath);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(hpath, sizeof(hpath), "%s.html", tpath);
+
+	two_sinks_start(&t);
+	assert_int_equal(sink_trace_new(tpath, &s, err, sizeof(err)), 0);
+	assert_int_equal(telemetry_add_sink(t.tm, s), 0);
+	s.ops->attached(s.self, &t.tm->target);
+	now = monotonic_ns();
+	shift(&http, now);
+	shift(&gen, now);
+	shift(&proxy, now);
+	shift(&blind, now);
+	telemetry_request(t.tm, &http);
+	telemetry_request(t.tm, &gen);
+	telemetry_request(t.tm, &proxy);
+	telemetry_request(t.tm, &blind);
+
+	/* the window: a generation is not an HTTP request, a proxy copy is no request */
+	w = &t.tm->total;
+	assert_int_equal(w->requests, 2);
+	assert_int_equal(w->by_route[ROUTE_COMPLETION], 2);
+	assert_int_equal(w->by_route[ROUTE_CHAT], 0);
+	assert_int_equal(w->generations, 1);
+	assert_int_equal(w->proxied, 1);
+	assert_int_equal(w->input_tokens, 30 + 9);
+	assert_int_equal(w->output_tokens, 12 + 5);
+	assert_int_equal(w->input_known, 2);
+	assert_int_equal(w->input_unknown, 1);
+	assert_int_equal(w->req_duration_ns.count, 2);
+	assert_int_equal(w->ttft_ns.count, 3);
+	/* metrics: the generation's gen_ai.* and inference points, none of http.server.*;
+	 * nothing of the proxy */
+	m = &t.tm->metrics;
+	assert_int_equal(hist_count_of(m, M_HTTP_DURATION), 2);
+	assert_int_equal(hist_count_of(m, M_GENAI_DURATION), 3);
+	assert_int_equal(hist_count_of(m, M_GENAI_TTFT), 3);
+	assert_int_equal(hist_count_of(m, M_GENAI_TPOT), 2);
+	assert_non_null(metrics_find(m, M_GENAI_TOKENS, "gen_ai.operation.name", "text_completion",
+				     "gen_ai.provider.name", "llama.cpp", "gen_ai.request.model", "tiny",
+				     "gen_ai.token.type", "output", NULL));
+	assert_non_null(metrics_find(m, M_INF_REQUESTS, "model", "tiny", "provider", "llama.cpp",
+				     "endpoint", "generation", "status", "none", NULL));
+	for (int i = 0; i < m->n_points; i++)
+		for (int a = 0; a < m->points[i].n_attrs; a++)
+			if (!strcmp(m->points[i].attrs[a].value, "chat") ||
+			    !strcmp(m->points[i].attrs[a].value, "/v1/chat/completions"))
+				fail_msg("a metric point of the proxy copy: %s",
+					 metric_instrument(m->points[i].id)->name);
+	two_sinks_finish(&t);
+
+	line = line_with(t.json_buf, "\"id\":2,");
+	assert_true(json_valid_object(line));
+	assert_contains(line, "\"kind\":\"generation\",\"attribution\":\"engine\","
+			"\"name\":\"text_completion tiny\",");
+	assert_contains(line, "\"endpoint\":\"generation\",\"stream\":false,\"tasks\":0,\"slot\":-1,"
+			"\"seq\":1,\"queued\":false,\"queue_ns\":null,\"ttft_ns\":3000,\"tpot_ns\":1750,"
+			"\"prompt_tokens\":9,\"cached_tokens\":0,\"output_tokens\":5,");
+	assert_contains(line, "\"attributes\":{\"gen_ai.operation.name\":\"text_completion\","
+			"\"gen_ai.provider.name\":\"llama.cpp\",\"gen_ai.usage.input_tokens\":9,"
+			"\"gen_ai.usage.output_tokens\":5,\"gen_ai.usage.cache_read.input_tokens\":0,"
+			"\"llmtap.attribution\":\"engine\"},");
+	line = line_with(line + strlen(line) + 1, "\"id\":3,");
+	assert_true(json_valid_object(line));
+	assert_contains(line, "\"kind\":\"proxy\",\"attribution\":\"server\","
+			"\"name\":\"proxy POST /v1/chat/completions\",");
+	line = line_with(line + strlen(line) + 1, "\"type\":\"summary\"");
+	assert_contains(line, "\"requests\":2,\"failed_requests\":0,\"requests_by_route\":"
+			"{\"completion\":2},\"generations\":1,\"proxied\":1,\"input_tokens\":39,");
+	assert_contains(t.console_buf, "  requests    2 (failed 0), generations 1, tokens in 39 "
+			"(cached 4), out 17 (unknown for 1), context shifts 0\n");
+	assert_contains(t.console_buf, "  proxied     1 requests (each counted by the server it was "
+			"passed to)\n");
+
+	/* the trace file: kinds, attribution, a sequence track, no counts llmtap lacks */
+	trace = read_file(tpath);
+	assert_contains(trace, "\"args\":{\"name\":\"sequence 1\"}");
+	assert_contains(trace, "\"name\":\"text_completion tiny\"");
+	assert_contains(trace, "\"request\":2,\"kind\":\"generation\",\"attribution\":\"engine\","
+			"\"operation\":\"text_completion\",\"status\":0,");
+	assert_contains(trace, "\"name\":\"proxy POST /v1/chat/completions\"");
+	assert_contains(trace, "\"request\":3,\"kind\":\"proxy\",");
+	line = line_with(trace, "\"request\":4,");
+	assert_contains(line, "\"kind\":\"http\",\"attribution\":\"unattributed\","
+			"\"operation\":\"text_completion\",");
+	assert_null(strstr(line, "_tokens"));
+	free(trace);
+
+	/* and the report made from it */
+	if (report_write(tpath, hpath, err, sizeof(err)))
+		fail_msg("report_write: %s", err);
+	html = read_file(hpath);
+	assert_contains(html, "id=\"sum-requests\">2<");
+	assert_contains(html, "id=\"sum-generations\">1<");
+	assert_contains(html, "id=\"sum-proxied\">1<");
+	assert_contains(html, "id=\"sum-prompt-tokens\">35<");
+	assert_contains(html, "id=\"sum-cached-tokens\">4<");
+	assert_contains(html, "id=\"sum-output-tokens\">17<");
+	assert_contains(html, "id=\"sum-tokens-unknown\" class=\"bad\">1<");
+	assert_contains(html, "id=\"ttft-n\">3<");
+	assert_contains(html, "id=\"tpot-n\">2<");
+	assert_contains(html, "<td class=\"num\">? / ? / ?</td>");
+	free(html);
+	unlink(hpath);
+	unlink(tpath);
+	two_sinks_free(&t);
+}
+
+/* top's slot table: "-" for a count llmtap does not know, or a slot without a request. */
+static void test_top_slots(void **state)
+{
+	struct telemetry *tm = calloc(1, sizeof(*tm));
+	struct tm_gauges g = { .active_requests = 2, .busy_slots = 2, .n_slots = 3 };
+	char *buf = NULL, err[128], want[128];
+	size_t len = 0;
+	struct sink s;
+	FILE *f;
+	(void)state;
+
+	assert_non_null(tm);
+	g.slots[0] = (struct tm_slot){ .slot = 0, .phase = 2, .request_id = 7, .route = "/completion",
+				       .known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT,
+				       .prompt_tokens = 26, .cached_tokens = 4, .output_tokens = 12 };
+	g.slots[1] = (struct tm_slot){ .slot = 1, .phase = 1, .request_id = 8, .route = "/completion",
+				       .known = 0, .prompt_tokens = 99, .output_tokens = 99 };
+	g.slots[2] = (struct tm_slot){ .slot = 2, .route = "", .kv_cells = 30 };
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(sink_top_new(f, &s, err, sizeof(err)), 0);
+	telemetry_init(tm, &tiny_target, 0);
+	assert_int_equal(telemetry_add_sink(tm, s), 0);
+	telemetry_attached(tm);
+	telemetry_set_gauges(tm, &g);
+	telemetry_tick(tm, SEC, 0);
+	telemetry_destroy(tm);
+	assert_int_equal(fclose(f), 0);
+
+	snprintf(want, sizeof(want), "%-22s %7s %7s %6s", "/completion", "26", "4", "12");
+	assert_contains(buf, want);
+	snprintf(want, sizeof(want), "%-22s %7s %7s %6s", "/completion", "-", "-", "-");
+	assert_contains(buf, want);
+	snprintf(want, sizeof(want), "%5d %-11s %8s  %-22s %7s %7s %6s", 1, "prefill", "8",
+		 "/completion", "-", "-", "-");
+	assert_contains(buf, want);
+	snprintf(want, sizeof(want), "%5d %-11s %8s  %-22s %7s %7s %6s", 2, "idle", "", "", "-", "-",
+		 "-");
+	assert_contains(buf, want);
+	/* no request ended: no latency, and no memory reading, rather than 0 */
+	assert_contains(buf, "latency   ttft p50 - p99 -   tpot p50 - p99 -   queue p99 -");
+	assert_contains(buf, "target rss ?");
+	free(buf);
+	free(tm);
 }
 
 static void test_console_sink(void **state)
@@ -840,6 +1287,10 @@ int main(void)
 		cmocka_unit_test(test_json_empty_session),
 		cmocka_unit_test(test_json_request),
 		cmocka_unit_test(test_console_sink),
+		cmocka_unit_test(test_unknown_counts),
+		cmocka_unit_test(test_unseen_times),
+		cmocka_unit_test(test_generation_and_proxy),
+		cmocka_unit_test(test_top_slots),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

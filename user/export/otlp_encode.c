@@ -396,15 +396,18 @@ static void encode_request(struct arena *a, struct span_list *l, const struct ot
 	uint8_t trace[16], span[8], child[8];
 	struct attrs at = { .n = 0 };
 	struct attrs_into into = { a, &at };
-	char name[sizeof(r->method) + 64];
+	char name[sizeof(r->method) + 320];
 	bool server_error;
 	Span *s;
 
 	otlp_trace_id(ctx->ids, r->id, trace);
 	otlp_span_id(ctx->ids, r->id, OTLP_ROLE_SERVER, span);
-	req_span_name(r, name, sizeof(name));
+	req_span_name(r, ctx->model, name, sizeof(name));
+	/* an HTTP request (or a router's copy of one) is served; a generation is in-process */
 	s = span_new(a, l, trace, span, NULL, name,
-		     OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER,
+		     r->kind == REQ_GENERATION ?
+			     OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL :
+			     OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER,
 		     unix_ns(ctx, r->start_ns), unix_ns(ctx, r->end_ns));
 	if (!s)
 		return;
@@ -427,10 +430,12 @@ static void encode_request(struct arena *a, struct span_list *l, const struct ot
 		if (!s)
 			return;
 		at.n = 0;
-		if (phases[i].role == OTLP_ROLE_PREFILL) {
-			attr_int(a, &at, "gen_ai.usage.input_tokens", r->cached_tokens + r->prompt_tokens);
+		/* the counts the phase produced, when they were measured */
+		if (phases[i].role == OTLP_ROLE_PREFILL && req_knows(r, REQ_KNOWN_PROMPT)) {
+			attr_int(a, &at, "gen_ai.usage.input_tokens",
+				 (int64_t)r->cached_tokens + r->prompt_tokens);
 			attr_int(a, &at, "gen_ai.usage.cache_read.input_tokens", r->cached_tokens);
-		} else if (phases[i].role == OTLP_ROLE_GENERATION) {
+		} else if (phases[i].role == OTLP_ROLE_GENERATION && req_knows(r, REQ_KNOWN_OUTPUT)) {
 			attr_int(a, &at, "gen_ai.usage.output_tokens", r->output_tokens);
 		}
 		s->attributes = attrs_copy(a, &at);

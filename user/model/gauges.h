@@ -19,6 +19,7 @@ struct tm_slot {
 	int phase;           /* 0 idle, 1 prefill, 2 generating */
 	uint64_t request_id; /* 0: none or not seen */
 	const char *route;   /* http.route of its request, "" when none */
+	unsigned int known;  /* enum req_known of its request: a count whose bit is clear is unknown */
 	uint32_t prompt_tokens;
 	uint32_t cached_tokens;
 	uint32_t output_tokens;

@@ -61,49 +61,97 @@ uint64_t req_ttft_ns(const struct req_span *r)
 
 uint64_t req_tpot_ns(const struct req_span *r)
 {
-	if (r->output_tokens < 2 || r->final_ns <= r->first_token_ns || !r->first_token_ns)
+	if (!req_knows(r, REQ_KNOWN_OUTPUT) || r->output_tokens < 2 ||
+	    r->final_ns <= r->first_token_ns || !r->first_token_ns)
 		return 0;
 	return (r->final_ns - r->first_token_ns) / (r->output_tokens - 1);
 }
 
-void req_span_name(const struct req_span *r, char *buf, size_t len)
+const char *req_kind_name(enum req_kind k)
 {
-	snprintf(buf, len, "%s %s", r->method[0] ? r->method : "HTTP", r->route.template);
+	switch (k) {
+	case REQ_GENERATION: return "generation";
+	case REQ_PROXY: return "proxy";
+	default: return "http";
+	}
+}
+
+const char *req_attribution_name(enum req_attribution a)
+{
+	switch (a) {
+	case REQ_ATTR_SERVER: return "server";
+	case REQ_ATTR_ENGINE: return "engine";
+	case REQ_ATTR_UNATTRIBUTED: return "unattributed";
+	default: return "none";
+	}
+}
+
+const char *req_operation(const struct req_span *r)
+{
+	return r->kind == REQ_GENERATION ? "text_completion" : route_operation(r->route.kind);
+}
+
+const char *req_route(const struct req_span *r)
+{
+	return r->route.template ? r->route.template : "other";
+}
+
+void req_span_name(const struct req_span *r, const char *model, char *buf, size_t len)
+{
+	const char *method = r->method[0] ? r->method : "HTTP";
+
+	if (r->kind == REQ_GENERATION)
+		snprintf(buf, len, "%s%s%s", req_operation(r), model && model[0] ? " " : "",
+			 model ? model : "");
+	else
+		snprintf(buf, len, "%s%s %s", r->kind == REQ_PROXY ? "proxy " : "", method,
+			 req_route(r));
 }
 
 void req_visit_attrs(const struct req_span *r, const char *model, unsigned int extras,
 		     const struct req_attr_visitor *v, void *arg)
 {
-	const char *op = route_operation(r->route.kind);
+	const char *op = req_operation(r);
+	bool http = r->kind != REQ_GENERATION; /* a generation has no HTTP request */
+	bool prompt = req_knows(r, REQ_KNOWN_PROMPT), output = req_knows(r, REQ_KNOWN_OUTPUT);
 	char type[32];
 
-	v->on_str(arg, "http.request.method", r->method);
-	v->on_str(arg, "url.path", r->path);
-	v->on_str(arg, "http.route", r->route.template);
-	if (r->status)
-		v->on_int(arg, "http.response.status_code", r->status);
-	v->on_str(arg, "client.address", r->client);
-	v->on_int(arg, "client.port", r->client_port);
-	v->on_int(arg, "server.port", r->server_port);
+	if (http) {
+		v->on_str(arg, "http.request.method", r->method);
+		v->on_str(arg, "url.path", r->path);
+		v->on_str(arg, "http.route", req_route(r));
+		if (r->status)
+			v->on_int(arg, "http.response.status_code", r->status);
+		v->on_str(arg, "client.address", r->client);
+		v->on_int(arg, "client.port", r->client_port);
+		v->on_int(arg, "server.port", r->server_port);
+	}
 	if (op) {
 		v->on_str(arg, "gen_ai.operation.name", op);
 		v->on_str(arg, "gen_ai.provider.name", "llama.cpp");
 		if (model && model[0])
 			v->on_str(arg, "gen_ai.request.model", model);
-		v->on_bool(arg, "gen_ai.request.stream", r->stream);
-		v->on_int(arg, "gen_ai.usage.input_tokens", r->cached_tokens + r->prompt_tokens);
-		v->on_int(arg, "gen_ai.usage.output_tokens", r->output_tokens);
-		v->on_int(arg, "gen_ai.usage.cache_read.input_tokens", r->cached_tokens);
+		if (http)
+			v->on_bool(arg, "gen_ai.request.stream", r->stream);
+		/* an unknown count is left out, never 0 */
+		if (prompt)
+			v->on_int(arg, "gen_ai.usage.input_tokens",
+				  (int64_t)r->cached_tokens + r->prompt_tokens);
+		if (output)
+			v->on_int(arg, "gen_ai.usage.output_tokens", r->output_tokens);
+		if (prompt)
+			v->on_int(arg, "gen_ai.usage.cache_read.input_tokens", r->cached_tokens);
 		if (r->has_sampling) {
 			v->on_int(arg, "gen_ai.request.seed", r->seed);
 			v->on_int(arg, "gen_ai.request.top_k", r->top_k);
 			v->on_float(arg, "gen_ai.request.top_p", r->top_p);
 			v->on_float(arg, "gen_ai.request.temperature", r->temperature);
 		}
-		if (r->n_tasks > 1 &&
+		if (http && r->n_tasks > 1 &&
 		    (r->route.kind == ROUTE_CHAT || r->route.kind == ROUTE_COMPLETION))
 			v->on_int(arg, "gen_ai.request.choice.count", r->n_tasks);
 	}
+	v->on_str(arg, "llmtap.attribution", req_attribution_name(r->attribution));
 	req_error_type(r, type, sizeof(type));
 	if (type[0])
 		v->on_str(arg, "error.type", type);
@@ -113,7 +161,9 @@ void req_visit_attrs(const struct req_span *r, const char *model, unsigned int e
 		return;
 	if (r->slot >= 0)
 		v->on_int(arg, "llmtap.slot", r->slot);
-	if (r->deferred || req_queue_ns(r))
+	if (r->kind == REQ_GENERATION && r->seq >= 0)
+		v->on_int(arg, "llmtap.sequence", r->seq);
+	if (r->deferred && r->launch_ns) /* queued, and its wait ended: a wait never seen is left out */
 		v->on_double(arg, "llmtap.queue.duration", (double)req_queue_ns(r) / 1e9);
 	if (req_ttft_ns(r))
 		v->on_double(arg, "gen_ai.server.time_to_first_token", (double)req_ttft_ns(r) / 1e9);
@@ -139,15 +189,36 @@ bool req_failed(const struct req_span *r)
 
 static void window_add_request(struct tm_window *w, const struct req_span *r)
 {
-	w->requests++;
-	w->requests_failed += req_failed(r);
-	w->by_route[r->route.kind < ROUTE_KIND_MAX ? r->route.kind : ROUTE_OTHER]++;
-	w->input_tokens += r->cached_tokens + r->prompt_tokens;
-	w->cached_tokens += r->cached_tokens;
-	w->output_tokens += r->output_tokens;
-	if (r->end_ns > r->start_ns)
-		hist_add(&w->req_duration_ns, r->end_ns - r->start_ns);
-	if (!route_operation(r->route.kind))
+	bool inference = req_operation(r) != NULL;
+
+	if (r->kind == REQ_PROXY) { /* the child that served it counts it */
+		w->proxied++;
+		return;
+	}
+	if (r->kind == REQ_GENERATION) {
+		w->generations++;
+	} else {
+		w->requests++;
+		w->requests_failed += req_failed(r);
+		w->by_route[r->route.kind < ROUTE_KIND_MAX ? r->route.kind : ROUTE_OTHER]++;
+		if (r->end_ns > r->start_ns)
+			hist_add(&w->req_duration_ns, r->end_ns - r->start_ns);
+	}
+	/* token sums over what was measured; an unknown count is in none */
+	if (req_knows(r, REQ_KNOWN_PROMPT)) {
+		w->input_tokens += (uint64_t)r->cached_tokens + r->prompt_tokens;
+		w->cached_tokens += r->cached_tokens;
+		w->input_known++;
+	} else if (inference) {
+		w->input_unknown++;
+	}
+	if (req_knows(r, REQ_KNOWN_OUTPUT)) {
+		w->output_tokens += r->output_tokens;
+		w->output_known++;
+	} else if (inference) {
+		w->output_unknown++;
+	}
+	if (!inference)
 		return; /* the GenAI instruments count inference only */
 	if (req_ttft_ns(r))
 		hist_add(&w->ttft_ns, req_ttft_ns(r));
@@ -234,34 +305,47 @@ void req_error_type(const struct req_span *r, char *buf, size_t len)
 		snprintf(buf, len, "server_error_%d", r->err_type);
 }
 
+/*
+ * A request's metric points: an HTTP request's http.server.* and, for inference, the
+ * gen_ai.* and llmtap.inference.* ones; a generation's the same but http.server.*;
+ * a router's proxy copy none (the child that served it records them). A count or
+ * time llmtap did not measure records no point.
+ */
 static void metrics_request(struct telemetry *tm, const struct req_span *r)
 {
-	const char *op = route_operation(r->route.kind), *endpoint = route_kind_name(r->route.kind);
+	const char *op = req_operation(r);
+	const char *endpoint = r->kind == REQ_GENERATION ? "generation" : route_kind_name(r->route.kind);
 	const char *model = tm->target.model && tm->target.model[0] ? tm->target.model : NULL;
-	const char *stream = r->stream ? "true" : "false";
+	const char *stream = r->kind == REQ_GENERATION ? NULL : r->stream ? "true" : "false";
 	uint64_t t = r->end_ns, ttft = req_ttft_ns(r), tpot = req_tpot_ns(r);
-	double dur = r->end_ns > r->start_ns ? (double)(r->end_ns - r->start_ns) / 1e9 : 0;
+	bool has_dur = r->start_ns && r->end_ns && r->end_ns >= r->start_ns;
+	double dur = has_dur ? (double)(r->end_ns - r->start_ns) / 1e9 : 0;
 	char status[16], err[32];
 	struct metrics *m = &tm->metrics;
 
+	if (r->kind == REQ_PROXY)
+		return;
 	snprintf(status, sizeof(status), "%d", r->status);
 	req_error_type(r, err, sizeof(err));
-	metrics_record(m, M_HTTP_DURATION, dur, t,
-		       "http.request.method", r->method[0] ? r->method : "_OTHER", "http.route",
-		       r->route.template, "http.response.status_code", r->status ? status : NULL,
-		       "error.type", err[0] ? err : NULL, NULL);
+	if (r->kind == REQ_HTTP && has_dur)
+		metrics_record(m, M_HTTP_DURATION, dur, t,
+			       "http.request.method", r->method[0] ? r->method : "_OTHER", "http.route",
+			       req_route(r), "http.response.status_code", r->status ? status : NULL,
+			       "error.type", err[0] ? err : NULL, NULL);
 	if (!op)
 		return;
 #define GENAI "gen_ai.operation.name", op, "gen_ai.provider.name", "llama.cpp", \
 	"gen_ai.request.model", model, "error.type", err[0] ? err : NULL
-	metrics_record(m, M_GENAI_DURATION, dur, t, GENAI, NULL);
+	if (has_dur)
+		metrics_record(m, M_GENAI_DURATION, dur, t, GENAI, NULL);
 	if (ttft)
 		metrics_record(m, M_GENAI_TTFT, (double)ttft / 1e9, t, GENAI, NULL);
 	if (tpot)
 		metrics_record(m, M_GENAI_TPOT, (double)tpot / 1e9, t, GENAI, NULL);
-	metrics_record(m, M_GENAI_TOKENS, r->cached_tokens + r->prompt_tokens, t, GENAI,
-		       "gen_ai.token.type", "input", NULL);
-	if (strcmp(op, "embeddings"))
+	if (req_knows(r, REQ_KNOWN_PROMPT))
+		metrics_record(m, M_GENAI_TOKENS, (double)r->cached_tokens + r->prompt_tokens, t,
+			       GENAI, "gen_ai.token.type", "input", NULL);
+	if (strcmp(op, "embeddings") && req_knows(r, REQ_KNOWN_OUTPUT))
 		metrics_record(m, M_GENAI_TOKENS, r->output_tokens, t, GENAI,
 			       "gen_ai.token.type", "output", NULL);
 #undef GENAI
@@ -269,13 +353,15 @@ static void metrics_request(struct telemetry *tm, const struct req_span *r)
 #define INF "model", model, "provider", "llama.cpp", "endpoint", endpoint, "stream", stream, \
 	"status", r->status ? status : "none"
 	metrics_add(m, M_INF_REQUESTS, 1, t, INF, NULL);
-	metrics_record(m, M_INF_DURATION, dur, t, INF, NULL);
+	if (has_dur)
+		metrics_record(m, M_INF_DURATION, dur, t, INF, NULL);
 	if (ttft)
 		metrics_record(m, M_INF_TTFT, (double)ttft / 1e9, t, INF, NULL);
 	if (r->launch_ns && r->final_ns > r->launch_ns)
 		metrics_record(m, M_INF_ENGINE_DURATION, (double)(r->final_ns - r->launch_ns) / 1e9,
 			       t, INF, NULL);
-	if (r->output_tokens && r->first_token_ns && r->final_ns > r->first_token_ns)
+	if (req_knows(r, REQ_KNOWN_OUTPUT) && r->output_tokens && r->first_token_ns &&
+	    r->final_ns > r->first_token_ns)
 		metrics_record(m, M_INF_TOKENS_PER_S,
 			       r->output_tokens / ((double)(r->final_ns - r->first_token_ns) / 1e9),
 			       t, INF, NULL);

@@ -35,20 +35,27 @@ struct tm_window {
 	uint64_t lost;           /* events lost (ring buffer full, missed entries) */
 	struct hist duration_ns; /* llmtap.engine.step.duration */
 	struct hist batch_tokens;/* llmtap.engine.batch.size */
-	/* requests (llama-server's HTTP layer) */
+	/* requests (llama-server's HTTP layer); a router's proxy copies are not requests */
 	uint64_t requests;
 	uint64_t requests_failed;   /* status >= 400, a server error, or cut short */
 	uint64_t by_route[ROUTE_KIND_MAX];
-	uint64_t input_tokens;
+	uint64_t generations;       /* an embedder's generations (REQ_GENERATION) */
+	uint64_t proxied;           /* a router's proxy copies (REQ_PROXY): the child counts them */
+	/* token sums over the requests and generations whose counts llmtap measured
+	 * (req_span.known); *_known: how many those were; *_unknown: the inference
+	 * requests and generations whose count is unknown (in no sum) */
+	uint64_t input_tokens;      /* prompt + cached */
 	uint64_t cached_tokens;
 	uint64_t output_tokens;
+	uint64_t input_known, input_unknown;
+	uint64_t output_known, output_unknown;
 	uint64_t context_shifts;
 	uint64_t cache_saves;
 	uint64_t cache_loads;
 	uint64_t cache_bytes_saved;
 	uint64_t cache_bytes_loaded;
-	struct hist req_duration_ns; /* http.server.request.duration */
-	struct hist ttft_ns;         /* gen_ai.server.time_to_first_token */
+	struct hist req_duration_ns; /* http.server.request.duration (HTTP requests) */
+	struct hist ttft_ns;         /* gen_ai.server.time_to_first_token (and generations) */
 	struct hist tpot_ns;         /* gen_ai.server.time_per_output_token */
 	struct hist queue_ns;        /* llmtap.request.queue.duration */
 };
@@ -197,20 +204,41 @@ void telemetry_engine_event(struct telemetry *tm, const struct engine_event *e);
 void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g);
 /* lost_total: the probes' cumulative lost-event count. */
 void telemetry_tick(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total);
-/* Derived request times (0 when a phase was not seen). */
+/* Derived request times (0 when a phase was not seen, or, for the time per output
+ * token, when the output count is unknown). */
 uint64_t req_queue_ns(const struct req_span *r);
 uint64_t req_ttft_ns(const struct req_span *r);
 uint64_t req_tpot_ns(const struct req_span *r);
+/* Whether every count in bits (enum req_known) was measured. */
+static inline bool req_knows(const struct req_span *r, unsigned int bits)
+{
+	return (r->known & bits) == bits;
+}
+/* http.route: the route's template, "other" when none was seen */
+const char *req_route(const struct req_span *r);
+/* "http", "generation", "proxy" */
+const char *req_kind_name(enum req_kind k);
+/* llmtap.attribution: "none", "server", "engine", "unattributed" */
+const char *req_attribution_name(enum req_attribution a);
+/* gen_ai.operation.name: a generation's "text_completion", an HTTP request's (or its
+ * proxy copy's) by its route; NULL for a request that is not inference */
+const char *req_operation(const struct req_span *r);
 bool req_failed(const struct req_span *r);
 /* error.type of a failed request ("incomplete", the HTTP status, server_error_N), "" if ok */
 void req_error_type(const struct req_span *r, char *buf, size_t len);
-/* The SERVER span's name: "{method} {http.route}" */
-void req_span_name(const struct req_span *r, char *buf, size_t len);
+/*
+ * The span's name: an HTTP request's "{method} {http.route}", its proxy copy's
+ * "proxy {method} {http.route}", a generation's "{gen_ai.operation.name}
+ * {gen_ai.request.model}" (model NULL or "": the operation alone).
+ */
+void req_span_name(const struct req_span *r, const char *model, char *buf, size_t len);
 
 /*
  * A request's attributes under their OpenTelemetry names (HTTP server, GenAI), one
  * call each, always in the same order: the one definition of the set that the JSON
  * lines and the OTLP spans both carry. A string value lasts only for its call.
+ * A generation has no HTTP attributes; a count llmtap did not measure (req_span.known)
+ * is left out; llmtap.attribution says where the counts come from.
  */
 struct req_attr_visitor {
 	void (*on_str)(void *arg, const char *key, const char *value);
@@ -224,8 +252,9 @@ struct req_attr_visitor {
 enum req_attr_extras {
 	/* llmtap.error.message: the server's message (OTLP: the span status's) */
 	REQ_ATTRS_ERROR_MESSAGE = 1 << 0,
-	/* llmtap.slot, llmtap.queue.duration, gen_ai.server.time_to_first_token,
-	 * llmtap.context.shifts, llmtap.prompt_cache.bytes_loaded, llmtap.incomplete
+	/* llmtap.slot, llmtap.sequence (a generation's), llmtap.queue.duration,
+	 * gen_ai.server.time_to_first_token, llmtap.context.shifts,
+	 * llmtap.prompt_cache.bytes_loaded, llmtap.incomplete
 	 * (the JSON record has fields of its own for these) */
 	REQ_ATTRS_TIMINGS = 1 << 1,
 };

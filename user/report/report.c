@@ -80,14 +80,17 @@ struct array {
 
 struct request {
 	char *name;	  /* "POST /completion" */
-	int tid;	  /* its track: a slot, or "requests without a slot" */
+	int tid;	  /* its track: a slot, "requests without a slot", or a sequence */
 	double ts, dur;	  /* µs: slot launch (else HTTP start) to the final token */
-	double http_ms, ttft_ms, queue_ms;
+	double http_ms, ttft_ms; /* ttft_ms 0: no token seen */
+	double queue_ms;  /* -1: it never reached a slot */
 	double prefill_ms, gen_ms; /* from its phase events; -1 when there were none */
 	unsigned long long id;
-	long long prompt, cached, output;
+	long long prompt, cached, output; /* -1: unknown (absent from the file) */
 	int status;
 	bool stream, failed;
+	bool generation; /* an embedder's generation, else an HTTP request */
+	bool inference;	 /* it has an operation: its token counts mean something */
 };
 
 struct step {
@@ -132,6 +135,8 @@ struct trace {
 	struct array active;  /* struct sample */
 	struct array markers; /* struct marker */
 	struct array tracks;  /* struct track */
+	size_t generations;   /* of reqs, an embedder's generations */
+	size_t proxied;	      /* a router's proxy copies: counted, never among reqs */
 	double end_us;	      /* the end of the last event: the recording's length */
 	size_t events;	      /* llmtap events seen (metadata aside) */
 	bool has_events;      /* a "traceEvents" array was there */
@@ -155,8 +160,11 @@ struct dist {
 };
 
 struct stats {
-	size_t failed, step_errors;
+	size_t failed, step_errors; /* failed: HTTP requests */
+	/* sums over the known counts; *_known: how many were; unknown: inference requests
+	 * and generations with a count unknown (prompt_unknown, output_unknown: of which) */
 	long long prompt, cached, output, batch_tokens, batch_tokens_other;
+	size_t prompt_known, output_known, prompt_unknown, output_unknown, unknown;
 	double busy_us;
 	size_t markers[MK_MAX];
 	struct dist ttft, tpot, queue, http;
@@ -218,6 +226,14 @@ static long long get_count(json_object *o, const char *key)
 	double d = get_num(o, key, 0);
 
 	return d > 0 && d < 9e15 ? (long long)d : 0;
+}
+
+/* A count that may be unknown: -1 when absent, null or absurd. */
+static long long get_opt_count(json_object *o, const char *key)
+{
+	double d = get_num(o, key, -1);
+
+	return d >= 0 && d < 9e15 ? (long long)d : -1;
 }
 
 static double get_ms(json_object *o, const char *key)
@@ -298,8 +314,14 @@ static int add_step(struct trace *t, json_object *e, double ts, double dur)
 static int add_request(struct trace *t, json_object *e, double ts, double dur)
 {
 	json_object *args = get(e, "args"), *stream = get(args, TRACE_ARG_STREAM);
-	struct request *r = array_push(&t->reqs, sizeof(*r));
+	const char *kind = get_str(args, TRACE_ARG_REQ_KIND);
+	struct request *r;
 
+	if (kind && !strcmp(kind, TRACE_REQ_PROXY)) { /* the server it was passed to counts it */
+		t->proxied++;
+		return 0;
+	}
+	r = array_push(&t->reqs, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->name = strdup(get_str(e, "name") ?: "?");
@@ -311,11 +333,14 @@ static int add_request(struct trace *t, json_object *e, double ts, double dur)
 	r->id = (unsigned long long)get_count(args, TRACE_ARG_REQUEST);
 	r->status = get_int(args, TRACE_ARG_STATUS, 0);
 	r->stream = stream && json_object_get_boolean(stream);
-	r->prompt = get_count(args, TRACE_ARG_PROMPT_TOKENS);
-	r->cached = get_count(args, TRACE_ARG_CACHED_TOKENS);
-	r->output = get_count(args, TRACE_ARG_OUTPUT_TOKENS);
+	r->generation = kind && !strcmp(kind, TRACE_REQ_GENERATION);
+	t->generations += r->generation;
+	r->inference = r->generation || get_str(args, TRACE_ARG_OPERATION);
+	r->prompt = get_opt_count(args, TRACE_ARG_PROMPT_TOKENS);
+	r->cached = r->prompt < 0 ? -1 : get_opt_count(args, TRACE_ARG_CACHED_TOKENS);
+	r->output = get_opt_count(args, TRACE_ARG_OUTPUT_TOKENS);
 	r->ttft_ms = get_ms(args, TRACE_ARG_TTFT_MS);
-	r->queue_ms = get_ms(args, TRACE_ARG_QUEUE_MS);
+	r->queue_ms = get(args, TRACE_ARG_QUEUE_MS) ? get_ms(args, TRACE_ARG_QUEUE_MS) : -1;
 	r->http_ms = get_ms(args, TRACE_ARG_HTTP_MS);
 	r->prefill_ms = r->gen_ms = -1;
 	r->failed = r->status >= 400;
@@ -809,15 +834,29 @@ static void add_latencies(const struct trace *t, struct stats *s)
 	const struct request *r = t->reqs.v;
 
 	for (size_t i = 0; i < t->reqs.n; i++) {
-		s->failed += r[i].failed;
-		s->prompt = add_count(s->prompt, r[i].prompt);
-		s->cached = add_count(s->cached, r[i].cached);
-		s->output = add_count(s->output, r[i].output);
+		bool prompt = r[i].prompt >= 0 && r[i].cached >= 0, output = r[i].output >= 0;
+
+		s->failed += r[i].failed && !r[i].generation;
+		/* an unknown count is in no sum, and said */
+		if (prompt) {
+			s->prompt = add_count(s->prompt, r[i].prompt);
+			s->cached = add_count(s->cached, r[i].cached);
+			s->prompt_known++;
+		}
+		if (output) {
+			s->output = add_count(s->output, r[i].output);
+			s->output_known++;
+		}
+		if (r[i].inference) {
+			s->prompt_unknown += !prompt;
+			s->output_unknown += !output;
+			s->unknown += !prompt || !output;
+		}
 		if (r[i].ttft_ms > 0)
 			s->ttft.v[s->ttft.n++] = r[i].ttft_ms;
 		if (r[i].output >= 2 && r[i].gen_ms > 0)
 			s->tpot.v[s->tpot.n++] = r[i].gen_ms / (double)(r[i].output - 1);
-		if (on_slot(t, &r[i]))
+		if (on_slot(t, &r[i]) && r[i].queue_ms >= 0)
 			s->queue.v[s->queue.n++] = r[i].queue_ms;
 		if (r[i].http_ms > 0)
 			s->http.v[s->http.n++] = r[i].http_ms;
@@ -868,7 +907,7 @@ static int add_concurrency(const struct trace *t, struct stats *s)
 	if (!e)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->reqs.n; i++) {
-		double queue_us = on_slot(t, &r[i]) ? r[i].queue_ms * 1e3 : 0;
+		double queue_us = on_slot(t, &r[i]) ? fmax(r[i].queue_ms, 0) * 1e3 : 0;
 		double start = fmax(0, r[i].ts - queue_us), end = r[i].ts + r[i].dur;
 
 		if (!on_slot(t, &r[i]))
@@ -928,7 +967,8 @@ static int add_timeline(const struct trace *t, struct stats *s)
 			s->done_failed[b]++;
 		else
 			s->done[b]++;
-		s->out_tokens[b] += (double)r[i].output;
+		if (r[i].output > 0)
+			s->out_tokens[b] += (double)r[i].output;
 	}
 	for (size_t i = 0; i < t->steps.n; i++) {
 		s->step_tokens[st[i].kind][bucket(s, st[i].ts)] += (double)st[i].n_tokens;
@@ -1228,22 +1268,48 @@ static void text_row(FILE *out, const char *key, const char *id, const char *val
 	fputs("</td></tr>\n", out);
 }
 
+/* A sum of known counts, or "unknown" when every count was. */
+static const char *fmt_sum(char *buf, size_t len, long long sum, size_t known, size_t unknown)
+{
+	if (!known && unknown)
+		return "unknown";
+	snprintf(buf, len, "%lld", sum);
+	return buf;
+}
+
 static void render_overview(FILE *out, const struct trace *t, const struct stats *s)
 {
 	double len_s = t->end_us / 1e6, per_s = len_s > 0 ? 1 / len_s : 0;
+	size_t n_http = t->reqs.n - t->generations;
+	char prompt[24], cached[24], output[24];
 
 	fputs("<table class=\"kv\">\n", out);
 	kv_row(out, "Recording", "sum-length", "%.1f s", len_s);
 	kv_row(out, "Requests", "sum-requests-all",
 	       "<span id=\"sum-requests\">%zu</span> (<span id=\"sum-ok\">%zu</span> ok, "
 	       "<span id=\"sum-failed\" class=\"%s\">%zu</span> failed) · %.2f /s",
-	       t->reqs.n, t->reqs.n - s->failed, s->failed ? "bad" : "", s->failed,
-	       (double)t->reqs.n * per_s);
-	kv_row(out, "Tokens", "sum-tokens",
-	       "<span id=\"sum-prompt-tokens\">%lld</span> prompt, "
-	       "<span id=\"sum-cached-tokens\">%lld</span> cached, "
-	       "<span id=\"sum-output-tokens\">%lld</span> output (%.1f output tokens/s)",
-	       s->prompt, s->cached, s->output, (double)s->output * per_s);
+	       n_http, n_http - s->failed, s->failed ? "bad" : "", s->failed,
+	       (double)n_http * per_s);
+	if (t->generations)
+		kv_row(out, "Generations", "sum-generations-all",
+		       "<span id=\"sum-generations\">%zu</span> (an embedder's, without HTTP) · %.2f /s",
+		       t->generations, (double)t->generations * per_s);
+	if (t->proxied)
+		kv_row(out, "Proxied", "sum-proxied-all",
+		       "<span id=\"sum-proxied\">%zu</span> requests passed on by a router "
+		       "(each counted by the server it was passed to)", t->proxied);
+	fputs("<tr><th>Tokens</th><td id=\"sum-tokens\">", out);
+	fprintf(out, "<span id=\"sum-prompt-tokens\">%s</span> prompt, "
+		"<span id=\"sum-cached-tokens\">%s</span> cached, "
+		"<span id=\"sum-output-tokens\">%s</span> output (%.1f output tokens/s)",
+		fmt_sum(prompt, sizeof(prompt), s->prompt, s->prompt_known, s->prompt_unknown),
+		fmt_sum(cached, sizeof(cached), s->cached, s->prompt_known, s->prompt_unknown),
+		fmt_sum(output, sizeof(output), s->output, s->output_known, s->output_unknown),
+		(double)s->output * per_s);
+	if (s->unknown)
+		fprintf(out, " · counts unknown for <span id=\"sum-tokens-unknown\" class=\"bad\">%zu"
+			"</span> requests (not in the sums)", s->unknown);
+	fputs("</td></tr>\n", out);
 	kv_row(out, "Engine steps", "sum-steps-all",
 	       "<span id=\"sum-steps\">%zu</span> steps (<span class=\"%s\">%zu</span> failed), "
 	       "%lld batch tokens, busy %.1f%% of the time",
@@ -1287,8 +1353,9 @@ static void render_summary(FILE *out, const struct trace *t, const struct stats 
 	latency_row(out, "Request duration", "duration", &s->http);
 	fputs("</table>\n<p class=\"stats\">Time per output token: the generation phase over its "
 	      "output tokens but the first. Queue wait: requests that got a slot. Percentiles are "
-	      "nearest-rank over every request in the recording.</p>\n</div>\n</div>\n</section>\n",
-	      out);
+	      "nearest-rank over every request (and generation) in the recording whose time "
+	      "llmtap measured; a count it did not measure is in no sum.</p>\n</div>\n</div>\n"
+	      "</section>\n", out);
 }
 
 /* A histogram of d with its p50, p90 and p99 marked. */
@@ -1575,7 +1642,7 @@ static void breakdown_bar(FILE *out, const struct request *r, double full_ms)
 {
 	const char *names[] = { "queue", "prefill", "generation", "other (HTTP, tokenizing, sending)" };
 	const char *colors[] = { C_QUEUE, C_PREFILL, C_GENERATE, C_OTHER };
-	double seg[4] = { r->queue_ms, fmax(r->prefill_ms, 0), fmax(r->gen_ms, 0), 0 };
+	double seg[4] = { fmax(r->queue_ms, 0), fmax(r->prefill_ms, 0), fmax(r->gen_ms, 0), 0 };
 	double w = 200, x = 0, sum = seg[0] + seg[1] + seg[2], total = fmax(r->http_ms, sum);
 	char buf[32];
 
@@ -1594,11 +1661,20 @@ static void breakdown_bar(FILE *out, const struct request *r, double full_ms)
 	fputs("</svg>", out);
 }
 
+/* A request's count: "?" when unknown, "–" when it has none (not inference). */
+static const char *fmt_count(char *buf, size_t len, long long n, bool inference)
+{
+	if (n < 0)
+		return inference ? "?" : "–";
+	snprintf(buf, len, "%lld", n);
+	return buf;
+}
+
 static void slow_row(FILE *out, const struct trace *t, const struct request *r, int rank,
 		     double full_ms)
 {
 	const char *track = track_name(t, r->tid);
-	char buf[32];
+	char buf[32], n[3][24];
 
 	fprintf(out, "<tr><td class=\"num\">%d</td><td class=\"num\">%llu</td><td class=\"name\" title=\"",
 		rank, r->id);
@@ -1606,10 +1682,13 @@ static void slow_row(FILE *out, const struct trace *t, const struct request *r, 
 	fputs("\">", out);
 	html(out, r->name);
 	fprintf(out, "%s</td><td>", r->stream ? " <span class=\"stats\">stream</span>" : "");
-	html(out, is_slot_track(track) ? track : "no slot");
+	html(out, is_slot_track(track) || r->generation ? track ?: "?" : "no slot");
 	fprintf(out, "</td><td class=\"num%s\">%d%s</td><td class=\"num\">%.3f</td>"
-		"<td class=\"num\">%lld / %lld / %lld</td>", r->failed ? " bad" : "", r->status,
-		r->failed ? " failed" : "", r->ts / 1e6, r->prompt, r->cached, r->output);
+		"<td class=\"num\">%s / %s / %s</td>", r->failed ? " bad" : "", r->status,
+		r->failed ? " failed" : "", r->ts / 1e6,
+		fmt_count(n[0], sizeof(n[0]), r->prompt, r->inference),
+		fmt_count(n[1], sizeof(n[1]), r->cached, r->inference),
+		fmt_count(n[2], sizeof(n[2]), r->output, r->inference));
 	fprintf(out, "<td class=\"num\">%s</td>", r->ttft_ms > 0 ? fmt_ms(buf, sizeof(buf), r->ttft_ms) : "–");
 	fprintf(out, "<td class=\"num\">%s</td><td>", fmt_ms(buf, sizeof(buf), r->http_ms));
 	breakdown_bar(out, r, full_ms);
@@ -1630,7 +1709,7 @@ static void render_slowest(FILE *out, const struct trace *t, const struct stats 
 	for (size_t i = 0; i < s->n_slowest; i++) {
 		const struct request *q = &r[s->slowest[i]];
 
-		full_ms = fmax(full_ms, fmax(q->http_ms, q->queue_ms + fmax(q->prefill_ms, 0) +
+		full_ms = fmax(full_ms, fmax(q->http_ms, fmax(q->queue_ms, 0) + fmax(q->prefill_ms, 0) +
 							  fmax(q->gen_ms, 0)));
 	}
 	fputs("<p class=\"keys\">", out);

@@ -35,15 +35,52 @@ static void print_mix(FILE *out, const struct tm_window *w)
 		fputs("-", out);
 }
 
+/* A latency quantile divided by div with its unit, or "-" when none was measured. */
+static const char *fmt_q(char *buf, size_t len, const struct hist *h, double q, double div,
+			 int decimals, const char *unit)
+{
+	if (!h->count)
+		return "-";
+	snprintf(buf, len, "%.*f %s", decimals, (double)hist_quantile(h, q) / div, unit);
+	return buf;
+}
+
+/* A token sum over the known counts, or "?" when every count was unknown. */
+static const char *fmt_tokens(char *buf, size_t len, uint64_t sum, uint64_t known,
+			      uint64_t unknown)
+{
+	if (!known && unknown)
+		return "?";
+	snprintf(buf, len, "%llu", (unsigned long long)sum);
+	return buf;
+}
+
+/* The inference requests and generations with a token count llmtap did not measure. */
+static uint64_t tokens_unknown(const struct tm_window *w)
+{
+	return w->input_unknown > w->output_unknown ? w->input_unknown : w->output_unknown;
+}
+
 static void print_requests(FILE *out, const struct tm_window *w, const struct tm_gauges *g)
 {
+	char p50[32], p99[32], tpot[32], in[24], outs[24];
+
 	fprintf(out, "          requests %5.1f/s  active %u  queued %u  slots busy %u  "
-		     "ttft p50 %.3f s p99 %.3f s  tpot p50 %.2f ms  tokens in %llu out %llu  failed %llu\n",
+		     "ttft p50 %s p99 %s  tpot p50 %s  tokens in %s out %s",
 		tm_window_rate(w, w->requests), g ? g->active_requests : 0, g ? g->queued_tasks : 0,
-		g ? g->busy_slots : 0, (double)hist_quantile(&w->ttft_ns, 0.5) / 1e9,
-		(double)hist_quantile(&w->ttft_ns, 0.99) / 1e9,
-		(double)hist_quantile(&w->tpot_ns, 0.5) / 1e6, (unsigned long long)w->input_tokens,
-		(unsigned long long)w->output_tokens, (unsigned long long)w->requests_failed);
+		g ? g->busy_slots : 0, fmt_q(p50, sizeof(p50), &w->ttft_ns, 0.5, 1e9, 3, "s"),
+		fmt_q(p99, sizeof(p99), &w->ttft_ns, 0.99, 1e9, 3, "s"),
+		fmt_q(tpot, sizeof(tpot), &w->tpot_ns, 0.5, 1e6, 2, "ms"),
+		fmt_tokens(in, sizeof(in), w->input_tokens, w->input_known, w->input_unknown),
+		fmt_tokens(outs, sizeof(outs), w->output_tokens, w->output_known, w->output_unknown));
+	if (tokens_unknown(w))
+		fprintf(out, " (unknown for %llu)", (unsigned long long)tokens_unknown(w));
+	fprintf(out, "  failed %llu", (unsigned long long)w->requests_failed);
+	if (w->generations)
+		fprintf(out, "  generations %.1f/s", tm_window_rate(w, w->generations));
+	if (w->proxied)
+		fprintf(out, "  proxied %llu", (unsigned long long)w->proxied);
+	fputc('\n', out);
 }
 
 static void console_attached(void *self, const struct tm_target *t)
@@ -76,20 +113,20 @@ static void console_interval(void *self, const struct tm_snapshot *snap)
 
 	localtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
-	if (!w->steps) {
+	if (!w->steps) { /* a router never decodes: its requests line still follows */
 		fprintf(c->out, "%s  idle: no engine steps  lost %llu\n", ts,
 			(unsigned long long)w->lost);
-		fflush(c->out);
-		return;
+	} else {
+		fprintf(c->out, "%s  decode %6.1f/s  tokens %7.1f/s  p50 %7.3f ms  p99 %7.3f ms  batch ",
+			ts, tm_window_rate(w, w->steps), tm_window_rate(w, w->tokens),
+			(double)hist_quantile(&w->duration_ns, 0.50) / 1e6,
+			(double)hist_quantile(&w->duration_ns, 0.99) / 1e6);
+		print_mix(c->out, w);
+		fprintf(c->out, "  errors %llu  lost %llu\n", (unsigned long long)w->step_errors,
+			(unsigned long long)w->lost);
 	}
-	fprintf(c->out, "%s  decode %6.1f/s  tokens %7.1f/s  p50 %7.3f ms  p99 %7.3f ms  batch ",
-		ts, tm_window_rate(w, w->steps), tm_window_rate(w, w->tokens),
-		(double)hist_quantile(&w->duration_ns, 0.50) / 1e6,
-		(double)hist_quantile(&w->duration_ns, 0.99) / 1e6);
-	print_mix(c->out, w);
-	fprintf(c->out, "  errors %llu  lost %llu\n", (unsigned long long)w->step_errors,
-		(unsigned long long)w->lost);
-	if (w->requests || (snap->gauges && snap->gauges->active_requests))
+	if (w->requests || w->generations || w->proxied ||
+	    (snap->gauges && snap->gauges->active_requests))
 		print_requests(c->out, w, snap->gauges);
 	fflush(c->out);
 }
@@ -127,18 +164,33 @@ static void console_summary(void *self, const struct tm_snapshot *snap)
 	fputs("  batch mix   ", c->out);
 	print_mix(c->out, w);
 	fprintf(c->out, "\n  lost events %llu\n", (unsigned long long)w->lost);
-	if (w->requests) {
+	if (w->requests || w->generations) {
 		const struct hist *r = &w->req_duration_ns, *t = &w->ttft_ns;
+		char in[24], cached[24], outs[24], q[5][32];
 
-		fprintf(c->out, "  requests    %llu (failed %llu), tokens in %llu (cached %llu), out %llu, context shifts %llu\n",
-			(unsigned long long)w->requests, (unsigned long long)w->requests_failed,
-			(unsigned long long)w->input_tokens, (unsigned long long)w->cached_tokens,
-			(unsigned long long)w->output_tokens, (unsigned long long)w->context_shifts);
-		fprintf(c->out, "  duration    p50 %.3f s  p99 %.3f s;  ttft p50 %.3f s  p99 %.3f s;  tpot p50 %.2f ms\n",
-			(double)hist_quantile(r, 0.5) / 1e9, (double)hist_quantile(r, 0.99) / 1e9,
-			(double)hist_quantile(t, 0.5) / 1e9, (double)hist_quantile(t, 0.99) / 1e9,
-			(double)hist_quantile(&w->tpot_ns, 0.5) / 1e6);
+		fprintf(c->out, "  requests    %llu (failed %llu)", (unsigned long long)w->requests,
+			(unsigned long long)w->requests_failed);
+		if (w->generations)
+			fprintf(c->out, ", generations %llu", (unsigned long long)w->generations);
+		fprintf(c->out, ", tokens in %s (cached %s), out %s",
+			fmt_tokens(in, sizeof(in), w->input_tokens, w->input_known, w->input_unknown),
+			fmt_tokens(cached, sizeof(cached), w->cached_tokens, w->input_known,
+				   w->input_unknown),
+			fmt_tokens(outs, sizeof(outs), w->output_tokens, w->output_known,
+				   w->output_unknown));
+		if (tokens_unknown(w))
+			fprintf(c->out, " (unknown for %llu)", (unsigned long long)tokens_unknown(w));
+		fprintf(c->out, ", context shifts %llu\n", (unsigned long long)w->context_shifts);
+		fprintf(c->out, "  duration    p50 %s  p99 %s;  ttft p50 %s  p99 %s;  tpot p50 %s\n",
+			fmt_q(q[0], sizeof(q[0]), r, 0.5, 1e9, 3, "s"),
+			fmt_q(q[1], sizeof(q[1]), r, 0.99, 1e9, 3, "s"),
+			fmt_q(q[2], sizeof(q[2]), t, 0.5, 1e9, 3, "s"),
+			fmt_q(q[3], sizeof(q[3]), t, 0.99, 1e9, 3, "s"),
+			fmt_q(q[4], sizeof(q[4]), &w->tpot_ns, 0.5, 1e6, 2, "ms"));
 	}
+	if (w->proxied)
+		fprintf(c->out, "  proxied     %llu requests (each counted by the server it was passed to)\n",
+			(unsigned long long)w->proxied);
 	if (c->loaded)
 		fprintf(c->out, "  model load  %.3f s%s\n", c->load_s, c->load_ok ? "" : " (failed)");
 	if (c->have_ctx)

@@ -15,10 +15,26 @@ struct json_sink {
 	FILE *out;
 	bool steps;
 	int pid; /* the target's: on every record (the daemon writes several targets' records) */
+	char model[256]; /* a generation's span name */
 };
 
+/* ,"key":N, or null when it is unknown */
+static void json_count(FILE *out, const char *key, bool known, unsigned long long n)
+{
+	if (known)
+		fprintf(out, ",\"%s\":%llu", key, n);
+	else
+		fprintf(out, ",\"%s\":null", key);
+}
+
+/* A histogram; without samples its min, max and percentiles are null, not 0. */
 static void json_hist(FILE *out, const char *name, const struct hist *h, double scale)
 {
+	if (!h->count) {
+		fprintf(out, ",\"%s\":{\"count\":0,\"sum\":0,\"min\":null,\"max\":null,"
+			     "\"p50\":null,\"p90\":null,\"p99\":null}", name);
+		return;
+	}
 	fprintf(out, ",\"%s\":{\"count\":%llu,\"sum\":%.9g,\"min\":%.9g,\"max\":%.9g,"
 		     "\"p50\":%.9g,\"p90\":%.9g,\"p99\":%.9g}",
 		name, (unsigned long long)h->count, (double)h->sum * scale,
@@ -53,11 +69,17 @@ static void json_window(FILE *out, const struct tm_window *w, int64_t off)
 		if (w->by_route[k])
 			fprintf(out, "%s\"%s\":%llu", n++ ? "," : "", route_kind_name((enum route_kind)k),
 				(unsigned long long)w->by_route[k]);
-	fprintf(out, "},\"input_tokens\":%llu,\"cached_tokens\":%llu,\"output_tokens\":%llu,"
+	fprintf(out, "},\"generations\":%llu,\"proxied\":%llu", (unsigned long long)w->generations,
+		(unsigned long long)w->proxied);
+	/* sums over the known counts: null when every count was unknown */
+	json_count(out, "input_tokens", w->input_known || !w->input_unknown, w->input_tokens);
+	json_count(out, "cached_tokens", w->input_known || !w->input_unknown, w->cached_tokens);
+	json_count(out, "output_tokens", w->output_known || !w->output_unknown, w->output_tokens);
+	fprintf(out, ",\"input_tokens_unknown\":%llu,\"output_tokens_unknown\":%llu,"
 		     "\"context_shifts\":%llu,\"cache_saves\":%llu,\"cache_loads\":%llu,"
 		     "\"cache_bytes_saved\":%llu,\"cache_bytes_loaded\":%llu",
-		(unsigned long long)w->input_tokens, (unsigned long long)w->cached_tokens,
-		(unsigned long long)w->output_tokens, (unsigned long long)w->context_shifts,
+		(unsigned long long)w->input_unknown, (unsigned long long)w->output_unknown,
+		(unsigned long long)w->context_shifts,
 		(unsigned long long)w->cache_saves, (unsigned long long)w->cache_loads,
 		(unsigned long long)w->cache_bytes_saved, (unsigned long long)w->cache_bytes_loaded);
 	json_hist(out, "request_duration_s", &w->req_duration_ns, 1e-9);
@@ -84,6 +106,7 @@ static void json_attached(void *self, const struct tm_target *t)
 	struct json_sink *j = self;
 
 	j->pid = t->pid;
+	snprintf(j->model, sizeof(j->model), "%s", t->model ? t->model : "");
 	fprintf(j->out, "{\"type\":\"attach\",\"pid\":%d,\"comm\":", t->pid);
 	json_write_string(j->out, t->comm);
 	fputs(",\"library\":", j->out);
@@ -196,34 +219,47 @@ static const struct req_attr_visitor attr_writer = {
 	.on_bool = out_bool,
 };
 
+/* ,"key":ns, or null for a time that was not seen (0) */
+static void json_time(FILE *out, const char *key, uint64_t ns)
+{
+	json_count(out, key, ns != 0, (unsigned long long)ns);
+}
+
 static void json_request(void *self, const struct req_span *r, int64_t off)
 {
 	struct json_sink *j = self;
 	FILE *out = j->out;
 	struct attr_out attrs = { out, true };
-	char name[sizeof(r->method) + 64];
-	bool first = true;
+	char name[sizeof(r->method) + sizeof(j->model) + 64];
+	bool first = true, prompt = req_knows(r, REQ_KNOWN_PROMPT);
 
-	fprintf(out, "{\"type\":\"request\",\"pid\":%d,\"id\":%llu,\"name\":", j->pid,
-		(unsigned long long)r->id);
-	req_span_name(r, name, sizeof(name));
+	fprintf(out, "{\"type\":\"request\",\"pid\":%d,\"id\":%llu,\"kind\":\"%s\","
+		"\"attribution\":\"%s\",\"name\":", j->pid, (unsigned long long)r->id,
+		req_kind_name(r->kind), req_attribution_name(r->attribution));
+	req_span_name(r, j->model, name, sizeof(name));
 	json_write_string(out, name);
 	fprintf(out, ",\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"complete\":%s",
 		mono_to_unix_ns(r->start_ns, off),
 		(unsigned long long)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0),
 		r->complete ? "true" : "false");
-	fprintf(out, ",\"kind\":\"%s\",\"stream\":%s,\"tasks\":%d,\"slot\":%d,\"queued\":%s",
-		route_kind_name(r->route.kind), r->stream ? "true" : "false", r->n_tasks, r->slot,
-		r->deferred ? "true" : "false");
-	fprintf(out, ",\"queue_ns\":%llu,\"ttft_ns\":%llu,\"tpot_ns\":%llu",
-		(unsigned long long)req_queue_ns(r), (unsigned long long)req_ttft_ns(r),
-		(unsigned long long)req_tpot_ns(r));
-	fprintf(out, ",\"prompt_tokens\":%u,\"cached_tokens\":%u,\"output_tokens\":%u,"
-		     "\"context_shifts\":%u,\"cache_loads\":%u,\"cache_bytes_loaded\":%llu,"
+	fprintf(out, ",\"endpoint\":\"%s\",\"stream\":%s,\"tasks\":%d,\"slot\":%d",
+		r->kind == REQ_GENERATION ? "generation" : route_kind_name(r->route.kind),
+		r->stream ? "true" : "false", r->n_tasks, r->slot);
+	if (r->kind == REQ_GENERATION)
+		fprintf(out, ",\"seq\":%d", r->seq);
+	fprintf(out, ",\"queued\":%s", r->deferred ? "true" : "false");
+	/* unseen times and unmeasured counts are null, never 0 */
+	json_count(out, "queue_ns", r->launch_ns != 0, (unsigned long long)req_queue_ns(r));
+	json_time(out, "ttft_ns", req_ttft_ns(r));
+	json_time(out, "tpot_ns", req_tpot_ns(r));
+	json_count(out, "prompt_tokens", prompt, r->prompt_tokens);
+	json_count(out, "cached_tokens", prompt, r->cached_tokens);
+	json_count(out, "output_tokens", req_knows(r, REQ_KNOWN_OUTPUT), r->output_tokens);
+	fprintf(out, ",\"context_shifts\":%u,\"cache_loads\":%u,\"cache_bytes_loaded\":%llu,"
 		     "\"tokenize_calls\":%u,\"sampling_ns\":%llu,\"draft_tokens\":%u,\"failed\":%s",
-		r->prompt_tokens, r->cached_tokens, r->output_tokens, r->context_shifts,
-		r->cache_loads, (unsigned long long)r->cache_bytes_loaded, r->tokenize_calls,
-		(unsigned long long)r->sampling_ns, r->draft_tokens, req_failed(r) ? "true" : "false");
+		r->context_shifts, r->cache_loads, (unsigned long long)r->cache_bytes_loaded,
+		r->tokenize_calls, (unsigned long long)r->sampling_ns, r->draft_tokens,
+		req_failed(r) ? "true" : "false");
 	fputs(",\"attributes\":{", out);
 	req_visit_attrs(r, NULL, REQ_ATTRS_ERROR_MESSAGE, &attr_writer, &attrs);
 	fputs("},\"children\":[", out);

@@ -26,7 +26,7 @@ struct top {
 	bool paused;
 	enum top_sort sort;
 	uint64_t cpu_ns_last; /* llmtap's own CPU time at the last frame */
-	uint64_t requests_total;
+	uint64_t requests_total, generations_total, proxied_total;
 	char *line;           /* one screen line, cut to the width */
 	struct sink console;  /* prints the summary once the screen is back */
 	int cols, rows;
@@ -73,6 +73,35 @@ static void put(struct top *t, const char *fmt, ...)
 	fprintf(t->out, "\033[%d;1H%s\033[K", ++t->row, t->line);
 }
 
+/* A count, or "-" when it is unknown. */
+static const char *fmt_count(char *buf, size_t len, bool known, uint32_t n)
+{
+	if (!known)
+		return "-";
+	snprintf(buf, len, "%u", n);
+	return buf;
+}
+
+/* A latency quantile divided by div with its unit, or "-" when none was measured. */
+static const char *fmt_q(char *buf, size_t len, const struct hist *h, double q, double div,
+			 int decimals, const char *unit)
+{
+	if (!h->count)
+		return "-";
+	snprintf(buf, len, "%.*f%s", decimals, (double)hist_quantile(h, q) / div, unit);
+	return buf;
+}
+
+/* Tokens per second over the known counts, or "?" when every count was unknown. */
+static const char *fmt_rate(char *buf, size_t len, const struct tm_window *w, uint64_t sum,
+			    uint64_t known, uint64_t unknown)
+{
+	if (!known && unknown)
+		return "?";
+	snprintf(buf, len, "%.1f", tm_window_rate(w, sum));
+	return buf;
+}
+
 static int cmp_slot(const void *a, const void *b, void *arg)
 {
 	const struct tm_slot *x = a, *y = b;
@@ -97,15 +126,20 @@ static void draw_slots(struct top *t, const struct tm_gauges *g, uint64_t now_ns
 	    "ROUTE", "PROMPT", "CACHED", "OUT", "ELAPSED", "KV");
 	for (int i = 0; i < n; i++) {
 		const struct tm_slot *s = &slots[i];
-		char req[24] = "", elapsed[24] = "";
+		char req[24] = "", elapsed[24] = "", prompt[16], cached[16], out[16];
+		bool prompt_known = s->request_id && (s->known & REQ_KNOWN_PROMPT);
+		bool out_known = s->request_id && (s->known & REQ_KNOWN_OUTPUT);
 
 		if (s->request_id)
 			snprintf(req, sizeof(req), "%llu", (unsigned long long)s->request_id);
 		if (s->since_ns && now_ns > s->since_ns)
 			snprintf(elapsed, sizeof(elapsed), "%.2fs", (double)(now_ns - s->since_ns) / 1e9);
-		put(t, "%5d %-11s %8s  %-22.22s %7u %7u %6u %9s %7llu", s->slot,
+		/* counts llmtap does not know (or a slot without a request) show "-" */
+		put(t, "%5d %-11s %8s  %-22.22s %7s %7s %6s %9s %7llu", s->slot,
 		    phases[s->phase >= 0 && s->phase <= 2 ? s->phase : 0], req, s->route,
-		    s->prompt_tokens, s->cached_tokens, s->output_tokens, elapsed,
+		    fmt_count(prompt, sizeof(prompt), prompt_known, s->prompt_tokens),
+		    fmt_count(cached, sizeof(cached), prompt_known, s->cached_tokens),
+		    fmt_count(out, sizeof(out), out_known, s->output_tokens), elapsed,
 		    (unsigned long long)s->kv_cells);
 	}
 	if (!n)
@@ -119,12 +153,15 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	const struct tm_gauges *g = snap->gauges;
 	uint64_t cpu = self_cpu_ns(), secs_ns = w->end_ns - w->start_ns;
 	double cpu_pct = secs_ns ? (double)(cpu - t->cpu_ns_last) / (double)secs_ns * 100 : 0;
-	char clock[16], kv[64] = "", comm[64], model[256];
+	char clock[16], kv[64] = "", comm[64], model[256], in[24], out[24], more[64] = "";
+	char q[5][24];
 	time_t now = time(NULL);
 	struct tm tm;
 
 	t->cpu_ns_last = cpu;
 	t->requests_total += w->requests;
+	t->generations_total += w->generations;
+	t->proxied_total += w->proxied;
 	if (t->paused || !g)
 		return;
 	localtime_r(&now, &tm);
@@ -139,17 +176,26 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	    t->target->layers, clock);
 	put(t, "keys: q quit  p pause  s sort (by %s)", sort_names[t->sort]);
 	put(t, "%s", "");
-	put(t, "requests  %6.1f/s  total %-6llu active %-4u queued %-4u failed %-4llu  tokens/s in %7.1f out %7.1f",
+	if (t->generations_total)
+		snprintf(more, sizeof(more), "  generations %llu", (unsigned long long)t->generations_total);
+	if (t->proxied_total)
+		snprintf(more + strlen(more), sizeof(more) - strlen(more), "  proxied %llu",
+			 (unsigned long long)t->proxied_total);
+	put(t, "requests  %6.1f/s  total %-6llu active %-4u queued %-4u failed %-4llu  tokens/s in %7s out %7s%s",
 	    tm_window_rate(w, w->requests), (unsigned long long)t->requests_total, g->active_requests,
-	    g->queued_tasks, (unsigned long long)w->requests_failed, tm_window_rate(w, w->input_tokens),
-	    tm_window_rate(w, w->output_tokens));
-	put(t, "latency   ttft p50 %.3fs p99 %.3fs   tpot p50 %.2fms p99 %.2fms   queue p99 %.3fs",
-	    (double)hist_quantile(&w->ttft_ns, 0.5) / 1e9, (double)hist_quantile(&w->ttft_ns, 0.99) / 1e9,
-	    (double)hist_quantile(&w->tpot_ns, 0.5) / 1e6, (double)hist_quantile(&w->tpot_ns, 0.99) / 1e6,
-	    (double)hist_quantile(&w->queue_ns, 0.99) / 1e9);
-	put(t, "engine    %6.1f steps/s  %7.1f tokens/s   step p50 %.3fms p99 %.3fms   batch p50 %llu max %llu",
-	    tm_window_rate(w, w->steps), tm_window_rate(w, w->tokens), (double)hist_quantile(&w->duration_ns, 0.5) / 1e6,
-	    (double)hist_quantile(&w->duration_ns, 0.99) / 1e6,
+	    g->queued_tasks, (unsigned long long)w->requests_failed,
+	    fmt_rate(in, sizeof(in), w, w->input_tokens, w->input_known, w->input_unknown),
+	    fmt_rate(out, sizeof(out), w, w->output_tokens, w->output_known, w->output_unknown), more);
+	put(t, "latency   ttft p50 %s p99 %s   tpot p50 %s p99 %s   queue p99 %s",
+	    fmt_q(q[0], sizeof(q[0]), &w->ttft_ns, 0.5, 1e9, 3, "s"),
+	    fmt_q(q[1], sizeof(q[1]), &w->ttft_ns, 0.99, 1e9, 3, "s"),
+	    fmt_q(q[2], sizeof(q[2]), &w->tpot_ns, 0.5, 1e6, 2, "ms"),
+	    fmt_q(q[3], sizeof(q[3]), &w->tpot_ns, 0.99, 1e6, 2, "ms"),
+	    fmt_q(q[4], sizeof(q[4]), &w->queue_ns, 0.99, 1e9, 3, "s"));
+	put(t, "engine    %6.1f steps/s  %7.1f tokens/s   step p50 %s p99 %s   batch p50 %llu max %llu",
+	    tm_window_rate(w, w->steps), tm_window_rate(w, w->tokens),
+	    fmt_q(q[0], sizeof(q[0]), &w->duration_ns, 0.5, 1e6, 3, "ms"),
+	    fmt_q(q[1], sizeof(q[1]), &w->duration_ns, 0.99, 1e6, 3, "ms"),
 	    (unsigned long long)hist_quantile(&w->batch_tokens, 0.5),
 	    (unsigned long long)w->batch_tokens.max);
 	if (g->n_ctx)
@@ -158,8 +204,10 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	    (unsigned long long)g->kv_cells, kv, g->busy_slots,
 	    (unsigned long long)snap->total->context_shifts, (unsigned long long)snap->total->cache_loads,
 	    (unsigned long long)snap->total->cache_saves);
-	put(t, "llmtap    cpu %.2f%%  lost events %llu   target rss %.0f MiB", cpu_pct,
-	    (unsigned long long)snap->total->lost, (double)g->rss_bytes / (1 << 20));
+	if (g->rss_bytes)
+		snprintf(in, sizeof(in), "%.0f MiB", (double)g->rss_bytes / (1 << 20));
+	put(t, "llmtap    cpu %.2f%%  lost events %llu   target rss %s", cpu_pct,
+	    (unsigned long long)snap->total->lost, g->rss_bytes ? in : "?");
 	put(t, "%s", "");
 	draw_slots(t, g, w->end_ns);
 	fputs("\033[J", t->out); /* clear what the last frame had below */

@@ -24,6 +24,7 @@
 #define TRACK_ENGINE 1
 #define TRACK_HTTP 2     /* requests that never reached a slot */
 #define TRACK_SLOT0 1000 /* slot N is TRACK_SLOT0 + N */
+#define TRACK_SEQ0 2000  /* an embedder's sequence N is TRACK_SEQ0 + N */
 
 /* Tail capture: the last window of events, kept in memory until a trigger dumps them. */
 struct tail_event {
@@ -55,8 +56,10 @@ struct trace_sink {
 	char *path;
 	char *tmp_path;
 	int pid;
+	char model[256]; /* a generation's span name */
 	uint64_t events;
 	bool slot_named[LLMTAP_MAX_SEQ];
+	bool seq_named[LLMTAP_MAX_SEQ];
 	bool failed; /* a write failed: the file is not renamed into place */
 	uint64_t t0_ns; /* CLOCK_MONOTONIC at the start: ts 0 */
 };
@@ -160,6 +163,21 @@ static int slot_track(struct trace_sink *t, int slot)
 	return TRACK_SLOT0 + slot;
 }
 
+/* An embedder's generations: a track per sequence (no slots, no queue there). */
+static int seq_track(struct trace_sink *t, int seq)
+{
+	char name[32];
+
+	if (seq < 0 || seq >= LLMTAP_MAX_SEQ)
+		return TRACK_HTTP;
+	if (!t->seq_named[seq]) {
+		snprintf(name, sizeof(name), TRACE_TRACK_SEQ "%d", seq);
+		thread_name(t, TRACK_SEQ0 + seq, name, 10 + LLMTAP_MAX_SEQ + seq);
+		t->seq_named[seq] = true;
+	}
+	return TRACK_SEQ0 + seq;
+}
+
 static void complete(struct trace_sink *t, int tid, const char *name, const char *cat,
 		     uint64_t start, uint64_t end)
 {
@@ -176,6 +194,7 @@ static void trace_attached(void *self, const struct tm_target *tg)
 	char name[128];
 
 	t->pid = tg->pid;
+	snprintf(t->model, sizeof(t->model), "%s", tg->model ? tg->model : "");
 	t->t0_ns = monotonic_ns();
 	fprintf(t->out, "{\"displayTimeUnit\":\"ms\",\"otherData\":{"
 		TRACE_KEY(TRACE_PRODUCER) TRACE_STR("llmtap " LLMTAP_VERSION) ","
@@ -274,16 +293,53 @@ static void trace_step(void *self, const struct step *s, int64_t off __attribute
 		t->pid, us(t, s->start_ns), s->n_tokens);
 }
 
+static const char *req_kind_arg(enum req_kind k)
+{
+	switch (k) {
+	case REQ_GENERATION: return TRACE_REQ_GENERATION;
+	case REQ_PROXY: return TRACE_REQ_PROXY;
+	default: return TRACE_REQ_HTTP;
+	}
+}
+
+/* A request's args: what llmtap did not measure is left out (trace_schema.h). */
+static void request_args(struct trace_sink *t, const struct req_span *r)
+{
+	const char *op = req_operation(r);
+
+	fprintf(t->out, ",\"args\":{" TRACE_KEY(TRACE_ARG_REQUEST) "%llu," TRACE_KEY(TRACE_ARG_REQ_KIND)
+			"\"%s\"," TRACE_KEY(TRACE_ARG_ATTRIBUTION) "\"%s\",",
+		(unsigned long long)r->id, req_kind_arg(r->kind), req_attribution_name(r->attribution));
+	if (op)
+		fprintf(t->out, TRACE_KEY(TRACE_ARG_OPERATION) "\"%s\",", op);
+	fprintf(t->out, TRACE_KEY(TRACE_ARG_STATUS) "%d," TRACE_KEY(TRACE_ARG_STREAM) "%s,"
+			TRACE_KEY(TRACE_ARG_CLIENT_PORT) "%d,",
+		r->status, r->stream ? "true" : "false", r->client_port);
+	if (req_knows(r, REQ_KNOWN_PROMPT))
+		fprintf(t->out, TRACE_KEY(TRACE_ARG_PROMPT_TOKENS) "%u,"
+				TRACE_KEY(TRACE_ARG_CACHED_TOKENS) "%u,",
+			r->prompt_tokens, r->cached_tokens);
+	if (req_knows(r, REQ_KNOWN_OUTPUT))
+		fprintf(t->out, TRACE_KEY(TRACE_ARG_OUTPUT_TOKENS) "%u,", r->output_tokens);
+	if (req_ttft_ns(r))
+		fprintf(t->out, TRACE_KEY(TRACE_ARG_TTFT_MS) "%.3f,", (double)req_ttft_ns(r) / 1e6);
+	if (r->launch_ns)
+		fprintf(t->out, TRACE_KEY(TRACE_ARG_QUEUE_MS) "%.3f,", (double)req_queue_ns(r) / 1e6);
+	fprintf(t->out, TRACE_KEY(TRACE_ARG_HTTP_MS) "%.3f}}",
+		(double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e6);
+}
+
 static void trace_request(void *self, const struct req_span *r,
 			  int64_t off __attribute__((unused)))
 {
 	struct trace_sink *t = self;
-	int track = slot_track(t, r->slot);
+	int track = r->kind == REQ_GENERATION && r->slot < 0 ? seq_track(t, r->seq) :
+							      slot_track(t, r->slot);
 	uint64_t start = r->launch_ns ? r->launch_ns : r->start_ns;
 	uint64_t end = r->final_ns ? r->final_ns : r->end_ns;
-	char name[sizeof(r->method) + 64];
+	char name[sizeof(r->method) + sizeof(t->model) + 64];
 
-	req_span_name(r, name, sizeof(name));
+	req_span_name(r, t->model, name, sizeof(name));
 	if (r->deferred && r->launch_ns > r->enqueue_ns) { /* waits overlap: async events */
 		fprintf(begin(t), "{\"ph\":\"b\",\"pid\":%d,\"tid\":%d,\"cat\":" TRACE_STR(TRACE_CAT_QUEUE)
 				  ",\"name\":" TRACE_STR(TRACE_QUEUED) ",\"id\":%llu,\"ts\":%.3f}",
@@ -293,16 +349,7 @@ static void trace_request(void *self, const struct req_span *r,
 			t->pid, track, (unsigned long long)r->id, us(t, r->launch_ns));
 	}
 	complete(t, track, name, TRACE_CAT_REQUEST, start, end);
-	fprintf(t->out, ",\"args\":{" TRACE_KEY(TRACE_ARG_REQUEST) "%llu,"
-			TRACE_KEY(TRACE_ARG_STATUS) "%d," TRACE_KEY(TRACE_ARG_STREAM) "%s,"
-			TRACE_KEY(TRACE_ARG_CLIENT_PORT) "%d,"
-			TRACE_KEY(TRACE_ARG_PROMPT_TOKENS) "%u," TRACE_KEY(TRACE_ARG_CACHED_TOKENS) "%u,"
-			TRACE_KEY(TRACE_ARG_OUTPUT_TOKENS) "%u," TRACE_KEY(TRACE_ARG_TTFT_MS) "%.3f,"
-			TRACE_KEY(TRACE_ARG_QUEUE_MS) "%.3f," TRACE_KEY(TRACE_ARG_HTTP_MS) "%.3f}}",
-		(unsigned long long)r->id, r->status, r->stream ? "true" : "false", r->client_port,
-		r->prompt_tokens, r->cached_tokens, r->output_tokens, (double)req_ttft_ns(r) / 1e6,
-		(double)req_queue_ns(r) / 1e6,
-		(double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e6);
+	request_args(t, r);
 	if (r->launch_ns && r->first_token_ns >= r->launch_ns) {
 		complete(t, track, TRACE_PREFILL, TRACE_CAT_PHASE, r->launch_ns, r->first_token_ns);
 		fputs("}", t->out);

@@ -17,10 +17,12 @@
 #define TRACE_LIBRARY "library"
 #define TRACE_MODEL "model"
 
-/* tracks (thread_name): the engine's steps, requests without a slot, "slot N" */
+/* tracks (thread_name): the engine's steps, requests without a slot, "slot N",
+ * "sequence N" (an embedder's generations) */
 #define TRACE_TRACK_ENGINE "engine steps"
 #define TRACE_TRACK_HTTP "requests without a slot"
 #define TRACE_TRACK_SLOT "slot " /* followed by the slot number */
+#define TRACE_TRACK_SEQ "sequence " /* followed by the sequence id */
 
 /* complete events (ph X) by category */
 #define TRACE_CAT_STEP "step"       /* name: decode or encode */
@@ -40,8 +42,20 @@
 #define TRACE_KIND_MIXED "mixed"
 #define TRACE_KIND_UNKNOWN "unknown"
 
-/* a request's args (also on its TRACE_FAILED marker: status, complete) */
+/*
+ * A request's args (also on its TRACE_FAILED marker: status, complete). What llmtap
+ * did not measure is absent, never 0: the token counts of a request whose counts are
+ * unknown, ttft_ms when no token was seen, queue_ms when it never reached a slot.
+ * A file written before kind, attribution and operation existed has HTTP requests
+ * only, every count in it.
+ */
 #define TRACE_ARG_REQUEST "request" /* llmtap's request id */
+#define TRACE_ARG_REQ_KIND "kind"   /* TRACE_REQ_*; absent: http */
+#define TRACE_REQ_HTTP "http"
+#define TRACE_REQ_GENERATION "generation" /* an embedder's, on a TRACE_TRACK_SEQ track */
+#define TRACE_REQ_PROXY "proxy"   /* a router's copy of a request a child served */
+#define TRACE_ARG_ATTRIBUTION "attribution" /* where its counts come from (llmtap.attribution) */
+#define TRACE_ARG_OPERATION "operation" /* gen_ai.operation.name; absent: not inference */
 #define TRACE_ARG_STATUS "status"
 #define TRACE_ARG_STREAM "stream"
 #define TRACE_ARG_CLIENT_PORT "client_port"
