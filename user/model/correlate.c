@@ -262,6 +262,9 @@ static void request_close(struct correlator *c, struct request *r, bool complete
 {
 	if (r->span.method[0] || r->span.status) {
 		r->span.complete = complete;
+		/* the server layer saw no task of it start: nothing was decoded for it */
+		if (!engine_first(c) && !r->span.launch_ns && r->span.kind == REQ_HTTP)
+			r->span.known |= REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT;
 		if (engine_first(c) && r->span.kind == REQ_HTTP && route_decodes(r->span.route.kind) &&
 		    r->span.attribution == REQ_ATTR_NONE)
 			r->span.attribution = REQ_ATTR_UNATTRIBUTED;
@@ -324,7 +327,7 @@ static void emit_generation(struct correlator *c, const struct gen *g)
 		.end_ns = g->last_ns,
 		.err_type = -1,
 		.route = route_classify(""),
-		.complete = !g->uncertain,
+		.complete = true, /* what is uncertain is its counts, left unknown */
 	};
 
 	span_from_gen(c, &r, g);
@@ -993,6 +996,7 @@ void correlator_gauges(const struct correlator *c, struct tm_gauges *g)
 			continue;
 		v->phase = t->phase == TASK_GENERATE ? 2 : 1;
 		if (t->req) {
+			v->known = t->req->span.known;
 			v->request_id = t->req->span.id;
 			v->route = t->req->span.route.template;
 			v->prompt_tokens = t->req->span.prompt_tokens;

@@ -46,6 +46,12 @@ static void window_reset(struct tm_window *w, uint64_t now_ns)
 	w->start_ns = w->end_ns = now_ns;
 }
 
+bool req_has_queue(const struct req_span *r)
+{
+	/* only llama-server's own records tell when a task was queued */
+	return r->attribution == REQ_ATTR_SERVER && r->launch_ns;
+}
+
 uint64_t req_queue_ns(const struct req_span *r)
 {
 	/* only a task that waited for a free slot was queued; dispatch is not queueing */
@@ -224,7 +230,7 @@ static void window_add_request(struct tm_window *w, const struct req_span *r)
 		hist_add(&w->ttft_ns, req_ttft_ns(r));
 	if (req_tpot_ns(r))
 		hist_add(&w->tpot_ns, req_tpot_ns(r));
-	if (r->launch_ns)
+	if (req_has_queue(r))
 		hist_add(&w->queue_ns, req_queue_ns(r));
 }
 
@@ -366,7 +372,7 @@ static void metrics_request(struct telemetry *tm, const struct req_span *r)
 			       r->output_tokens / ((double)(r->final_ns - r->first_token_ns) / 1e9),
 			       t, INF, NULL);
 #undef INF
-	if (r->launch_ns)
+	if (req_has_queue(r))
 		metrics_record(m, M_QUEUE_DURATION, (double)req_queue_ns(r) / 1e9, t, "endpoint",
 			       endpoint, NULL);
 	if (r->launch_ns && r->first_token_ns > r->launch_ns)

@@ -207,6 +207,8 @@ void telemetry_tick(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total);
 /* Derived request times (0 when a phase was not seen, or, for the time per output
  * token, when the output count is unknown). */
 uint64_t req_queue_ns(const struct req_span *r);
+/* Whether its queue time was measured (the server layer saw its task start). */
+bool req_has_queue(const struct req_span *r);
 uint64_t req_ttft_ns(const struct req_span *r);
 uint64_t req_tpot_ns(const struct req_span *r);
 /* Whether every count in bits (enum req_known) was measured. */

@@ -249,7 +249,7 @@ static void json_request(void *self, const struct req_span *r, int64_t off)
 		fprintf(out, ",\"seq\":%d", r->seq);
 	fprintf(out, ",\"queued\":%s", r->deferred ? "true" : "false");
 	/* unseen times and unmeasured counts are null, never 0 */
-	json_count(out, "queue_ns", r->launch_ns != 0, (unsigned long long)req_queue_ns(r));
+	json_count(out, "queue_ns", req_has_queue(r), (unsigned long long)req_queue_ns(r));
 	json_time(out, "ttft_ns", req_ttft_ns(r));
 	json_time(out, "tpot_ns", req_tpot_ns(r));
 	json_count(out, "prompt_tokens", prompt, r->prompt_tokens);

@@ -323,7 +323,7 @@ static void request_args(struct trace_sink *t, const struct req_span *r)
 		fprintf(t->out, TRACE_KEY(TRACE_ARG_OUTPUT_TOKENS) "%u,", r->output_tokens);
 	if (req_ttft_ns(r))
 		fprintf(t->out, TRACE_KEY(TRACE_ARG_TTFT_MS) "%.3f,", (double)req_ttft_ns(r) / 1e6);
-	if (r->launch_ns)
+	if (req_has_queue(r))
 		fprintf(t->out, TRACE_KEY(TRACE_ARG_QUEUE_MS) "%.3f,", (double)req_queue_ns(r) / 1e6);
 	fprintf(t->out, TRACE_KEY(TRACE_ARG_HTTP_MS) "%.3f}}",
 		(double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e6);
