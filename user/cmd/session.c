@@ -12,7 +12,9 @@
 
 #include "export/prom_http.h"
 #include "lib/clock.h"
+#include "lib/text.h"
 #include "model/correlate.h"
+#include "model/layercheck.h"
 #include "model/telemetry.h"
 #include "probe/event.h"
 #include "probe/probes.h"
@@ -20,6 +22,7 @@
 #include "target/gguf.h"
 #include "target/proc.h"
 #include "target/resource.h"
+#include "target/sites.h"
 #include "target/version.h"
 
 #define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
@@ -29,6 +32,8 @@ struct session {
 	struct probes *p;
 	struct telemetry tm;
 	struct correlator *corr;
+	struct layercheck *check;  /* turns off a C++ layer whose records do not fit the build */
+	char layers[128];          /* the layers attached and believed: the sinks see it change */
 	int pidfd;
 	uint64_t bad_records;
 	bool debug;                /* print every record to stderr */
@@ -47,9 +52,52 @@ struct session {
 	struct step_assembler steps; /* steps spread over several records */
 };
 
+/* What a layer turned off leaves: the correlator's fallback for it. */
+static const char *const layer_off_effect[LAYER_MAX] = {
+	[LAYER_SAMPLING] = "output tokens are counted from the decode batches",
+	[LAYER_SERVER] = "requests are counted from the engine alone",
+	[LAYER_HTTP] = "HTTP requests are not traced; generations are counted from the engine alone",
+};
+
+/* s->layers from a mask of 1 << enum llmtap_layer. */
+static void describe_layers(struct session *s, unsigned int mask)
+{
+	size_t used = 0;
+
+	s->layers[0] = '\0';
+	for (int l = 0; l < LAYER_MAX; l++) {
+		if (!(mask & (1u << l)))
+			continue;
+		snprintf(s->layers + used, sizeof(s->layers) - used, "%s%s", used ? "," : "",
+			 site_layer_name(l));
+		used += strlen(s->layers + used);
+	}
+}
+
+/* The self-check found the layers in failed wrong for this build: stop believing them. */
+static void turn_off(struct session *s, unsigned int failed, const char *why)
+{
+	const char *ver = strcmp(s->version.text, "unknown") ? s->version.text : "of unknown version";
+
+	describe_layers(s, layercheck_layers(s->check));
+	for (int l = 0; l < LAYER_MAX; l++) {
+		if (!(failed & (1u << l)))
+			continue;
+		correlator_disable_layer(s->corr, l);
+		tell("PID %d: the %s layer does not fit llama.cpp %s (%s); turned off: %s",
+		     (int)s->t.pid, site_layer_name(l), ver, why, layer_off_effect[l]);
+		for (int i = 0; i < s->tm.n_sinks; i++)
+			if (s->tm.sinks[i].ops->layer_off)
+				s->tm.sinks[i].ops->layer_off(s->tm.sinks[i].self, &s->tm.target,
+							      site_layer_name(l), why);
+	}
+}
+
 static int on_event(void *arg, const void *data, size_t size)
 {
 	struct session *s = arg;
+	unsigned int failed;
+	char why[256];
 
 	if (event_decode(data, size, &s->ev)) {
 		s->bad_records++;
@@ -59,6 +107,9 @@ static int on_event(void *arg, const void *data, size_t size)
 		event_print(stderr, &s->ev);
 	if (s->ev.kind == LLMTAP_EV_STEP && !step_assemble(&s->steps, &s->ev.step, &s->ev.step))
 		return 0; /* the step's next record continues its runs */
+	failed = layercheck_event(s->check, &s->ev, why, sizeof(why));
+	if (failed)
+		turn_off(s, failed, why);
 	correlator_event(s->corr, &s->ev);
 	return 0;
 }
@@ -246,6 +297,7 @@ static void session_free(struct session *s)
 {
 	probes_close(s->p);
 	correlator_free(s->corr);
+	layercheck_free(s->check);
 	telemetry_destroy(&s->tm);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
@@ -281,13 +333,14 @@ struct session *session_open(const struct target *t, const struct session_opts *
 		goto fail;
 	read_model(s);
 	target_version(&s->t, &s->version);
+	snprintf(s->layers, sizeof(s->layers), "%s", probes_attached(s->p));
 	tt = (struct tm_target){
 		.pid = s->t.pid,
 		.comm = s->t.comm,
 		.library = target_core(&s->t)->path,
 		.llama_version = s->version.text,
 		.in_executable = s->t.in_executable,
-		.layers = probes_attached(s->p),
+		.layers = s->layers,
 		.model = s->model,
 		.model_arch = s->gguf.architecture,
 	};
@@ -295,7 +348,8 @@ struct session *session_open(const struct target *t, const struct session_opts *
 		goto fail;
 	telemetry_init(&s->tm, &tt, monotonic_ns());
 	s->corr = correlator_new(&s->tm, probes_layer_mask(s->p));
-	if (!s->corr) {
+	s->check = layercheck_new(probes_layer_mask(s->p));
+	if (!s->corr || !s->check) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -355,7 +409,7 @@ const char *session_comm(const struct session *s)
 
 const char *session_layers(const struct session *s)
 {
-	return probes_attached(s->p);
+	return s->layers;
 }
 
 const char *session_instance(const struct session *s)

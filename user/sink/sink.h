@@ -23,6 +23,12 @@ struct sink_ops {
 	void (*engine_event)(void *self, const struct engine_event *e, int64_t realtime_offset_ns);
 	void (*interval)(void *self, const struct tm_snapshot *snap);
 	void (*summary)(void *self, const struct tm_snapshot *snap);
+	/*
+	 * A layer turned off while tracing: its records did not fit the traced build
+	 * (model/layercheck.h). layer: "server"; why: what failed; t->layers: the
+	 * layers left, t->llama_version: the build.
+	 */
+	void (*layer_off)(void *self, const struct tm_target *t, const char *layer, const char *why);
 	void (*destroy)(void *self);
 };
 

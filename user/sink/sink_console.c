@@ -18,6 +18,7 @@ struct console {
 	double load_s;
 	bool load_ok;
 	uint32_t ctx[4];
+	char off[256]; /* the layers turned off and why, for the summary */
 };
 
 static void print_mix(FILE *out, const struct tm_window *w)
@@ -191,12 +192,27 @@ static void console_summary(void *self, const struct tm_snapshot *snap)
 	if (w->proxied)
 		fprintf(c->out, "  proxied     %llu requests (each counted by the server it was passed to)\n",
 			(unsigned long long)w->proxied);
+	if (c->off[0])
+		fprintf(c->out, "  layers      %s; turned off: %s\n", snap->target->layers, c->off);
 	if (c->loaded)
 		fprintf(c->out, "  model load  %.3f s%s\n", c->load_s, c->load_ok ? "" : " (failed)");
 	if (c->have_ctx)
 		fprintf(c->out, "  context     n_ctx %u, n_batch %u, n_ubatch %u, n_seq_max %u\n",
 			c->ctx[0], c->ctx[1], c->ctx[2], c->ctx[3]);
 	fflush(c->out);
+}
+
+/* The warning itself went to stderr as it happened; the summary repeats it. */
+static void console_layer_off(void *self, const struct tm_target *t, const char *layer,
+			      const char *why)
+{
+	struct console *c = self;
+	size_t used = strlen(c->off);
+	char safe[160];
+
+	(void)t;
+	snprintf(c->off + used, sizeof(c->off) - used, "%s%s (%s)", used ? ", " : "", layer,
+		 term_safe(safe, sizeof(safe), why));
 }
 
 static void console_destroy(void *self)
@@ -235,6 +251,7 @@ static const struct sink_ops console_ops = {
 	.engine_event = console_engine_event,
 	.interval = console_interval,
 	.summary = console_summary,
+	.layer_off = console_layer_off,
 	.destroy = console_destroy,
 };
 

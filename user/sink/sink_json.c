@@ -322,12 +322,34 @@ static void json_summary(void *self, const struct tm_snapshot *snap)
 
 	fprintf(j->out, "{\"type\":\"summary\",\"pid\":%d,\"end_reason\":", snap->target->pid);
 	json_write_string(j->out, snap->end_reason);
+	fputs(",\"layers\":", j->out); /* what is left: a layer may have been turned off */
+	json_write_string(j->out, snap->target->layers);
 	json_window(j->out, snap->total, snap->realtime_offset_ns);
 	json_gauges(j->out, snap->gauges);
 	if (snap->metrics) {
 		fputs(",\"metrics\":", j->out);
 		metrics_write_json(snap->metrics, j->out, snap->realtime_offset_ns, snap->now_ns);
 	}
+	fputs("}\n", j->out);
+	fflush(j->out);
+}
+
+static void json_layer_off(void *self, const struct tm_target *t, const char *layer,
+			   const char *why)
+{
+	struct json_sink *j = self;
+
+	fprintf(j->out, "{\"type\":\"layer_off\",\"pid\":%d,\"time_unix_nano\":%lld,\"layer\":",
+		t->pid, mono_to_unix_ns(monotonic_ns(), realtime_offset_ns()));
+	json_write_string(j->out, layer);
+	fputs(",\"reason\":", j->out);
+	json_write_string(j->out, why);
+	if (t->llama_version) {
+		fputs(",\"llama_cpp\":", j->out);
+		json_write_string(j->out, t->llama_version);
+	}
+	fputs(",\"layers\":", j->out);
+	json_write_string(j->out, t->layers);
 	fputs("}\n", j->out);
 	fflush(j->out);
 }
@@ -344,6 +366,7 @@ static const struct sink_ops json_ops = {
 	.engine_event = json_engine_event,
 	.interval = json_interval,
 	.summary = json_summary,
+	.layer_off = json_layer_off,
 	.destroy = json_destroy,
 };
 
