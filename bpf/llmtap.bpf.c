@@ -443,9 +443,12 @@ static __always_inline int sample_enter(struct pt_regs *ctx, __u32 op, bool entr
 
 	if (!entry_only && (!e || e->sample_depth++))
 		return 0; /* only the outermost sampler call is a token */
-	if (e && idx < 0) /* counted from the end of the batch */
+	if (e && idx < 0 && !logits) /* counted from the end of the batch */
 		idx += e->b.n_tokens;
-	if (!e || !e->has_batch || idx < 0 || idx >= e->b.n_tokens) {
+	/* an embedder may read logits on another thread than the one that decoded
+	 * (node-llama-cpp's thread pool): the loader finds the sequence from the
+	 * context's last batch instead */
+	if (logits || !e || !e->has_batch || idx < 0 || idx >= e->b.n_tokens) {
 		flags |= LLMTAP_SAMPLE_NO_BATCH;
 	} else if (!e->b.seq_id) {
 		seq = 0;

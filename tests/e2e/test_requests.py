@@ -451,6 +451,47 @@ def embedder_without_server_engine_only():
     check_eq(summary["requests"], 0, "requests without an HTTP layer")
 
 
+@test
+def embedder_generations_match_its_own_count():
+    """An embedder's generations, with llama.cpp's sampler and sampling on its own (as
+    node-llama-cpp's addon does: never a llama_sampler_* call): one span per sequence,
+    its prompt and output tokens equal to the program's own counts."""
+    embedder = os.environ.get("LLMTAP_EMBEDDER", "")
+    check(os.access(embedder, os.X_OK), f"LLMTAP_EMBEDDER is not built ({embedder!r})")
+    n_gen = 7
+    for mode in (["own"], []):
+        p = subprocess.Popen([embedder, harness.MODEL, str(n_gen)] + mode, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            pid = int(p.stdout.readline())
+            tr = Tracer(pid).wait_attached()
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            did = json.loads(p.stdout.readline())
+            check_eq(p.wait(30), 0, "embedder exit code")
+        finally:
+            if p.poll() is None:
+                p.kill()
+        check_eq(tr.wait(15), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+        what = f"embedder {' '.join(mode) or 'with llama_sampler_sample'}"
+        check_eq(tr.records("attach")[0]["layers"], "engine,sampling", f"{what}: layers")
+        gens = [r for r in tr.records("request") if r["kind"] == "generation"]
+        check_eq(sorted((g["seq"], g["prompt_tokens"], g["cached_tokens"], g["output_tokens"])
+                        for g in gens),
+                 [(0, did["prompt_tokens"][0], 0, n_gen), (1, did["prompt_tokens"][1], 0, n_gen)],
+                 f"{what}: generations (seq, prompt, cached, output)")
+        for g in gens:
+            check_eq(g["attribution"], "engine", f"{what}: attribution")
+            check(g["ttft_ns"] and g["ttft_ns"] > 0 and g["tpot_ns"] and g["tpot_ns"] > 0,
+                  f"{what}: a generation's times {g}")
+            check_eq(g["attributes"].get("gen_ai.usage.output_tokens"), n_gen,
+                     f"{what}: gen_ai.usage.output_tokens")
+        summary = tr.records("summary")[0]
+        check_eq((summary["generations"], summary["requests"]), (2, 0), f"{what}: generations, requests")
+        check_eq(summary["output_tokens"], did["sampled"], f"{what}: output tokens")
+        check_eq(summary["sampled_tokens"], did["sampled"], f"{what}: sampled tokens")
+
+
 def slot_history(tr, r, done):
     """For a failure's message: the requests llmtap placed on r's slot, with the server's counts
     (and the events llmtap lost, if any)."""

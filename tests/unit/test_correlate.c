@@ -266,6 +266,23 @@ static void sample(struct correlator *c, uint64_t ts, int seq)
 	correlator_event(c, &ev);
 }
 
+/* llama_get_logits_ith(ctx, idx) read on a thread that did not decode */
+static void logits_read(struct correlator *c, uint64_t ts, int idx)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_SAMPLE;
+	ev.sample.tid = MAIN_TID + 100;
+	ev.sample.ctx = events_ctx;
+	ev.sample.start_ns = ev.sample.end_ns = ts;
+	ev.sample.idx = idx;
+	ev.sample.seq_id = -1;
+	ev.sample.token = -1;
+	ev.sample.flags = LLMTAP_SAMPLE_LOGITS | LLMTAP_SAMPLE_NO_BATCH;
+	correlator_event(c, &ev);
+}
+
 static void kv(struct correlator *c, uint64_t ts, uint32_t op, int a0, int a1, int a2, int a3)
 {
 	struct event ev;
@@ -1442,6 +1459,40 @@ static void test_embedder_counts_outputs_read(void **state)
 	assert_int_equal(f->rec->reqs[0].known, REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT);
 }
 
+/* An embedder sampling on its own on a thread pool: its logits reads, found in the
+ * context's last batch by index (from the front, or from the last output back). */
+static void test_embedder_logits_reads(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c;
+	const struct llmtap_run two[2] = {
+		{ .seq_id = 0, .n_tokens = 5, .pos_first = 0, .pos_last = 4, .n_outputs = 1 },
+		{ .seq_id = 1, .n_tokens = 3, .pos_first = 0, .pos_last = 2, .n_outputs = 1 },
+	};
+	const struct llmtap_run next[2] = {
+		{ .seq_id = 0, .n_tokens = 1, .pos_first = 5, .pos_last = 5, .n_outputs = 1 },
+		{ .seq_id = 1, .n_tokens = 1, .pos_first = 3, .pos_last = 3, .n_outputs = 1 },
+	};
+
+	correlator_free(f->c);
+	f->c = c = correlator_new(f->tm, (1u << LAYER_ENGINE) | (1u << LAYER_SAMPLING));
+	step_runs(c, 100, 0, 2, two);
+	logits_read(c, 110, 4);  /* seq 0's last prompt token */
+	logits_read(c, 111, -1); /* the last output: seq 1 */
+	logits_read(c, 112, -1); /* again: not another token */
+	step_runs(c, 120, 0, 2, next);
+	logits_read(c, 130, 0);
+	logits_read(c, 131, 1);
+	logits_read(c, 132, 7);  /* no such token: nothing */
+	correlator_flush(c, 5000);
+	assert_int_equal(f->rec->n_reqs, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(f->rec->reqs[i].output_tokens, 2);
+		assert_int_equal(f->rec->reqs[i].known, REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT);
+	}
+	assert_int_equal(f->tm->total.sampled, 4);
+}
+
 /* The server layer without the sampling layer: output tokens from the batches. */
 static void test_outputs_without_sampling_layer(void **state)
 {
@@ -1480,6 +1531,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_embedder_generations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_embedder_counts_outputs_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_embedder_logits_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outputs_without_sampling_layer, setup, teardown),
 		T(test_full_request),
 		T(test_draft_model),

@@ -262,9 +262,11 @@ static void request_close(struct correlator *c, struct request *r, bool complete
 {
 	if (r->span.method[0] || r->span.status) {
 		r->span.complete = complete;
-		/* the server layer saw no task of it start: nothing was decoded for it */
-		if (!engine_first(c) && !r->span.launch_ns && r->span.kind == REQ_HTTP)
-			r->span.known |= REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT;
+		/* the server layer saw no prompt of it decoded (its task failed or never ran):
+		 * nothing was decoded for it */
+		if (!engine_first(c) && r->span.kind == REQ_HTTP && !r->span.known &&
+		    !r->span.prompt_tokens && !r->span.output_tokens)
+			r->span.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT;
 		if (engine_first(c) && r->span.kind == REQ_HTTP && route_decodes(r->span.route.kind) &&
 		    r->span.attribution == REQ_ATTR_NONE)
 			r->span.attribution = REQ_ATTR_UNATTRIBUTED;
@@ -764,16 +766,22 @@ static void on_step(struct correlator *c, struct step *s)
 static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 {
 	bool seq_known = !(e->flags & (LLMTAP_SAMPLE_NO_BATCH | LLMTAP_SAMPLE_READ_ERR));
-	struct task *t = slot_task(c, e->seq_id);
+	int seq = seq_known ? e->seq_id : -1;
+	struct task *t;
 	uint64_t took = e->end_ns > e->start_ns ? e->end_ns - e->start_ns : 0;
 
-	gen_tracker_sampled(c->gens, e->ctx, seq_known ? e->seq_id : -1, e->idx);
 	if (e->flags & LLMTAP_SAMPLE_LOGITS) {
+		/* the output read, in its context's last batch (records come in order) */
+		seq = gen_tracker_seq_of(c->gens, e->ctx, e->idx);
+		gen_tracker_sampled(c->gens, e->ctx, seq, e->idx);
 		/* a sampler may read an output's logits more than once: the first read counts */
-		if (!seq_known || e->seq_id < 0 || e->seq_id >= LLMTAP_MAX_SEQ || c->seq_read[e->seq_id])
+		if (seq < 0 || seq >= LLMTAP_MAX_SEQ || c->seq_read[seq])
 			return;
-		c->seq_read[e->seq_id] = true;
+		c->seq_read[seq] = true;
+	} else {
+		gen_tracker_sampled(c->gens, e->ctx, seq, e->idx);
 	}
+	t = slot_task(c, seq);
 	if (!engine_first(c) && draft_ctx(c, e->ctx)) { /* a token drafted for the target to verify */
 		if (t && t->req)
 			t->req->span.draft_tokens++;

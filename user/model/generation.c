@@ -217,10 +217,14 @@ static int seq_of_idx(const struct ctx_state *cs, int idx)
 {
 	uint32_t at = 0;
 
-	if (idx < 0) { /* -1: the last output */
-		for (uint32_t i = cs->n_runs; i-- > 0;)
-			if (cs->runs[i].n_outputs)
-				return idx == -1 ? cs->runs[i].seq : -1;
+	if (idx < 0) { /* -1: the last output, -2 the one before, ... */
+		uint32_t back = (uint32_t)-(int64_t)idx;
+
+		for (uint32_t i = cs->n_runs; i-- > 0;) {
+			if (back <= cs->runs[i].n_outputs)
+				return cs->runs[i].seq;
+			back -= cs->runs[i].n_outputs;
+		}
 		return -1;
 	}
 	for (uint32_t i = 0; i < cs->n_runs; i++) {
@@ -229,6 +233,13 @@ static int seq_of_idx(const struct ctx_state *cs, int idx)
 			return cs->runs[i].n_outputs ? cs->runs[i].seq : -1;
 	}
 	return -1;
+}
+
+int gen_tracker_seq_of(const struct gen_tracker *gt, uint64_t ctx, int idx)
+{
+	const struct ctx_state *cs = ctx_find(gt, ctx);
+
+	return cs ? seq_of_idx(cs, idx) : -1;
 }
 
 void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx)

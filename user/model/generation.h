@@ -54,6 +54,9 @@ void gen_tracker_step(struct gen_tracker *gt, const struct step *s);
  * reading thread did not decode that batch: found from the batch's outputs).
  */
 void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx);
+/* The sequence of token idx of ctx's last batch (idx < 0: the -idx-th output from its
+ * end), -1 when that token asked for no output or is not in the batch. */
+int gen_tracker_seq_of(const struct gen_tracker *gt, uint64_t ctx, int idx);
 /* One KV edit: a tail cut ends the sequence's generation at its next batch. */
 void gen_tracker_kv(struct gen_tracker *gt, const struct llmtap_kv_event *k);
 /*

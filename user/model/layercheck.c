@@ -460,6 +460,8 @@ static void on_sample(struct layercheck *lc, const struct llmtap_sample_event *e
 	if (!(e->token == -1 && e->end_ns == e->start_ns)) /* -1 at entry: not sampled yet */
 		verdict(lc, C_SAMPLE_TOKEN, e->token >= 0 && e->token < MAX_TOKEN,
 			"a sampled token id is out of range");
+	if (e->flags & LLMTAP_SAMPLE_LOGITS)
+		return; /* a logits read: its batch may be another thread's */
 	if (!b || (e->flags & LLMTAP_SAMPLE_READ_ERR))
 		return; /* its thread's batch was decoded before attach */
 	in_batch = !(e->flags & LLMTAP_SAMPLE_NO_BATCH) && e->idx >= 0 && e->idx < b->n_tokens;
