@@ -1336,6 +1336,7 @@ static void test_engine_first_sequential_requests_are_joined(void **state)
 	generate(c, 200, 1, 0, 12, 4); /* last step ends at 235 */
 	status(c, 240, 10, 200);
 	end(c, 250, 10);
+	correlator_tick(c, 260, 0);
 	assert_int_equal(f->rec->n_reqs, 0); /* its generation may not be over yet */
 	begin(c, 300, 11, 5556);
 	route(c, 310, 11, "POST", "/v1/chat/completions");
@@ -1343,7 +1344,7 @@ static void test_engine_first_sequential_requests_are_joined(void **state)
 	assert_int_equal(f->rec->n_reqs, 1);
 	status(c, 440, 11, 200);
 	end(c, 450, 11);
-	correlator_tick(c, 450 + 3 * S_NS); /* nothing decoded since: over */
+	correlator_tick(c, 450 + 3 * S_NS, 0); /* nothing decoded since: over */
 	assert_int_equal(f->rec->n_reqs, 2);
 
 	r = &f->rec->reqs[0];
@@ -1376,11 +1377,72 @@ static void test_engine_first_overlap_is_unattributed(void **state)
 	route(c, 130, 11, "POST", "/completion");
 	generate(c, 200, 0, 0, 5, 3);
 	generate(c, 300, 1, 0, 7, 2);
+	status(c, 395, 10, 200);
+	status(c, 405, 11, 200);
 	end(c, 400, 10);
 	end(c, 410, 11);
-	correlator_tick(c, 410 + 3 * S_NS);
+	correlator_tick(c, 410 + 3 * S_NS, 0);
 	assert_int_equal(f->rec->n_reqs, 2);
 	for (int i = 0; i < 2; i++) {
+		assert_int_equal(f->rec->reqs[i].attribution, REQ_ATTR_UNATTRIBUTED);
+		assert_int_equal(f->rec->reqs[i].known, 0);
+	}
+}
+
+/* Two clients at once: the first request's window holds one generation, its own;
+ * the second's holds both, the first already taken. */
+static void test_engine_first_overlap_told_apart_by_elimination(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	correlator_disable_layer(c, LAYER_SERVER);
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	begin(c, 120, 11, 5556);
+	route(c, 130, 11, "POST", "/v1/chat/completions");
+	generate(c, 200, 0, 0, 5, 3);  /* ends 225 */
+	status(c, 230, 10, 200);
+	end(c, 231, 10);
+	generate(c, 240, 1, 2, 7, 4);  /* ends 275 */
+	status(c, 280, 11, 200);
+	end(c, 281, 11);
+	correlator_tick(c, 290, 0);
+	correlator_tick(c, 290 + 3 * S_NS, 0);
+	assert_int_equal(f->rec->n_reqs, 2);
+	assert_int_equal(f->rec->reqs[0].attribution, REQ_ATTR_ENGINE);
+	assert_int_equal(f->rec->reqs[0].prompt_tokens, 5);
+	assert_int_equal(f->rec->reqs[0].output_tokens, 3);
+	assert_int_equal(f->rec->reqs[1].attribution, REQ_ATTR_ENGINE);
+	assert_int_equal(f->rec->reqs[1].prompt_tokens, 7);
+	assert_int_equal(f->rec->reqs[1].cached_tokens, 2);
+	assert_int_equal(f->rec->reqs[1].output_tokens, 4);
+}
+
+/* What could make a request's own generation not among the ones in its time: a
+ * client gone mid-response, events lost, a second context (a draft model). */
+static void test_engine_first_doubt_leaves_unattributed(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	uint64_t t = 100;
+
+	correlator_disable_layer(c, LAYER_SERVER);
+	for (int i = 0; i < 3; i++, t += 1000) {
+		begin(c, t, 10, 5555);
+		route(c, t + 10, 10, "POST", "/completion");
+		if (i == 2)
+			events_ctx = DRAFT_CTX;
+		generate(c, t + 100, 0, 0, 5, 3);
+		events_ctx = TARGET_CTX;
+		status(c, t + 200, 10, 200);
+		http(c, t + 210, 10, LLMTAP_HTTP_END, i == 0 ? 0 : 1, 0, "", ""); /* 0: write failed */
+		correlator_tick(c, t + 300, i == 1 ? 7 : (i > 1 ? 7 : 0));
+		correlator_tick(c, t + 300 + 3 * S_NS, i == 1 ? 7 : (i > 1 ? 7 : 0));
+		t += 3 * S_NS;
+	}
+	assert_int_equal(f->rec->n_reqs, 3);
+	for (int i = 0; i < 3; i++) {
 		assert_int_equal(f->rec->reqs[i].attribution, REQ_ATTR_UNATTRIBUTED);
 		assert_int_equal(f->rec->reqs[i].known, 0);
 	}
@@ -1398,7 +1460,7 @@ static void test_engine_first_later_decode_is_not_joined(void **state)
 	generate(c, 200, 0, 0, 5, 2);
 	end(c, 212, 10); /* while the generation's second step runs */
 	step1(c, 220, 0, 1, 6, 6, 1);
-	correlator_tick(c, 300 + 3 * S_NS);
+	correlator_tick(c, 300 + 3 * S_NS, 0);
 	assert_int_equal(f->rec->n_reqs, 1);
 	assert_int_equal(f->rec->reqs[0].attribution, REQ_ATTR_UNATTRIBUTED);
 	/* a health check never decodes: no attribution at all */
@@ -1527,6 +1589,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_engine_first_sequential_requests_are_joined, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_engine_first_overlap_is_unattributed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_engine_first_overlap_told_apart_by_elimination, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_engine_first_doubt_leaves_unattributed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_engine_first_later_decode_is_not_joined, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_embedder_generations, setup, teardown),

@@ -385,7 +385,7 @@ static void publish(struct session *s)
 void session_tick(struct session *s, uint64_t now)
 {
 	refresh_model(s);
-	correlator_tick(s->corr, now);
+	correlator_tick(s->corr, now, lost_total(s));
 	update_gauges(s);
 	if (s->otlp.ops)
 		sink_otlp_health(&s->otlp, &s->tm.metrics, now);

@@ -33,7 +33,6 @@
 #define GEN_IDLE_NS (2000ull * 1000000)
 #define GEN_QUIET_NS (10ull * 1000000000)
 #define GEN_KEEP 1024 /* ended generations kept for joining */
-#define WIN_KEEP 1024 /* ended requests kept: could they have owned a generation? */
 
 enum task_phase { TASK_QUEUED = 0, TASK_PREFILL, TASK_GENERATE, TASK_DONE };
 
@@ -53,6 +52,8 @@ struct task {
 struct request {
 	struct req_span span;
 	struct request *next;
+	bool write_failed; /* process_request returned false: the client may have gone */
+	bool lost;         /* events were lost while it ran */
 };
 
 /* An ended generation kept for joining. */
@@ -61,12 +62,7 @@ struct gen_rec {
 	bool taken; /* joined to a request */
 };
 
-/* An ended request's window, kept to tell whether it could have owned a generation. */
-struct req_window {
-	uint64_t start_ns, end_ns;
-	bool joined; /* to a generation of its own: it owns no other */
-	bool engine; /* its route may decode */
-};
+
 
 struct http_thread {
 	uint32_t tid;
@@ -102,11 +98,10 @@ struct correlator {
 	struct gen_rec ended[GEN_KEEP];/* ring: generations ended */
 	unsigned int n_ended, ended_head;
 	uint64_t ended_forgot_ns;      /* latest start of a generation dropped from ended[] */
-	struct req_window windows[WIN_KEEP];
-	unsigned int n_windows, windows_head;
-	uint64_t windows_forgot_ns;    /* latest end of a window dropped from windows[] */
 	uint64_t taken_open[16];       /* open generations joined already (ids) */
 	uint64_t now_ns;               /* the latest time seen (events, ticks) */
+	uint64_t tick_ns;              /* the last tick: events lost before it are known */
+	uint64_t lost_total;           /* events lost (ring buffer), as of the last tick */
 };
 
 static void on_gen_closed(void *arg, const struct gen *g);
@@ -371,61 +366,11 @@ static void on_gen_closed(void *arg, const struct gen *g)
 			c->taken_open[i] = 0;
 }
 
-static void window_add(struct correlator *c, const struct req_span *r, bool joined)
-{
-	struct req_window *w;
-
-	if (c->n_windows == WIN_KEEP) {
-		const struct req_window *old = &c->windows[c->windows_head];
-
-		if (old->engine && !old->joined && old->end_ns > c->windows_forgot_ns)
-			c->windows_forgot_ns = old->end_ns;
-		c->n_windows--;
-		c->windows_head = (c->windows_head + 1) % WIN_KEEP;
-	}
-	w = &c->windows[(c->windows_head + c->n_windows++) % WIN_KEEP];
-	*w = (struct req_window){
-		.start_ns = r->start_ns,
-		.end_ns = r->end_ns,
-		.joined = joined,
-		.engine = route_decodes(r->route.kind),
-	};
-}
-
-/* Could a request other than self, begun at start and ended at end (0: still open),
- * have been served by g? */
-static bool could_own(const struct gen *g, uint64_t start, uint64_t end)
-{
-	return start <= g->start_ns && (!end || end >= g->last_ns);
-}
-
-/* Whether g can be nobody's but self's. */
-static bool only_owner(const struct correlator *c, const struct request *self, const struct gen *g)
-{
-	if (c->windows_forgot_ns >= g->last_ns)
-		return false; /* a forgotten request may have owned it */
-	/* an open request not yet routed was routed after g began (records come in
-	 * order): it cannot have queued g */
-	for (const struct request *r = c->open; r; r = r->next)
-		if (r->span.method[0] && route_decodes(r->span.route.kind) &&
-		    could_own(g, r->span.start_ns, 0))
-			return false;
-	for (const struct request *r = c->pending; r; r = r->next)
-		if (r != self && could_own(g, r->span.start_ns, r->span.end_ns))
-			return false;
-	for (unsigned int i = 0; i < c->n_windows; i++) {
-		const struct req_window *w = &c->windows[(c->windows_head + i) % WIN_KEEP];
-
-		if (w->engine && !w->joined && could_own(g, w->start_ns, w->end_ns))
-			return false;
-	}
-	return true;
-}
-
 struct join_scan {
 	const struct correlator *c;
 	const struct request *r;
 	bool undecided;          /* an open generation may still be its */
+	bool tainted;            /* a generation in its time could not be counted whole */
 	int n;                   /* generations that may be its */
 	const struct gen *match; /* the one that fits its route, when one */
 	int n_match;
@@ -445,6 +390,8 @@ static void scan_gen(struct join_scan *js, const struct gen *g, bool open, bool 
 
 	if (g->start_ns < r->span.start_ns || g->start_ns > r->span.end_ns)
 		return;
+	if (g->uncertain)
+		js->tainted = true; /* its own may be this one: miscounted, or not one at all */
 	if (g->last_ns > r->span.end_ns)
 		return; /* it decoded after the response ended: not this request's */
 	if (open && !gen_tracker_skipped_after(js->c->gens, g, r->span.end_ns) &&
@@ -468,9 +415,14 @@ static void scan_open(void *arg, const struct gen *g)
 }
 
 /*
- * Join an ended request to the one generation that can have served it: one that
- * began after the request and ended before its response, fits its route, and that
- * no other request can have owned. Returns false while that cannot be told yet.
+ * Join an ended request to the generation that served it. A completed request
+ * to a completion route, answered 2xx/3xx, was served by one generation (of
+ * llama-server's one context) that began after the request began and ended
+ * before its response did: among those generations, its own is the one not
+ * joined to a request before it. Where that is not one generation, where one in
+ * its time could not be counted whole, where the response may have been cut
+ * short (the client went away) or events were lost, it stays unattributed.
+ * Returns false while that cannot be told yet.
  */
 static bool join(struct correlator *c, struct request *r, bool force)
 {
@@ -490,8 +442,9 @@ static bool join(struct correlator *c, struct request *r, bool force)
 		return false;
 	r->span.attribution = REQ_ATTR_UNATTRIBUTED;
 	r->span.known = 0;
-	if (js.undecided || js.n_match != 1 || c->ended_forgot_ns >= r->span.start_ns ||
-	    r->span.status >= 400 || !r->span.complete || !only_owner(c, r, js.match))
+	if (js.undecided || js.tainted || js.n_match != 1 || c->ended_forgot_ns >= r->span.start_ns ||
+	    r->span.status < 200 || r->span.status >= 400 || !r->span.complete || r->write_failed ||
+	    r->lost || gen_tracker_contexts(c->gens) != 1)
 		return true;
 	span_from_gen(c, &r->span, js.match);
 	r->span.attribution = REQ_ATTR_ENGINE;
@@ -520,11 +473,13 @@ static void settle(struct correlator *c, bool force)
 	while ((r = c->pending)) {
 		bool late = c->now_ns > r->span.end_ns + JOIN_WAIT_NS;
 
+		/* not before a tick after its end: events lost while it ran are known then */
+		if (!force && c->tick_ns <= r->span.end_ns)
+			return;
 		if (!join(c, r, force || late))
 			return; /* in order: a later one may need this one's window */
 		c->pending = r->next;
 		telemetry_request(c->tm, &r->span);
-		window_add(c, &r->span, r->span.attribution == REQ_ATTR_ENGINE);
 		free(r);
 	}
 }
@@ -595,6 +550,7 @@ static void on_http(struct correlator *c, const struct llmtap_http_event *h)
 		if (!r)
 			return; /* began before llmtap attached */
 		r->span.end_ns = h->ts_ns;
+		r->write_failed = !h->value;
 		if (engine_first(c) && r->span.kind == REQ_HTTP && r->span.method[0] &&
 		    route_decodes(r->span.route.kind)) {
 			r->span.complete = true;
@@ -957,10 +913,19 @@ void correlator_event(struct correlator *c, struct event *ev)
 	}
 }
 
-void correlator_tick(struct correlator *c, uint64_t now_ns)
+void correlator_tick(struct correlator *c, uint64_t now_ns, uint64_t lost_total)
 {
 	if (now_ns > c->now_ns)
 		c->now_ns = now_ns;
+	if (lost_total > c->lost_total) { /* since the last tick: any of these may miss some */
+		c->lost_total = lost_total;
+		gen_tracker_taint(c->gens);
+		for (struct request *r = c->open; r; r = r->next)
+			r->lost = true;
+		for (struct request *r = c->pending; r; r = r->next)
+			r->lost = true;
+	}
+	c->tick_ns = c->now_ns;
 	gen_tracker_expire(c->gens, c->now_ns, GEN_IDLE_NS, GEN_QUIET_NS);
 	settle(c, false);
 }

@@ -31,8 +31,9 @@ void correlator_disable_layer(struct correlator *c, enum llmtap_layer layer);
 void correlator_set_router(struct correlator *c, bool router);
 /* Consumes one event; a step's request_ids are filled in on the way. */
 void correlator_event(struct correlator *c, struct event *ev);
-/* Time passes: ends generations that are over, joins requests that can be. */
-void correlator_tick(struct correlator *c, uint64_t now_ns);
+/* Time passes: ends generations that are over, joins requests that can be;
+ * lost_total: events lost so far (a request that ran meanwhile is not joined). */
+void correlator_tick(struct correlator *c, uint64_t now_ns, uint64_t lost_total);
 /* Emit the requests still open (as incomplete), e.g. when tracing ends. */
 void correlator_flush(struct correlator *c, uint64_t now_ns);
 /* The gauges it tracks into g (all but rss_bytes, left 0). */

@@ -45,6 +45,7 @@ struct gen_tracker {
 	void *arg;
 	uint64_t next_id;
 	struct ctx_state ctxs[MAX_CTX];
+	int n_contexts; /* contexts seen decoding, ever */
 };
 
 struct gen_tracker *gen_tracker_new(gen_closed_fn fn, void *arg)
@@ -105,6 +106,8 @@ static struct ctx_state *ctx_get(struct gen_tracker *gt, uint64_t ctx)
 	lru->seqs = calloc(LLMTAP_MAX_SEQ, sizeof(*lru->seqs));
 	if (!lru->seqs)
 		return NULL;
+	if (gt->n_contexts < MAX_CTX + 1)
+		gt->n_contexts++;
 	lru->ctx = ctx;
 	for (int s = 0; s < LLMTAP_MAX_SEQ; s++)
 		lru->seqs[s].next_pos = -1;
@@ -410,6 +413,20 @@ bool gen_tracker_skipped_after(const struct gen_tracker *gt, const struct gen *g
 		return false;
 	ss = &cs->seqs[g->seq];
 	return ss->open && ss->g.id == g->id && ss->skipped_ns > t && ss->skipped_ns > ss->last_step_ns;
+}
+
+void gen_tracker_taint(struct gen_tracker *gt)
+{
+	for (int i = 0; i < MAX_CTX; i++)
+		if (gt->ctxs[i].seqs)
+			for (int q = 0; q < LLMTAP_MAX_SEQ; q++)
+				if (gt->ctxs[i].seqs[q].open)
+					gt->ctxs[i].seqs[q].g.uncertain = true;
+}
+
+int gen_tracker_contexts(const struct gen_tracker *gt)
+{
+	return gt->n_contexts;
 }
 
 void gen_tracker_free(struct gen_tracker *gt)

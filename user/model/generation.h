@@ -74,6 +74,10 @@ void gen_tracker_each_open(const struct gen_tracker *gt, void (*fn)(void *arg, c
 uint64_t gen_tracker_ctx_last_step(const struct gen_tracker *gt, uint64_t ctx);
 /* Whether g's sequence was left out of a step of its context that began after t. */
 bool gen_tracker_skipped_after(const struct gen_tracker *gt, const struct gen *g, uint64_t t);
+/* Events were lost: every open generation may miss some of its batches. */
+void gen_tracker_taint(struct gen_tracker *gt);
+/* How many contexts decoded (a draft model's is a second one). */
+int gen_tracker_contexts(const struct gen_tracker *gt);
 void gen_tracker_free(struct gen_tracker *gt);
 
 #endif
