@@ -200,7 +200,7 @@ $(FUZZ)/obj/proto/%.pb-c.o: $(OUTPUT)/proto/%.pb-c.c | $(PB_HDRS)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) $(INCLUDES) -c $< -o $@
 
 $(FUZZ)/fuzz_elf: $(call fo,target/elfsym)
-$(FUZZ)/fuzz_events: $(call fo,model/correlate model/generation model/telemetry model/metrics model/hist \
+$(FUZZ)/fuzz_events: $(call fo,model/correlate model/generation model/layercheck model/telemetry model/metrics model/hist \
 	model/route probe/event target/resource target/proc sink/sink_json sink/sink_trace \
 	export/otlp_encode lib/clock lib/json lib/text lib/util) $(FUZZ_PB)
 $(FUZZ)/fuzz_gguf: $(call fo,target/gguf)

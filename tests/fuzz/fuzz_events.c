@@ -13,6 +13,7 @@
 #include "export/otlp_encode.h"
 #include "llmtap_sites.h"
 #include "model/correlate.h"
+#include "model/layercheck.h"
 #include "model/telemetry.h"
 #include "probe/event.h"
 #include "sink/sinks.h"
@@ -106,6 +107,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct event *ev = malloc(sizeof(*ev));
 	struct enc_sink *enc = calloc(1, sizeof(*enc));
 	struct correlator *c;
+	struct layercheck *lc;
+	/* which layers are attached (engine always) follows the input's size, so the
+	 * engine-first paths are fuzzed too and the records keep their meaning */
+	unsigned int layers = 1u | (unsigned int)(size % (1u << LAYER_MAX));
 	struct sink s;
 	uint64_t now = SEC;
 	char err[256];
@@ -127,8 +132,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (telemetry_add_sink(tm, (struct sink){ .ops = &enc_ops, .self = enc }))
 		abort();
 	telemetry_attached(tm);
-	c = correlator_new(tm, (1u << LAYER_MAX) - 1);
-	if (!c)
+	c = correlator_new(tm, layers);
+	lc = layercheck_new(layers);
+	if (!c || !lc)
 		abort();
 	while (off + 2 <= size) {
 		size_t len = data[off] | (size_t)data[off + 1] << 8;
@@ -143,21 +149,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(rec, data + off, len);
 		off += len;
 		if (!event_decode(rec, len, ev) &&
-		    (ev->kind != LLMTAP_EV_STEP || step_assemble(asm_, &ev->step, &ev->step)))
+		    (ev->kind != LLMTAP_EV_STEP || step_assemble(asm_, &ev->step, &ev->step))) {
+			unsigned int off_now = layercheck_event(lc, ev, err, sizeof(err));
+
+			for (int l = 0; l < LAYER_MAX; l++)
+				if (off_now & (1u << l))
+					correlator_disable_layer(c, (enum llmtap_layer)l);
 			correlator_event(c, ev);
+		}
 		free(rec);
 		if (++n % 8 == 0) {
 			struct tm_gauges g;
 
+			now += SEC;
+			correlator_tick(c, now, (uint64_t)n / 64);
 			correlator_gauges(c, &g);
 			telemetry_set_gauges(tm, &g);
-			now += SEC;
 			telemetry_tick(tm, now, (uint64_t)n / 8);
 		}
 	}
 	correlator_flush(c, now + SEC);
 	telemetry_finish(tm, now + SEC, (uint64_t)n, "fuzz");
 	correlator_free(c);
+	layercheck_free(lc);
 	telemetry_destroy(tm);
 	fclose(json);
 	unlink(trace_path);
