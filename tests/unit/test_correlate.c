@@ -1334,6 +1334,18 @@ static void test_engine_first_sequential_requests_are_joined(void **state)
 	begin(c, 100, 10, 5555);
 	route(c, 110, 10, "POST", "/completion");
 	generate(c, 200, 1, 0, 12, 4); /* last step ends at 235 */
+	{
+		struct tm_gauges g = gauges(c);
+
+		assert_false(g.queue_known); /* no server layer: its queue is unknown */
+		assert_int_equal(g.busy_slots, 1);
+		assert_int_equal(g.n_slots, 1);
+		assert_int_equal(g.slots[0].slot, 1);
+		assert_int_equal(g.slots[0].phase, 2);
+		assert_int_equal(g.slots[0].prompt_tokens, 12);
+		assert_int_equal(g.slots[0].output_tokens, 4);
+		assert_int_equal(g.slots[0].kv_cells, 15);
+	}
 	status(c, 240, 10, 200);
 	end(c, 250, 10);
 	correlator_tick(c, 260, 0);

@@ -942,6 +942,43 @@ void correlator_flush(struct correlator *c, uint64_t now_ns)
 	}
 }
 
+struct gauge_scan {
+	const struct correlator *c;
+	struct tm_gauges *g;
+};
+
+/* Engine-first: a sequence is busy while its generation took part in its
+ * context's last step (or is still in its prompt). */
+static void gauge_gen(void *arg, const struct gen *gen)
+{
+	struct gauge_scan *gs = arg;
+	struct tm_slot *v;
+	struct req_span r = { 0 };
+
+	if (gen->phase == GEN_OUTPUT &&
+	    gen->last_ns < gen_tracker_ctx_last_step(gs->c->gens, gen->ctx))
+		return;
+	gs->g->busy_slots++;
+	for (int i = 0; i < gs->g->n_slots; i++)
+		if (gs->g->slots[i].slot == gen->seq) {
+			v = &gs->g->slots[i];
+			goto fill;
+		}
+	if (gs->g->n_slots >= TM_MAX_SLOTS)
+		return;
+	v = &gs->g->slots[gs->g->n_slots++];
+	v->slot = gen->seq;
+	v->route = "";
+fill:
+	span_from_gen(gs->c, &r, gen);
+	v->phase = gen->phase == GEN_OUTPUT ? 2 : 1;
+	v->known = r.known;
+	v->prompt_tokens = r.prompt_tokens;
+	v->cached_tokens = r.cached_tokens;
+	v->output_tokens = r.output_tokens;
+	v->since_ns = gen->start_ns;
+}
+
 void correlator_gauges(const struct correlator *c, struct tm_gauges *g)
 {
 	memset(g, 0, sizeof(*g));
@@ -949,9 +986,11 @@ void correlator_gauges(const struct correlator *c, struct tm_gauges *g)
 		g->active_requests++;
 		g->active_inference += route_operation(r->span.route.kind) != NULL;
 	}
+	g->queue_known = !engine_first(c);
 	for (const struct task *t = c->tasks; t; t = t->next)
 		if (t->phase == TASK_QUEUED && t->req)
 			g->queued_tasks++;
+
 	for (int s = 0; s < LLMTAP_MAX_SEQ; s++) {
 		const struct task *t = c->slot_task[s];
 		struct tm_slot *v;
@@ -978,6 +1017,8 @@ void correlator_gauges(const struct correlator *c, struct tm_gauges *g)
 			v->since_ns = t->req->span.launch_ns;
 		}
 	}
+	if (engine_first(c))
+		gen_tracker_each_open(c->gens, gauge_gen, &(struct gauge_scan){ c, g });
 	g->n_ctx = c->n_ctx;
 }
 

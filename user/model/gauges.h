@@ -9,6 +9,7 @@
 #ifndef LLMTAP_GAUGES_H
 #define LLMTAP_GAUGES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define TM_MAX_SLOTS 64
@@ -30,7 +31,8 @@ struct tm_slot {
 struct tm_gauges {
 	uint32_t active_requests;  /* HTTP requests between first and last byte */
 	uint32_t active_inference; /* of which inference (chat, completion, embeddings...) */
-	uint32_t queued_tasks;     /* tasks created, not yet on a slot */
+	uint32_t queued_tasks;     /* tasks created, not yet on a slot (when queue_known) */
+	bool queue_known;          /* the server layer tells tasks: else queued_tasks is unknown */
 	uint32_t busy_slots;
 	uint64_t kv_cells;         /* positions held by the sequences llmtap saw */
 	uint32_t n_ctx;            /* context size from its creation, 0 when not seen */

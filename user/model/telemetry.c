@@ -474,7 +474,8 @@ void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g)
 	metrics_set(m, M_KV_CELLS, (double)g->kv_cells, now, NULL);
 	if (g->n_ctx)
 		metrics_set(m, M_KV_RATIO, (double)g->kv_cells / g->n_ctx, now, NULL);
-	metrics_set(m, M_QUEUED_TASKS, g->queued_tasks, now, NULL);
+	if (g->queue_known)
+		metrics_set(m, M_QUEUED_TASKS, g->queued_tasks, now, NULL);
 	metrics_set(m, M_SLOTS_BUSY, g->busy_slots, now, NULL);
 	if (g->rss_bytes)
 		metrics_set(m, M_PROCESS_MEMORY, (double)g->rss_bytes, now, NULL);

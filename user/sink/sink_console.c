@@ -66,9 +66,13 @@ static void print_requests(FILE *out, const struct tm_window *w, const struct tm
 {
 	char p50[32], p99[32], tpot[32], in[24], outs[24];
 
-	fprintf(out, "          requests %5.1f/s  active %u  queued %u  slots busy %u  "
+	char queued[16] = "?";
+
+	if (g && g->queue_known)
+		snprintf(queued, sizeof(queued), "%u", g->queued_tasks);
+	fprintf(out, "          requests %5.1f/s  active %u  queued %s  slots busy %u  "
 		     "ttft p50 %s p99 %s  tpot p50 %s  tokens in %s out %s",
-		tm_window_rate(w, w->requests), g ? g->active_requests : 0, g ? g->queued_tasks : 0,
+		tm_window_rate(w, w->requests), g ? g->active_requests : 0, queued,
 		g ? g->busy_slots : 0, fmt_q(p50, sizeof(p50), &w->ttft_ns, 0.5, 1e9, 3, "s"),
 		fmt_q(p99, sizeof(p99), &w->ttft_ns, 0.99, 1e9, 3, "s"),
 		fmt_q(tpot, sizeof(tpot), &w->tpot_ns, 0.5, 1e6, 2, "ms"),

@@ -92,8 +92,10 @@ static void json_gauges(FILE *out, const struct tm_gauges *g)
 {
 	if (!g)
 		return;
-	fprintf(out, ",\"active_requests\":%u,\"queued_tasks\":%u,\"busy_slots\":%u,\"kv_cells\":%llu",
-		g->active_requests, g->queued_tasks, g->busy_slots, (unsigned long long)g->kv_cells);
+	fprintf(out, ",\"active_requests\":%u", g->active_requests);
+	json_count(out, "queued_tasks", g->queue_known, g->queued_tasks);
+	fprintf(out, ",\"busy_slots\":%u,\"kv_cells\":%llu", g->busy_slots,
+		(unsigned long long)g->kv_cells);
 	if (g->n_ctx)
 		fprintf(out, ",\"n_ctx\":%u,\"kv_usage_ratio\":%.6f", g->n_ctx,
 			(double)g->kv_cells / g->n_ctx);

@@ -153,7 +153,7 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	const struct tm_gauges *g = snap->gauges;
 	uint64_t cpu = self_cpu_ns(), secs_ns = w->end_ns - w->start_ns;
 	double cpu_pct = secs_ns ? (double)(cpu - t->cpu_ns_last) / (double)secs_ns * 100 : 0;
-	char clock[16], kv[64] = "", comm[64], model[256], in[24], out[24], more[64] = "";
+	char clock[16], kv[64] = "", comm[64], model[256], in[24], out[24], more[64] = "", queued[16] = "?";
 	char q[5][24];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -181,9 +181,11 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	if (t->proxied_total)
 		snprintf(more + strlen(more), sizeof(more) - strlen(more), "  proxied %llu",
 			 (unsigned long long)t->proxied_total);
-	put(t, "requests  %6.1f/s  total %-6llu active %-4u queued %-4u failed %-4llu  tokens/s in %7s out %7s%s",
+	if (g->queue_known)
+		snprintf(queued, sizeof(queued), "%u", g->queued_tasks);
+	put(t, "requests  %6.1f/s  total %-6llu active %-4u queued %-4s failed %-4llu  tokens/s in %7s out %7s%s",
 	    tm_window_rate(w, w->requests), (unsigned long long)t->requests_total, g->active_requests,
-	    g->queued_tasks, (unsigned long long)w->requests_failed,
+	    queued, (unsigned long long)w->requests_failed,
 	    fmt_rate(in, sizeof(in), w, w->input_tokens, w->input_known, w->input_unknown),
 	    fmt_rate(out, sizeof(out), w, w->output_tokens, w->output_known, w->output_unknown), more);
 	put(t, "latency   ttft p50 %s p99 %s   tpot p50 %s p99 %s   queue p99 %s",
