@@ -151,6 +151,8 @@ $(OUTPUT)/tests/test_prom: $(call o,export/prom_text export/prom_http model/metr
 $(OUTPUT)/tests/test_report: $(call o,report/report lib/clock lib/json lib/util)
 $(OUTPUT)/tests/test_resource: $(call o,target/resource target/proc lib/text lib/util)
 $(OUTPUT)/tests/test_route: $(call o,model/route)
+$(OUTPUT)/tests/test_router: $(call o,target/router target/target target/sites target/elfsym \
+	target/gguf target/proc lib/text lib/util)
 $(OUTPUT)/tests/test_select: $(call o,target/select target/ldd target/proc export/prom_text \
 	model/metrics model/hist lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_telemetry: $(call o,model/telemetry model/metrics model/hist model/route \
