@@ -79,6 +79,16 @@ static void router_disproved(struct session *s)
 	     "requests are counted as its own", (int)s->t.pid, s->t.comm, s->router.why);
 }
 
+static void refresh_model(struct session *s);
+
+/* A model loaded after the attach (a process traced from its start): its name from now
+ * on, so that the requests that follow at once carry it (not from the next tick on). */
+static bool model_loaded(const struct session *s, const struct event *ev)
+{
+	return ev->kind == LLMTAP_EV_CALL && ev->call.op == LLMTAP_CALL_MODEL_LOAD &&
+	       ev->call.ret && !s->model[0];
+}
+
 static int on_event(void *arg, const void *data, size_t size)
 {
 	struct session *s = arg;
@@ -91,6 +101,8 @@ static int on_event(void *arg, const void *data, size_t size)
 		event_print(stderr, &s->ev);
 	if (s->router.router && engine_work(&s->ev))
 		router_disproved(s); /* before the correlator sees the work */
+	if (model_loaded(s, &s->ev))
+		refresh_model(s);
 	if (s->ev.kind == LLMTAP_EV_STEP && !step_assemble(&s->steps, &s->ev.step, &s->ev.step))
 		return 0; /* the step's next record continues its runs */
 	correlator_event(s->corr, &s->ev);
