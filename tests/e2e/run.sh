@@ -8,6 +8,8 @@ export LLAMA_SERVER_STATIC=${LLAMA_SERVER_STATIC:-$(tools/build-llama.sh static)
 export LLMTAP_MODEL=${LLMTAP_MODEL:-$(tools/make-model.sh)}
 # the same model with a vocabulary whose byte fallback throws (tools/make-tiny-model.py)
 export LLMTAP_MODEL_NO_HIGH_BYTES=${LLMTAP_MODEL_NO_HIGH_BYTES:-$(tools/make-model.sh --no-high-byte-tokens)}
+# the same model under another general.name: a router llama-server's second model
+export LLMTAP_MODEL_B=${LLMTAP_MODEL_B:-$(tools/make-model.sh --name llmtap-tiny-llama-b)}
 export LLMTAP=${LLMTAP:-$PWD/llmtap}
 # the OpenTelemetry project's own OTLP decoder (npm), for the export tests
 export LLMTAP_OTLP_DECODER=${LLMTAP_OTLP_DECODER:-$(tools/otlp-decoder.sh)}
