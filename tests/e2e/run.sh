@@ -23,4 +23,7 @@ export LLMTAP_EMBEDDER=${LLMTAP_EMBEDDER:-$PWD/.output/embedder}
 # runs a program under a seccomp filter that kills it on the uretprobe system call
 cc -O2 -Wall -Wextra -Werror tests/e2e/seccomp-exec.c -o .output/seccomp-exec
 export LLMTAP_SECCOMP_EXEC=${LLMTAP_SECCOMP_EXEC:-$PWD/.output/seccomp-exec}
+# a preload library that hides a llama-server's -m from its /proc/PID/cmdline (a liar)
+cc -shared -fPIC -O2 -Wall -Wextra -Werror tests/e2e/hide-model-arg.c -o .output/hide-model-arg.so
+export LLMTAP_HIDE_MODEL_ARG=${LLMTAP_HIDE_MODEL_ARG:-$PWD/.output/hide-model-arg.so}
 exec /usr/bin/python3 tests/e2e/run_all.py "$@"

@@ -19,7 +19,7 @@ import harness
 from harness import LlamaServer, Tracer, check, check_eq, prompt, test, wait_until
 from otlp_receiver import OtlpReceiver
 from test_daemon import Remote, attached_pids, stop_all
-from test_requests import Call, sampling
+from test_requests import Call, completion, sampling
 
 # the router names a model by its file name; llmtap by its GGUF's general.name
 GENERAL_NAME = {"alpha": "llmtap-tiny-llama", "beta": "llmtap-tiny-llama-b"}
@@ -251,3 +251,40 @@ def attach_to_a_router_says_what_it_is():
     finally:
         stop_all(tr, router)
         shutil.rmtree(mdir)
+
+
+@test
+def a_server_posing_as_a_router_is_counted_once_it_decodes():
+    """A llama-server whose command line lost its -m (a preload library rewrites it) and
+    that maps no model (--load-mode none) looks like a router when llmtap attaches; its
+    first decode proves otherwise: every request is its own, with its tokens, none a proxy."""
+    check(harness.HIDE_MODEL_ARG and os.path.exists(harness.HIDE_MODEL_ARG),
+          "LLMTAP_HIDE_MODEL_ARG (tests/e2e/run.sh builds it) is set")
+    srv = tr = None
+    try:
+        srv = LlamaServer(args=["--load-mode", "none"],
+                          env=dict(os.environ, LD_PRELOAD=harness.HIDE_MODEL_ARG))
+        with open(f"/proc/{srv.pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+        check(b"-m" not in args and b"-x" in args, f"the server hides its -m: {args}")
+        with open(f"/proc/{srv.pid}/maps") as f:
+            check(".gguf" not in f.read(), "the server maps no model file")
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        check(f"PID {srv.pid} is a router llama-server (started without a model)"
+              in tr.stderr_so_far(), f"taken for a router at first: {tr.stderr_so_far()}")
+        calls = [completion(srv, 400 + i, 3 + i, i == 1) for i in range(3)]
+        wait_until(lambda: len(tr.records("request")) >= len(calls), 10, "the requests")
+        check(re.search(rf"PID {srv.pid} \(llama-server\) said it was a router llama-server "
+                        r"\(started without a model\) but does engine work", tr.stderr_so_far()),
+              f"llmtap says it is no router: {tr.stderr_so_far()}")
+        check_eq(tr.stop(), 0, f"attach exit code ({tr.stderr()})")
+        reqs = {r["attributes"]["client.port"]: r for r in tr.records("request")}
+        check_eq(sorted(reqs), sorted(c.port for c in calls), "every request, once")
+        for c in calls:
+            r, t = reqs[c.port], c.timings
+            check_eq(r["kind"], "http", f"port {c.port}: counted as the server's own, not a proxy")
+            check_eq(r["prompt_tokens"] + r["cached_tokens"], t["prompt_n"] + t.get("cache_n", 0),
+                     f"port {c.port}: input tokens")
+            check_eq(r["output_tokens"], t["predicted_n"], f"port {c.port}: output tokens")
+    finally:
+        stop_all(tr, srv)
