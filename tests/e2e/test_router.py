@@ -136,15 +136,18 @@ def wait_requests(tr, n):
 
 @test
 def router_under_daemon_counts_each_request_once():
-    """llmtap daemon: the router and the children it starts later, each request once."""
+    """llmtap daemon: the router and the children it starts later, each request once. The
+    daemon selects the router by its --port: its children, on loopback ports of its choosing,
+    are traced with it."""
     rx = OtlpReceiver().start()
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=rx.url(), OTEL_BSP_SCHEDULE_DELAY="200")
     d = router = None
     mdir = models_dir()
+    port = harness.free_port()
     try:
-        d = Tracer(None, ["--no-steps", "--interval", "500ms"] + harness.own_selection(),
-                   env=env, command=["daemon"])
-        router = LlamaServer(models_dir=mdir)
+        d = Tracer(None, ["--no-steps", "--interval", "500ms", "--rescan", "200ms", "--port",
+                          str(port)] + harness.own_selection(), env=env, command=["daemon"])
+        router = LlamaServer(models_dir=mdir, port=port)
         wait_until(lambda: router.pid in attached_pids(d), 20, "the daemon to attach to the router")
         check(re.search(rf"PID {router.pid} is a router llama-server \(--models-dir {re.escape(mdir)}\)",
                         d.stderr_so_far()), f"the daemon says the router is one: {d.stderr_so_far()}")

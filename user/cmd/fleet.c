@@ -128,6 +128,18 @@ static void tell_attached(struct session *s, pid_t pid, uint64_t exec_ns, bool f
 		     "the child llama-server that serves each", (int)pid, ri->why);
 }
 
+/*
+ * A child of a traced router llama-server: traced with it whatever the selection says
+ * (it listens on a loopback port of the router's choosing, and serves the requests the
+ * router's proxy spans leave uncounted). Its parent is the kernel's word, not its own.
+ */
+static bool router_child(struct fleet *f, pid_t pid)
+{
+	struct tracked *parent = find_tracked(f, proc_ppid(pid));
+
+	return parent && session_router(parent->s);
+}
+
 /* Look at pid: trace it when it loads llama.cpp and the selection takes it. */
 static void consider(struct fleet *f, pid_t pid, uint64_t exec_ns)
 {
@@ -153,7 +165,7 @@ static void consider(struct fleet *f, pid_t pid, uint64_t exec_ns)
 			fprintf(stderr, "llmtap: not tracing PID %d: %s\n", (int)pid, why);
 		return;
 	}
-	if (f->o.sel && !selector_match(f->o.sel, pid, why, sizeof(why))) {
+	if (f->o.sel && !selector_match(f->o.sel, pid, why, sizeof(why)) && !router_child(f, pid)) {
 		if (!already_noted(f, pid, start))
 			tell("not tracing PID %d: %s", (int)pid, why);
 		return;
