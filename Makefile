@@ -205,7 +205,8 @@ $(FUZZ)/fuzz_events: $(call fo,model/correlate model/telemetry model/metrics mod
 	export/otlp_encode lib/clock lib/json lib/text lib/util) $(FUZZ_PB)
 $(FUZZ)/fuzz_gguf: $(call fo,target/gguf)
 $(FUZZ)/fuzz_otel: $(call fo,export/otlp_config target/resource target/proc lib/text lib/util)
-$(FUZZ)/fuzz_proc: $(call fo,target/proc target/resource lib/text lib/util)
+$(FUZZ)/fuzz_proc: $(call fo,target/proc target/resource target/router target/target target/sites \
+	target/elfsym target/gguf lib/text lib/util)
 $(FUZZ)/fuzz_prom: $(call fo,export/prom_http export/prom_text model/metrics model/hist \
 	lib/clock lib/json lib/text lib/util)
 $(FUZZ)/fuzz_report: $(call fo,report/report lib/clock lib/json lib/util)
