@@ -220,9 +220,9 @@ def router_under_run_follows_its_children():
         check_eq(ends.get(router), "program exited with status 0", "the router's summary")
         check_eq(set(ends), {router, *children.values()}, "a summary per process")
     finally:
-        stop_all(r)
-        if router:
+        if router:  # first: llmtap run then ends with it (and its stdout closes)
             kill_tree(router)
+        stop_all(r)
         shutil.rmtree(mdir)
 
 
