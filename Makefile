@@ -153,6 +153,8 @@ $(OUTPUT)/tests/test_prom: $(call o,export/prom_text export/prom_http model/metr
 $(OUTPUT)/tests/test_report: $(call o,report/report lib/clock lib/json lib/util)
 $(OUTPUT)/tests/test_resource: $(call o,target/resource target/proc lib/text lib/util)
 $(OUTPUT)/tests/test_route: $(call o,model/route)
+$(OUTPUT)/tests/test_router: $(call o,target/router target/target target/sites target/elfsym \
+	target/gguf target/proc lib/text lib/util)
 $(OUTPUT)/tests/test_select: $(call o,target/select target/ldd target/proc export/prom_text \
 	model/metrics model/hist lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_telemetry: $(call o,model/telemetry model/metrics model/hist model/route \
@@ -205,7 +207,8 @@ $(FUZZ)/fuzz_events: $(call fo,model/correlate model/generation model/layercheck
 	export/otlp_encode lib/clock lib/json lib/text lib/util) $(FUZZ_PB)
 $(FUZZ)/fuzz_gguf: $(call fo,target/gguf)
 $(FUZZ)/fuzz_otel: $(call fo,export/otlp_config target/resource target/proc lib/text lib/util)
-$(FUZZ)/fuzz_proc: $(call fo,target/proc target/resource lib/text lib/util)
+$(FUZZ)/fuzz_proc: $(call fo,target/proc target/resource target/router target/target target/sites \
+	target/elfsym target/gguf lib/text lib/util)
 $(FUZZ)/fuzz_prom: $(call fo,export/prom_http export/prom_text model/metrics model/hist \
 	lib/clock lib/json lib/text lib/util)
 $(FUZZ)/fuzz_report: $(call fo,report/report lib/clock lib/json lib/util)

@@ -5,18 +5,27 @@ The tokenizer is copied from llama.cpp's models/ggml-vocab-llama-spm.gguf, so th
 server tokenizes real text; the weights are random, so the output is gibberish,
 but every code path (decode, KV cache, sampling, HTTP) is the real one.
 
-usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens]
+usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens | --name NAME]
 --no-high-byte-tokens: the byte tokens <0x80>..<0xFF> become unused ones, so llama.cpp's
 byte fallback throws std::out_of_range while tokenizing text it cannot spell otherwise
 (a broken vocabulary, for testing that a tracer never turns such a throw into an abort).
+--name NAME: the same model under another general.name (a second model, e.g. for a router
+llama-server serving two).
 Runs under Debian's /usr/bin/python3 with python3-numpy and llama.cpp's gguf-py.
 """
 import sys
 
-if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["--no-high-byte-tokens"]):
-    sys.exit("usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens]")
-src, out = sys.argv[1], sys.argv[2]
-no_high_bytes = len(sys.argv) == 4
+USAGE = "usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens | --name NAME]"
+if len(sys.argv) < 3:
+    sys.exit(USAGE)
+src, out, opts = sys.argv[1], sys.argv[2], sys.argv[3:]
+no_high_bytes, name = False, "llmtap-tiny-llama"
+if opts == ["--no-high-byte-tokens"]:
+    no_high_bytes = True
+elif len(opts) == 2 and opts[0] == "--name" and opts[1]:
+    name = opts[1]
+elif opts:
+    sys.exit(USAGE)
 sys.path.insert(0, f"{src}/gguf-py")
 
 import numpy as np  # noqa: E402
@@ -30,7 +39,7 @@ vocab = GGUFReader(f"{src}/models/ggml-vocab-llama-spm.gguf")
 n_vocab = len(vocab.fields["tokenizer.ggml.tokens"].data)
 
 w = GGUFWriter(out, "llama")
-w.add_name("llmtap-tiny-llama")
+w.add_name(name)
 w.add_context_length(N_CTX)
 w.add_embedding_length(N_EMBD)
 w.add_block_count(N_LAYER)

@@ -22,6 +22,10 @@ SERVER_SHARED = os.environ.get("LLAMA_SERVER_SHARED", "")
 SERVER_STATIC = os.environ.get("LLAMA_SERVER_STATIC", "")
 MODEL = os.environ.get("LLMTAP_MODEL", "")
 MODEL_NO_HIGH_BYTES = os.environ.get("LLMTAP_MODEL_NO_HIGH_BYTES", "")
+# the same model under another general.name (a router's second model)
+MODEL_B = os.environ.get("LLMTAP_MODEL_B", "")
+# LD_PRELOAD library: a llama-server whose /proc/PID/cmdline lost its -m (tests/e2e/hide-model-arg.c)
+HIDE_MODEL_ARG = os.environ.get("LLMTAP_HIDE_MODEL_ARG", "")
 
 _tests = []
 
@@ -64,14 +68,16 @@ def wait_until(pred, timeout, what, interval=0.05):
 class LlamaServer:
     """A llama-server on 127.0.0.1 on the tiny model.
 
-    binary "" runs prefix alone with the server's arguments (prefix execs the server)."""
+    binary "" runs prefix alone with the server's arguments (prefix execs the server).
+    models_dir: a router llama-server (--models-dir, no model of its own) instead."""
 
     def __init__(self, binary=None, args=(), np=2, ctx=2048, prefix=(), env=None, port=None,
-                 model=None):
+                 model=None, models_dir=None):
         self.binary = SERVER_SHARED if binary is None else binary
         self.port = port or free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
-        cmd = list(prefix) + ([self.binary] if self.binary else []) + ["-m", model or MODEL, "--host", "127.0.0.1",
+        source = ["--models-dir", models_dir] if models_dir else ["-m", model or MODEL]
+        cmd = list(prefix) + ([self.binary] if self.binary else []) + source + ["--host", "127.0.0.1",
                               "--port", str(self.port), "-np", str(np), "-c", str(ctx),
                               "-t", "1", "--metrics", "--no-webui"] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,

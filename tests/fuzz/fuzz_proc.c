@@ -2,12 +2,14 @@
 /*
  * What llmtap reads from a target's /proc files, which the target shapes (its
  * mapped paths, its cgroup names): each line as a /proc/PID/maps line, the whole
- * text as /proc/PID/cgroup (container id, pod UID) and as /proc/PID/stat.
+ * text as /proc/PID/cgroup (container id, pod UID) and as /proc/PID/stat, and the
+ * bytes as a /proc/PID/cmdline and environ (router mode's claim: NULs inside).
  */
 #include "fuzz.h"
 
 #include "target/proc.h"
 #include "target/resource.h"
+#include "target/router.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -39,6 +41,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (resource_pod_uid(text, uid, sizeof(uid)) && strlen(uid) >= sizeof(uid))
 		abort();
 	proc_stat_start_time(text);
+	proc_stat_ppid(text);
+	free(text);
+	/* the bytes as they are, NULs and all, with a NUL after them as proc_read_small leaves */
+	text = fuzz_str(data, size);
+	{
+		char why[320];
+		const char *v = router_arg(text, size, "--alias");
+
+		if (v && *v && (v < text || v >= text + size)) /* a value inside the bytes */
+			abort();
+		if (router_claimed(text, size, text, size, why, sizeof(why)) &&
+		    strlen(why) >= sizeof(why))
+			abort();
+	}
 	free(text);
 	free(m);
 	return 0;

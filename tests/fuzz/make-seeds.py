@@ -105,6 +105,10 @@ put("proc", "cgroup-k8s", "0::/kubepods.slice/kubepods-burstable.slice/kubepods-
     "12:memory:/kubepods/besteffort/pod0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9/abc\n")
 put("proc", "stat", "1234 (llama-server) S 1 1234 1234 0 -1 4194560 2630 0 0 0 12 4 0 0 20 0 "
     "9 0 918273 1183744000 12000 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0\n")
+put("proc", "cmdline-router", b"llama-server\0--models-dir\0/srv/models\0--port\08080\0"
+    b"LLAMA_ARG_MODELS_PRESET=/etc/m.ini\0")
+put("proc", "cmdline-child", b"llama-server\0--alias\0alpha\0--model=/m/a.gguf\0"
+    b"LLAMA_SERVER_ROUTER_PORT=8080\0")
 
 # ---- otel: NAME=VALUE lines
 put("otel", "endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318\n"

@@ -340,6 +340,60 @@ static void test_start_time_and_exe(void **state)
 	assert_string_equal(exe, "");
 }
 
+static void test_family(void **state)
+{
+	pid_t child, grandchild = 0, kids[8];
+	int fds[2], n;
+	char buf[64];
+
+	(void)state;
+	/* a comm with ") " in it cannot shift the fields after it */
+	assert_int_equal(proc_stat_ppid("42 (a) b) S 17 42 42 0 -1"), 17);
+	assert_int_equal(proc_stat_ppid("42 (x"), 0);
+	assert_int_equal(proc_stat_ppid(""), 0);
+	assert_int_equal(proc_ppid(getpid()), getppid());
+	assert_int_equal(pipe(fds), 0);
+	child = fork();
+	if (!child) { /* a child with a child of its own */
+		pid_t g = fork();
+
+		if (!g) {
+			pause();
+			_exit(0);
+		}
+		if (write(fds[1], &g, sizeof(g)) != sizeof(g))
+			_exit(1);
+		waitpid(g, NULL, 0); /* reaped here: no zombie left behind */
+		_exit(0);
+	}
+	assert_int_equal(read(fds[0], &grandchild, sizeof(grandchild)), sizeof(grandchild));
+	close(fds[0]);
+	close(fds[1]);
+	assert_true(proc_descends_from(child, getpid()));
+	assert_true(proc_descends_from(grandchild, getpid()));
+	assert_true(proc_descends_from(grandchild, child));
+	assert_false(proc_descends_from(getpid(), child));
+	assert_false(proc_descends_from(child, child)); /* not its own descendant */
+	n = proc_children(getpid(), kids, 8);
+	assert_int_equal(n, 1);
+	assert_int_equal(kids[0], child);
+	n = proc_children(child, kids, 8);
+	assert_int_equal(n, 1);
+	assert_int_equal(kids[0], grandchild);
+	assert_int_equal(proc_children(getpid(), kids, 0), 0);
+	/* cmdline: NUL-separated, cut to the buffer, always terminated */
+	n = (int)proc_read_small(getpid(), "cmdline", buf, sizeof(buf));
+	assert_true(n > 0 && n < (int)sizeof(buf));
+	assert_int_equal(buf[n], '\0');
+	assert_int_equal((int)proc_read_small(getpid(), "cmdline", buf, 3), 2);
+	assert_int_equal(strlen(buf), 2);
+	kill(grandchild, SIGKILL); /* and the child ends when it reaped it */
+	waitpid(child, NULL, 0);
+	assert_int_equal(proc_children(child, kids, 8), -ENOENT);
+	assert_int_equal(proc_ppid(child), 0);
+	assert_true(proc_read_small(child, "cmdline", buf, sizeof(buf)) < 0);
+}
+
 /* ---- proc_open_mapped: a hostile target's mapped files ---- */
 
 #define LIB_MARK "llmtap test library: the mapped one\n"
@@ -694,6 +748,7 @@ int main(void)
 		cmocka_unit_test(test_comm),
 		cmocka_unit_test(test_root_path),
 		cmocka_unit_test(test_start_time_and_exe),
+		cmocka_unit_test(test_family),
 		cmocka_unit_test(test_open_mapped_map_files),
 		cmocka_unit_test(test_open_mapped_in_root),
 		cmocka_unit_test(test_open_mapped_mismatch),

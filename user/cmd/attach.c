@@ -13,6 +13,7 @@
 #include "lib/text.h"
 #include "probe/preflight.h"
 #include "target/proc.h"
+#include "target/router.h"
 #include "target/target.h"
 
 /* Where OTLP goes, once at the start (stderr). */
@@ -90,6 +91,32 @@ static const char *attach_should_stop(void *arg, uint64_t now)
 	return NULL;
 }
 
+/*
+ * A router llama-server serves no model itself: say so, which children it has,
+ * and how to trace them (stderr; its own requests are traced on, as proxies).
+ */
+static void tell_router(const struct router_info *ri, pid_t pid)
+{
+	char kids[ROUTER_MAX_CHILDREN * 96] = "";
+	size_t len = 0;
+
+	for (int i = 0; i < ri->n_children && len < sizeof(kids); i++) {
+		const struct router_child *c = &ri->children[i];
+
+		len += (size_t)snprintf(kids + len, sizeof(kids) - len, "%sPID %d%s%s%s",
+					i ? ", " : "", (int)c->pid, c->model[0] ? " (" : "", c->model,
+					c->model[0] ? ")" : "");
+	}
+	tell("PID %d is a router llama-server (%s): it serves no model itself but proxies each "
+	     "request to a child llama-server per model", (int)pid, ri->why);
+	tell("its requests are traced as proxy spans (kind \"proxy\"); their tokens and timings "
+	     "are counted in the child that served them");
+	tell("its children: %s", ri->n_children ? kids :
+	     "none yet (a child starts when its model is first requested)");
+	tell("to trace them: llmtap attach --pid CHILD, or llmtap daemon for every child as it "
+	     "starts (llmtap run -- llama-server --models-dir DIR follows them from the start)");
+}
+
 struct session_opts attach_session_opts(const struct attach_opts *o,
 				       const struct otlp_config *otlp, enum session_view view)
 {
@@ -149,6 +176,8 @@ int cmd_attach(const struct attach_opts *o)
 		tell("%s", err);
 		goto cleanup;
 	}
+	if (session_router(s))
+		tell_router(session_router(s), pid);
 	attach_print_otlp(otlp);
 	if (so.view == VIEW_TOP)
 		keys_raw(&keys);

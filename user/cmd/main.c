@@ -637,6 +637,11 @@ static const char run_doc[] =
 	"context creation (n_ctx, n_batch, n_ubatch, n_seq_max) are traced like every request "
 	"after them.\n"
 	"\n"
+	"The program's descendants that load llama.cpp are traced too, each as a process of its "
+	"own, as they start: a router llama-server (--models-dir DIR) starts a child per model "
+	"when the model is first requested; the router's requests are proxy spans, the tokens "
+	"are the children's.\n"
+	"\n"
 	"Signals sent to llmtap (kill, systemd, a container runtime) go on to the program; "
 	"Ctrl-C reaches both from the terminal. llmtap ends when the program does, with the "
 	"summary, and exits with the program's status (128 + N when signal N ended it). SIGUSR1 "
@@ -649,7 +654,8 @@ static const char run_doc[] =
 	"Examples:\n"
 	"  llmtap run -- llama-server -m model.gguf --port 8080\n"
 	"  llmtap run --json --no-steps -- llama-server -m model.gguf > reqs.jsonl\n"
-	"  llmtap run --otlp-endpoint http://otel:4318 -- llama-server -m model.gguf";
+	"  llmtap run --otlp-endpoint http://otel:4318 -- llama-server -m model.gguf\n"
+	"  llmtap run --json -- llama-server --models-dir /srv/models --port 8080";
 
 struct run_args {
 	struct attach_opts o;

@@ -6,6 +6,12 @@
  * what its loader's --list names), and only then is it let go. Model load and
  * context creation are traced like everything after them. Signals sent to
  * llmtap reach the program; its exit status is llmtap's.
+ *
+ * The program's descendants that load llama.cpp are traced too, each with a
+ * session of its own, as they start (a fleet rooted at the program: the
+ * daemon's machinery): a router llama-server (`--models-dir DIR`) starts a
+ * child llama-server per model when the model is first requested, and the
+ * tokens of the requests it proxies are that child's.
  */
 #include "cmd/run.h"
 
@@ -20,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cmd/fleet.h"
 #include "cmd/loop.h"
 #include "cmd/session.h"
 #include "cmd/signals.h"
@@ -28,9 +35,11 @@
 #include "probe/preflight.h"
 #include "target/elfsym.h"
 #include "target/ldd.h"
+#include "target/router.h"
 #include "target/target.h"
 
 #define MAX_FILES 64
+#define RESCAN_NS 2000000000ull /* the program's descendants looked for this often */
 
 /* The program's path: argv0 itself when it has a '/', else the first match in PATH. */
 static int find_program(const char *argv0, char *out, size_t len)
@@ -159,20 +168,19 @@ static int exit_code(int status)
 	return 1;
 }
 
-/* The program, watched from the loop until it exits. */
+/* The program and its descendants, watched from the loop until it exits. */
 struct run_loop {
 	pid_t pid;
+	struct session *s;     /* the program's */
+	struct fleet *fleet;   /* its descendants', NULL when they cannot be followed */
 	int status;            /* its wait status, once it exited */
 	bool exited;
 	char reason[128];
 };
 
 /* The program exited: why the tracing ends. */
-static const char *program_exited(void *arg, uint64_t now)
+static const char *program_exited(struct run_loop *l)
 {
-	struct run_loop *l = arg;
-
-	(void)now;
 	if (waitpid(l->pid, &l->status, WNOHANG) != l->pid)
 		return NULL;
 	l->exited = true;
@@ -185,6 +193,96 @@ static const char *program_exited(void *arg, uint64_t now)
 	return l->reason;
 }
 
+static int run_poll_fds(void *arg, int *fds, int max)
+{
+	const struct run_loop *l = arg;
+
+	fds[0] = session_fd(l->s);
+	return 1 + (l->fleet ? fleet_poll_fds(l->fleet, fds + 1, max - 1) : 0);
+}
+
+static int run_timeout_ms(void *arg, uint64_t now)
+{
+	const struct run_loop *l = arg;
+
+	return l->fleet ? fleet_timeout_ms(l->fleet, now) : LOOP_POLL_MS;
+}
+
+static const char *run_ready(void *arg, uint64_t now)
+{
+	struct run_loop *l = arg;
+	int n = session_poll(l->s, 0);
+
+	if (l->fleet)
+		fleet_ready(l->fleet, now);
+	if (n < 0 && n != -EINTR) {
+		fprintf(stderr, "llmtap: reading the ring buffer failed: %s\n", strerror(-n));
+		return "ring buffer error";
+	}
+	return NULL;
+}
+
+static void run_tick(void *arg, uint64_t now)
+{
+	struct run_loop *l = arg;
+
+	session_tick(l->s, now);
+	if (l->fleet)
+		fleet_tick(l->fleet, now);
+}
+
+static void run_dump(void *arg)
+{
+	struct run_loop *l = arg;
+
+	signals_dump_tail(l->s);
+	if (l->fleet)
+		fleet_dump(l->fleet);
+}
+
+static const char *run_should_stop(void *arg, uint64_t now)
+{
+	struct run_loop *l = arg;
+
+	(void)now;
+	if (l->fleet)
+		fleet_reap(l->fleet);
+	return program_exited(l);
+}
+
+/*
+ * The fleet of pid's descendants: sessions like the program's (each its own series
+ * on a shared Prometheus endpoint), found by the exec watcher, else by rescans
+ * alone. NULL (said why) when they cannot be followed: the program is traced anyway.
+ */
+static struct fleet *follow_descendants(pid_t pid, const struct session_opts *so)
+{
+	struct fleet_opts fo = {
+		.so = *so,
+		.max_targets = FLEET_MAX_TARGETS - 1, /* the program is one on Prometheus */
+		.rescan_ns = RESCAN_NS,
+		.exec_watch = true,
+		.freeze = true,
+		.root = pid,
+	};
+	char err[1024], err2[1024];
+	struct fleet *f;
+
+	fo.so.prom_per_target = true;
+	fo.so.record_path = NULL;
+	f = fleet_open(&fo, err, sizeof(err));
+	if (f)
+		return f;
+	fo.exec_watch = false;
+	f = fleet_open(&fo, err2, sizeof(err2));
+	if (f)
+		tell("%s: the program's children are found by a rescan every %.3gs (their model "
+		     "load is not seen)", err, (double)RESCAN_NS / 1e9);
+	else
+		tell("%s: the program's children are not traced", err2);
+	return f;
+}
+
 int cmd_run(const struct attach_opts *o, char *const *argv)
 {
 	struct otlp_config *otlp = calloc(1, sizeof(*otlp));
@@ -193,7 +291,19 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 	struct target *t = calloc(1, sizeof(*t));
 	struct session_opts so = attach_session_opts(o, otlp, o->json ? VIEW_JSON : VIEW_CONSOLE);
 	char exe[PATH_MAX], err[2048], comm[16];
+	const struct loop_ops ops = {
+		.interval_ns = o->interval_ns,
+		.duration_ns = o->duration_ns,
+		.poll_fds = run_poll_fds,
+		.timeout_ms = run_timeout_ms,
+		.on_ready = run_ready,
+		.on_tick = run_tick,
+		.on_dump = run_dump,
+		.should_stop = run_should_stop,
+	};
 	struct session *s = NULL;
+	struct fleet *fleet = NULL;
+	const char *reason;
 	struct run_loop l;
 	int n, ret = 1;
 	pid_t pid = -1;
@@ -245,16 +355,25 @@ int cmd_run(const struct attach_opts *o, char *const *argv)
 		goto cleanup;
 	}
 	attach_print_otlp(otlp);
+	if (session_router(s))
+		tell("PID %d is a router llama-server (%s): its requests are proxy spans, counted in "
+		     "the child llama-server that serves each; the children are traced as they start",
+		     (int)pid, session_router(s)->why);
+	/* before the program runs: its first children are seen from their exec on */
+	fleet = follow_descendants(pid, &so);
 	if (ptrace(PTRACE_DETACH, pid, NULL, NULL)) { /* let it go */
 		fprintf(stderr, "llmtap: cannot start %s: %s\n", exe, strerror(errno));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+		fleet_close(fleet, "could not start the program");
 		session_close(s, "could not start the program");
 		goto cleanup;
 	}
 	/* trace until the program exits, or until --duration (then l.exited stays false) */
-	l = (struct run_loop){ .pid = pid };
-	session_close(s, loop_session(s, o->interval_ns, o->duration_ns, program_exited, &l));
+	l = (struct run_loop){ .pid = pid, .s = s, .fleet = fleet };
+	reason = loop_run(&ops, &l);
+	fleet_close(fleet, reason);
+	session_close(s, reason);
 	if (!l.exited) { /* --duration: the program runs on; pass its status through anyway */
 		while (waitpid(pid, &l.status, 0) < 0 && errno == EINTR)
 			;

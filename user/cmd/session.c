@@ -23,6 +23,7 @@
 #include "target/proc.h"
 #include "target/resource.h"
 #include "target/sites.h"
+#include "target/router.h"
 #include "target/version.h"
 
 #define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
@@ -48,6 +49,8 @@ struct session {
 				    * model is mapped after the attach */
 	struct resource resource;  /* who produced the telemetry */
 	struct llama_version version; /* which llama.cpp it runs */
+	struct router_info router; /* a router llama-server (router.router): its requests are
+				    * proxies until the target does engine work itself */
 	struct event ev;           /* decoding buffer */
 	struct step_assembler steps; /* steps spread over several records */
 };
@@ -93,6 +96,44 @@ static void turn_off(struct session *s, unsigned int failed, const char *why)
 	}
 }
 
+/* Work only a process that has a model does: a router never decodes, samples, loads a
+ * model or runs a task on a slot. */
+static bool engine_work(const struct event *ev)
+{
+	switch (ev->kind) {
+	case LLMTAP_EV_STEP:
+	case LLMTAP_EV_SAMPLE:
+	case LLMTAP_EV_CALL:
+		return true;
+	case LLMTAP_EV_SERVER:
+		return ev->srv.op == LLMTAP_SRV_LAUNCH;
+	default:
+		return false;
+	}
+}
+
+/*
+ * The target said it was a router (router.h) but works as a server: it is none,
+ * for good, and its requests are its own from now on (counted, with their tokens).
+ */
+static void router_disproved(struct session *s)
+{
+	s->router.router = false;
+	correlator_set_router(s->corr, false);
+	tell("PID %d (%s) said it was a router llama-server (%s) but does engine work: its "
+	     "requests are counted as its own", (int)s->t.pid, s->t.comm, s->router.why);
+}
+
+static void refresh_model(struct session *s);
+
+/* A model loaded after the attach (a process traced from its start): its name from now
+ * on, so that the requests that follow at once carry it (not from the next tick on). */
+static bool model_loaded(const struct session *s, const struct event *ev)
+{
+	return ev->kind == LLMTAP_EV_CALL && ev->call.op == LLMTAP_CALL_MODEL_LOAD &&
+	       ev->call.ret && !s->model[0];
+}
+
 static int on_event(void *arg, const void *data, size_t size)
 {
 	struct session *s = arg;
@@ -105,6 +146,10 @@ static int on_event(void *arg, const void *data, size_t size)
 	}
 	if (s->debug)
 		event_print(stderr, &s->ev);
+	if (s->router.router && engine_work(&s->ev))
+		router_disproved(s); /* before the correlator sees the work */
+	if (model_loaded(s, &s->ev))
+		refresh_model(s);
 	if (s->ev.kind == LLMTAP_EV_STEP && !step_assemble(&s->steps, &s->ev.step, &s->ev.step))
 		return 0; /* the step's next record continues its runs */
 	failed = layercheck_event(s->check, &s->ev, why, sizeof(why));
@@ -353,6 +398,8 @@ struct session *session_open(const struct target *t, const struct session_opts *
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	if (router_detect(&s->t, &s->router))
+		correlator_set_router(s->corr, true);
 	if (add_sinks(s, o, err, errlen))
 		goto fail;
 	telemetry_attached(&s->tm);
@@ -417,6 +464,11 @@ const char *session_instance(const struct session *s)
 	const char *v = resource_get(&s->resource, "service.instance.id");
 
 	return v ? v : "";
+}
+
+const struct router_info *session_router(const struct session *s)
+{
+	return s->router.router ? &s->router : NULL;
 }
 
 uint64_t session_requests(const struct session *s)

@@ -16,6 +16,7 @@
 
 struct otlp_exporter;
 struct prom_server;
+struct router_info;
 
 enum session_view {
 	VIEW_CONSOLE = 0, /* a line per interval and a summary */
@@ -66,6 +67,11 @@ const char *session_instance(const struct session *s);
 bool session_dump_tail(struct session *s, const char *reason);
 /* A key for the full-screen view; false when there is none. */
 bool session_key(struct session *s, int key);
+/*
+ * A router llama-server (target/router.h): what says so and its children when it
+ * was attached; NULL for any other target, or once the target did engine work.
+ */
+const struct router_info *session_router(const struct session *s);
 /* Requests seen so far (for the daemon's log). */
 uint64_t session_requests(const struct session *s);
 

@@ -135,6 +135,10 @@ void correlator_disable_layer(struct correlator *c, enum llmtap_layer layer)
 void correlator_set_router(struct correlator *c, bool router)
 {
 	c->router = router;
+	/* the requests in flight are what the target now is said to be */
+	for (struct request *r = c->open; r; r = r->next)
+		if (r->span.kind == REQ_HTTP || r->span.kind == REQ_PROXY)
+			r->span.kind = router ? REQ_PROXY : REQ_HTTP;
 }
 
 static struct http_thread *thread_of(struct correlator *c, uint32_t tid, bool create)

@@ -121,6 +121,27 @@ int discover_list(pid_t *out, int max)
 	return n;
 }
 
+int discover_descendants(pid_t root, pid_t *out, int max)
+{
+	int n = proc_children(root, out, max), all;
+
+	if (n == -ENOENT && !proc_check(root)) { /* no children files: the slow way */
+		all = discover_list(out, max);
+		n = 0;
+		for (int i = 0; i < all; i++)
+			if (proc_descends_from(out[i], root))
+				out[n++] = out[i];
+		return n;
+	}
+	/* breadth first: out[0..n) are listed, out[i]'s children go after them */
+	for (int i = 0; n > 0 && i < n && n < max; i++) {
+		int k = proc_children(out[i], out + n, max - n);
+
+		n += k > 0 ? k : 0;
+	}
+	return n < 0 ? 0 : n;
+}
+
 static struct file_key *cache_slot(struct discover *d, const struct proc_map *m)
 {
 	uint64_t h = (m->inode ^ ((uint64_t)m->dev_major << 32 | m->dev_minor)) * 0x9e3779b97f4a7c15ull;

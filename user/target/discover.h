@@ -25,6 +25,9 @@ uint64_t discover_lost(const struct discover *d);
 
 /* Every process of the host (its thread group ids), at most max. Returns how many. */
 int discover_list(pid_t *out, int max);
+/* root's descendants (not root), at most max: from the kernel's lists of children, or
+ * a scan of /proc where the kernel has none. Returns how many. */
+int discover_descendants(pid_t root, pid_t *out, int max);
 
 /*
  * Whether pid maps an executable file that defines llama_decode. Each file is

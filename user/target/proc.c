@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <linux/openat2.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -386,4 +388,95 @@ pid_t proc_tgid(pid_t pid)
 	long long tgid = status_value(pid, "Tgid");
 
 	return tgid > 0 ? (pid_t)tgid : pid;
+}
+
+ssize_t proc_read_small(pid_t pid, const char *name, char *buf, size_t len)
+{
+	char fn[64];
+	size_t got = 0;
+	ssize_t n = 0;
+	int fd;
+
+	if (!len)
+		return -EINVAL;
+	snprintf(fn, sizeof(fn), "/proc/%d/%s", (int)pid, name);
+	fd = open(fn, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += (size_t)n;
+	}
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	buf[got] = '\0';
+	return n < 0 && !got ? n : (ssize_t)got;
+}
+
+pid_t proc_stat_ppid(const char *stat)
+{
+	const char *p = strrchr(stat, ')');
+	int ppid;
+
+	/* after the comm's closing parenthesis: state (field 3), ppid (field 4) */
+	if (!p || p[1] != ' ' || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid < 0)
+		return 0;
+	return (pid_t)ppid;
+}
+
+pid_t proc_ppid(pid_t pid)
+{
+	char buf[1024];
+
+	if (proc_read_small(pid, "stat", buf, sizeof(buf)) <= 0)
+		return 0;
+	return proc_stat_ppid(buf);
+}
+
+bool proc_descends_from(pid_t pid, pid_t root)
+{
+	for (int depth = 0; depth < 64 && pid > 1; depth++) {
+		pid = proc_ppid(pid);
+		if (pid == root)
+			return true;
+	}
+	return false;
+}
+
+int proc_children(pid_t pid, pid_t *out, int max)
+{
+	char dirname[64], fn[64], buf[4096];
+	bool any = false;
+	struct dirent *de;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(dirname, sizeof(dirname), "/proc/%d/task", (int)pid);
+	dir = opendir(dirname);
+	if (!dir)
+		return -ENOENT;
+	while ((n < max || !any) && (de = readdir(dir))) {
+		char *end;
+		long tid = strtol(de->d_name, &end, 10);
+
+		if (*end || tid <= 0)
+			continue;
+		snprintf(fn, sizeof(fn), "task/%ld/children", tid);
+		if (proc_read_small(pid, fn, buf, sizeof(buf)) < 0)
+			continue; /* the thread ended meanwhile, or no such file */
+		any = true;
+		for (char *p = buf; n < max; p = end) {
+			long child = strtol(p, &end, 10);
+
+			if (end == p || child <= 0)
+				break;
+			out[n++] = (pid_t)child;
+		}
+	}
+	closedir(dir);
+	return any ? n : -ENOENT;
 }

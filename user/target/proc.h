@@ -80,4 +80,23 @@ uint64_t proc_stat_start_time(const char *stat);
 /* Its executable's path as it sees it; "" when unreadable. */
 void proc_exe(pid_t pid, char *buf, size_t len);
 
+/*
+ * A small file of /proc/PID (name: "cmdline", "environ": NUL-separated strings)
+ * into buf, cut to len - 1 bytes and NUL-terminated. The bytes read, or -errno.
+ * What these files hold is the target's own memory: its word, not a fact.
+ */
+ssize_t proc_read_small(pid_t pid, const char *name, char *buf, size_t len);
+/* The parent's pid (/proc/PID/stat), 0 when gone or unreadable. */
+pid_t proc_ppid(pid_t pid);
+/* The same from a /proc/PID/stat text (NUL-terminated), 0 when malformed. */
+pid_t proc_stat_ppid(const char *stat);
+/* Whether pid is a descendant of root (its parents, at most 64 levels up). */
+bool proc_descends_from(pid_t pid, pid_t root);
+/*
+ * pid's child processes (/proc/PID/task/TID/children of each of its threads: the
+ * kernel's list, no scan of /proc), at most max. How many, or -ENOENT when the
+ * kernel has no such file (CONFIG_PROC_CHILDREN) or pid is gone.
+ */
+int proc_children(pid_t pid, pid_t *out, int max);
+
 #endif
