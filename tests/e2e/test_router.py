@@ -236,6 +236,8 @@ def attach_to_a_router_says_what_it_is():
         first = ask(router, 300, "alpha")  # starts the alpha child
         child = children_of(router.pid)["alpha"]
         tr = Tracer(router.pid, ["--no-steps"]).wait_attached()
+        # the attach record comes first (stdout), the router lines right after it (stderr)
+        wait_until(lambda: "llmtap daemon" in tr.stderr_so_far(), 10, "the router lines")
         err = tr.stderr_so_far()
         for says in (f"PID {router.pid} is a router llama-server (--models-dir {mdir})",
                      f"its children: PID {child} (alpha)",
