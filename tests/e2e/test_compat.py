@@ -106,8 +106,10 @@ def request(srv, chat, stream, n_predict, text, i):
 
 
 def judge(c, r, truth):
-    """'exact', 'unattributed' or 'wrong', and why when not exact. A count llmtap gives
-    must be the server's; an unknown one is null, and only on an unattributed request."""
+    """'exact', 'unattributed', 'wrong' (a number that is not the server's) or 'partial'
+    (some counts null on a request not marked unattributed), and why when not exact. A
+    count llmtap gives must be the server's; an unknown one is null, and then the request
+    is unattributed."""
     got = tuple(r.get(k) for k in COUNTS)
     attribution = r.get("attribution")  # absent before the sinks wrote it: judged by the numbers
     wrong = [f"{k} {g} (server: {w})" for k, g, w in zip(COUNTS, got, truth) if g is not None and g != w]
@@ -125,7 +127,8 @@ def judge(c, r, truth):
         return "exact", None
     if attribution == "unattributed" and got == (None, None, None):
         return "unattributed", None
-    return "wrong", f"counts {got} partly unknown, attribution {attribution!r}"
+    # no wrong number, but neither exact nor said to be unknown
+    return "partial", f"counts {got}, attribution {attribution!r}"
 
 
 def write_result(result):
@@ -144,7 +147,7 @@ def compat_accuracy_under_concurrency():
     layer attached. Writes what it found to $LLMTAP_COMPAT_OUT (tests/compat/run.sh)."""
     result = {"server": harness.SERVER_SHARED, "llama_cpp": None, "layers": [], "steps": None,
               "n_decode_delta": None, "requests": 0, "exact": 0, "unattributed": 0, "wrong": 0,
-              "unseen": 0, "failures": [], "llmtap_warnings": [], "passed": False, "error": None}
+              "partial": 0, "unseen": 0, "failures": [], "llmtap_warnings": [], "passed": False, "error": None}
     try:
         run(result)
         result["passed"] = True
@@ -212,9 +215,9 @@ def run(result):
                         f"{result['n_decode_delta']}")
     if result["lost_events"]:
         problems.append(f"{result['lost_events']} lost events")
-    if result["wrong"] or result["unseen"]:
-        problems.append(f"{result['wrong']} requests wrong, {result['unseen']} unseen of "
-                        f"{len(calls)}; first: {result['failures'][:3]}")
+    if result["wrong"] or result["partial"] or result["unseen"]:
+        problems.append(f"of {len(calls)} requests {result['wrong']} wrong, {result['partial']} "
+                        f"partial, {result['unseen']} unseen; first: {result['failures'][:3]}")
     if "server" in result["layers"] and result["exact"] != len(calls):
         problems.append(f"the server layer attached, yet only {result['exact']} of {len(calls)} "
                         "requests exact")
