@@ -229,10 +229,10 @@ e2e: llmtap
 	tests/e2e/run.sh
 
 # the llama.cpp compatibility matrix: every version of tests/compat/versions (each built once,
-# cached by commit: about 8 minutes a version on 2 cores), written to COMPAT.md
-# (COMPAT_FLAGS=--built-only leaves out the versions not built yet)
+# cached by commit: about 8 minutes a version on 2 cores), written to COMPAT.md and README.md's
+# table (COMPAT_FLAGS=--built-only leaves out the versions not built yet)
 compat: llmtap
-	tests/compat/run.sh $(COMPAT_FLAGS)
+	tests/compat/run.sh --readme README.md $(COMPAT_FLAGS)
 
 # its slice in `make test`: the versions marked ci, the table in .output/compat/COMPAT.md
 compat-ci: llmtap

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Write COMPAT.md from one run of tests/compat/run.sh.
 
-  report.py --versions tests/compat/versions --results .output/compat --out COMPAT.md V...
+  report.py --versions tests/compat/versions --results .output/compat --out COMPAT.md
+            [--readme README.md] V...
 
 V...: the versions this run ran (their results are RESULTS/V.json, written by the e2e test
 compat_accuracy_under_concurrency, or RESULTS/V.skipped saying why there is none); every
@@ -122,7 +123,8 @@ def row(v, result, skipped, sites):
         notes.append(f"{result['unseen']} requests without a record")
     if result.get("failures"):
         first = result["failures"][0]
-        notes.append(f"e.g. {first['request'].split(' port')[0]}: {first['why']}"[:160])
+        why = "; ".join(first["why"].split("; ")[:2])
+        notes.append(f"{first['verdict']}, e.g. {first['request'].split(' port')[0]}: {why}")
     notes += [w.strip() for w in result.get("llmtap_warnings", [])]
     if result.get("error") and result.get("steps") is None:
         notes.append(result["error"].splitlines()[0][:200])
@@ -148,6 +150,7 @@ def main():
     ap.add_argument("--versions", required=True)
     ap.add_argument("--results", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--readme", help="also put the table between this file's compat-table marks")
     ap.add_argument("ran", nargs="*")
     a = ap.parse_args()
     sites = read_sites()
@@ -191,9 +194,20 @@ test compat_accuracy_under_concurrency).
 
 {table}
 """
-    with open(a.out + ".tmp", "w") as f:
-        f.write(doc)
-    os.replace(a.out + ".tmp", a.out)
+    write(a.out, doc)
+    if a.readme:
+        with open(a.readme) as f:
+            text = f.read()
+        marks = re.compile(r"(<!-- compat-table:[^\n]*-->\n).*?(<!-- /compat-table -->)", re.S)
+        if not marks.search(text):
+            raise SystemExit(f"report: no compat-table marks in {a.readme}")
+        write(a.readme, marks.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text))
+
+
+def write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

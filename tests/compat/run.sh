@@ -3,11 +3,12 @@
 # reuse the cached) shared llama-server, run the e2e test compat_accuracy_under_concurrency
 # against it, then write the table of what llmtap saw (tests/compat/report.py). Needs root.
 #
-#   tests/compat/run.sh [--ci] [--built-only] [--out FILE] [VERSION...]
+#   tests/compat/run.sh [--ci] [--built-only] [--out FILE] [--readme FILE] [VERSION...]
 #
 #   --ci          only the versions marked ci (make compat-ci, part of make test)
 #   --built-only  skip a version whose llama-server is not built yet (it shows as not run)
 #   --out FILE    where the table goes (default COMPAT.md)
+#   --readme FILE also put the table between FILE's compat-table marks (make compat: README.md)
 #   VERSION...    node-llama-cpp versions of the list (default: all of them)
 #
 # Each version's result, test log and build log stay in .output/compat/. Exits 1 when a
@@ -15,14 +16,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-CI=0 BUILT_ONLY=0 OUT=COMPAT.md
+CI=0 BUILT_ONLY=0 OUT=COMPAT.md README=()
 WANT=()
 while (($#)); do
 	case $1 in
 	--ci) CI=1 ;;
 	--built-only) BUILT_ONLY=1 ;;
 	--out) OUT=$2; shift ;;
-	-*) echo "usage: $0 [--ci] [--built-only] [--out FILE] [VERSION...]" >&2; exit 2 ;;
+	--readme) README=(--readme "$2"); shift ;;
+	-*) echo "usage: $0 [--ci] [--built-only] [--out FILE] [--readme FILE] [VERSION...]" >&2; exit 2 ;;
 	*) WANT+=("$1") ;;
 	esac
 	shift
@@ -97,6 +99,7 @@ for v in "${VERSIONS[@]}"; do
 	fi
 done
 
-/usr/bin/python3 tests/compat/report.py --versions "$LIST" --results "$RESULTS" --out "$OUT" "${VERSIONS[@]}"
+/usr/bin/python3 tests/compat/report.py --versions "$LIST" --results "$RESULTS" --out "$OUT" \
+	"${README[@]}" "${VERSIONS[@]}"
 echo "compat: wrote $OUT"
 exit $failed

@@ -25,7 +25,7 @@ if [[ ! -v LLMTAP_EMBEDDER ]]; then
 	SRC=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BIN/../CMakeCache.txt" 2>/dev/null || true)
 	SRC=${SRC:-$(tools/build-llama.sh src)}
 	cc -O2 -Wall -Wextra -Werror -I"$SRC/include" -I"$SRC/ggml/include" tests/e2e/embedder.c \
-		-L"$BIN" -l:libllama.so.0 -Wl,-rpath,"$BIN" -o .output/embedder
+		-L"$BIN" -lllama -Wl,-rpath,"$BIN" -o .output/embedder
 	export LLMTAP_EMBEDDER=$PWD/.output/embedder
 fi
 # runs a program under a seccomp filter that kills it on the uretprobe system call
