@@ -178,6 +178,8 @@ def run(result):
 
     summary = tr.records("summary")
     check(len(summary) == 1, f"{len(summary)} summary records")
+    # steps: the summary's count of engine calls (decode; the tiny llama model never encodes),
+    # the server's: every llama_decode it made (n_decode_total), over the same time
     result["steps"] = summary[0]["steps"]
     result["n_decode_delta"] = int(m1["n_decode_total"] - m0["n_decode_total"])
     result["lost_events"] = summary[0]["lost_events"]
