@@ -62,8 +62,10 @@ built() {
 	[[ -f $2/build-$commit-shared/.llmtap-done ]]
 }
 
-# one model for every version: written with the pinned llama.cpp's gguf-py
+# one model for every version, written with the pinned llama.cpp's gguf-py (the test runs
+# the variant without byte tokens; the runner wants the other one to exist)
 MODEL=$(env -u NODE_LLAMA_CPP_VERSION tools/make-model.sh)
+MODEL_NO_HIGH_BYTES=$(env -u NODE_LLAMA_CPP_VERSION tools/make-model.sh --no-high-byte-tokens)
 export LLMTAP=${LLMTAP:-$PWD/llmtap}
 [[ -x $LLMTAP ]] || { echo "compat: no llmtap binary at $LLMTAP (make)" >&2; exit 1; }
 
@@ -86,10 +88,10 @@ for v in "${VERSIONS[@]}"; do
 		failed=1
 		continue
 	fi
-	# only what the test uses: this version's shared server and the model; nothing else built
+	# only what the test uses: this version's shared server and the models; nothing else built
 	if NODE_LLAMA_CPP_VERSION=$v LLMTAP_CACHE=$cache LLMTAP_COMPAT_OUT=$result \
 		LLAMA_SERVER_SHARED=$server LLAMA_SERVER_STATIC= LLMTAP_MODEL=$MODEL \
-		LLMTAP_MODEL_NO_HIGH_BYTES= LLMTAP_EMBEDDER= LLMTAP_OTLP_DECODER= \
+		LLMTAP_MODEL_NO_HIGH_BYTES=$MODEL_NO_HIGH_BYTES LLMTAP_EMBEDDER= LLMTAP_OTLP_DECODER= \
 		tests/e2e/run.sh compat_accuracy_under_concurrency >"$log" 2>&1; then
 		echo "compat: $v: PASS"
 	else
