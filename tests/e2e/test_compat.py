@@ -113,7 +113,7 @@ def request(srv, chat, stream, n_predict, text, i):
     return Call(srv, "/v1/chat/completions", body)
 
 
-def judge(c, r, truth):
+def judge(r, truth):
     """'exact', 'unattributed', 'wrong' (a number that is not the server's) or 'partial'
     (some counts null on a request not marked unattributed), and why when not exact. A
     count llmtap gives must be the server's; an unknown one is null, and then the request
@@ -213,7 +213,7 @@ def run(result):
         if r is None:
             verdict, why = "unseen", "no llmtap request record on its client port"
         else:
-            verdict, why = judge(c, r, truth)
+            verdict, why = judge(r, truth)
         result[verdict] += 1
         if why:
             result["failures"].append({
