@@ -96,7 +96,8 @@ for v in "${VERSIONS[@]}"; do
 		echo "compat: $v: PASS"
 	else
 		echo "compat: $v: FAIL (.output/compat/$v.log)"
-		grep -m1 '^FAIL' "$log" | cut -c1-400 || tail -3 "$log"
+		msg=$(grep -m1 '^FAIL' "$log" || tail -3 "$log")
+		echo "${msg:0:400}"
 		failed=1
 	fi
 done
