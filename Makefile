@@ -49,7 +49,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 # a failed recipe leaves no half-written target (a truncated skeleton) behind
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test unit help-check fuzz e2e demo bench clean target deploy-check \
+.PHONY: all deps test unit help-check fuzz e2e compat compat-ci demo bench clean target deploy-check \
 	image-check install uninstall doc deb deb-check
 all: llmtap
 
@@ -233,6 +233,16 @@ fuzz: $(FUZZ_BINS)
 e2e: llmtap
 	tests/e2e/run.sh
 
+# the llama.cpp compatibility matrix: every version of tests/compat/versions (each built once,
+# cached by commit: about 8 minutes a version on 2 cores), written to COMPAT.md and README.md's
+# table (COMPAT_FLAGS=--built-only leaves out the versions not built yet)
+compat: llmtap
+	tests/compat/run.sh --readme README.md $(COMPAT_FLAGS)
+
+# its slice in `make test`: the versions marked ci, the table in .output/compat/COMPAT.md
+compat-ci: llmtap
+	tests/compat/run.sh --ci --out $(OUTPUT)/compat/COMPAT.md
+
 # the README's test command: installs what is missing, builds, runs every test
 test:
 	tools/install-deps.sh
@@ -242,6 +252,7 @@ test:
 	LLMTAP_MODEL=$$(tools/make-model.sh) $(MAKE) unit
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(MAKE) e2e
+	$(MAKE) compat-ci
 	$(MAKE) deploy-check
 	$(MAKE) deb-check
 
