@@ -115,6 +115,9 @@ struct layercheck {
 	uint32_t n_seq_max; /* the largest context's, 0 until a context creation is seen */
 	uint64_t ctxs[CTXS];
 	unsigned int next_ctx;
+	/* the slots' context reads wrong: harmless while one context decodes (the
+	 * correlator needs it only to tell a draft model's apart), fatal with two */
+	bool slot_ctx_wrong;
 	struct slot slots[LLMTAP_MAX_SEQ];
 
 	/* sampling */
@@ -162,6 +165,11 @@ static void verdict(struct layercheck *lc, enum check c, bool ok, const char *wh
 		return;
 	}
 	lc->tally[c].bad++;
+	if (lc->tally[c].bad >= LAYERCHECK_STRIKES && lc->tally[c].bad > lc->tally[c].good &&
+	    c == C_SLOT_CTX && lc->next_ctx <= 1) {
+		lc->slot_ctx_wrong = true;
+		return;
+	}
 	if (lc->tally[c].bad >= LAYERCHECK_STRIKES && lc->tally[c].bad > lc->tally[c].good &&
 	    !(lc->failed & (1u << l))) {
 		lc->failed |= 1u << l;
@@ -304,8 +312,15 @@ static bool ctx_seen(const struct layercheck *lc, uint64_t ctx)
 
 static void ctx_add(struct layercheck *lc, uint64_t ctx)
 {
-	if (ctx && !ctx_seen(lc, ctx))
-		lc->ctxs[lc->next_ctx++ % CTXS] = ctx;
+	if (!ctx || ctx_seen(lc, ctx))
+		return;
+	lc->ctxs[lc->next_ctx++ % CTXS] = ctx;
+	if (lc->slot_ctx_wrong && lc->next_ctx > 1 && checked(lc, LAYER_SERVER) &&
+	    !(lc->failed & (1u << LAYER_SERVER))) {
+		lc->failed |= 1u << LAYER_SERVER;
+		lc->failed_why[LAYER_SERVER] =
+			"a slot's context was never seen decoding, and a second context decodes";
+	}
 }
 
 #define WHY_CTX "a slot's context was never seen decoding"
