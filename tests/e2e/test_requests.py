@@ -507,7 +507,7 @@ def slot_history(tr, r, done):
                                                     c.timings["predicted_n"]),
                         seed=(q["attributes"].get("gen_ai.request.seed"), c and c.body.get("seed")),
                         start_ms=round(q["start_unix_nano"] / 1e6 % 1e5, 3),
-                        ttft_ms=round(q["ttft_ns"] / 1e6, 3)))
+                        ttft_ms=q["ttft_ns"] and round(q["ttft_ns"] / 1e6, 3)))
     return out
 
 

@@ -261,10 +261,12 @@ static void request_close(struct correlator *c, struct request *r, bool complete
 {
 	if (r->span.method[0] || r->span.status) {
 		r->span.complete = complete;
-		/* the server layer saw no prompt of it decoded (its task failed or never ran):
-		 * nothing was decoded for it */
+		/* the server layer saw it make no task, or its task fail before a prompt
+		 * was decoded: nothing was decoded for it (a task launched unseen is not
+		 * that: its counts stay unknown) */
 		if (!engine_first(c) && r->span.kind == REQ_HTTP && !r->span.known &&
-		    !r->span.prompt_tokens && !r->span.output_tokens)
+		    !r->span.prompt_tokens && !r->span.output_tokens && !r->lost &&
+		    (!r->span.n_tasks || r->span.err_type >= 0))
 			r->span.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT;
 		if (engine_first(c) && r->span.kind == REQ_HTTP && route_decodes(r->span.route.kind) &&
 		    r->span.attribution == REQ_ATTR_NONE)
