@@ -1595,9 +1595,157 @@ static void test_outputs_without_sampling_layer(void **state)
 	assert_int_equal(r->first_token_ns, 145);
 }
 
+/* review 1: server layer turned off while a request has tasks: its tasks keep r */
+static void test_review_uaf_after_server_off(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	step1(c, 200, 0, 5, 0, 4, 1);
+	correlator_disable_layer(c, LAYER_SERVER); /* layercheck turn_off */
+	status(c, 240, 10, 200);
+	end(c, 250, 10);
+	correlator_tick(c, 260 + 20 * S_NS, 0); /* settled and freed */
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_int_equal(f->rec->reqs[0].known, 0); /* counted from a layer cut off midway */
+	assert_int_equal(gauges(c).busy_slots, 0); /* no task left pointing at the freed request */
+	kv(c, 300 + 20 * S_NS, LLMTAP_KV_SEQ_ADD, 0, 10, 20, -5);
+}
+
+/* review 2: A's client went away; its generation decodes once more after its end;
+ * B's generation ran inside A's window, B's response ends after A's. */
+static void test_review_disconnect_takes_other(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	correlator_disable_layer(c, LAYER_SERVER);
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	begin(c, 120, 11, 5556);
+	route(c, 130, 11, "POST", "/completion");
+	generate(c, 200, 0, 0, 5, 3);    /* A's: seq 0, 200..225 */
+	generate(c, 300, 1, 0, 40, 9);   /* B's: seq 1, 300..385 */
+	status(c, 390, 10, 200);
+	end(c, 395, 10);                 /* A ends (write ok: kernel buffered) */
+	step1(c, 400, 0, 1, 7, 7, 1);    /* A's slot decodes once more before the cancel */
+	status(c, 410, 11, 200);
+	end(c, 420, 11);
+	correlator_tick(c, 430, 0);
+	correlator_tick(c, 430 + 3 * S_NS, 0);
+	assert_int_equal(f->rec->n_reqs, 2);
+	for (int i = 0; i < 2; i++) { /* never the other's counts: exact, or unattributed */
+		const struct req_span *r = &f->rec->reqs[i];
+
+		assert_true(r->attribution == REQ_ATTR_UNATTRIBUTED ||
+			    (r->start_ns == 100 ? r->prompt_tokens == 5 : r->prompt_tokens == 40));
+	}
+}
+
+/* review 3: M-RoPE image chunk: first position dimension constant */
+static void test_review_mrope_image(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	struct llmtap_run img[4];
+
+	correlator_disable_layer(c, LAYER_SERVER);
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/v1/chat/completions");
+	kv_rm(c, 150, 0, 0, -1);
+	step1(c, 200, 0, 10, 0, 9, 0);           /* text before the image */
+	for (int i = 0; i < 4; i++)
+		img[i] = (struct llmtap_run){ .seq_id = 0, .n_tokens = 1, .pos_first = 10, .pos_last = 10 };
+	step_runs(c, 210, 0, 4, img);            /* the image: 4 tokens, pos 10 each */
+	step1(c, 220, 0, 3, 12, 14, 1);          /* text after: pos 10 + n_pos(2) */
+	sample(c, 226, 0);
+	step1(c, 230, 0, 1, 15, 15, 1);
+	sample(c, 236, 0);
+	status(c, 240, 10, 200);
+	end(c, 250, 10);
+	correlator_tick(c, 260, 0);
+	correlator_tick(c, 260 + 3 * S_NS, 0);
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_true(f->rec->reqs[0].attribution == REQ_ATTR_UNATTRIBUTED ||
+		    !(f->rec->reqs[0].known & REQ_KNOWN_PROMPT)); /* positions are not counts here */
+}
+
+/* review 4: loss seen at a tick while A's records still wait in the ring */
+static void test_review_loss_backlog(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	correlator_disable_layer(c, LAYER_SERVER);
+	correlator_tick(c, 1000, 5);             /* ring overflowed: A's prompt step was lost */
+	begin(c, 100, 10, 5555);                 /* the backlog: A's records, consumed after */
+	route(c, 110, 10, "POST", "/completion");
+	kv_rm(c, 150, 0, 0, -1);
+	/* prompt step (pos 0..9) lost */
+	step1(c, 300, 0, 1, 10, 10, 1);
+	sample(c, 306, 0);
+	step1(c, 310, 0, 1, 11, 11, 1);
+	sample(c, 316, 0);
+	status(c, 320, 10, 200);
+	end(c, 330, 10);
+	correlator_tick(c, 2000, 5);
+	correlator_tick(c, 2000 + 3 * S_NS, 5);
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_int_equal(f->rec->reqs[0].attribution, REQ_ATTR_UNATTRIBUTED);
+	assert_int_equal(f->rec->reqs[0].known, 0);
+}
+
+/* review 5: server mode, events lost while the request ran */
+static void test_review_server_lost(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	step1(c, 200, 0, 5, 0, 4, 1);
+	sample(c, 206, 0);
+	correlator_tick(c, 210, 3);             /* lost: a step of it, say */
+	sample(c, 226, 0);
+	srv(c, 230, MAIN_TID, LLMTAP_SRV_FINAL, 7, 0);
+	status(c, 240, 10, 200);
+	end(c, 250, 10);
+	assert_int_equal(f->rec->n_reqs, 1);
+	assert_int_equal(f->rec->reqs[0].known, 0);
+}
+
+static void test_review_embedder_pause(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c;
+
+	correlator_free(f->c);
+	f->c = c = correlator_new(f->tm, (1u << LAYER_ENGINE) | (1u << LAYER_SAMPLING));
+	generate(c, 100, 0, 0, 8, 3);            /* positions 0..10 */
+	correlator_tick(c, 100 + 11 * S_NS, 0);  /* the app paused 11 s (stream back-pressure) */
+	step1(c, 200 + 11 * S_NS, 0, 1, 10, 10, 1);  /* ... and goes on: the next token */
+	sample(c, 206 + 11 * S_NS, 0);
+	correlator_flush(c, 300 + 11 * S_NS);
+	assert_int_equal(f->rec->n_reqs, 2);
+	assert_int_equal(f->rec->reqs[1].known, 0); /* where the resumed one began is unknown */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_review_uaf_after_server_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_review_disconnect_takes_other, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_review_mrope_image, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_review_loss_backlog, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_review_server_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_review_embedder_pause, setup, teardown),
+
 		cmocka_unit_test_setup_teardown(test_engine_first_sequential_requests_are_joined, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_engine_first_overlap_is_unattributed, setup, teardown),

@@ -33,6 +33,7 @@
 #define GEN_IDLE_NS (2000ull * 1000000)
 #define GEN_QUIET_NS (10ull * 1000000000)
 #define GEN_KEEP 1024 /* ended generations kept for joining */
+#define MAX_PENDING 4096 /* ended requests waiting for their generation */
 
 enum task_phase { TASK_QUEUED = 0, TASK_PREFILL, TASK_GENERATE, TASK_DONE };
 
@@ -44,7 +45,6 @@ struct task {
 	int slot;            /* -1 until launched */
 	enum task_phase phase;
 	bool prefill_seen;
-	bool uncertain;      /* outputs that are not one token each (speculative verification) */
 	struct task *next, *prev; /* in the correlator's list */
 	struct task *hnext;       /* in its hash bucket */
 };
@@ -53,8 +53,16 @@ struct request {
 	struct req_span span;
 	struct request *next;
 	bool write_failed; /* process_request returned false: the client may have gone */
-	bool lost;         /* events were lost while it ran */
+	bool lost;         /* what it was counted from may be incomplete (a layer went off) */
+	bool doubt_output; /* a task's outputs were not one token each */
+	bool untracked;    /* a task of it could not be followed (too many tasks) */
 };
+
+/* Events were lost at production times in (from, to]: a tick learns of it. */
+struct loss {
+	uint64_t from, to;
+};
+#define LOSSES 16
 
 /* An ended generation kept for joining. */
 struct gen_rec {
@@ -102,6 +110,10 @@ struct correlator {
 	uint64_t now_ns;               /* the latest time seen (events, ticks) */
 	uint64_t tick_ns;              /* the last tick: events lost before it are known */
 	uint64_t lost_total;           /* events lost (ring buffer), as of the last tick */
+	struct loss losses[LOSSES];    /* the latest intervals with losses (merged when full) */
+	unsigned int n_losses;
+	struct request *pending_tail;
+	unsigned int n_pending;
 };
 
 static void on_gen_closed(void *arg, const struct gen *g);
@@ -127,9 +139,26 @@ static bool has_layer(const struct correlator *c, enum llmtap_layer l)
 	return c->layers & (1u << l);
 }
 
+static void settle(struct correlator *c, bool force);
+static void tasks_drop(struct correlator *c, const struct request *r);
+
 void correlator_disable_layer(struct correlator *c, enum llmtap_layer layer)
 {
+	if (!(c->layers & (1u << layer)))
+		return;
+	/* what the requests in flight were counted from is cut off: none of them is exact */
+	for (struct request *r = c->open; r; r = r->next)
+		r->lost = true;
+	for (struct request *r = c->pending; r; r = r->next)
+		r->lost = true;
+	if (layer == LAYER_HTTP)
+		settle(c, true); /* generations are an embedder's from now on */
 	c->layers &= ~(1u << layer);
+	if (layer == LAYER_SERVER) { /* no task or slot of it is believed any more */
+		tasks_drop(c, NULL);
+		memset(c->slot_task, 0, sizeof(c->slot_task));
+		c->launching = NULL;
+	}
 }
 
 void correlator_set_router(struct correlator *c, bool router)
@@ -231,17 +260,33 @@ static struct task *slot_task(struct correlator *c, int slot)
 static bool engine_first(const struct correlator *c);
 static bool route_decodes(enum route_kind k);
 
-/* Forget a request and its tasks. */
-static void request_drop(struct correlator *c, struct request *r)
+/* Whether events may have been lost between from and to (as known at the last tick). */
+static bool lost_during(const struct correlator *c, uint64_t from, uint64_t to)
 {
-	struct request **pp;
+	for (unsigned int i = 0; i < c->n_losses; i++)
+		if (from <= c->losses[i].to && to > c->losses[i].from)
+			return true;
+	return false;
+}
+
+/* Forget the tasks of a request (all tasks when r is NULL). */
+static void tasks_drop(struct correlator *c, const struct request *r)
+{
 	struct task *t, *next;
 
 	for (t = c->tasks; t; t = next) {
 		next = t->next;
-		if (t->req == r)
+		if (!r || t->req == r)
 			task_free(c, t);
 	}
+}
+
+/* Forget a request and its tasks. */
+static void request_drop(struct correlator *c, struct request *r)
+{
+	struct request **pp;
+
+	tasks_drop(c, r);
 	for (pp = &c->open; *pp && *pp != r; pp = &(*pp)->next)
 		;
 	if (*pp)
@@ -265,9 +310,13 @@ static void request_close(struct correlator *c, struct request *r, bool complete
 		 * was decoded: nothing was decoded for it (a task launched unseen is not
 		 * that: its counts stay unknown) */
 		if (!engine_first(c) && r->span.kind == REQ_HTTP && !r->span.known &&
-		    !r->span.prompt_tokens && !r->span.output_tokens && !r->lost &&
-		    (!r->span.n_tasks || r->span.err_type >= 0))
+		    !r->span.prompt_tokens && !r->span.output_tokens && !r->lost && !r->untracked &&
+		    (!r->span.n_tasks || (r->span.n_tasks == 1 && r->span.err_type >= 0)))
 			r->span.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT;
+		if (r->lost || lost_during(c, r->span.start_ns, r->span.end_ns))
+			r->span.known = 0; /* some of what it was counted from may be missing */
+		else if (r->doubt_output)
+			r->span.known &= ~REQ_KNOWN_OUTPUT;
 		if (engine_first(c) && r->span.kind == REQ_HTTP && route_decodes(r->span.route.kind) &&
 		    r->span.attribution == REQ_ATTR_NONE)
 			r->span.attribution = REQ_ATTR_UNATTRIBUTED;
@@ -377,7 +426,6 @@ struct join_scan {
 	const struct request *r;
 	bool undecided;          /* an open generation may still be its */
 	bool tainted;            /* a generation in its time could not be counted whole */
-	int n;                   /* generations that may be its */
 	const struct gen *match; /* the one that fits its route, when one */
 	int n_match;
 	bool match_open;
@@ -396,16 +444,29 @@ static void scan_gen(struct join_scan *js, const struct gen *g, bool open, bool 
 
 	if (g->start_ns < r->span.start_ns || g->start_ns > r->span.end_ns)
 		return;
-	if (g->uncertain)
+	if (g->uncertain || lost_during(js->c, g->start_ns, g->last_ns))
 		js->tainted = true; /* its own may be this one: miscounted, or not one at all */
-	if (g->last_ns > r->span.end_ns)
-		return; /* it decoded after the response ended: not this request's */
+	if (g->last_ns > r->span.end_ns) {
+		/*
+		 * It decoded after the response ended: someone else's, unless the client went
+		 * away mid-response (llama-server's write to the kernel still succeeds). Then
+		 * the handler cancelled its task before returning, and the main loop drops it
+		 * before its next step but one: a generation with three steps begun after the
+		 * response is not its.
+		 */
+		if (taken || !gen_fits(r, g) || g->recent_ns[2] > r->span.end_ns)
+			return;
+		if (open && js->c->now_ns < g->last_ns + JOIN_QUIET_NS)
+			js->undecided = true; /* it may yet go on: wait */
+		else
+			js->n_match++; /* it stopped soon after: it may be this one's, cut short */
+		return;
+	}
 	if (open && !gen_tracker_skipped_after(js->c->gens, g, r->span.end_ns) &&
 	    js->c->now_ns < r->span.end_ns + JOIN_QUIET_NS) {
 		js->undecided = true; /* nothing decoded since: wait a little */
 		return;
 	}
-	js->n++;
 	if (taken || !gen_fits(r, g))
 		return;
 	js->n_match++;
@@ -450,7 +511,8 @@ static bool join(struct correlator *c, struct request *r, bool force)
 	r->span.known = 0;
 	if (js.undecided || js.tainted || js.n_match != 1 || c->ended_forgot_ns >= r->span.start_ns ||
 	    r->span.status < 200 || r->span.status >= 400 || !r->span.complete || r->write_failed ||
-	    r->lost || gen_tracker_contexts(c->gens) != 1)
+	    r->lost || lost_during(c, r->span.start_ns, r->span.end_ns) ||
+	    gen_tracker_contexts(c->gens) != 1)
 		return true;
 	span_from_gen(c, &r->span, js.match);
 	r->span.attribution = REQ_ATTR_ENGINE;
@@ -461,7 +523,7 @@ static bool join(struct correlator *c, struct request *r, bool force)
 				return true;
 			}
 		/* no room to remember it: then nobody gets it */
-		span_from_gen(c, &r->span, &(struct gen){ 0 });
+		span_from_gen(c, &r->span, &(struct gen){ .seq = -1 });
 		r->span.known = 0;
 		r->span.attribution = REQ_ATTR_UNATTRIBUTED;
 	} else if (rec) {
@@ -485,6 +547,9 @@ static void settle(struct correlator *c, bool force)
 		if (!join(c, r, force || late))
 			return; /* in order: a later one may need this one's window */
 		c->pending = r->next;
+		if (!c->pending)
+			c->pending_tail = NULL;
+		c->n_pending--;
 		telemetry_request(c->tm, &r->span);
 		free(r);
 	}
@@ -495,6 +560,7 @@ static void pend(struct correlator *c, struct request *r)
 {
 	struct request **pp;
 
+	tasks_drop(c, r); /* none: no server layer; but never a task left pointing at it */
 	for (pp = &c->open; *pp && *pp != r; pp = &(*pp)->next)
 		;
 	if (*pp)
@@ -503,10 +569,13 @@ static void pend(struct correlator *c, struct request *r)
 		if (c->threads[i].req == r)
 			c->threads[i].req = NULL;
 	r->next = NULL;
-	for (pp = &c->pending; *pp; pp = &(*pp)->next)
-		;
-	*pp = r;
-	settle(c, false);
+	if (c->pending_tail)
+		c->pending_tail->next = r;
+	else
+		c->pending = r;
+	c->pending_tail = r;
+	c->n_pending++;
+	settle(c, c->n_pending > MAX_PENDING); /* a flood waits no longer than memory allows */
 }
 
 static void on_http(struct correlator *c, const struct llmtap_http_event *h)
@@ -584,8 +653,10 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 		th = thread_of(c, e->tid, false);
 		if (!th || !th->req || th->req->span.n_tasks >= MAX_REQ_TASKS)
 			return; /* an internal task of the main loop */
-		if (!task_new(c, e->task_id, th->req))
+		if (!task_new(c, e->task_id, th->req)) {
+			th->req->untracked = true;
 			return;
+		}
 		if (!th->req->span.n_tasks++)
 			th->req->span.enqueue_ns = e->ts_ns;
 		break;
@@ -671,10 +742,6 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
  */
 static void count_outputs(struct task *t, const struct step *s, const struct llmtap_run *run)
 {
-	if (t->phase == TASK_GENERATE && run->n_tokens > 1 && run->n_outputs > 1)
-		t->uncertain = true; /* drafted tokens verified at once */
-	if (t->uncertain)
-		t->req->span.known &= ~REQ_KNOWN_OUTPUT;
 	if (!run->n_outputs || t->phase == TASK_QUEUED || t->phase == TASK_DONE)
 		return;
 	t->req->span.output_tokens += run->n_outputs;
@@ -709,6 +776,8 @@ static void on_step(struct correlator *c, struct step *s)
 		if (!by_task || !t || !t->req || s->ret != 0)
 			continue;
 		s->request_ids[i] = t->req->span.id;
+		if (t->phase == TASK_GENERATE && run->n_tokens > 1 && run->n_outputs > 1)
+			t->req->doubt_output = true; /* drafted tokens verified at once */
 		if (t->phase == TASK_PREFILL) {
 			if (!t->prefill_seen) {
 				/* the prompt's first decoded position: the ones before came from the cache */
@@ -923,13 +992,17 @@ void correlator_tick(struct correlator *c, uint64_t now_ns, uint64_t lost_total)
 {
 	if (now_ns > c->now_ns)
 		c->now_ns = now_ns;
-	if (lost_total > c->lost_total) { /* since the last tick: any of these may miss some */
+	if (lost_total > c->lost_total) { /* lost since the last tick's count */
+		struct loss l = { c->tick_ns, c->now_ns };
+
 		c->lost_total = lost_total;
 		gen_tracker_taint(c->gens);
-		for (struct request *r = c->open; r; r = r->next)
-			r->lost = true;
-		for (struct request *r = c->pending; r; r = r->next)
-			r->lost = true;
+		if (c->n_losses == LOSSES) { /* merge the oldest two: wider, never narrower */
+			c->losses[1].from = c->losses[0].from;
+			memmove(c->losses, c->losses + 1, sizeof(c->losses[0]) * (LOSSES - 1));
+			c->n_losses--;
+		}
+		c->losses[c->n_losses++] = l;
 	}
 	c->tick_ns = c->now_ns;
 	gen_tracker_expire(c->gens, c->now_ns, GEN_IDLE_NS, GEN_QUIET_NS);

@@ -21,6 +21,7 @@ struct seq_state {
 	uint64_t last_step_ns; /* start of the last step it took part in */
 	uint64_t skipped_ns;   /* start of the last step of its context without it */
 	bool read;             /* an output of its last batch was read */
+	bool expired;          /* its last generation was closed for being idle, not cut */
 };
 
 /* Which sequence each token of a context's last batch belongs to, as runs. */
@@ -37,7 +38,6 @@ struct ctx_state {
 	uint64_t open[LLMTAP_SEQ_WORDS]; /* which have an open generation */
 	struct last_run runs[STEP_MAX_RUNS]; /* its last batch */
 	uint32_t n_runs;
-	uint32_t n_tokens;
 };
 
 struct gen_tracker {
@@ -142,6 +142,9 @@ static void on_run(struct gen_tracker *gt, struct ctx_state *cs, const struct st
 	bool follows = ss->open && !ss->cut && (!pos_known || pos == ss->next_pos);
 	struct gen *g = &ss->g;
 
+	bool same_step = ss->open && ss->last_step_ns == s->start_ns;
+	bool resumed = !ss->open && ss->expired && !ss->cut && pos_known && pos == ss->next_pos;
+
 	if (follows && g->phase == GEN_OUTPUT && run->n_tokens == 1) {
 		/* the next token of its output */
 	} else if (follows && g->phase == GEN_PROMPT) {
@@ -149,9 +152,18 @@ static void on_run(struct gen_tracker *gt, struct ctx_state *cs, const struct st
 	} else if (follows && g->phase == GEN_OUTPUT && ss->last_output &&
 		   run->n_outputs == run->n_tokens) {
 		g->uncertain = true; /* drafted tokens verified at once: not one token per output */
+	} else if (ss->open && !ss->cut &&
+		   (same_step || (g->phase == GEN_PROMPT && pos > ss->next_pos))) {
+		/* positions that jump inside one prompt (M-RoPE: an image's tokens share one
+		 * position): one generation, whose counts are not positions */
+		g->uncertain = true;
 	} else {
 		gen_begin(gt, cs, ss, run->seq_id, s, pos);
+		if (resumed) /* it carries on one closed for being idle: where it began is unknown */
+			g->uncertain = true;
 	}
+	if (s->flags & LLMTAP_STEP_EMBD)
+		g->uncertain = true; /* embeddings (an image): not tokens at positions */
 
 	if (g->phase == GEN_PROMPT) {
 		g->prompt_tokens += run->n_tokens;
@@ -162,13 +174,18 @@ static void on_run(struct gen_tracker *gt, struct ctx_state *cs, const struct st
 		}
 	}
 	g->outputs += run->n_outputs;
-	if (ss->last_step_ns != s->start_ns)
+	if (ss->last_step_ns != s->start_ns || g->steps == 0) {
 		g->steps++;
+		g->recent_ns[2] = g->recent_ns[1];
+		g->recent_ns[1] = g->recent_ns[0];
+		g->recent_ns[0] = s->start_ns;
+	}
 	g->last_ns = s->end_ns;
 	ss->last_step_ns = s->start_ns;
 	ss->last_output = run->n_outputs > 0;
 	ss->read = false;
 	ss->cut = false;
+	ss->expired = false;
 	if (run->pos_last >= 0)
 		ss->next_pos = (int64_t)run->pos_last + 1;
 	else if (ss->next_pos >= 0)
@@ -189,12 +206,10 @@ void gen_tracker_step(struct gen_tracker *gt, const struct step *s)
 	if (!cs)
 		return;
 	cs->n_runs = 0;
-	cs->n_tokens = 0;
 	for (uint32_t i = 0; i < s->n_runs && i < STEP_MAX_RUNS; i++) {
 		const struct llmtap_run *run = &s->runs[i];
 
 		cs->runs[cs->n_runs++] = (struct last_run){ run->seq_id, run->n_tokens, run->n_outputs };
-		cs->n_tokens += run->n_tokens;
 
 		if (run->seq_id < 0 || run->seq_id >= LLMTAP_MAX_SEQ || !run->n_tokens)
 			continue;
@@ -372,6 +387,7 @@ int gen_tracker_expire(struct gen_tracker *gt, uint64_t now_ns, uint64_t idle_ns
 				continue;
 			if ((ss->skipped_ns > ss->last_step_ns && since >= idle_ns) || since >= quiet_ns) {
 				gen_close(gt, cs, ss);
+				ss->expired = true;
 				n++;
 			}
 		}

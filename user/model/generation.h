@@ -35,6 +35,7 @@ struct gen {
 	uint32_t outputs;         /* outputs asked for: tokens the application can sample */
 	uint32_t sampled;         /* outputs read by a sampler (at most one per batch) */
 	uint32_t steps;
+	uint64_t recent_ns[3];    /* the starts of its last three steps, newest first */
 	bool cached_known;  /* its first batch gave positions (or they were tracked) */
 	bool embedding;     /* its prompt asked for outputs on several tokens: not a generation */
 	bool uncertain;     /* a batch llmtap could not read whole, or outputs that are not
