@@ -54,7 +54,7 @@ struct request {
 	struct request *next;
 	bool write_failed; /* process_request returned false: the client may have gone */
 	bool lost;         /* what it was counted from may be incomplete (a layer went off) */
-	bool doubt_output; /* a task's outputs were not one token each */
+	bool spec_verified; /* a task's batch verified drafted tokens (several outputs at once) */
 	bool untracked;    /* a task of it could not be followed (too many tasks) */
 };
 
@@ -89,6 +89,7 @@ struct correlator {
 	int64_t kv_next[LLMTAP_MAX_SEQ];       /* next position per sequence */
 	int64_t pending_load[LLMTAP_MAX_SEQ];  /* bytes restored into an idle slot */
 	bool seq_read[LLMTAP_MAX_SEQ];         /* an output of its last batch was read */
+	bool logits_reads;                     /* sampling is seen as llama_get_logits_ith reads */
 	struct http_thread threads[MAX_THREADS];
 	uint64_t next_id;
 	uint32_t n_ctx; /* from context creation, when seen */
@@ -315,7 +316,9 @@ static void request_close(struct correlator *c, struct request *r, bool complete
 			r->span.known = REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT;
 		if (r->lost || lost_during(c, r->span.start_ns, r->span.end_ns))
 			r->span.known = 0; /* some of what it was counted from may be missing */
-		else if (r->doubt_output)
+		else if (r->spec_verified && (!has_layer(c, LAYER_SAMPLING) || c->logits_reads))
+			/* outputs read, or asked for, are not the tokens accepted; the
+			 * samplers' own records (common_sampler_sample) are */
 			r->span.known &= ~REQ_KNOWN_OUTPUT;
 		if (engine_first(c) && r->span.kind == REQ_HTTP && route_decodes(r->span.route.kind) &&
 		    r->span.attribution == REQ_ATTR_NONE)
@@ -777,7 +780,7 @@ static void on_step(struct correlator *c, struct step *s)
 			continue;
 		s->request_ids[i] = t->req->span.id;
 		if (t->phase == TASK_GENERATE && run->n_tokens > 1 && run->n_outputs > 1)
-			t->req->doubt_output = true; /* drafted tokens verified at once */
+			t->req->spec_verified = true; /* drafted tokens verified at once */
 		if (t->phase == TASK_PREFILL) {
 			if (!t->prefill_seen) {
 				/* the prompt's first decoded position: the ones before came from the cache */
@@ -802,6 +805,7 @@ static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 	uint64_t took = e->end_ns > e->start_ns ? e->end_ns - e->start_ns : 0;
 
 	if (e->flags & LLMTAP_SAMPLE_LOGITS) {
+		c->logits_reads = true;
 		/* the output read, in its context's last batch (records come in order) */
 		seq = gen_tracker_seq_of(c->gens, e->ctx, e->idx);
 		gen_tracker_sampled(c->gens, e->ctx, seq, e->idx);
