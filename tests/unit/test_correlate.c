@@ -1736,9 +1736,45 @@ static void test_review_embedder_pause(void **state)
 	assert_int_equal(f->rec->reqs[1].known, 0); /* where the resumed one began is unknown */
 }
 
+/* Drafted tokens verified at once: common_sampler_sample's records are the tokens
+ * accepted; logits reads are not (one counted per batch): unknown then. */
+static void test_speculative_outputs_by_sampling_site(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	for (int logits = 0; logits < 2; logits++) {
+		int port = 5555 + logits;
+
+		begin(c, 100, 10, port);
+		route(c, 110, 10, "POST", "/completion");
+		srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7 + logits, -1);
+		srv(c, 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 7 + logits, 0);
+		step1(c, 140, 0, 10, 0, 9, 1);
+		if (logits)
+			logits_read(c, 146, -1);
+		else
+			sample(c, 146, 0);
+		step1(c, 160, 0, 3, 10, 12, 3); /* a token and two drafted, verified at once */
+		for (int i = 0; i < 3; i++)
+			if (logits)
+				logits_read(c, 166 + (uint64_t)i, i);
+			else
+				sample(c, 166 + (uint64_t)i, 0);
+		srv(c, 190, MAIN_TID, LLMTAP_SRV_FINAL, 7 + logits, 0);
+		status(c, 200, 10, 200);
+		end(c, 210, 10);
+	}
+	assert_int_equal(f->rec->n_reqs, 2);
+	assert_int_equal(f->rec->reqs[0].known, REQ_KNOWN_PROMPT | REQ_KNOWN_OUTPUT);
+	assert_int_equal(f->rec->reqs[0].output_tokens, 4);
+	assert_int_equal(f->rec->reqs[1].known, REQ_KNOWN_PROMPT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_speculative_outputs_by_sampling_site, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_review_uaf_after_server_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_review_disconnect_takes_other, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_review_mrope_image, setup, teardown),
