@@ -431,12 +431,14 @@ static void publish(struct session *s)
 
 void session_tick(struct session *s, uint64_t now)
 {
+	uint64_t lost = lost_total(s); /* one read of the per-CPU counters per tick */
+
 	refresh_model(s);
-	correlator_tick(s->corr, now, lost_total(s));
+	correlator_tick(s->corr, now, lost);
 	update_gauges(s);
 	if (s->otlp.ops)
 		sink_otlp_health(&s->otlp, &s->tm.metrics, now);
-	telemetry_tick(&s->tm, now, lost_total(s));
+	telemetry_tick(&s->tm, now, lost);
 	publish(s);
 }
 
