@@ -2,6 +2,7 @@
 #include "model/hist.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 void hist_reset(struct hist *h)
@@ -91,4 +92,13 @@ uint64_t hist_quantile(const struct hist *h, double q)
 	if (v > h->max)
 		v = h->max;
 	return v;
+}
+
+const char *hist_format_quantile(char *buf, size_t len, const struct hist *h, double q, double div,
+				 int decimals, const char *unit)
+{
+	if (!h->count)
+		return "-";
+	snprintf(buf, len, "%.*f%s", decimals, (double)hist_quantile(h, q) / div, unit);
+	return buf;
 }

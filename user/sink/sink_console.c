@@ -36,16 +36,6 @@ static void print_mix(FILE *out, const struct tm_window *w)
 		fputs("-", out);
 }
 
-/* A latency quantile divided by div with its unit, or "-" when none was measured. */
-static const char *fmt_q(char *buf, size_t len, const struct hist *h, double q, double div,
-			 int decimals, const char *unit)
-{
-	if (!h->count)
-		return "-";
-	snprintf(buf, len, "%.*f %s", decimals, (double)hist_quantile(h, q) / div, unit);
-	return buf;
-}
-
 /* A token sum over the known counts, or "?" when every count was unknown. */
 static const char *fmt_tokens(char *buf, size_t len, uint64_t sum, uint64_t known,
 			      uint64_t unknown)
@@ -72,10 +62,10 @@ static void print_requests(FILE *out, const struct tm_window *w, const struct tm
 		snprintf(queued, sizeof(queued), "%u", g->queued_tasks);
 	fprintf(out, "          requests %5.1f/s  active %u  queued %s  slots busy %u  "
 		     "ttft p50 %s p99 %s  tpot p50 %s  tokens in %s out %s",
-		tm_window_rate(w, w->requests), g ? g->active_requests : 0, queued,
-		g ? g->busy_slots : 0, fmt_q(p50, sizeof(p50), &w->ttft_ns, 0.5, 1e9, 3, "s"),
-		fmt_q(p99, sizeof(p99), &w->ttft_ns, 0.99, 1e9, 3, "s"),
-		fmt_q(tpot, sizeof(tpot), &w->tpot_ns, 0.5, 1e6, 2, "ms"),
+		tm_window_rate(w, w->requests), g ? g->active_requests : 0, queued, g ? g->busy_slots : 0,
+		hist_format_quantile(p50, sizeof(p50), &w->ttft_ns, 0.5, 1e9, 3, " s"),
+		hist_format_quantile(p99, sizeof(p99), &w->ttft_ns, 0.99, 1e9, 3, " s"),
+		hist_format_quantile(tpot, sizeof(tpot), &w->tpot_ns, 0.5, 1e6, 2, " ms"),
 		fmt_tokens(in, sizeof(in), w->input_tokens, w->input_known, w->input_unknown),
 		fmt_tokens(outs, sizeof(outs), w->output_tokens, w->output_known, w->output_unknown));
 	if (tokens_unknown(w))
@@ -187,11 +177,11 @@ static void console_summary(void *self, const struct tm_snapshot *snap)
 			fprintf(c->out, " (unknown for %llu)", (unsigned long long)tokens_unknown(w));
 		fprintf(c->out, ", context shifts %llu\n", (unsigned long long)w->context_shifts);
 		fprintf(c->out, "  duration    p50 %s  p99 %s;  ttft p50 %s  p99 %s;  tpot p50 %s\n",
-			fmt_q(q[0], sizeof(q[0]), r, 0.5, 1e9, 3, "s"),
-			fmt_q(q[1], sizeof(q[1]), r, 0.99, 1e9, 3, "s"),
-			fmt_q(q[2], sizeof(q[2]), t, 0.5, 1e9, 3, "s"),
-			fmt_q(q[3], sizeof(q[3]), t, 0.99, 1e9, 3, "s"),
-			fmt_q(q[4], sizeof(q[4]), &w->tpot_ns, 0.5, 1e6, 2, "ms"));
+			hist_format_quantile(q[0], sizeof(q[0]), r, 0.5, 1e9, 3, " s"),
+			hist_format_quantile(q[1], sizeof(q[1]), r, 0.99, 1e9, 3, " s"),
+			hist_format_quantile(q[2], sizeof(q[2]), t, 0.5, 1e9, 3, " s"),
+			hist_format_quantile(q[3], sizeof(q[3]), t, 0.99, 1e9, 3, " s"),
+			hist_format_quantile(q[4], sizeof(q[4]), &w->tpot_ns, 0.5, 1e6, 2, " ms"));
 	}
 	if (w->proxied)
 		fprintf(c->out, "  proxied     %llu requests (each counted by the server it was passed to)\n",

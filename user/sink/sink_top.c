@@ -82,16 +82,6 @@ static const char *fmt_count(char *buf, size_t len, bool known, uint32_t n)
 	return buf;
 }
 
-/* A latency quantile divided by div with its unit, or "-" when none was measured. */
-static const char *fmt_q(char *buf, size_t len, const struct hist *h, double q, double div,
-			 int decimals, const char *unit)
-{
-	if (!h->count)
-		return "-";
-	snprintf(buf, len, "%.*f%s", decimals, (double)hist_quantile(h, q) / div, unit);
-	return buf;
-}
-
 /* Tokens per second over the known counts, or "?" when every count was unknown. */
 static const char *fmt_rate(char *buf, size_t len, const struct tm_window *w, uint64_t sum,
 			    uint64_t known, uint64_t unknown)
@@ -189,15 +179,15 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	    fmt_rate(in, sizeof(in), w, w->input_tokens, w->input_known, w->input_unknown),
 	    fmt_rate(out, sizeof(out), w, w->output_tokens, w->output_known, w->output_unknown), more);
 	put(t, "latency   ttft p50 %s p99 %s   tpot p50 %s p99 %s   queue p99 %s",
-	    fmt_q(q[0], sizeof(q[0]), &w->ttft_ns, 0.5, 1e9, 3, "s"),
-	    fmt_q(q[1], sizeof(q[1]), &w->ttft_ns, 0.99, 1e9, 3, "s"),
-	    fmt_q(q[2], sizeof(q[2]), &w->tpot_ns, 0.5, 1e6, 2, "ms"),
-	    fmt_q(q[3], sizeof(q[3]), &w->tpot_ns, 0.99, 1e6, 2, "ms"),
-	    fmt_q(q[4], sizeof(q[4]), &w->queue_ns, 0.99, 1e9, 3, "s"));
+	    hist_format_quantile(q[0], sizeof(q[0]), &w->ttft_ns, 0.5, 1e9, 3, "s"),
+	    hist_format_quantile(q[1], sizeof(q[1]), &w->ttft_ns, 0.99, 1e9, 3, "s"),
+	    hist_format_quantile(q[2], sizeof(q[2]), &w->tpot_ns, 0.5, 1e6, 2, "ms"),
+	    hist_format_quantile(q[3], sizeof(q[3]), &w->tpot_ns, 0.99, 1e6, 2, "ms"),
+	    hist_format_quantile(q[4], sizeof(q[4]), &w->queue_ns, 0.99, 1e9, 3, "s"));
 	put(t, "engine    %6.1f steps/s  %7.1f tokens/s   step p50 %s p99 %s   batch p50 %llu max %llu",
 	    tm_window_rate(w, w->steps), tm_window_rate(w, w->tokens),
-	    fmt_q(q[0], sizeof(q[0]), &w->duration_ns, 0.5, 1e6, 3, "ms"),
-	    fmt_q(q[1], sizeof(q[1]), &w->duration_ns, 0.99, 1e6, 3, "ms"),
+	    hist_format_quantile(q[0], sizeof(q[0]), &w->duration_ns, 0.5, 1e6, 3, "ms"),
+	    hist_format_quantile(q[1], sizeof(q[1]), &w->duration_ns, 0.99, 1e6, 3, "ms"),
 	    (unsigned long long)hist_quantile(&w->batch_tokens, 0.5),
 	    (unsigned long long)w->batch_tokens.max);
 	if (g->n_ctx)
