@@ -409,12 +409,12 @@ def embeddings_requests():
              m1["prompt_tokens_total"] - m0["prompt_tokens_total"], "prompt tokens vs /metrics")
 
 
-@test
-def embedder_without_server_engine_only():
-    """A program that calls libllama directly: engine spans, model load and context creation."""
+def run_embedder(n_gen, *mode):
+    """tests/e2e/embedder.c traced by llmtap attach from before its model loads, to its
+    exit: the tracer (ended) and what the embedder says it did."""
     embedder = os.environ.get("LLMTAP_EMBEDDER", "")
     check(os.access(embedder, os.X_OK), f"LLMTAP_EMBEDDER is not built ({embedder!r})")
-    p = subprocess.Popen([embedder, harness.MODEL, "6"], stdin=subprocess.PIPE,
+    p = subprocess.Popen([embedder, harness.MODEL, str(n_gen), *mode], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         pid = int(p.stdout.readline())
@@ -427,6 +427,13 @@ def embedder_without_server_engine_only():
         if p.poll() is None:
             p.kill()
     check_eq(tr.wait(15), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+    return tr, did
+
+
+@test
+def embedder_without_server_engine_only():
+    """A program that calls libllama directly: engine spans, model load and context creation."""
+    tr, did = run_embedder(6)
     attach = tr.records("attach")[0]
     check_eq(attach["layers"], "engine,sampling", "layers attached without llama-server")
     loads = tr.records("model_load")
@@ -456,23 +463,9 @@ def embedder_generations_match_its_own_count():
     """An embedder's generations, with llama.cpp's sampler and sampling on its own (as
     node-llama-cpp's addon does: never a llama_sampler_* call): one span per sequence,
     its prompt and output tokens equal to the program's own counts."""
-    embedder = os.environ.get("LLMTAP_EMBEDDER", "")
-    check(os.access(embedder, os.X_OK), f"LLMTAP_EMBEDDER is not built ({embedder!r})")
     n_gen = 7
     for mode in (["own"], []):
-        p = subprocess.Popen([embedder, harness.MODEL, str(n_gen)] + mode, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        try:
-            pid = int(p.stdout.readline())
-            tr = Tracer(pid).wait_attached()
-            p.stdin.write("go\n")
-            p.stdin.flush()
-            did = json.loads(p.stdout.readline())
-            check_eq(p.wait(30), 0, "embedder exit code")
-        finally:
-            if p.poll() is None:
-                p.kill()
-        check_eq(tr.wait(15), 0, f"llmtap exit code (stderr: {tr.stderr()})")
+        tr, did = run_embedder(n_gen, *mode)
         what = f"embedder {' '.join(mode) or 'with llama_sampler_sample'}"
         check_eq(tr.records("attach")[0]["layers"], "engine,sampling", f"{what}: layers")
         gens = [r for r in tr.records("request") if r["kind"] == "generation"]
