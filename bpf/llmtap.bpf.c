@@ -109,6 +109,32 @@ struct {
 } stats SEC(".maps");
 
 /*
+ * Per llama-server slot (server_slot *, in this process): its last stop-string
+ * check since its task launched. Read and cleared by send_final_response: a
+ * last check after the final token that looked for a whole stop string means
+ * the token ended on one (or on end-of-generation); a partial check means
+ * neither. LRU: slots are few, a target cannot grow it.
+ */
+struct stop_key {
+	__u32 pid;
+	__u32 _pad;
+	__u64 slot;
+};
+
+struct stop_check {
+	__u64 ts_ns;
+	__u32 full;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct stop_key);
+	__type(value, struct stop_check);
+} stop_checks SEC(".maps");
+
+/*
  * The decode return's work space, per decoding thread: a program can be
  * preempted on a preemptible kernel, so a per-CPU buffer could be taken over
  * by another thread's decode half-way through a scan.
@@ -545,7 +571,17 @@ static __always_inline struct llmtap_srv_event *srv_reserve(__u32 op)
 	ev->_pad = 0;
 	ev->ctx = 0;
 	ev->msg[0] = '\0';
+	ev->stop_ns = 0;
+	ev->stop_full = 0;
+	ev->_pad2 = 0;
 	return ev;
+}
+
+static __always_inline struct stop_key stop_key_of(__u64 slot)
+{
+	struct stop_key k = { .pid = bpf_get_current_pid_tgid() >> 32, .slot = slot };
+
+	return k;
 }
 
 /* server_queue::get_new_id() returned the id of a task an HTTP thread creates */
@@ -580,6 +616,9 @@ static __always_inline int srv_launch_enter(struct pt_regs *ctx, __u32 op, bool 
 
 	if (!ev)
 		return 0;
+	struct stop_key k = stop_key_of(slot);
+
+	bpf_map_delete_elem(&stop_checks, &k); /* a new task: no check of its own yet */
 	ev->slot_id = read_int(slot, SERVER_SLOT_ID);
 	ev->task_id = read_int(PT_REGS_PARM3(ctx), SERVER_TASK_ID);
 	/* the slot's llama_context: tells a draft model's steps apart */
@@ -592,11 +631,35 @@ static __always_inline int srv_launch_enter(struct pt_regs *ctx, __u32 op, bool 
 static __always_inline int srv_slot_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
 {
 	struct llmtap_srv_event *ev = srv_reserve(op);
+	__u64 slot = PT_REGS_PARM2(ctx);
 
 	if (!ev)
 		return 0;
-	ev->slot_id = read_int(PT_REGS_PARM2(ctx), SERVER_SLOT_ID);
+	ev->slot_id = read_int(slot, SERVER_SLOT_ID);
+	if (op == LLMTAP_SRV_FINAL) {
+		struct stop_key k = stop_key_of(slot);
+		struct stop_check *sc = bpf_map_lookup_elem(&stop_checks, &k);
+
+		if (sc) {
+			ev->stop_ns = sc->ts_ns;
+			ev->stop_full = sc->full;
+			bpf_map_delete_elem(&stop_checks, &k);
+		}
+	}
 	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
+}
+
+/* server_slot::find_stopping_strings(this, text, last_token_size, is_full_stop) */
+static __always_inline int srv_stop_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct stop_key k = stop_key_of(PT_REGS_PARM1(ctx));
+	struct stop_check sc = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.full = (__u8)PT_REGS_PARM4(ctx) != 0,
+	};
+
+	bpf_map_update_elem(&stop_checks, &k, &sc, BPF_ANY);
 	return 0;
 }
 

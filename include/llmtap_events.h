@@ -153,6 +153,7 @@ enum llmtap_srv_op {
 	LLMTAP_SRV_FINAL,      /* send_final_response(slot) */
 	LLMTAP_SRV_ERROR,      /* send_error(task_id, message, type) */
 	LLMTAP_SRV_PARTIAL,    /* send_partial_response(slot, ...): the task streams */
+	LLMTAP_SRV_STOP_CHECK, /* server_slot::find_stopping_strings: no record, kept per slot for FINAL */
 	LLMTAP_SRV_OP_MAX,
 };
 
@@ -169,6 +170,11 @@ struct llmtap_srv_event {
 	__u32 _pad;
 	__u64 ctx; /* launch: the slot's llama_context (server_slot::ctx_tgt) */
 	char msg[LLMTAP_MSG_LEN];
+	/* final: the slot's last stop-string check since its task launched
+	 * (server_slot::find_stopping_strings), 0 when none was seen */
+	__u64 stop_ns;
+	__u32 stop_full; /* that check looked for a whole stop string (is_full_stop) */
+	__u32 _pad2;
 };
 
 enum llmtap_http_op {

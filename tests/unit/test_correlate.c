@@ -1771,6 +1771,269 @@ static void test_speculative_outputs_by_sampling_site(void **state)
 	assert_int_equal(f->rec->reqs[1].known, REQ_KNOWN_PROMPT);
 }
 
+
+/* ---- finish reasons ---- */
+
+#define EOS_TOKEN 2
+
+/* a vocabulary: token 2 ends generation, 100..199 may (control tokens), the rest never */
+static enum eog_class test_eog(const void *arg, int32_t token)
+{
+	(void)arg;
+	if (token == EOS_TOKEN)
+		return EOG_YES;
+	return token >= 100 && token < 200 ? EOG_MAYBE : EOG_NO;
+}
+
+static void sample_tok(struct correlator *c, uint64_t ts, int seq, int32_t token)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_SAMPLE;
+	ev.sample.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.sample.hdr.kind = LLMTAP_EV_SAMPLE;
+	ev.sample.pid = 4242;
+	ev.sample.tid = MAIN_TID;
+	ev.sample.ctx = events_ctx;
+	ev.sample.start_ns = ts;
+	ev.sample.end_ns = ts + SAMPLE_NS;
+	ev.sample.seq_id = seq;
+	ev.sample.token = token;
+	correlator_event(c, &ev);
+}
+
+/* send_final_response with the slot's last stop-string check (stop_ns 0: none) */
+static void final_checked(struct correlator *c, uint64_t ts, int task, int slot, uint64_t stop_ns,
+			  bool full)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_SERVER;
+	ev.srv.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.srv.hdr.kind = LLMTAP_EV_SERVER;
+	ev.srv.pid = 4242;
+	ev.srv.tid = MAIN_TID;
+	ev.srv.ts_ns = ts;
+	ev.srv.op = LLMTAP_SRV_FINAL;
+	ev.srv.task_id = -1;
+	ev.srv.slot_id = slot;
+	ev.srv.err_type = -1;
+	ev.srv.stop_ns = stop_ns;
+	ev.srv.stop_full = full;
+	(void)task;
+	correlator_event(c, &ev);
+}
+
+/* One /completion request (task 7 on slot 0) whose last token is last_token, and
+ * whose final response carries the slot's last stop check. Returns its span's finish. */
+static const struct req_span *one_finish(struct fixture *f, int32_t last_token, uint64_t stop_ns,
+					 bool full)
+{
+	struct correlator *c = f->c;
+	int before = f->rec->n_reqs;
+
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	step1(c, 140, 0, 5, 0, 4, 1);
+	sample_tok(c, 150, 0, 1000);
+	step1(c, 160, 0, 1, 5, 5, 1);
+	sample_tok(c, 170, 0, last_token); /* the token exists at 174 */
+	final_checked(c, 190, 7, 0, stop_ns, full);
+	status(c, 200, 10, 200);
+	end(c, 210, 10);
+	assert_int_equal(f->rec->n_reqs, before + 1);
+	return &f->rec->reqs[before];
+}
+
+static void assert_finish(const struct req_span *r, enum finish_reason want)
+{
+	if (want == FINISH_UNKNOWN) {
+		assert_int_equal(r->n_finish, 0);
+	} else {
+		assert_int_equal(r->n_finish, 1);
+		assert_int_equal(r->finish[0], want);
+	}
+	assert_int_equal(req_finish(r), want);
+}
+
+static void test_finish_by_eog_and_stop_checks(void **state)
+{
+	struct fixture *f = *state;
+
+	correlator_set_eog(f->c, test_eog, NULL);
+	correlator_set_stop_checks(f->c, true);
+	/* an end-of-generation token: "stop", whatever was checked */
+	assert_finish(one_finish(f, EOS_TOKEN, 0, false), FINISH_STOP);
+	/* the last check came after the token and looked for a whole stop string: it
+	 * found one (or the token ends generation): "stop" */
+	assert_finish(one_finish(f, 1001, 180, true), FINISH_STOP);
+	assert_finish(one_finish(f, 150, 180, true), FINISH_STOP);
+	/* a partial check last: neither; a limit ended it */
+	assert_finish(one_finish(f, 1001, 180, false), FINISH_LENGTH);
+	/* no check after the token (its text is incomplete UTF-8): not a stop string;
+	 * an ordinary token is then a limit, a maybe-EOG one cannot be told */
+	assert_finish(one_finish(f, 1001, 160, false), FINISH_LENGTH);
+	assert_finish(one_finish(f, 1001, 0, false), FINISH_LENGTH);
+	assert_finish(one_finish(f, 150, 160, true), FINISH_UNKNOWN);
+	assert_int_equal(f->tm->total.finish[FINISH_STOP], 3);
+	assert_int_equal(f->tm->total.finish[FINISH_LENGTH], 3);
+	assert_int_equal(f->tm->total.finish[FINISH_UNKNOWN], 1);
+}
+
+static void test_finish_without_stop_checks_or_vocab(void **state)
+{
+	struct fixture *f = *state;
+
+	/* no vocabulary: even token 2 may be anything */
+	correlator_set_stop_checks(f->c, true);
+	assert_finish(one_finish(f, EOS_TOKEN, 0, false), FINISH_UNKNOWN);
+	assert_finish(one_finish(f, 1001, 180, false), FINISH_LENGTH);
+	/* no stop-check probe (llama-server b5640, b7698): only an EOG token tells */
+	correlator_set_eog(f->c, test_eog, NULL);
+	correlator_set_stop_checks(f->c, false);
+	assert_finish(one_finish(f, EOS_TOKEN, 0, false), FINISH_STOP);
+	assert_finish(one_finish(f, 1001, 180, false), FINISH_UNKNOWN);
+	/* a token recorded at the sampler's entry (-1) is not known */
+	correlator_set_stop_checks(f->c, true);
+	assert_finish(one_finish(f, -1, 180, false), FINISH_UNKNOWN);
+}
+
+static void test_finish_cancelled_and_error(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	correlator_set_eog(c, test_eog, NULL);
+	correlator_set_stop_checks(c, true);
+	/* the client went away mid-stream: llama-server cancels its task, no final */
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	step1(c, 140, 0, 5, 0, 4, 1);
+	sample_tok(c, 150, 0, 1000);
+	srv(c, 160, MAIN_TID, LLMTAP_SRV_PARTIAL, 7, 0);
+	status(c, 165, 10, 200);
+	http(c, 170, 10, LLMTAP_HTTP_END, 0, 0, "", "");
+	assert_finish(&f->rec->reqs[0], FINISH_CANCELLED);
+	/* still queued when it went */
+	begin(c, 200, 11, 5556);
+	route(c, 210, 11, "POST", "/v1/chat/completions");
+	srv(c, 220, 11, LLMTAP_SRV_NEW_ID, 8, -1);
+	srv(c, 225, MAIN_TID, LLMTAP_SRV_DEFER, 8, -1);
+	http(c, 230, 11, LLMTAP_HTTP_END, 0, 0, "", "");
+	assert_finish(&f->rec->reqs[1], FINISH_CANCELLED);
+	/* its task failed: "error" */
+	begin(c, 300, 12, 5557);
+	route(c, 310, 12, "POST", "/completion");
+	srv(c, 320, 12, LLMTAP_SRV_NEW_ID, 9, -1);
+	srv(c, 330, MAIN_TID, LLMTAP_SRV_LAUNCH, 9, 1);
+	srv_msg(c, 340, MAIN_TID, LLMTAP_SRV_ERROR, 9, -1, 4, "the request exceeds the context");
+	status(c, 350, 12, 400);
+	end(c, 360, 12);
+	assert_finish(&f->rec->reqs[2], FINISH_ERROR);
+	/* refused before any task (a bad request): "error" */
+	begin(c, 400, 13, 5558);
+	route(c, 410, 13, "POST", "/completion");
+	status(c, 420, 13, 400);
+	end(c, 430, 13);
+	assert_finish(&f->rec->reqs[3], FINISH_ERROR);
+	/* not a generation: no reason at all */
+	begin(c, 500, 14, 5559);
+	route(c, 510, 14, "POST", "/embeddings");
+	status(c, 520, 14, 500);
+	end(c, 530, 14);
+	assert_int_equal(f->rec->reqs[4].n_finish, 0);
+	/* a request still open when tracing ends: unknown, not cancelled */
+	begin(c, 600, 15, 5560);
+	route(c, 610, 15, "POST", "/completion");
+	srv(c, 620, 15, LLMTAP_SRV_NEW_ID, 10, -1);
+	srv(c, 630, MAIN_TID, LLMTAP_SRV_LAUNCH, 10, 2);
+	correlator_flush(c, 700);
+	assert_finish(&f->rec->reqs[5], FINISH_UNKNOWN);
+	assert_int_equal(f->tm->total.finish[FINISH_CANCELLED], 2);
+	assert_int_equal(f->tm->total.finish[FINISH_ERROR], 2);
+}
+
+/* Two choices (n > 1): one reason each, in task order; one unknown leaves all out. */
+static void test_finish_per_choice(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	const struct req_span *r;
+
+	correlator_set_eog(c, test_eog, NULL);
+	correlator_set_stop_checks(c, true);
+	for (int round = 0; round < 2; round++) {
+		uint64_t t0 = 1000 * (uint64_t)round;
+
+		begin(c, t0 + 100, 10, 5555);
+		route(c, t0 + 110, 10, "POST", "/v1/completions");
+		srv(c, t0 + 120, 10, LLMTAP_SRV_NEW_ID, 21, -1);
+		srv(c, t0 + 121, 10, LLMTAP_SRV_NEW_ID, 20, -1);
+		srv(c, t0 + 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 21, 1);
+		srv(c, t0 + 131, MAIN_TID, LLMTAP_SRV_LAUNCH, 20, 0);
+		step1(c, t0 + 140, 0, 5, 0, 4, 1);
+		step1(c, t0 + 145, 1, 5, 0, 4, 1);
+		sample_tok(c, t0 + 150, 0, 1001);
+		sample_tok(c, t0 + 155, 1, round ? 150 : EOS_TOKEN);
+		final_checked(c, t0 + 170, 20, 0, t0 + 160, false); /* task 20: a limit */
+		final_checked(c, t0 + 171, 21, 1, 0, false);         /* task 21: EOS (or unknown) */
+		status(c, t0 + 180, 10, 200);
+		end(c, t0 + 190, 10);
+	}
+	r = &f->rec->reqs[0];
+	assert_int_equal(r->n_finish, 2);
+	assert_int_equal(r->finish[0], FINISH_LENGTH); /* task 20 first */
+	assert_int_equal(r->finish[1], FINISH_STOP);
+	assert_int_equal(req_finish(r), FINISH_UNKNOWN); /* no one reason for the counter */
+	assert_int_equal(f->rec->reqs[1].n_finish, 0);
+}
+
+/* Lost records, speculative drafts: unknown. An embedder's generation: "stop" on EOG. */
+static void test_finish_unknown_when_doubtful(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+
+	correlator_set_eog(c, test_eog, NULL);
+	correlator_set_stop_checks(c, true);
+	begin(c, 100, 10, 5555);
+	route(c, 110, 10, "POST", "/completion");
+	srv(c, 120, 10, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 130, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	step1(c, 140, 0, 5, 0, 4, 1);
+	correlator_tick(c, 145, 2); /* lost */
+	sample_tok(c, 150, 0, EOS_TOKEN);
+	final_checked(c, 190, 7, 0, 0, false);
+	status(c, 200, 10, 200);
+	end(c, 210, 10);
+	assert_finish(&f->rec->reqs[0], FINISH_UNKNOWN);
+
+	correlator_free(f->c);
+	f->c = c = correlator_new(f->tm, (1u << LAYER_ENGINE) | (1u << LAYER_SAMPLING));
+	correlator_set_eog(c, test_eog, NULL);
+	kv_rm(c, 1000, 0, 0, -1);
+	step1(c, 1000, 0, 4, 0, 3, 1);
+	sample_tok(c, 1006, 0, 1000);
+	step1(c, 1010, 0, 1, 4, 4, 1);
+	sample_tok(c, 1016, 0, EOS_TOKEN); /* it stops on end-of-generation */
+	kv_rm(c, 2000, 0, 0, -1);
+	step1(c, 2000, 0, 4, 0, 3, 1);
+	sample_tok(c, 2006, 0, 1000);
+	step1(c, 2010, 0, 1, 4, 4, 1);
+	sample_tok(c, 2016, 0, 1001); /* it stops on its own limit: unknown */
+	correlator_flush(c, 9000);
+	assert_int_equal(f->rec->n_reqs, 3);
+	assert_int_equal(f->rec->reqs[1].kind, REQ_GENERATION);
+	assert_finish(&f->rec->reqs[1], FINISH_STOP);
+	assert_finish(&f->rec->reqs[2], FINISH_UNKNOWN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1794,6 +2057,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_embedder_counts_outputs_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_embedder_logits_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outputs_without_sampling_layer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_finish_by_eog_and_stop_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_finish_without_stop_checks_or_vocab, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_finish_cancelled_and_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_finish_per_choice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_finish_unknown_when_doubtful, setup, teardown),
 		T(test_full_request),
 		T(test_draft_model),
 		T(test_task_flood_is_bounded),

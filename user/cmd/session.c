@@ -398,6 +398,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	correlator_set_stop_checks(s->corr, probes_site_attached(s->p, SITE_SRV_STOP_CHECK));
 	if (router_detect(&s->t, &s->router))
 		correlator_set_router(s->corr, true);
 	if (add_sinks(s, o, err, errlen))

@@ -14,6 +14,7 @@
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
+typedef Opentelemetry__Proto__Common__V1__ArrayValue ArrayValue;
 typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
 typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
 typedef Opentelemetry__Proto__Resource__V1__Resource Resource;
@@ -204,6 +205,37 @@ static void attr_bool(struct arena *a, struct attrs *at, const char *key, bool b
 	}
 }
 
+static void attr_strs(struct arena *a, struct attrs *at, const char *key, const char *const *s,
+		      int n)
+{
+	AnyValue *v = attr_add(a, at, key);
+	ArrayValue *arr;
+	AnyValue **vals;
+
+	if (!v)
+		return;
+	arr = arena_alloc(a, sizeof(*arr));
+	vals = arena_alloc(a, sizeof(*vals) * (size_t)(n > 0 ? n : 1));
+	if (!arr || !vals) {
+		at->n--; /* no room: leave the attribute out */
+		return;
+	}
+	opentelemetry__proto__common__v1__array_value__init(arr);
+	for (int i = 0; i < n; i++) {
+		if (!(vals[i] = arena_alloc(a, sizeof(*vals[i])))) {
+			at->n--;
+			return;
+		}
+		opentelemetry__proto__common__v1__any_value__init(vals[i]);
+		vals[i]->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+		vals[i]->string_value = arena_str(a, s[i]);
+	}
+	arr->values = vals;
+	arr->n_values = (size_t)n;
+	v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE;
+	v->array_value = arr;
+}
+
 static KeyValue **attrs_copy(struct arena *a, const struct attrs *at)
 {
 	KeyValue **kv = arena_alloc(a, sizeof(*kv) * (at->n ? at->n : 1));
@@ -372,12 +404,20 @@ static void into_bool(void *arg, const char *key, bool value)
 	attr_bool(in->a, in->at, key, value);
 }
 
+static void into_strs(void *arg, const char *key, const char *const *values, int n)
+{
+	struct attrs_into *in = arg;
+
+	attr_strs(in->a, in->at, key, values, n);
+}
+
 static const struct req_attr_visitor attrs_visitor = {
 	.on_str = into_str,
 	.on_int = into_int,
 	.on_double = into_double,
 	.on_float = into_float,
 	.on_bool = into_bool,
+	.on_strs = into_strs,
 };
 
 static void encode_request(struct arena *a, struct span_list *l, const struct otlp_encode_ctx *ctx,

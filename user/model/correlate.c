@@ -45,6 +45,9 @@ struct task {
 	int slot;            /* -1 until launched */
 	enum task_phase phase;
 	bool prefill_seen;
+	int32_t last_token;     /* the last token sampled for it, -1 when not seen */
+	uint64_t last_token_ns; /* when (the sampler's return) */
+	enum finish_reason finish; /* why it ended (TASK_DONE) */
 	struct task *next, *prev; /* in the correlator's list */
 	struct task *hnext;       /* in its hash bucket */
 };
@@ -80,6 +83,9 @@ struct http_thread {
 struct correlator {
 	struct telemetry *tm;
 	unsigned int layers; /* attached and believed: 1 << enum llmtap_layer */
+	bool stop_checks;    /* SITE_SRV_STOP_CHECK is probed */
+	eog_fn eog;          /* the model's end-of-generation tokens */
+	const void *eog_arg;
 	bool router;         /* a router llama-server: its requests are proxies */
 	struct request *open;                  /* requests begun, not ended */
 	struct task *tasks;                    /* tasks not yet finished */
@@ -133,6 +139,24 @@ struct correlator *correlator_new(struct telemetry *tm, unsigned int layers)
 		return NULL;
 	}
 	return c;
+}
+
+void correlator_set_eog(struct correlator *c, eog_fn fn, const void *arg)
+{
+	c->eog = fn;
+	c->eog_arg = arg;
+}
+
+void correlator_set_stop_checks(struct correlator *c, bool on)
+{
+	c->stop_checks = on;
+}
+
+static enum eog_class eog_of(const struct correlator *c, int32_t token)
+{
+	if (token < 0)
+		return EOG_MAYBE;
+	return c->eog ? c->eog(c->eog_arg, token) : EOG_MAYBE;
 }
 
 static bool has_layer(const struct correlator *c, enum llmtap_layer l)
@@ -213,6 +237,7 @@ static struct task *task_new(struct correlator *c, int id, struct request *req)
 	t->id = id;
 	t->req = req;
 	t->slot = -1;
+	t->last_token = -1;
 	t->next = c->tasks;
 	if (c->tasks)
 		c->tasks->prev = t;
@@ -298,6 +323,63 @@ static void request_drop(struct correlator *c, struct request *r)
 	free(r);
 }
 
+static void finish_one(struct req_span *s, enum finish_reason f)
+{
+	s->finish[0] = (uint8_t)f;
+	s->n_finish = 1;
+}
+
+/*
+ * A request's finish reasons: an error status is "error"; with the server layer,
+ * each task's, in task order, where a task that never ended was cancelled (the
+ * client went away: llama-server cancels its tasks); engine-first, what its one
+ * generation told (span_from_gen). Unknown when any choice's is, or when records
+ * may be missing.
+ */
+static void request_finish(struct correlator *c, struct request *r)
+{
+	struct req_span *s = &r->span;
+	struct { int id; enum finish_reason f; } got[REQ_FINISH_MAX];
+	int n = 0;
+
+	if (s->kind != REQ_HTTP || !route_generates(s->route.kind) || r->untracked || r->lost ||
+	    lost_during(c, s->start_ns, s->end_ns)) {
+		s->n_finish = 0;
+		return;
+	}
+	if (s->status >= 400) {
+		finish_one(s, FINISH_ERROR);
+		return;
+	}
+	if (engine_first(c))
+		return; /* what the join gave */
+	s->n_finish = 0;
+	if (!s->n_tasks || s->n_tasks > REQ_FINISH_MAX)
+		return;
+	for (struct task *t = c->tasks; t; t = t->next) {
+		enum finish_reason f;
+		int i;
+
+		if (t->req != r)
+			continue;
+		if (t->phase == TASK_DONE)
+			f = t->finish;
+		else
+			f = s->complete ? FINISH_CANCELLED : FINISH_UNKNOWN;
+		if (f == FINISH_UNKNOWN || n == REQ_FINISH_MAX)
+			return;
+		for (i = n++; i > 0 && got[i - 1].id > t->id; i--) /* by id: the choices' order */
+			got[i] = got[i - 1];
+		got[i].id = t->id;
+		got[i].f = f;
+	}
+	if (n != s->n_tasks)
+		return; /* a task was not followed */
+	for (int i = 0; i < n; i++)
+		s->finish[i] = (uint8_t)got[i].f;
+	s->n_finish = (uint8_t)n;
+}
+
 /*
  * Hand a request to the telemetry model, then forget it. A kept-alive
  * connection that ends while waiting for its next request line (no route,
@@ -323,6 +405,7 @@ static void request_close(struct correlator *c, struct request *r, bool complete
 		if (engine_first(c) && r->span.kind == REQ_HTTP && route_decodes(r->span.route.kind) &&
 		    r->span.attribution == REQ_ATTR_NONE)
 			r->span.attribution = REQ_ATTR_UNATTRIBUTED;
+		request_finish(c, r);
 		telemetry_request(c->tm, &r->span);
 	}
 	request_drop(c, r);
@@ -341,11 +424,6 @@ static bool route_decodes(enum route_kind k)
 	return route_operation(k) || k == ROUTE_OTHER;
 }
 
-static bool route_generates(enum route_kind k)
-{
-	return k == ROUTE_CHAT || k == ROUTE_COMPLETION || k == ROUTE_INFILL ||
-	       k == ROUTE_RESPONSES || k == ROUTE_MESSAGES;
-}
 
 /*
  * Copy what a generation measured onto a span. Its output tokens are the outputs a
@@ -368,6 +446,10 @@ static void span_from_gen(const struct correlator *c, struct req_span *r, const 
 		r->known |= REQ_KNOWN_PROMPT;
 	if (!g->uncertain && !g->embedding && g->phase == GEN_OUTPUT)
 		r->known |= REQ_KNOWN_OUTPUT;
+	/* it ended on an end-of-generation token: the only reason the engine tells */
+	r->n_finish = 0;
+	if (req_knows(r, REQ_KNOWN_OUTPUT) && eog_of(c, g->last_token) == EOG_YES)
+		finish_one(r, FINISH_STOP);
 }
 
 /* An embedder's generation (no HTTP layer): a span of its own. */
@@ -646,6 +728,32 @@ static void charge_load(struct request *r, int64_t bytes)
 	r->span.cache_bytes_loaded += bytes > 0 ? (uint64_t)bytes : 0;
 }
 
+/*
+ * Why a task ended, at its final response. llama-server's process_token checks
+ * each complete token for a whole stop string (is_full_stop), then, unless one
+ * was found or the token is end-of-generation, for a partial one; a limit
+ * (n_predict, the context, indentation, time) ends it after both checks. So the
+ * slot's last check, if it came after the final token was sampled, tells: a whole
+ * check last is a stop string or end-of-generation ("stop"), a partial one is a
+ * limit ("length"). No check after it: the token left its text incomplete UTF-8,
+ * which rules out a stop string; then only an end-of-generation token is "stop".
+ */
+static enum finish_reason finish_at_final(const struct correlator *c, const struct task *t,
+					  const struct llmtap_srv_event *e)
+{
+	enum eog_class eog = eog_of(c, t->last_token);
+
+	if (!t->req || t->req->spec_verified || t->last_token < 0)
+		return FINISH_UNKNOWN; /* no token seen, or several per sample (drafts) */
+	if (eog == EOG_YES)
+		return FINISH_STOP;
+	if (!c->stop_checks)
+		return FINISH_UNKNOWN;
+	if (e->stop_ns > t->last_token_ns)
+		return e->stop_full ? FINISH_STOP : FINISH_LENGTH;
+	return eog == EOG_NO ? FINISH_LENGTH : FINISH_UNKNOWN;
+}
+
 static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 {
 	struct http_thread *th;
@@ -714,6 +822,7 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 			return;
 		if (t->req && e->ts_ns > t->req->span.final_ns)
 			t->req->span.final_ns = e->ts_ns;
+		t->finish = finish_at_final(c, t, e);
 		t->phase = TASK_DONE;
 		c->slot_task[e->slot_id] = NULL;
 		t->slot = -1;
@@ -731,6 +840,7 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 		if (t->slot >= 0 && c->slot_task[t->slot] == t)
 			c->slot_task[t->slot] = NULL;
 		t->slot = -1;
+		t->finish = FINISH_ERROR;
 		t->phase = TASK_DONE;
 		if (!t->req)
 			task_free(c, t);
@@ -808,13 +918,13 @@ static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 		c->logits_reads = true;
 		/* the output read, in its context's last batch (records come in order) */
 		seq = gen_tracker_seq_of(c->gens, e->ctx, e->idx);
-		gen_tracker_sampled(c->gens, e->ctx, seq, e->idx);
+		gen_tracker_sampled(c->gens, e->ctx, seq, e->idx, -1);
 		/* a sampler may read an output's logits more than once: the first read counts */
 		if (seq < 0 || seq >= LLMTAP_MAX_SEQ || c->seq_read[seq])
 			return;
 		c->seq_read[seq] = true;
 	} else {
-		gen_tracker_sampled(c->gens, e->ctx, seq, e->idx);
+		gen_tracker_sampled(c->gens, e->ctx, seq, e->idx, e->token);
 	}
 	t = slot_task(c, seq);
 	if (!engine_first(c) && draft_ctx(c, e->ctx)) { /* a token drafted for the target to verify */
@@ -827,6 +937,8 @@ static void on_sample(struct correlator *c, const struct llmtap_sample_event *e)
 		return;
 	t->req->span.output_tokens++;
 	t->req->span.sampling_ns += took;
+	t->last_token = e->flags & LLMTAP_SAMPLE_LOGITS ? -1 : e->token;
+	t->last_token_ns = e->end_ns;
 	if (t->phase == TASK_PREFILL)
 		t->phase = TASK_GENERATE;
 	if (!t->req->span.first_token_ns)

@@ -19,6 +19,14 @@
 struct correlator;
 struct telemetry;
 
+/* Whether a token ends a generation, for the traced model's vocabulary. */
+enum eog_class {
+	EOG_NO = 0, /* never: an ordinary token */
+	EOG_MAYBE,  /* the vocabulary does not say (the default with no vocabulary) */
+	EOG_YES,    /* always: llama.cpp stops on it */
+};
+typedef enum eog_class (*eog_fn)(const void *arg, int32_t token);
+
 /* Completed requests and annotated steps go to tm; layers: the layers attached
  * (1 << enum llmtap_layer), which tells what llmtap can count. */
 struct correlator *correlator_new(struct telemetry *tm, unsigned int layers);
@@ -29,6 +37,14 @@ struct correlator *correlator_new(struct telemetry *tm, unsigned int layers);
 void correlator_disable_layer(struct correlator *c, enum llmtap_layer layer);
 /* The target is a router llama-server: its HTTP requests are proxies (REQ_PROXY). */
 void correlator_set_router(struct correlator *c, bool router);
+/*
+ * The model's end-of-generation tokens (fn(arg, token); NULL: unknown, every token
+ * EOG_MAYBE); arg must outlive c or be replaced.
+ */
+void correlator_set_eog(struct correlator *c, eog_fn fn, const void *arg);
+/* llama-server's stop-string checks are probed (SITE_SRV_STOP_CHECK): a final
+ * response's records tell a stop string from a limit. */
+void correlator_set_stop_checks(struct correlator *c, bool on);
 /* Consumes one event; a step's request_ids are filled in on the way. */
 void correlator_event(struct correlator *c, struct event *ev);
 /* Time passes: ends generations that are over, joins requests that can be;

@@ -120,6 +120,7 @@ static void gen_begin(struct gen_tracker *gt, struct ctx_state *cs, struct seq_s
 	gen_close(gt, cs, ss);
 	memset(&ss->g, 0, sizeof(ss->g));
 	ss->g.id = ++gt->next_id;
+	ss->g.last_token = -1;
 	ss->g.ctx = cs->ctx;
 	ss->g.seq = seq;
 	ss->g.phase = GEN_PROMPT;
@@ -260,7 +261,7 @@ int gen_tracker_seq_of(const struct gen_tracker *gt, uint64_t ctx, int idx)
 	return cs ? seq_of_idx(cs, idx) : -1;
 }
 
-void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx)
+void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx, int32_t token)
 {
 	struct ctx_state *cs = ctx_find(gt, ctx);
 	struct seq_state *ss;
@@ -276,6 +277,7 @@ void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx)
 		return; /* read again, or nothing to read */
 	ss->read = true;
 	ss->g.sampled++;
+	ss->g.last_token = token;
 }
 
 /* The seq states a KV edit applies to: its context's (the older llama_kv_* calls

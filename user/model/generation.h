@@ -35,6 +35,8 @@ struct gen {
 	uint32_t outputs;         /* outputs asked for: tokens the application can sample */
 	uint32_t sampled;         /* outputs read by a sampler (at most one per batch) */
 	uint32_t steps;
+	int32_t last_token;       /* the token sampled from its last read output, -1 when not
+	                           * seen (a sampler recorded at entry, or a logits read) */
 	uint64_t recent_ns[3];    /* the starts of its last three steps, newest first */
 	bool cached_known;  /* its first batch gave positions (or they were tracked) */
 	bool embedding;     /* its prompt asked for outputs on several tokens: not a generation */
@@ -52,9 +54,10 @@ struct gen_tracker *gen_tracker_new(gen_closed_fn fn, void *arg);
 void gen_tracker_step(struct gen_tracker *gt, const struct step *s);
 /*
  * A sampler read output idx of ctx's last batch (seq: its sequence, -1 when the
- * reading thread did not decode that batch: found from the batch's outputs).
+ * reading thread did not decode that batch: found from the batch's outputs) and
+ * chose token (-1 when not seen).
  */
-void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx);
+void gen_tracker_sampled(struct gen_tracker *gt, uint64_t ctx, int seq, int idx, int32_t token);
 /* The sequence of token idx of ctx's last batch (idx < 0: the -idx-th output from its
  * end), -1 when that token asked for no output or is not in the batch. */
 int gen_tracker_seq_of(const struct gen_tracker *gt, uint64_t ctx, int idx);

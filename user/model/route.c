@@ -79,3 +79,10 @@ const char *route_operation(enum route_kind k)
 		return NULL;
 	}
 }
+
+bool route_generates(enum route_kind k)
+{
+	const char *op = route_operation(k);
+
+	return op && (!strcmp(op, "chat") || !strcmp(op, "text_completion"));
+}

@@ -3,6 +3,8 @@
 #ifndef LLMTAP_ROUTE_H
 #define LLMTAP_ROUTE_H
 
+#include <stdbool.h>
+
 enum route_kind {
 	ROUTE_OTHER = 0,
 	ROUTE_CHAT,
@@ -31,5 +33,7 @@ struct route route_classify(const char *path);
 const char *route_kind_name(enum route_kind k);
 /* gen_ai.operation.name for an inference route, NULL for the rest */
 const char *route_operation(enum route_kind k);
+/* Whether a route generates text (chat, completion, infill, responses, messages). */
+bool route_generates(enum route_kind k);
 
 #endif

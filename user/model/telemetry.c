@@ -92,6 +92,41 @@ const char *req_attribution_name(enum req_attribution a)
 	}
 }
 
+const char *finish_reason_name(enum finish_reason f)
+{
+	static const char *const names[FINISH_MAX] = {
+		[FINISH_STOP] = "stop",
+		[FINISH_LENGTH] = "length",
+		[FINISH_CANCELLED] = "cancelled",
+		[FINISH_ERROR] = "error",
+	};
+
+	return f < FINISH_MAX ? names[f] : NULL;
+}
+
+enum finish_reason req_finish(const struct req_span *r)
+{
+	if (!r->n_finish || r->n_finish > REQ_FINISH_MAX)
+		return FINISH_UNKNOWN;
+	for (int i = 1; i < r->n_finish; i++)
+		if (r->finish[i] != r->finish[0])
+			return FINISH_UNKNOWN;
+	return r->finish[0] < FINISH_MAX ? (enum finish_reason)r->finish[0] : FINISH_UNKNOWN;
+}
+
+/* gen_ai.response.finish_reasons, when every choice's is known */
+static void visit_finish(const struct req_span *r, const struct req_attr_visitor *v, void *arg)
+{
+	const char *names[REQ_FINISH_MAX];
+	int n = r->n_finish <= REQ_FINISH_MAX ? r->n_finish : 0;
+
+	for (int i = 0; i < n; i++)
+		if (!(names[i] = finish_reason_name(r->finish[i])))
+			return;
+	if (n)
+		v->on_strs(arg, "gen_ai.response.finish_reasons", names, n);
+}
+
 const char *req_operation(const struct req_span *r)
 {
 	return r->kind == REQ_GENERATION ? "text_completion" : route_operation(r->route.kind);
@@ -139,6 +174,9 @@ void req_visit_attrs(const struct req_span *r, const char *model, unsigned int e
 			v->on_str(arg, "gen_ai.request.model", model);
 		if (http)
 			v->on_bool(arg, "gen_ai.request.stream", r->stream);
+		if (r->max_tokens > 0)
+			v->on_int(arg, "gen_ai.request.max_tokens", r->max_tokens);
+		visit_finish(r, v, arg);
 		/* an unknown count is left out, never 0 */
 		if (prompt)
 			v->on_int(arg, "gen_ai.usage.input_tokens",
@@ -224,6 +262,8 @@ static void window_add_request(struct tm_window *w, const struct req_span *r)
 	} else if (inference) {
 		w->output_unknown++;
 	}
+	if (r->kind == REQ_GENERATION || route_generates(r->route.kind))
+		w->finish[req_finish(r)]++;
 	if (!inference)
 		return; /* the GenAI instruments count inference only */
 	if (req_ttft_ns(r))
@@ -358,7 +398,8 @@ static void metrics_request(struct telemetry *tm, const struct req_span *r)
 	/* the inference set: model, provider, endpoint type, stream, status */
 #define INF "model", model, "provider", "llama.cpp", "endpoint", endpoint, "stream", stream, \
 	"status", r->status ? status : "none"
-	metrics_add(m, M_INF_REQUESTS, 1, t, INF, NULL);
+	metrics_add(m, M_INF_REQUESTS, 1, t, INF, "finish_reason", finish_reason_name(req_finish(r)),
+		    NULL);
 	if (has_dur)
 		metrics_record(m, M_INF_DURATION, dur, t, INF, NULL);
 	if (ttft)

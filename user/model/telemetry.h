@@ -21,6 +21,23 @@
 /* batch-size classes for the live "batch mix" */
 enum { BATCH_1 = 0, BATCH_2_4, BATCH_5_16, BATCH_17_64, BATCH_65_512, BATCH_513_UP, BATCH_CLASSES };
 
+/*
+ * Why a generation ended (gen_ai.response.finish_reasons, a request counter's
+ * finish_reason), told without reading text: from the token it ended on, the
+ * server's stop-string checks, its final response, its errors and the client's
+ * connection. A reason llmtap cannot tell is FINISH_UNKNOWN: left out.
+ */
+enum finish_reason {
+	FINISH_UNKNOWN = 0,
+	FINISH_STOP,      /* "stop": an end-of-generation token or a stop string */
+	FINISH_LENGTH,    /* "length": a token limit (the request's, the server's, the context's) */
+	FINISH_CANCELLED, /* "cancelled": the client went away before the end */
+	FINISH_ERROR,     /* "error": the request or its task failed */
+	FINISH_MAX,
+};
+
+#define REQ_FINISH_MAX 16 /* choices whose reasons a span carries; more: unknown */
+
 /* Aggregates over one interval or the whole session. */
 struct tm_window {
 	uint64_t start_ns; /* CLOCK_MONOTONIC */
@@ -49,6 +66,9 @@ struct tm_window {
 	uint64_t output_tokens;
 	uint64_t input_known, input_unknown;
 	uint64_t output_known, output_unknown;
+	/* generating requests and generations by why they ended (enum finish_reason;
+	 * FINISH_UNKNOWN: not told) */
+	uint64_t finish[FINISH_MAX];
 	uint64_t context_shifts;
 	uint64_t cache_saves;
 	uint64_t cache_loads;
@@ -110,6 +130,7 @@ enum req_known {
 	REQ_KNOWN_OUTPUT = 1 << 1, /* output_tokens */
 };
 
+
 /* One HTTP request to llama-server as llmtap reconstructed it (a SERVER span and
  * its queue / prefill / generation children), or one generation of an embedder
  * (kind REQ_GENERATION). Times are CLOCK_MONOTONIC ns; 0 = not seen. */
@@ -154,6 +175,11 @@ struct req_span {
 	float temperature;
 	int err_type;           /* llama-server's error_type, -1 when none */
 	char err_msg[LLMTAP_MSG_LEN];
+	/* enum finish_reason of each choice (task), in task order; n_finish 0: unknown,
+	 * or not a generation */
+	uint8_t finish[REQ_FINISH_MAX];
+	uint8_t n_finish;
+	int32_t max_tokens;     /* gen_ai.request.max_tokens; 0: not known, -1: no limit */
 };
 
 struct tm_target {
@@ -218,6 +244,11 @@ static inline bool req_knows(const struct req_span *r, unsigned int bits)
 }
 /* http.route: the route's template, "other" when none was seen */
 const char *req_route(const struct req_span *r);
+/* "stop", "length", "cancelled", "error"; NULL for FINISH_UNKNOWN */
+const char *finish_reason_name(enum finish_reason f);
+/* The one reason all of a request's choices share (a counter's finish_reason), else
+ * FINISH_UNKNOWN. */
+enum finish_reason req_finish(const struct req_span *r);
 /* "http", "generation", "proxy" */
 const char *req_kind_name(enum req_kind k);
 /* llmtap.attribution: "none", "server", "engine", "unattributed" */
@@ -248,6 +279,8 @@ struct req_attr_visitor {
 	void (*on_double)(void *arg, const char *key, double value);
 	void (*on_float)(void *arg, const char *key, float value); /* the sampling parameters */
 	void (*on_bool)(void *arg, const char *key, bool value);
+	/* a string array (gen_ai.response.finish_reasons): n >= 1 values */
+	void (*on_strs)(void *arg, const char *key, const char *const *values, int n);
 };
 
 /* Beyond the common set, what one output carries and the other says elsewhere. */

@@ -28,6 +28,7 @@ struct probes {
 	void *fn_arg;
 	int polled; /* records handed to fn in this probes_poll */
 	bool layers[LAYER_MAX]; /* attached */
+	bool sites[SITE_MAX];   /* attached */
 	char attached[128];
 };
 
@@ -166,8 +167,10 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 			break;
 		}
 		p->link_fds[p->n_link_fds++] = fd;
-		for (__u32 i = 0; i < fs->n[dir]; i++)
+		for (__u32 i = 0; i < fs->n[dir]; i++) {
+			p->sites[fs->sites[dir][i]] = true;
 			p->layers[site_info(fs->sites[dir][i])->layer] = true;
+		}
 	}
 	free(fs);
 	return ret;
@@ -208,8 +211,10 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum llmta
 	}
 	while (e && p->n_links > before)
 		bpf_link__destroy(p->links[--p->n_links]);
-	if (!e)
+	if (!e) {
+		p->sites[site] = true;
 		p->layers[si->layer] = true;
+	}
 	return e;
 }
 
@@ -376,6 +381,11 @@ int probes_fd(const struct probes *p)
 const char *probes_attached(const struct probes *p)
 {
 	return p->attached;
+}
+
+bool probes_site_attached(const struct probes *p, enum llmtap_site site)
+{
+	return site < SITE_MAX && p->sites[site];
 }
 
 unsigned int probes_layer_mask(const struct probes *p)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "llmtap_events.h"
+#include "llmtap_sites.h"
 #include "target/target.h"
 
 struct probes;
@@ -43,6 +44,8 @@ int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX]);
 const char *probes_attached(const struct probes *p);
 /* The same as a mask of 1 << enum llmtap_layer. */
 unsigned int probes_layer_mask(const struct probes *p);
+/* Whether a site has a probe in the target. */
+bool probes_site_attached(const struct probes *p, enum llmtap_site site);
 void probes_close(struct probes *p);
 
 #endif

@@ -21,6 +21,21 @@ struct console {
 	char off[256]; /* the layers turned off and why, for the summary */
 };
 
+/* "  finished    stop 3, length 1, cancelled 0, error 0, unknown 2" when any generated */
+static void print_finish(FILE *out, const struct tm_window *w)
+{
+	uint64_t all = 0;
+
+	for (int f = 0; f < FINISH_MAX; f++)
+		all += w->finish[f];
+	if (!all)
+		return;
+	fputs("  finished   ", out);
+	for (int f = FINISH_STOP; f < FINISH_MAX; f++)
+		fprintf(out, " %s %llu,", finish_reason_name(f), (unsigned long long)w->finish[f]);
+	fprintf(out, " unknown %llu\n", (unsigned long long)w->finish[FINISH_UNKNOWN]);
+}
+
 static void print_mix(FILE *out, const struct tm_window *w)
 {
 	bool any = false;
@@ -176,6 +191,7 @@ static void console_summary(void *self, const struct tm_snapshot *snap)
 		if (tokens_unknown(w))
 			fprintf(c->out, " (unknown for %llu)", (unsigned long long)tokens_unknown(w));
 		fprintf(c->out, ", context shifts %llu\n", (unsigned long long)w->context_shifts);
+		print_finish(c->out, w);
 		fprintf(c->out, "  duration    p50 %s  p99 %s;  ttft p50 %s  p99 %s;  tpot p50 %s\n",
 			hist_format_quantile(q[0], sizeof(q[0]), r, 0.5, 1e9, 3, " s"),
 			hist_format_quantile(q[1], sizeof(q[1]), r, 0.99, 1e9, 3, " s"),

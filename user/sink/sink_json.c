@@ -213,12 +213,26 @@ static void out_bool(void *arg, const char *key, bool value)
 	fputs(value ? "true" : "false", attr_key(arg, key));
 }
 
+static void out_strs(void *arg, const char *key, const char *const *values, int n)
+{
+	FILE *out = attr_key(arg, key);
+
+	fputc('[', out);
+	for (int i = 0; i < n; i++) {
+		if (i)
+			fputc(',', out);
+		json_write_string(out, values[i]);
+	}
+	fputc(']', out);
+}
+
 static const struct req_attr_visitor attr_writer = {
 	.on_str = out_str,
 	.on_int = out_int,
 	.on_double = out_double,
 	.on_float = out_float,
 	.on_bool = out_bool,
+	.on_strs = out_strs,
 };
 
 /* ,"key":ns, or null for a time that was not seen (0) */
