@@ -1,5 +1,7 @@
 """The compatibility slice: llmtap's accounting on whichever llama-server LLAMA_SERVER_SHARED is.
 
+Finish reasons too: the server's own (stop_type, finish_reason) or none, never another.
+
 tests/compat/run.sh runs compat_accuracy_under_concurrency once per llama.cpp version of
 tests/compat/versions and builds COMPAT.md from the result each run writes to
 $LLMTAP_COMPAT_OUT. The rule it checks is the product's: on every llama.cpp a request's
@@ -44,7 +46,7 @@ class Call:
                      headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         self.status = resp.status
-        self.final, self.usage, self.last = {}, None, None
+        self.final, self.usage, self.last, self.finish = {}, None, None, None
         if self.stream and resp.status == 200:
             for line in resp:
                 line = line.decode().strip()
@@ -56,14 +58,40 @@ class Call:
                 if "timings" in chunk:
                     self.final = chunk
                 self.usage = chunk.get("usage") or self.usage
+                self.finish = server_finish(chunk) or self.finish
         else:
             doc = json.loads(resp.read() or b"{}")
             self.final = doc if isinstance(doc, dict) else {}
             self.usage = self.final.get("usage")
+            self.finish = server_finish(self.final)
         conn.close()
 
     def what(self):
         return f"{self.path} stream={self.stream} port {self.port}"
+
+
+def server_finish(doc):
+    """The reason the server gives in an answer or a chunk: /completion's stop_type, a chat
+    completion's finish_reason (OpenAI's names); None when it gives none."""
+    if not isinstance(doc, dict):
+        return None
+    stop_type = doc.get("stop_type")
+    if stop_type in ("eos", "word"):
+        return "stop"
+    if stop_type == "limit":
+        return "length"
+    choices = doc.get("choices")
+    if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
+        return choices[0]["finish_reason"]
+    return None
+
+
+def judge_finish(r, c):
+    """'told' (llmtap's reason is the server's), 'unknown' (llmtap gives none), 'wrong'."""
+    got = (r.get("attributes") or {}).get("gen_ai.response.finish_reasons")
+    if got is None:
+        return "unknown"
+    return "told" if got == [c.finish] else "wrong"
 
 
 def server_counts(c):
@@ -93,7 +121,7 @@ def workload(srv):
     jobs = []
     for i in range(2 * N_CLIENTS):
         chat, stream = i % 2 == 1, (i // 2) % 2 == 1
-        n_predict = 4 + (i * 7) % 29
+        n_predict = 4 + (i * 7) % 29 if i % 8 < 6 else -1  # -1: EOS ends it (request())
         text = prompt(3000 + i, 6 + i % 5)
         if i % 4 >= 2:  # a shared prefix, then words of its own
             text = prompt(3500 + i % 3, 24) + " " + text
@@ -103,11 +131,16 @@ def workload(srv):
 
 
 def request(srv, chat, stream, n_predict, text, i):
+    """n_predict -1: no limit, end-of-generation forced by a logit bias after a few tokens'
+    worth of chance (the tiny model's EOS is token 2)."""
     body = {"n_predict": n_predict, "ignore_eos": True, "stream": stream, "seed": 100 + i,
             "temperature": 0.5, "cache_prompt": True}
+    if n_predict < 0:
+        body = dict(body, n_predict=64, ignore_eos=False)
+        body["logit_bias"] = {"2": 100.0} if chat else [[2, 100.0]]
     if not chat:
         return Call(srv, "/completion", dict(body, prompt=text))
-    body = dict(body, max_tokens=n_predict, messages=[{"role": "user", "content": text}])
+    body = dict(body, max_tokens=body["n_predict"], messages=[{"role": "user", "content": text}])
     if stream:
         body["stream_options"] = {"include_usage": True}
     return Call(srv, "/v1/chat/completions", body)
@@ -155,7 +188,8 @@ def compat_accuracy_under_concurrency():
     layer attached. Writes what it found to $LLMTAP_COMPAT_OUT (tests/compat/run.sh)."""
     result = {"server": harness.SERVER_SHARED, "llama_cpp": None, "layers": [], "steps": None,
               "n_decode_delta": None, "requests": 0, "exact": 0, "unattributed": 0, "wrong": 0,
-              "partial": 0, "unseen": 0, "failures": [], "llmtap_warnings": [], "passed": False, "error": None}
+              "partial": 0, "unseen": 0, "failures": [], "llmtap_warnings": [], "passed": False, "error": None,
+              "finish": {"told": 0, "unknown": 0, "wrong": 0}, "finish_failures": []}
     try:
         run(result)
         result["passed"] = True
@@ -215,6 +249,13 @@ def run(result):
         else:
             verdict, why = judge(r, truth)
         result[verdict] += 1
+        if r is not None:
+            f = judge_finish(r, c)
+            result["finish"][f] += 1
+            if f == "wrong":
+                result["finish_failures"].append({
+                    "request": c.what(), "server": c.finish,
+                    "llmtap": r["attributes"].get("gen_ai.response.finish_reasons")})
         if why:
             result["failures"].append({
                 "request": c.what(), "verdict": verdict, "why": why,
@@ -230,6 +271,11 @@ def run(result):
     if result["wrong"] or result["partial"] or result["unseen"]:
         problems.append(f"of {len(calls)} requests {result['wrong']} wrong, {result['partial']} "
                         f"partial, {result['unseen']} unseen; first: {result['failures'][:3]}")
+    if result["finish"]["wrong"]:
+        problems.append(f"{result['finish']['wrong']} finish reasons not the server's; first: "
+                        f"{result['finish_failures'][:3]}")
+    check({c.finish for c in calls} == {"stop", "length"},
+          f"the server's finish reasons {sorted({str(c.finish) for c in calls})}: want stop and length")
     if "server" in result["layers"] and result["exact"] != len(calls):
         problems.append(f"the server layer attached, yet only {result['exact']} of {len(calls)} "
                         "requests exact")
