@@ -31,6 +31,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Wake the consumer only once this much data is waiting; it also drains on a timer. */
 const volatile __u64 wakeup_bytes = 64 * 1024;
+/* offsetof(server_task, params.n_predict) for the target's build, -1 unknown (user/target/layout.c) */
+const volatile __s32 task_n_predict_off = -1;
 
 struct batch_raw {
 	__s32 n_tokens;
@@ -573,7 +575,7 @@ static __always_inline struct llmtap_srv_event *srv_reserve(__u32 op)
 	ev->msg[0] = '\0';
 	ev->stop_ns = 0;
 	ev->stop_full = 0;
-	ev->_pad2 = 0;
+	ev->n_predict = LLMTAP_N_PREDICT_UNKNOWN;
 	return ev;
 }
 
@@ -621,6 +623,10 @@ static __always_inline int srv_launch_enter(struct pt_regs *ctx, __u32 op, bool 
 	bpf_map_delete_elem(&stop_checks, &k); /* a new task: no check of its own yet */
 	ev->slot_id = read_int(slot, SERVER_SLOT_ID);
 	ev->task_id = read_int(PT_REGS_PARM3(ctx), SERVER_TASK_ID);
+	if (task_n_predict_off >= 0 &&
+	    bpf_probe_read_user(&ev->n_predict, sizeof(ev->n_predict),
+				(const void *)(PT_REGS_PARM3(ctx) + task_n_predict_off)))
+		ev->n_predict = LLMTAP_N_PREDICT_UNKNOWN;
 	/* the slot's llama_context: tells a draft model's steps apart */
 	bpf_probe_read_user(&ev->ctx, sizeof(ev->ctx), (const void *)(slot + SERVER_SLOT_CTX));
 	bpf_ringbuf_submit(ev, wakeup_flags());

@@ -174,8 +174,11 @@ struct llmtap_srv_event {
 	 * (server_slot::find_stopping_strings), 0 when none was seen */
 	__u64 stop_ns;
 	__u32 stop_full; /* that check looked for a whole stop string (is_full_stop) */
-	__u32 _pad2;
+	__s32 n_predict; /* launch: the task's n_predict where its offset is known for the
+			  * build (user/target/layout.c), LLMTAP_N_PREDICT_UNKNOWN otherwise */
 };
+
+#define LLMTAP_N_PREDICT_UNKNOWN (-2)
 
 enum llmtap_http_op {
 	LLMTAP_HTTP_BEGIN = 0, /* process_request entry: s0 client address, value port, value2 local port */

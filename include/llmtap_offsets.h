@@ -46,6 +46,9 @@
 			    * (+64 in b7698, +72 in b5640: an offset not confirmed by
 			    * the steps' contexts is ignored, see the correlator) */
 
+/* server_task::params.n_predict moved in every release: its offset is per build, in
+ * user/target/layout.c, handed to the BPF programs as task_n_predict_off. */
+
 /* ---- common_params_sampling (common/common.h; de3ff815ea7d) ---- */
 #define SAMPLING_SEED 0  /* uint32_t */
 #define SAMPLING_TOP_K 16 /* int32_t */

@@ -115,7 +115,7 @@ def row(v, result, skipped, sites):
     name = f"{v['version']}{' (ci)' if v['ci'] else ''}"
     era = f"{v['llama']}, {v['date']}"
     if result is None:
-        return [name, era, "", "", "", "", "", "not run" + (f": {skipped}" if skipped else ""), ""]
+        return [name, era, "", "", "", "", "", "", "not run" + (f": {skipped}" if skipped else ""), ""]
     notes = missing(result, sites)
     if result.get("partial"):
         notes.append(f"{result['partial']} requests with counts partly null, not marked unattributed")
@@ -134,14 +134,15 @@ def row(v, result, skipped, sites):
         steps += " (differ)"
     counts = "" if result.get("steps") is None else \
         f"{result['exact']} / {result['unattributed']} / {result['wrong']} of {result['requests']}"
-    fin = result.get("finish")
+    fin, mt = result.get("finish"), result.get("max_tokens")
     finish = f"{fin['told']} / {fin['unknown']} / {fin['wrong']}" if fin else ""
+    max_tokens = f"{mt['told']} / {mt['unknown']} / {mt['wrong']}" if mt else ""
     if result.get("finish_failures"):
         first = result["finish_failures"][0]
         notes.append(f"finish reason {first['llmtap']} where the server said {first['server']!r}")
     verdict = "pass" if result.get("passed") else "FAIL"
     return [name, era, f"`{result.get('llama_cpp') or '?'}`", ",".join(result.get("layers", [])),
-            steps, counts, finish, verdict, "; ".join(notes) or "-"]
+            steps, counts, finish, max_tokens, verdict, "; ".join(notes) or "-"]
 
 
 def llmtap_commit():
@@ -161,7 +162,8 @@ def main():
     sites = read_sites()
     head = ["node-llama-cpp", "llama.cpp", "llama.cpp as llmtap read it", "layers attached",
             "decode steps (llmtap / server)", "requests exact / unattributed / wrong",
-            "finish reasons told / unknown / wrong", "result", "missing and why"]
+            "finish reasons told / unknown / wrong", "max_tokens told / unknown / wrong", "result",
+            "missing and why"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in read_versions(a.versions):
         result, skipped = None, None
@@ -197,7 +199,9 @@ test compat_accuracy_under_concurrency).
 - **finish reasons**: a request's `gen_ai.response.finish_reasons` is *told* when it is the
   server's own (`stop_type`, `finish_reason`), *unknown* when llmtap leaves it out, *wrong*
   otherwise (the test fails). A quarter of the requests end on an end-of-generation token
-  (forced by a logit bias), the rest on their token limit.
+  (forced by a logit bias), the rest on their token limit. `gen_ai.request.max_tokens` likewise
+  against the `n_predict` each asked for: it is read from llama-server's task, whose layout
+  moves with every release, so only on the builds in user/target/layout.c.
 - **missing and why**: the layers llmtap did not attach, and the probe sites this build lacks
   (include/llmtap_sites.def), from its symbols.
 

@@ -86,6 +86,14 @@ def server_finish(doc):
     return None
 
 
+def judge_max_tokens(r, c):
+    """'told' (the n_predict / max_tokens it asked for), 'unknown' (left out), 'wrong'."""
+    got = (r.get("attributes") or {}).get("gen_ai.request.max_tokens")
+    if got is None:
+        return "unknown"
+    return "told" if got == c.body.get("n_predict") else "wrong"
+
+
 def judge_finish(r, c):
     """'told' (llmtap's reason is the server's), 'unknown' (llmtap gives none), 'wrong'."""
     got = (r.get("attributes") or {}).get("gen_ai.response.finish_reasons")
@@ -189,7 +197,8 @@ def compat_accuracy_under_concurrency():
     result = {"server": harness.SERVER_SHARED, "llama_cpp": None, "layers": [], "steps": None,
               "n_decode_delta": None, "requests": 0, "exact": 0, "unattributed": 0, "wrong": 0,
               "partial": 0, "unseen": 0, "failures": [], "llmtap_warnings": [], "passed": False, "error": None,
-              "finish": {"told": 0, "unknown": 0, "wrong": 0}, "finish_failures": []}
+              "finish": {"told": 0, "unknown": 0, "wrong": 0}, "finish_failures": [],
+              "max_tokens": {"told": 0, "unknown": 0, "wrong": 0}}
     try:
         run(result)
         result["passed"] = True
@@ -252,6 +261,7 @@ def run(result):
         if r is not None:
             f = judge_finish(r, c)
             result["finish"][f] += 1
+            result["max_tokens"][judge_max_tokens(r, c)] += 1
             if f == "wrong":
                 result["finish_failures"].append({
                     "request": c.what(), "server": c.finish,
@@ -271,6 +281,8 @@ def run(result):
     if result["wrong"] or result["partial"] or result["unseen"]:
         problems.append(f"of {len(calls)} requests {result['wrong']} wrong, {result['partial']} "
                         f"partial, {result['unseen']} unseen; first: {result['failures'][:3]}")
+    if result["max_tokens"]["wrong"]:
+        problems.append(f"{result['max_tokens']['wrong']} max_tokens not the one asked for")
     if result["finish"]["wrong"]:
         problems.append(f"{result['finish']['wrong']} finish reasons not the server's; first: "
                         f"{result['finish_failures'][:3]}")

@@ -169,3 +169,10 @@ def finish_reasons_match_the_server():
                  f"{what}: finish reasons in the JSON record")
         check_eq(spans[c.port]["attributes"].get("gen_ai.response.finish_reasons"),
                  [want[c.port]], f"{what}: finish reasons in the OTLP span")
+        # the limit it asked for (n_predict, max_tokens); none asked, or none: left out
+        asked = (c.body or {}).get("n_predict", (c.body or {}).get("max_tokens"))
+        got = rec["attributes"].get("gen_ai.request.max_tokens")
+        if c.status == 200:
+            check_eq(got, asked if asked and asked > 0 else None, f"{what}: max_tokens")
+        else:
+            check(got in (None, asked), f"{what}: max_tokens {got}, asked {asked}")

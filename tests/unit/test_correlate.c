@@ -30,6 +30,8 @@
 #define TARGET_CTX 0xc0
 #define DRAFT_CTX 0xd0
 static uint64_t events_ctx = TARGET_CTX;
+/* the n_predict a launch record carries (LLMTAP_N_PREDICT_UNKNOWN: not read) */
+static int32_t launch_n_predict = LLMTAP_N_PREDICT_UNKNOWN;
 
 /* A sink that keeps a copy of every request, engine event and step it is handed. */
 struct rec_sink {
@@ -116,6 +118,7 @@ static int setup(void **state)
 	f->c = correlator_new(f->tm, ALL_LAYERS);
 	assert_non_null(f->c);
 	events_ctx = TARGET_CTX;
+	launch_n_predict = LLMTAP_N_PREDICT_UNKNOWN;
 	*state = f;
 	return 0;
 }
@@ -193,6 +196,7 @@ static void srv_msg(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op
 	ev.srv.slot_id = slot;
 	ev.srv.err_type = err_type;
 	ev.srv.ctx = op == LLMTAP_SRV_LAUNCH ? TARGET_CTX : 0;
+	ev.srv.n_predict = launch_n_predict;
 	snprintf(ev.srv.msg, sizeof(ev.srv.msg), "%s", msg);
 	ev.srv.msg_len = (uint32_t)strlen(ev.srv.msg);
 	correlator_event(c, &ev);
@@ -2034,6 +2038,24 @@ static void test_finish_unknown_when_doubtful(void **state)
 	assert_finish(&f->rec->reqs[2], FINISH_UNKNOWN);
 }
 
+/* gen_ai.request.max_tokens: the task's n_predict read at launch, while believable */
+static void test_max_tokens(void **state)
+{
+	struct fixture *f = *state;
+
+	launch_n_predict = 8;
+	assert_int_equal(one_finish(f, 1001, 0, false)->max_tokens, 8); /* 2 outputs of 8 */
+	launch_n_predict = -1;
+	assert_int_equal(one_finish(f, 1001, 0, false)->max_tokens, -1); /* no limit: left out */
+	launch_n_predict = LLMTAP_N_PREDICT_UNKNOWN;
+	assert_int_equal(one_finish(f, 1001, 0, false)->max_tokens, 0);
+	/* a task outran what was read as its limit: the offset is not this build's */
+	launch_n_predict = 1;
+	one_finish(f, 1001, 0, false);
+	launch_n_predict = 8;
+	assert_int_equal(one_finish(f, 1001, 0, false)->max_tokens, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2063,6 +2085,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_finish_cancelled_and_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_finish_per_choice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_finish_unknown_when_doubtful, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_tokens, setup, teardown),
 		T(test_full_request),
 		T(test_draft_model),
 		T(test_task_flood_is_bounded),

@@ -24,6 +24,7 @@
 #include "target/resource.h"
 #include "target/sites.h"
 #include "target/router.h"
+#include "target/layout.h"
 #include "target/version.h"
 
 #define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
@@ -374,10 +375,11 @@ struct session *session_open(const struct target *t, const struct session_opts *
 		free(s);
 		return NULL;
 	}
+	target_version(&s->t, &s->version);
+	po.task_n_predict_off = layout_task_n_predict(&s->version);
 	if (probes_open(&s->t, &po, on_event, s, &s->p, err, errlen))
 		goto fail;
 	read_model(s);
-	target_version(&s->t, &s->version);
 	snprintf(s->layers, sizeof(s->layers), "%s", probes_attached(s->p));
 	tt = (struct tm_target){
 		.pid = s->t.pid,

@@ -48,6 +48,7 @@ struct task {
 	int32_t last_token;     /* the last token sampled for it, -1 when not seen */
 	uint64_t last_token_ns; /* when (the sampler's return) */
 	enum finish_reason finish; /* why it ended (TASK_DONE) */
+	int32_t n_predict;      /* its limit read at launch, LLMTAP_N_PREDICT_UNKNOWN */
 	struct task *next, *prev; /* in the correlator's list */
 	struct task *hnext;       /* in its hash bucket */
 };
@@ -84,6 +85,7 @@ struct correlator {
 	struct telemetry *tm;
 	unsigned int layers; /* attached and believed: 1 << enum llmtap_layer */
 	bool stop_checks;    /* SITE_SRV_STOP_CHECK is probed */
+	bool n_predict_bad;  /* a task outran the n_predict read for it: the offset is wrong */
 	eog_fn eog;          /* the model's end-of-generation tokens */
 	const void *eog_arg;
 	bool router;         /* a router llama-server: its requests are proxies */
@@ -238,6 +240,7 @@ static struct task *task_new(struct correlator *c, int id, struct request *req)
 	t->req = req;
 	t->slot = -1;
 	t->last_token = -1;
+	t->n_predict = LLMTAP_N_PREDICT_UNKNOWN;
 	t->next = c->tasks;
 	if (c->tasks)
 		c->tasks->prev = t;
@@ -380,6 +383,26 @@ static void request_finish(struct correlator *c, struct request *r)
 	s->n_finish = (uint8_t)n;
 }
 
+/* gen_ai.request.max_tokens: its tasks' n_predict where read, and all the same */
+static void request_max_tokens(struct correlator *c, struct request *r)
+{
+	int32_t n = LLMTAP_N_PREDICT_UNKNOWN;
+
+	r->span.max_tokens = 0;
+	if (c->n_predict_bad || engine_first(c) || r->span.kind != REQ_HTTP)
+		return;
+	for (struct task *t = c->tasks; t; t = t->next) {
+		if (t->req != r)
+			continue;
+		if (t->n_predict == LLMTAP_N_PREDICT_UNKNOWN || (n != LLMTAP_N_PREDICT_UNKNOWN &&
+								   t->n_predict != n))
+			return;
+		n = t->n_predict;
+	}
+	if (n != LLMTAP_N_PREDICT_UNKNOWN)
+		r->span.max_tokens = n;
+}
+
 /*
  * Hand a request to the telemetry model, then forget it. A kept-alive
  * connection that ends while waiting for its next request line (no route,
@@ -406,6 +429,7 @@ static void request_close(struct correlator *c, struct request *r, bool complete
 		    r->span.attribution == REQ_ATTR_NONE)
 			r->span.attribution = REQ_ATTR_UNATTRIBUTED;
 		request_finish(c, r);
+		request_max_tokens(c, r);
 		telemetry_request(c->tm, &r->span);
 	}
 	request_drop(c, r);
@@ -803,6 +827,7 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 		}
 		t->slot = e->slot_id;
 		t->phase = TASK_PREFILL;
+		t->n_predict = e->n_predict >= -1 ? e->n_predict : LLMTAP_N_PREDICT_UNKNOWN;
 		if (c->pending_load[e->slot_id] && t->req)
 			charge_load(t->req, c->pending_load[e->slot_id]);
 		c->pending_load[e->slot_id] = 0;
@@ -824,6 +849,9 @@ static void on_server(struct correlator *c, const struct llmtap_srv_event *e)
 			t->req->span.final_ns = e->ts_ns;
 		t->finish = finish_at_final(c, t, e);
 		t->phase = TASK_DONE;
+		if (t->req && t->req->span.n_tasks == 1 && t->n_predict > 0 &&
+		    t->req->span.output_tokens > (uint32_t)t->n_predict && !t->req->spec_verified)
+			c->n_predict_bad = true; /* more tokens than its limit: not its limit */
 		c->slot_task[e->slot_id] = NULL;
 		t->slot = -1;
 		if (!t->req)

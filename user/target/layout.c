@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "target/layout.h"
+
+#include <string.h>
+
+#include "lib/util.h"
+
+/* One row per build checked: its commit (LLAMA_COMMIT, full) and the offsets. */
+static const struct {
+	const char *commit;
+	const char *era;
+	int task_n_predict; /* offsetof(server_task, params.n_predict) */
+} layouts[] = {
+	{ "aa3f5d08eeb5", "b5640, node-llama-cpp 3.10.0", 28 },
+	{ "79efbb133964", "b7698, node-llama-cpp 3.15.0", 48 },
+	{ "b10e98aadb3e", "b8390, node-llama-cpp 3.18.1", 72 },
+	{ "d654a8ee8ad7", "b9842, node-llama-cpp 3.19.0", 72 },
+	{ "c2fd87ef4253", "b10361, node-llama-cpp 3.20.0", 76 },
+	{ "de3ff815ea7d", "v0.5.0, node-llama-cpp 3.22.1", 76 },
+};
+
+int layout_task_n_predict(const struct llama_version *v)
+{
+	size_t n = strlen(v->commit);
+
+	if (n < 7) /* a shorter prefix could name another build */
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(layouts); i++)
+		if (!strncmp(layouts[i].commit, v->commit, n))
+			return layouts[i].task_n_predict;
+	return -1;
+}
