@@ -159,6 +159,8 @@ def finish_reasons_match_the_server():
             prom.stop()
             check_eq(tr.stop(), 0, f"llmtap exit code ({tr.stderr()})")
 
+    summary = tr.records("summary")[0]["finish_reasons"]
+    check_eq({k: v for k, v in summary.items() if v}, tally, "the summary's finish_reasons")
     recs = by_port(tr)
     spans = spans_by_port(rx.spans())
     for c in calls:

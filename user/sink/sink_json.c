@@ -71,6 +71,12 @@ static void json_window(FILE *out, const struct tm_window *w, int64_t off)
 				(unsigned long long)w->by_route[k]);
 	fprintf(out, "},\"generations\":%llu,\"proxied\":%llu", (unsigned long long)w->generations,
 		(unsigned long long)w->proxied);
+	/* generating requests and generations by why they ended; "unknown": not told */
+	fputs(",\"finish_reasons\":{", out);
+	for (int f = FINISH_STOP; f < FINISH_MAX; f++)
+		fprintf(out, "\"%s\":%llu,", finish_reason_name((enum finish_reason)f),
+			(unsigned long long)w->finish[f]);
+	fprintf(out, "\"unknown\":%llu}", (unsigned long long)w->finish[FINISH_UNKNOWN]);
 	/* sums over the known counts: null when every count was unknown */
 	json_count(out, "input_tokens", w->input_known || !w->input_unknown, w->input_tokens);
 	json_count(out, "cached_tokens", w->input_known || !w->input_unknown, w->cached_tokens);
