@@ -14,11 +14,13 @@
 #include "lib/clock.h"
 #include "lib/text.h"
 #include "model/correlate.h"
+#include "model/kvmem.h"
 #include "model/layercheck.h"
 #include "model/telemetry.h"
 #include "probe/event.h"
 #include "probe/probes.h"
 #include "sink/sinks.h"
+#include "target/backend.h"
 #include "target/gguf.h"
 #include "target/proc.h"
 #include "target/resource.h"
@@ -45,6 +47,8 @@ struct session {
 	struct sink tail;          /* --tail's capture, ops NULL otherwise */
 	struct sink otlp;          /* OTLP export, ops NULL otherwise */
 	struct gguf_info gguf;     /* the mapped model's header */
+	uint64_t kv_ctx;           /* the context device_lib was looked up for */
+	int device_lib;            /* it maps a device backend: 1, none 0, not looked -1 */
 	char model[256];           /* what the sinks call the model: filled in place when a
 				    * model is mapped after the attach */
 	struct resource resource;  /* who produced the telemetry */
@@ -263,12 +267,36 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 	return ret;
 }
 
+/* The KV cache's bytes: the model's shape and the serving context's creation. */
+static void kv_memory(struct session *s, struct tm_kv_mem *out)
+{
+	enum kv_layout layout = kvmem_layout(s->version.build, s->version.commit);
+	struct ctx_creation cc;
+	struct kv_context kc;
+	char lib[64];
+	int ret;
+
+	if (!correlator_context(s->corr, &cc)) {
+		kvmem_describe(layout, NULL, &s->gguf.attn, s->gguf.context_length, -1, out);
+		return;
+	}
+	/* the backends are loaded before any context: look once per context */
+	if (cc.ctx != s->kv_ctx) {
+		ret = target_device_backend(s->t.pid, lib, sizeof(lib));
+		s->device_lib = ret < 0 ? -1 : ret;
+		s->kv_ctx = cc.ctx;
+	}
+	kvmem_decode_context(layout, cc.cparams, cc.cparams_len, cc.params, &kc);
+	kvmem_describe(layout, &kc, &s->gguf.attn, s->gguf.context_length, s->device_lib, out);
+}
+
 static void update_gauges(struct session *s)
 {
 	struct tm_gauges g;
 
 	correlator_gauges(s->corr, &g);
 	g.rss_bytes = proc_rss_bytes(s->tm.target.pid);
+	kv_memory(s, &g.kv_mem);
 	telemetry_set_gauges(&s->tm, &g);
 }
 
@@ -368,6 +396,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	s->prom = o->prom;
 	s->prom_per_target = o->prom_per_target;
 	/* watch for the target's exit without racing PID reuse */
+	s->device_lib = -1;
 	s->pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
 	if (s->pidfd < 0 && errno == ESRCH) {
 		snprintf(err, errlen, "PID %d exited before llmtap could attach", (int)t->pid);
