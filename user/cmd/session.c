@@ -285,6 +285,14 @@ static void kv_memory(struct session *s, struct tm_kv_mem *out)
 		ret = target_device_backend(s->t.pid, lib, sizeof(lib));
 		s->device_lib = ret < 0 ? -1 : ret;
 		s->kv_ctx = cc.ctx;
+		/* started by llmtap run, the target had not relocated LLAMA_COMMIT
+		 * yet when llmtap attached: it has now (the sinks see it in place) */
+		if (!s->version.commit[0]) {
+			target_version(&s->t, &s->version);
+			set_version_attrs(s);
+			publish_info(s);
+			layout = kvmem_layout(s->version.build, s->version.commit);
+		}
 	}
 	kvmem_decode_context(layout, cc.cparams, cc.cparams_len, cc.params, &kc);
 	kvmem_describe(layout, &kc, &s->gguf.attn, s->gguf.context_length, s->device_lib, out);
