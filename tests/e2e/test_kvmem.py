@@ -14,7 +14,10 @@ the same fields 16 bytes nearer; b5640: a bool flash_attn, cells padded to 32).
 """
 import os
 import re
+import shutil
 import signal
+import subprocess
+import tempfile
 
 import harness
 from harness import LlamaServer, Tracer, check, check_eq, test, wait_until
@@ -63,11 +66,29 @@ def near_mib(got_bytes, want_mib, what):
           f"{what}: llmtap {got_bytes} bytes = {got_bytes / MIB:.4f} MiB, llama.cpp {want_mib} MiB")
 
 
+def check_report(r, tail_dir, used, capacity):
+    """A --tail capture's KV counter carries the bytes, and the report says them."""
+    r.proc.send_signal(signal.SIGUSR1)
+    wait_until(lambda: "SIGUSR1: wrote" in r.stderr_so_far(), 10, "the SIGUSR1 capture")
+    trace = os.path.join(tail_dir, sorted(os.listdir(tail_dir))[-1])
+    page = os.path.join(tail_dir, "report.html")
+    out = subprocess.run([harness.LLMTAP, "report", trace, "-o", page], capture_output=True,
+                         text=True, timeout=60)
+    check_eq(out.returncode, 0, f"llmtap report ({out.stderr})")
+    with open(page) as f:
+        html = f.read()
+    want = f"KV bytes: at most {used / MIB:.2f} MiB in use of {capacity / MIB:.2f} MiB allocated"
+    check(want in html, f"the report says {want!r}: "
+          f"{re.findall(r'KV bytes[^.<]*', html)}")
+
+
 def kv_case(server, model, ctx, np, args=(), want_type="f16", prometheus=False):
     port = harness.free_port()
     prom = harness.free_port() if prometheus else None
+    tail_dir = tempfile.mkdtemp(prefix="llmtap-kv-") if prometheus else None
     llmtap_args = ["--no-steps", "--interval", "200ms"] + \
-        (["--prometheus", f"127.0.0.1:{prom}"] if prom else [])
+        (["--prometheus", f"127.0.0.1:{prom}", "--tail", "60s", "--tail-dir", tail_dir]
+         if prom else [])
     r = Tracer(None, llmtap_args + ["--", server, "-m", model, "--host", "127.0.0.1",
                                     "--port", str(port), "-np", str(np), "-c", str(ctx), "-t", "1",
                                     "--no-webui", "-lv", "4"] + list(args), command=["run"])
@@ -122,10 +143,13 @@ def kv_case(server, model, ctx, np, args=(), want_type="f16", prometheus=False):
                     check(label in m.group(1), f"{name} has {label}: {m.group(0)}")
                 if want is not None:
                     check_eq(float(m.group(2)), want, name)
+            check_report(r, tail_dir, held * bpc, bpc * cells)
         return bpc
     finally:
         r.proc.send_signal(signal.SIGTERM)  # to the server too: llmtap run passes it on
         rc = r.wait(30)
+        if tail_dir:
+            shutil.rmtree(tail_dir)
         check_eq(rc, 0, f"llmtap run's status is the server's ({r.stderr()[-500:]})")
 
 

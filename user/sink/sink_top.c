@@ -104,12 +104,12 @@ static int cmp_slot(const void *a, const void *b, void *arg)
 	return x->slot - y->slot;
 }
 
-/* ", 1.5 of 12.0 MiB (f16/f16, cpu)": KV bytes used and allocated where known ("" unknown) */
+/* ", 1.5 of 12.0 MiB (f16/f16, cpu)": KV bytes used and allocated where known */
 static void kv_bytes(char *buf, size_t len, const struct tm_kv_mem *kv, uint64_t cells)
 {
 	char cap[32] = "";
 
-	buf[0] = '\0';
+	snprintf(buf, len, ", bytes ?"); /* context creation not seen, or not a cache llmtap sizes */
 	if (!kv->bytes_per_cell)
 		return;
 	if (kv->cells_capacity)
