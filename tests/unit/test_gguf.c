@@ -1176,6 +1176,24 @@ static void test_big_real_vocab(void **state)
 	print_message("762144 strings walked in %.1f ms\n", (now_s() - t0) * 1e3);
 	assert_string_equal(info.name, "big vocab");
 	assert_int_equal(info.context_length, 131072);
+	{
+		/* and the vocabulary read: every token compared, a 32 KiB bitmap */
+		struct gguf_vocab v;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		t0 = now_s();
+		assert_int_equal(gguf_read_model_fd(fd, &info, &v, NULL, 0), 0);
+		print_message("with the vocabulary: %.1f ms\n", (now_s() - t0) * 1e3);
+		close(fd);
+		assert_int_equal(v.n_vocab, 262144);
+		assert_int_equal(v.eos, -1);
+		assert_true(gguf_token_maybe_eog(&v, 1));   /* no EOS key: llama.cpp's defaults */
+		assert_true(gguf_token_maybe_eog(&v, 11));
+		assert_false(gguf_token_maybe_eog(&v, 3));  /* "<tok3>", type 21: never EOG */
+		assert_false(gguf_token_maybe_eog(&v, 5));
+		gguf_vocab_free(&v);
+	}
 }
 
 /* A FIFO is refused at once (opened non-blocking), not waited on. */

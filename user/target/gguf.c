@@ -661,6 +661,9 @@ static bool eog_text(const char *t, size_t n)
 {
 	size_t i;
 
+	/* every one starts so: most tokens are not looked at further */
+	if (n < 4 || (t[0] != '<' && t[0] != '[' && t[0] != '_' && t[0] != LOW[0]))
+		return false;
 	for (i = 0; i < sizeof(eog_texts) / sizeof(eog_texts[0]); i++)
 		if (n == strlen(eog_texts[i]) && !memcmp(t, eog_texts[i], n))
 			return true;

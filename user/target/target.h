@@ -17,6 +17,7 @@
 #define TARGET_MAX_FILES 8
 
 struct gguf_info;
+struct gguf_vocab;
 
 struct target_file {
 	char path[PATH_MAX]; /* as the target sees it */
@@ -92,5 +93,9 @@ int target_find_files(pid_t pid, const char *comm, const char *const *paths, int
  */
 int target_model_info(pid_t pid, const char *model, struct gguf_info *info, char *err,
 		      size_t errlen);
+/* The same, and the vocabulary's end-of-generation facts into vocab (see
+ * gguf_read_model_fd: always initialised, to be freed by gguf_vocab_free). */
+int target_model_read(pid_t pid, const char *model, struct gguf_info *info,
+		      struct gguf_vocab *vocab, char *err, size_t errlen);
 
 #endif
