@@ -791,6 +791,8 @@ static __always_inline struct llmtap_call_event *call_begin(struct pt_regs *ctx,
 	c->text_len = 0;
 	c->text[0] = '\0';
 	c->params[0] = c->params[1] = c->params[2] = c->params[3] = 0;
+	c->cparams_len = 0;
+	c->_pad2 = 0;
 	return c;
 }
 
@@ -878,6 +880,12 @@ static __always_inline int call_context_enter(struct pt_regs *ctx, __u32 op, boo
 #endif
 	/* n_ctx, n_batch, n_ubatch, n_seq_max: the first four fields */
 	bpf_probe_read_user(c->params, sizeof(c->params), (const void *)(params + LLAMA_CPARAMS_N_CTX));
+	/* the head of the struct, raw, for the loader to decode by version (cache
+	 * types, kv_unified, ...); an older, smaller struct may end nearer a page */
+	if (!bpf_probe_read_user(c->cparams, LLMTAP_CPARAMS_LEN, (const void *)params))
+		c->cparams_len = LLMTAP_CPARAMS_LEN;
+	else if (!bpf_probe_read_user(c->cparams, LLAMA_CPARAMS_SIZE_MIN, (const void *)params))
+		c->cparams_len = LLAMA_CPARAMS_SIZE_MIN;
 	return call_started(c, entry_only);
 }
 

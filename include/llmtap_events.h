@@ -34,6 +34,7 @@ enum llmtap_event_kind {
 
 #define LLMTAP_ADDR_LEN 48
 #define LLMTAP_PATH_LEN 128
+#define LLMTAP_CPARAMS_LEN 136 /* bytes of llama_context_params kept (kv_unified at 133 today) */
 #define LLMTAP_MSG_LEN 160
 
 enum llmtap_step_op {
@@ -234,6 +235,11 @@ struct llmtap_call_event {
 	__u32 text_len;
 	__u32 _pad;
 	char text[LLMTAP_PATH_LEN]; /* model or state file path; never prompt text */
+	/* context init: the head of llama_context_params as the target passed it,
+	 * raw; the loader decodes it by llama.cpp version (include/llmtap_offsets.h) */
+	__u32 cparams_len; /* bytes of cparams read: 0 none */
+	__u32 _pad2;
+	__u8 cparams[LLMTAP_CPARAMS_LEN];
 };
 
 /* bpf/exec.bpf.c: a process exec'd (the daemon's watcher; its own ring buffer) */

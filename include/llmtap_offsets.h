@@ -30,6 +30,37 @@
 #define LLAMA_CPARAMS_N_UBATCH 8
 #define LLAMA_CPARAMS_N_SEQ_MAX 12
 
+/*
+ * ---- struct llama_context_params, the KV cache's fields: they moved ----
+ * (gdb ptype /o struct llama_context_params on each build's libllama.so; the
+ * BPF side copies the struct's head raw, user/model/kvmem.c picks the layout by
+ * the target's version and reads nothing for a version between or after these)
+ * LAYOUT_B5640: b5640 (aa3f5d08eeb5); 120 bytes; bool flash_attn, no kv_unified
+ * LAYOUT_B7698: b7698 (79efbb133964), b8390 (b10e98aadb3e); 136 bytes
+ * LAYOUT_B9842: b9842 (d654a8ee8ad7), b10361 (c2fd87ef4253), de3ff815ea7d
+ *   (v0.5.0); 160 bytes: n_rs_seq, n_outputs_max, ctx_type added before them;
+ *   flash_attn_type at 48 in b9842, at 52 from b10361 (n_outputs_max_per_seq)
+ */
+#define LLAMA_CPARAMS_SIZE_MIN 120 /* the smallest of them (b5640) */
+#define LLAMA_CPARAMS_B5640_TYPE_K 88       /* enum ggml_type */
+#define LLAMA_CPARAMS_B5640_TYPE_V 92       /* enum ggml_type */
+#define LLAMA_CPARAMS_B5640_OFFLOAD_KQV 113 /* bool */
+#define LLAMA_CPARAMS_B5640_FLASH_ATTN 114  /* bool */
+#define LLAMA_CPARAMS_B5640_SWA_FULL 117    /* bool */
+#define LLAMA_CPARAMS_B7698_FLASH_ATTN_TYPE 36 /* enum llama_flash_attn_type: -1 auto, 0, 1 */
+#define LLAMA_CPARAMS_B7698_TYPE_K 88
+#define LLAMA_CPARAMS_B7698_TYPE_V 92
+#define LLAMA_CPARAMS_B7698_OFFLOAD_KQV 113
+#define LLAMA_CPARAMS_B7698_SWA_FULL 116
+#define LLAMA_CPARAMS_B7698_KV_UNIFIED 117
+#define LLAMA_CPARAMS_B9842_FLASH_ATTN_TYPE 48
+#define LLAMA_CPARAMS_B10361_FLASH_ATTN_TYPE 52
+#define LLAMA_CPARAMS_B9842_TYPE_K 104
+#define LLAMA_CPARAMS_B9842_TYPE_V 108
+#define LLAMA_CPARAMS_B9842_OFFLOAD_KQV 129
+#define LLAMA_CPARAMS_B9842_SWA_FULL 132
+#define LLAMA_CPARAMS_B9842_KV_UNIFIED 133
+
 /* ---- libstdc++ std::string (the C++11 ABI): { char *p; size_t len; char sso[16]; } ---- */
 #define STDSTRING_PTR 0
 #define STDSTRING_LEN 8

@@ -5,23 +5,28 @@ The tokenizer is copied from llama.cpp's models/ggml-vocab-llama-spm.gguf, so th
 server tokenizes real text; the weights are random, so the output is gibberish,
 but every code path (decode, KV cache, sampling, HTTP) is the real one.
 
-usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens | --name NAME]
+usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens | --name NAME | --gqa]
 --no-high-byte-tokens: the byte tokens <0x80>..<0xFF> become unused ones, so llama.cpp's
 byte fallback throws std::out_of_range while tokenizing text it cannot spell otherwise
 (a broken vocabulary, for testing that a tracer never turns such a throw into an abort).
 --name NAME: the same model under another general.name (a second model, e.g. for a router
 llama-server serving two).
+--gqa: another attention shape: 2 KV heads for the 4 query heads (grouped-query attention),
+heads of 32 (key_length / value_length: a quantized KV cache needs a multiple of its block),
+3 layers (llmtap.kv_cache bytes per cell differ from the default model's).
 Runs under Debian's /usr/bin/python3 with python3-numpy and llama.cpp's gguf-py.
 """
 import sys
 
-USAGE = "usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens | --name NAME]"
+USAGE = "usage: make-tiny-model.py LLAMA_SRC OUT.gguf [--no-high-byte-tokens | --name NAME | --gqa]"
 if len(sys.argv) < 3:
     sys.exit(USAGE)
 src, out, opts = sys.argv[1], sys.argv[2], sys.argv[3:]
-no_high_bytes, name = False, "llmtap-tiny-llama"
+no_high_bytes, name, gqa = False, "llmtap-tiny-llama", False
 if opts == ["--no-high-byte-tokens"]:
     no_high_bytes = True
+elif opts == ["--gqa"]:
+    gqa, name = True, "llmtap-tiny-llama-gqa"
 elif len(opts) == 2 and opts[0] == "--name" and opts[1]:
     name = opts[1]
 elif opts:
@@ -32,6 +37,9 @@ import numpy as np  # noqa: E402
 from gguf import GGUFReader, GGUFWriter, GGUFValueType  # noqa: E402
 
 N_EMBD, N_LAYER, N_HEAD, N_FF, N_CTX = 64, 2, 4, 128, 4096
+N_HEAD_KV, HEAD = N_HEAD, N_EMBD // N_HEAD
+if gqa:
+    N_LAYER, N_HEAD_KV, HEAD = 3, 2, 32
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
@@ -45,9 +53,12 @@ w.add_embedding_length(N_EMBD)
 w.add_block_count(N_LAYER)
 w.add_feed_forward_length(N_FF)
 w.add_head_count(N_HEAD)
-w.add_head_count_kv(N_HEAD)
+w.add_head_count_kv(N_HEAD_KV)
 w.add_layer_norm_rms_eps(1e-5)
-w.add_rope_dimension_count(N_EMBD // N_HEAD)
+if HEAD != N_EMBD // N_HEAD:
+    w.add_key_length(HEAD)
+    w.add_value_length(HEAD)
+w.add_rope_dimension_count(HEAD)
 w.add_vocab_size(n_vocab)
 w.add_file_type(0)  # all f32
 
@@ -92,8 +103,10 @@ ones("output_norm.weight", N_EMBD)
 t("output.weight", n_vocab, N_EMBD)
 for i in range(N_LAYER):
     ones(f"blk.{i}.attn_norm.weight", N_EMBD)
-    for p in ("q", "k", "v", "output"):
-        t(f"blk.{i}.attn_{p}.weight", N_EMBD, N_EMBD)
+    t(f"blk.{i}.attn_q.weight", N_HEAD * HEAD, N_EMBD)
+    t(f"blk.{i}.attn_k.weight", N_HEAD_KV * HEAD, N_EMBD)
+    t(f"blk.{i}.attn_v.weight", N_HEAD_KV * HEAD, N_EMBD)
+    t(f"blk.{i}.attn_output.weight", N_EMBD, N_HEAD * HEAD)
     ones(f"blk.{i}.ffn_norm.weight", N_EMBD)
     t(f"blk.{i}.ffn_gate.weight", N_FF, N_EMBD)
     t(f"blk.{i}.ffn_up.weight", N_FF, N_EMBD)

@@ -24,6 +24,8 @@ MODEL = os.environ.get("LLMTAP_MODEL", "")
 MODEL_NO_HIGH_BYTES = os.environ.get("LLMTAP_MODEL_NO_HIGH_BYTES", "")
 # the same model under another general.name (a router's second model)
 MODEL_B = os.environ.get("LLMTAP_MODEL_B", "")
+# another attention shape: 2 KV heads of 4, heads of 32, 3 layers (tools/make-model.sh --gqa)
+MODEL_GQA = os.environ.get("LLMTAP_MODEL_GQA", "")
 # LD_PRELOAD library: a llama-server whose /proc/PID/cmdline lost its -m (tests/e2e/hide-model-arg.c)
 HIDE_MODEL_ARG = os.environ.get("LLMTAP_HIDE_MODEL_ARG", "")
 

@@ -16,6 +16,8 @@ export LLMTAP_MODEL=${LLMTAP_MODEL-$(tools/make-model.sh)}
 export LLMTAP_MODEL_NO_HIGH_BYTES=${LLMTAP_MODEL_NO_HIGH_BYTES-$(tools/make-model.sh --no-high-byte-tokens)}
 # the same model under another general.name: a router llama-server's second model
 export LLMTAP_MODEL_B=${LLMTAP_MODEL_B-$(tools/make-model.sh --name llmtap-tiny-llama-b)}
+# another attention shape (grouped-query, 3 layers): KV-cache bytes per cell
+export LLMTAP_MODEL_GQA=${LLMTAP_MODEL_GQA-$(tools/make-model.sh --gqa)}
 export LLMTAP=${LLMTAP:-$PWD/llmtap}
 # the OpenTelemetry project's own OTLP decoder (npm), for the export tests
 export LLMTAP_OTLP_DECODER=${LLMTAP_OTLP_DECODER-$(tools/otlp-decoder.sh)}

@@ -17,12 +17,15 @@ def gstr(s):
 def gguf(version, kvs, n_tensors=0):
     out = b"GGUF" + struct.pack("<I", version) + struct.pack("<QQ", n_tensors, len(kvs))
     for k, t, v in kvs:
-        out += gstr(k) + struct.pack("<I", t)
+        out += gstr(k) + struct.pack("<I", 9 if t == "i32s" else t)
         if t == 8: out += gstr(v)
         elif t == 4: out += struct.pack("<I", v)
         elif t == 10: out += struct.pack("<Q", v)
         elif t == 9:  # array of strings
             out += struct.pack("<IQ", 8, len(v)) + b"".join(gstr(x) for x in v)
+        elif t == "i32s":  # array of int32
+            out += struct.pack("<IQ", 5, len(v))
+            out += b"".join(struct.pack("<i", x) for x in v)
     return out
 put("gguf", "v3", gguf(3, [("general.architecture", 8, "llama"), ("general.name", 8, "tiny"),
                           ("llama.context_length", 4, 4096)], 2))
@@ -30,6 +33,17 @@ put("gguf", "v3-array", gguf(3, [("general.architecture", 8, "qwen2"),
                                 ("tokenizer.ggml.tokens", 9, ["a", "b", "<s>"]),
                                 ("qwen2.context_length", 10, 32768), ("general.name", 8, "q")]))
 put("gguf", "v2", gguf(2, [("general.architecture", 8, "llama")]))
+# the attention shape and the vocabulary's end-of-generation facts
+put("gguf", "v3-model", gguf(3, [("qwen3.attention.key_length", 4, 128),
+                                ("general.architecture", 8, "qwen3"), ("general.name", 8, "m"),
+                                ("qwen3.context_length", 4, 4096), ("qwen3.block_count", 4, 2),
+                                ("qwen3.embedding_length", 4, 64),
+                                ("qwen3.attention.head_count", 4, 4),
+                                ("qwen3.attention.head_count_kv", "i32s", [2, 2]),
+                                ("tokenizer.ggml.tokens", 9, ["<unk>", "<s>", "</s>", "a", "<|im_end|>"]),
+                                ("tokenizer.ggml.token_type", "i32s", [2, 3, 3, 1, 1]),
+                                ("tokenizer.ggml.eos_token_id", 4, 2),
+                                ("tokenizer.ggml.eot_token_id", 4, 4)]))
 
 # ---- elf: a small shared library and a small executable, with symbols
 with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +89,7 @@ def kv(ts, op, args):
 def call(op, ts, ret, text=b"", params=(0, 0, 0, 0), seq=-1):
     body = struct.pack("<IIQQIiqQQ4III", 7, 1, ts, ts + 5000000, op, seq, ret, 0xc0, 0,
                        *params, len(text), 0)
-    body += text.ljust(128, b"\0")
+    body += text.ljust(128, b"\0") + struct.pack("<II", 0, 0) + bytes(136)
     return rec(hdr(6, 8 + len(body)) + body)
 MS = 1000000
 one = (call(6, 1 * MS, 0x1000, b"/models/tiny.gguf") + call(7, 2 * MS, 0xc0, b"", (4096, 2048, 512, 2))

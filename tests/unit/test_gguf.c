@@ -581,6 +581,261 @@ static void test_real_model(void **state)
 	assert_int_equal(info.context_length, 4096);
 	assert_true(info.version == 2 || info.version == 3);
 	assert_true(info.n_tensors > 0);
+	/* tools/make-tiny-model.py: 2 layers, 4 heads of 16 */
+	assert_true(info.attn.plain);
+	assert_int_equal(info.attn.n_layer, 2);
+	assert_int_equal(info.attn.n_head_kv, 4);
+	assert_int_equal(info.attn.head_k, 16);
+	assert_int_equal(info.attn.head_v, 16);
+	{
+		struct gguf_vocab v;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		assert_int_equal(gguf_read_model_fd(fd, &info, &v, NULL, 0), 0);
+		close(fd);
+		/* llama-spm: 32000 tokens, </s> = 2 the only EOS; "hello"-like pieces are not EOG */
+		assert_int_equal(v.n_vocab, 32000);
+		assert_int_equal(v.eos, 2);
+		assert_true(gguf_token_is_eog_sure(&v, 2));
+		assert_true(gguf_token_maybe_eog(&v, 2));
+		assert_false(gguf_token_maybe_eog(&v, 3000));
+		gguf_vocab_free(&v);
+	}
+}
+
+/* ---- the attention shape ---- */
+
+static void kv_i32_arr(struct gguf_buf *b, const char *key, const uint32_t *v, uint64_t n)
+{
+	uint64_t i;
+
+	kv(b, key, T_ARRAY);
+	put_u32(b, T_INT32);
+	put_u64(b, n);
+	for (i = 0; i < n; i++)
+		put_u32(b, v[i]);
+}
+
+static void read_attn(struct gguf_buf *b, const char *name, struct gguf_info *info)
+{
+	read_ok(write_gguf(b, name, 0), info);
+}
+
+static void test_attn_shapes(void **state)
+{
+	static const uint32_t same[3] = { 2, 2, 2 }, differ[3] = { 2, 4, 2 };
+	struct gguf_buf b = { 0 };
+	struct gguf_info info;
+
+	(void)state;
+	/* MHA: head sizes default to embedding_length / head_count, KV heads to head_count */
+	kv_general(&b, "llama", "mha", 4096);
+	kv_u32(&b, "llama.block_count", 2);
+	kv_u32(&b, "llama.embedding_length", 64);
+	kv_u32(&b, "llama.attention.head_count", 4);
+	read_attn(&b, "mha.gguf", &info);
+	assert_true(info.attn.plain);
+	assert_int_equal(info.attn.n_layer, 2);
+	assert_int_equal(info.attn.n_head_kv, 4);
+	assert_int_equal(info.attn.head_k, 16);
+	assert_int_equal(info.attn.head_v, 16);
+
+	/* GQA with explicit head sizes; the keys before general.architecture count too */
+	kv_u32(&b, "qwen3.attention.key_length", 128);
+	kv_u64(&b, "qwen3.block_count", 28);
+	kv_general(&b, "qwen3", "gqa", 40960);
+	kv_u32(&b, "qwen3.embedding_length", 1024);
+	kv_u32(&b, "qwen3.attention.head_count", 16);
+	kv_i32_arr(&b, "qwen3.attention.head_count_kv", same, 3);
+	kv_u32(&b, "qwen3.attention.value_length", 96);
+	read_attn(&b, "gqa.gguf", &info);
+	assert_true(info.attn.plain);
+	assert_int_equal(info.attn.n_layer, 28);
+	assert_int_equal(info.attn.n_head_kv, 2);
+	assert_int_equal(info.attn.head_k, 128);
+	assert_int_equal(info.attn.head_v, 96);
+	assert_int_equal(info.context_length, 40960);
+
+	/* per-layer KV heads that differ: unknown */
+	kv_general(&b, "llama", "var", 4096);
+	kv_u32(&b, "llama.block_count", 3);
+	kv_u32(&b, "llama.embedding_length", 64);
+	kv_u32(&b, "llama.attention.head_count", 4);
+	kv_i32_arr(&b, "llama.attention.head_count_kv", differ, 3);
+	read_attn(&b, "var.gguf", &info);
+	assert_false(info.attn.plain);
+	assert_non_null(strstr(info.attn.why, "differ"));
+	assert_int_equal(info.attn.n_layer, 0);
+}
+
+static void test_attn_unknown(void **state)
+{
+	static const char *const marks[] = {
+		"qwen2.attention.sliding_window", "qwen2.ssm.state_size",
+		"qwen2.attention.kv_lora_rank", "qwen2.nextn_predict_layers",
+		"qwen2.attention.key_length_swa",
+	};
+	struct gguf_buf b = { 0 };
+	struct gguf_info info;
+	size_t i;
+
+	(void)state;
+	/* an architecture llmtap has not checked: never guessed, even with every key */
+	kv_general(&b, "gemma3", "g", 4096);
+	kv_u32(&b, "gemma3.block_count", 2);
+	kv_u32(&b, "gemma3.embedding_length", 64);
+	kv_u32(&b, "gemma3.attention.head_count", 4);
+	read_attn(&b, "gemma.gguf", &info);
+	assert_false(info.attn.plain);
+	assert_non_null(strstr(info.attn.why, "architecture"));
+
+	/* a checked architecture with a key that says the cache is not plain */
+	for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+		kv_general(&b, "qwen2", "m", 4096);
+		kv_u32(&b, "qwen2.block_count", 2);
+		kv_u32(&b, "qwen2.embedding_length", 64);
+		kv_u32(&b, "qwen2.attention.head_count", 4);
+		kv_u32(&b, marks[i], 8);
+		read_attn(&b, "mark.gguf", &info);
+		assert_false(info.attn.plain);
+		assert_true(info.attn.why[0]);
+	}
+
+	/* missing sizes, zero heads, a negative count */
+	kv_general(&b, "llama", "nolayers", 4096);
+	kv_u32(&b, "llama.embedding_length", 64);
+	kv_u32(&b, "llama.attention.head_count", 4);
+	read_attn(&b, "nolayers.gguf", &info);
+	assert_false(info.attn.plain);
+	kv_general(&b, "llama", "zero", 4096);
+	kv_u32(&b, "llama.block_count", 2);
+	kv_u32(&b, "llama.embedding_length", 64);
+	kv_u32(&b, "llama.attention.head_count", 4);
+	kv_u32(&b, "llama.attention.head_count_kv", 0);
+	read_attn(&b, "zero.gguf", &info);
+	assert_false(info.attn.plain);
+	kv_general(&b, "llama", "neg", 4096);
+	kv_u32(&b, "llama.block_count", 2);
+	kv_u32(&b, "llama.embedding_length", 64);
+	kv(&b, "llama.attention.head_count", T_INT32);
+	put_u32(&b, (uint32_t)-4);
+	read_attn(&b, "neg.gguf", &info);
+	assert_false(info.attn.plain);
+
+	/* a duplicate shape key is a malformed header, as for the name */
+	kv_u32(&b, "llama.block_count", 2);
+	kv_general(&b, "llama", "dup", 4096);
+	kv_u32(&b, "llama.embedding_length", 64);
+	kv_u32(&b, "llama.block_count", 2);
+	kv_u32(&b, "llama.attention.head_count", 4);
+	read_attn(&b, "dupshape.gguf", &info); /* the start is still good */
+	assert_string_equal(info.name, "dup");
+	assert_false(info.attn.plain);
+}
+
+/* ---- the vocabulary's end-of-generation facts ---- */
+
+static void kv_tokens(struct gguf_buf *b, const char *const *tok, uint64_t n)
+{
+	uint64_t i;
+
+	kv(b, "tokenizer.ggml.tokens", T_ARRAY);
+	put_u32(b, T_STRING);
+	put_u64(b, n);
+	for (i = 0; i < n; i++)
+		put_str(b, tok[i]);
+}
+
+static int read_vocab(const char *path, struct gguf_info *info, struct gguf_vocab *v)
+{
+	char err[256];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+
+	assert_true(fd >= 0);
+	ret = gguf_read_model_fd(fd, info, v, err, sizeof(err));
+	close(fd);
+	return ret;
+}
+
+static void test_vocab_eog(void **state)
+{
+	static const char *const tok[] = {
+		"<unk>", "<s>", "</s>", "hello", "<|im_end|>", "<ctl>", "<user>", "world",
+		"<|fim_pad|>", "x", "<|eot_id|>", "y", "z",
+	};
+	/* normal 1, control 3, user-defined 4 */
+	static const uint32_t types[] = { 2, 3, 1, 1, 1, 3, 4, 1, 1, 1, 1, 1, 1 };
+	struct gguf_buf b = { 0 };
+	struct gguf_vocab v;
+	struct gguf_info info;
+	int32_t t;
+
+	(void)state;
+	kv_general(&b, "llama", "v", 4096);
+	kv_tokens(&b, tok, 13);
+	kv_i32_arr(&b, "tokenizer.ggml.token_type", types, 13);
+	kv_u32(&b, "tokenizer.ggml.eos_token_id", 2);
+	kv_u32(&b, "tokenizer.ggml.eot_token_id", 10);
+	kv_u32(&b, "tokenizer.ggml.fim_sep_token_id", 11);
+	kv_u32(&b, "tokenizer.ggml.eom_token_id", 99); /* out of range: llama.cpp ignores it */
+	assert_int_equal(read_vocab(write_gguf(&b, "vocab.gguf", 0), &info, &v), 0);
+	assert_int_equal(v.n_vocab, 13);
+	assert_int_equal(v.eos, 2);
+	assert_int_equal(v.eot, 10);
+	assert_int_equal(v.eom, -1);
+	assert_true(gguf_token_is_eog_sure(&v, 2));
+	assert_true(gguf_token_is_eog_sure(&v, 10));
+	assert_false(gguf_token_is_eog_sure(&v, 11));
+	assert_false(gguf_token_is_eog_sure(&v, -1));
+	assert_false(gguf_token_is_eog_sure(&v, 4));
+	for (t = 0; t < 13; t++) {
+		/* maybe: control (1, 5), user-defined (6), EOG texts (2, 4, 8, 10), ids (11) */
+		bool want = t == 1 || t == 2 || t == 4 || t == 5 || t == 6 || t == 8 || t == 10 ||
+			    t == 11;
+
+		if (gguf_token_maybe_eog(&v, t) != want)
+			fail_msg("token %d maybe_eog %d, want %d", t, !want, want);
+	}
+	assert_true(gguf_token_maybe_eog(&v, 13));  /* not in the vocabulary: unknown */
+	assert_true(gguf_token_maybe_eog(&v, -5));
+	gguf_vocab_free(&v);
+	assert_null(v.maybe_eog);
+	assert_true(gguf_token_maybe_eog(&v, 3)); /* freed: unknown */
+	assert_false(gguf_token_is_eog_sure(&v, 2));
+
+	/* no eos key: llama.cpp's default EOS ids may end a generation */
+	kv_general(&b, "llama", "v", 4096);
+	kv_tokens(&b, tok, 13);
+	assert_int_equal(read_vocab(write_gguf(&b, "vocab2.gguf", 0), &info, &v), 0);
+	assert_int_equal(v.eos, -1);
+	assert_true(gguf_token_maybe_eog(&v, 1));
+	assert_true(gguf_token_maybe_eog(&v, 11));
+	assert_false(gguf_token_maybe_eog(&v, 3));
+	assert_false(gguf_token_maybe_eog(&v, 12));
+	gguf_vocab_free(&v);
+
+	/* tokens and types that disagree: unknown, whatever else the file says */
+	kv_general(&b, "llama", "v", 4096);
+	kv_tokens(&b, tok, 13);
+	kv_i32_arr(&b, "tokenizer.ggml.token_type", types, 12);
+	kv_u32(&b, "tokenizer.ggml.eos_token_id", 2);
+	assert_int_equal(read_vocab(write_gguf(&b, "vocab3.gguf", 0), &info, &v), 0);
+	assert_int_equal(v.n_vocab, 0);
+	assert_null(v.maybe_eog);
+	assert_true(gguf_token_maybe_eog(&v, 3));
+	assert_false(gguf_token_is_eog_sure(&v, 2));
+	gguf_vocab_free(&v);
+
+	/* a tail past the walk's bounds: the name stays, the vocabulary is unknown */
+	kv_general(&b, "llama", "tail", 4096);
+	kv_tokens(&b, tok, 13);
+	put_u64(&b, UINT64_MAX);
+	assert_int_equal(read_vocab(write_gguf_n(&b, "vocab4.gguf", 3, 0, 10), &info, &v), 0);
+	assert_string_equal(info.name, "tail");
+	assert_int_equal(v.n_vocab, 0);
+	assert_false(info.attn.plain);
+	gguf_vocab_free(&v);
 }
 
 /* ---- errors ---- */
@@ -921,6 +1176,24 @@ static void test_big_real_vocab(void **state)
 	print_message("762144 strings walked in %.1f ms\n", (now_s() - t0) * 1e3);
 	assert_string_equal(info.name, "big vocab");
 	assert_int_equal(info.context_length, 131072);
+	{
+		/* and the vocabulary read: every token compared, a 32 KiB bitmap */
+		struct gguf_vocab v;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		t0 = now_s();
+		assert_int_equal(gguf_read_model_fd(fd, &info, &v, NULL, 0), 0);
+		print_message("with the vocabulary: %.1f ms\n", (now_s() - t0) * 1e3);
+		close(fd);
+		assert_int_equal(v.n_vocab, 262144);
+		assert_int_equal(v.eos, -1);
+		assert_true(gguf_token_maybe_eog(&v, 1));   /* no EOS key: llama.cpp's defaults */
+		assert_true(gguf_token_maybe_eog(&v, 11));
+		assert_false(gguf_token_maybe_eog(&v, 3));  /* "<tok3>", type 21: never EOG */
+		assert_false(gguf_token_maybe_eog(&v, 5));
+		gguf_vocab_free(&v);
+	}
 }
 
 /* A FIFO is refused at once (opened non-blocking), not waited on. */
@@ -973,6 +1246,9 @@ int main(void)
 		cmocka_unit_test(test_stops_early),
 		cmocka_unit_test(test_long_name),
 		cmocka_unit_test(test_real_model),
+		cmocka_unit_test(test_attn_shapes),
+		cmocka_unit_test(test_attn_unknown),
+		cmocka_unit_test(test_vocab_eog),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_not_gguf),
 		cmocka_unit_test(test_versions),

@@ -95,6 +95,8 @@ static void test_name_examples(void **state)
 		{ M_STEPS, "llmtap_engine_steps_total" },
 		{ M_EVENTS_LOST, "llmtap_events_lost_total" },
 		{ M_KV_CELLS, "llmtap_kv_cache_cells_used" },
+		{ M_KV_BYTES_USED, "llmtap_kv_cache_memory_usage_bytes" },
+		{ M_KV_BYTES_CAPACITY, "llmtap_kv_cache_memory_capacity_bytes" },
 		{ M_STEP_DURATION, "llmtap_engine_step_duration_seconds" },
 	};
 	(void)state;

@@ -714,7 +714,8 @@ static void test_json_empty_session(void **state)
 	assert_contains(lines[1], "\"step_duration_s\":{\"count\":0,\"sum\":0,\"min\":null,"
 			"\"max\":null,\"p50\":null,\"p90\":null,\"p99\":null}");
 	assert_contains(lines[1], "\"requests\":0,");
-	assert_contains(lines[1], "\"generations\":0,\"proxied\":0,\"input_tokens\":0,"
+	assert_contains(lines[1], "\"generations\":0,\"proxied\":0,\"finish_reasons\":{\"stop\":0,"
+			"\"length\":0,\"cancelled\":0,\"error\":0,\"unknown\":0},\"input_tokens\":0,"
 			"\"cached_tokens\":0,\"output_tokens\":0,\"input_tokens_unknown\":0,"
 			"\"output_tokens_unknown\":0");
 	free(buf);
@@ -756,6 +757,11 @@ static void test_json_request(void **state)
 	assert_non_null(f);
 	assert_int_equal(sink_json_new(f, false, &s, err, sizeof(err)), 0);
 	s.ops->request(s.self, &r, 1000000);
+	r.finish[0] = FINISH_LENGTH; /* two choices: an array in choice order */
+	r.finish[1] = FINISH_STOP;
+	r.n_finish = 2;
+	r.max_tokens = 16;
+	s.ops->request(s.self, &r, 1000000);
 	r = full_request(false);
 	r.status = 0;
 	r.complete = false;
@@ -774,6 +780,8 @@ static void test_json_request(void **state)
 		"\"gen_ai.request.top_p\":0.949999988,\"gen_ai.request.temperature\":0.5,"
 		"\"gen_ai.request.choice.count\":2,\"llmtap.attribution\":\"server\","
 		"\"error.type\":\"503\",\"llmtap.error.message\":\"no \\\"slot\\\"\"},\"children\":[");
+	assert_contains(buf, "\"gen_ai.request.stream\":true,\"gen_ai.request.max_tokens\":16,"
+		"\"gen_ai.response.finish_reasons\":[\"length\",\"stop\"],\"gen_ai.usage.input_tokens\":30,");
 	/* the record's own fields: kind, attribution, the route's endpoint, counts, times */
 	assert_contains(buf, "{\"type\":\"request\",\"pid\":0,\"id\":9,\"kind\":\"http\","
 		"\"attribution\":\"server\",\"name\":\"POST /completion\",");
@@ -1132,7 +1140,9 @@ static void test_generation_and_proxy(void **state)
 			"\"name\":\"proxy POST /v1/chat/completions\",");
 	line = line_with(line + strlen(line) + 1, "\"type\":\"summary\"");
 	assert_contains(line, "\"requests\":2,\"failed_requests\":0,\"requests_by_route\":"
-			"{\"completion\":2},\"generations\":1,\"proxied\":1,\"input_tokens\":39,");
+			"{\"completion\":2},\"generations\":1,\"proxied\":1,\"finish_reasons\":"
+			"{\"stop\":0,\"length\":0,\"cancelled\":0,\"error\":0,\"unknown\":3},"
+			"\"input_tokens\":39,");
 	assert_contains(t.console_buf, "  requests    2 (failed 0), generations 1, tokens in 39 "
 			"(cached 4), out 17 (unknown for 1), context shifts 0\n");
 	assert_contains(t.console_buf, "  proxied     1 requests (each counted by the server it was "

@@ -14,11 +14,13 @@
 #include "lib/clock.h"
 #include "lib/text.h"
 #include "model/correlate.h"
+#include "model/kvmem.h"
 #include "model/layercheck.h"
 #include "model/telemetry.h"
 #include "probe/event.h"
 #include "probe/probes.h"
 #include "sink/sinks.h"
+#include "target/backend.h"
 #include "target/gguf.h"
 #include "target/proc.h"
 #include "target/resource.h"
@@ -46,6 +48,9 @@ struct session {
 	struct sink tail;          /* --tail's capture, ops NULL otherwise */
 	struct sink otlp;          /* OTLP export, ops NULL otherwise */
 	struct gguf_info gguf;     /* the mapped model's header */
+	struct gguf_vocab vocab;   /* its end-of-generation tokens (the correlator's eog_of) */
+	uint64_t kv_ctx;           /* the context device_lib was looked up for */
+	int device_lib;            /* it maps a device backend: 1, none 0, not looked -1 */
 	char model[256];           /* what the sinks call the model: filled in place when a
 				    * model is mapped after the attach */
 	struct resource resource;  /* who produced the telemetry */
@@ -168,13 +173,25 @@ static void read_model(struct session *s)
 	const char *slash = strrchr(t->model, '/');
 
 	memset(&s->gguf, 0, sizeof(s->gguf));
+	gguf_vocab_free(&s->vocab);
 	s->model[0] = '\0';
 	if (!t->model[0])
 		return;
-	if (!target_model_info(t->pid, t->model, &s->gguf, err, sizeof(err)) && s->gguf.name[0])
+	if (!target_model_read(t->pid, t->model, &s->gguf, &s->vocab, err, sizeof(err)) &&
+	    s->gguf.name[0])
 		snprintf(s->model, sizeof(s->model), "%s", s->gguf.name);
 	else
 		snprintf(s->model, sizeof(s->model), "%.255s", slash ? slash + 1 : t->model);
+}
+
+/* The correlator's view of the vocabulary: sure, maybe, or never end-of-generation. */
+static enum eog_class vocab_eog(const void *arg, int32_t token)
+{
+	const struct gguf_vocab *v = arg;
+
+	if (gguf_token_is_eog_sure(v, token))
+		return EOG_YES;
+	return gguf_token_maybe_eog(v, token) ? EOG_MAYBE : EOG_NO;
 }
 
 static int find_gguf(const struct proc_map *m, void *arg)
@@ -264,12 +281,44 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 	return ret;
 }
 
+/* The KV cache's bytes: the model's shape and the serving context's creation. */
+static void kv_memory(struct session *s, struct tm_kv_mem *out)
+{
+	enum kv_layout layout = kvmem_layout(s->version.build, s->version.commit);
+	struct ctx_creation cc;
+	struct kv_context kc;
+	char lib[64];
+	int ret;
+
+	if (!correlator_context(s->corr, &cc)) {
+		kvmem_describe(layout, NULL, &s->gguf.attn, s->gguf.context_length, -1, out);
+		return;
+	}
+	/* the backends are loaded before any context: look once per context */
+	if (cc.ctx != s->kv_ctx) {
+		ret = target_device_backend(s->t.pid, lib, sizeof(lib));
+		s->device_lib = ret < 0 ? -1 : ret;
+		s->kv_ctx = cc.ctx;
+		/* started by llmtap run, the target had not relocated LLAMA_COMMIT
+		 * yet when llmtap attached: it has now (the sinks see it in place) */
+		if (!s->version.commit[0]) {
+			target_version(&s->t, &s->version);
+			set_version_attrs(s);
+			publish_info(s);
+			layout = kvmem_layout(s->version.build, s->version.commit);
+		}
+	}
+	kvmem_decode_context(layout, cc.cparams, cc.cparams_len, cc.params, &kc);
+	kvmem_describe(layout, &kc, &s->gguf.attn, s->gguf.context_length, s->device_lib, out);
+}
+
 static void update_gauges(struct session *s)
 {
 	struct tm_gauges g;
 
 	correlator_gauges(s->corr, &g);
 	g.rss_bytes = proc_rss_bytes(s->tm.target.pid);
+	kv_memory(s, &g.kv_mem);
 	telemetry_set_gauges(&s->tm, &g);
 }
 
@@ -345,6 +394,7 @@ static void session_free(struct session *s)
 	correlator_free(s->corr);
 	layercheck_free(s->check);
 	telemetry_destroy(&s->tm);
+	gguf_vocab_free(&s->vocab);
 	if (s->pidfd >= 0)
 		close(s->pidfd);
 	free(s);
@@ -369,6 +419,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	s->prom = o->prom;
 	s->prom_per_target = o->prom_per_target;
 	/* watch for the target's exit without racing PID reuse */
+	s->device_lib = -1;
 	s->pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
 	if (s->pidfd < 0 && errno == ESRCH) {
 		snprintf(err, errlen, "PID %d exited before llmtap could attach", (int)t->pid);
@@ -401,6 +452,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 		goto fail;
 	}
 	correlator_set_stop_checks(s->corr, probes_site_attached(s->p, SITE_SRV_STOP_CHECK));
+	correlator_set_eog(s->corr, vocab_eog, &s->vocab);
 	if (router_detect(&s->t, &s->router))
 		correlator_set_router(s->corr, true);
 	if (add_sinks(s, o, err, errlen))

@@ -68,6 +68,8 @@ struct loss {
 };
 #define LOSSES 16
 
+#define CTX_KEEP 4 /* context creations kept (llama-server: a fit pass, the target, a draft) */
+
 /* An ended generation kept for joining. */
 struct gen_rec {
 	struct gen g;
@@ -101,6 +103,8 @@ struct correlator {
 	struct http_thread threads[MAX_THREADS];
 	uint64_t next_id;
 	uint32_t n_ctx; /* from context creation, when seen */
+	struct ctx_creation created[CTX_KEEP]; /* ring: the latest contexts created */
+	unsigned int n_created;
 	struct task *launching; /* the task most recently launched on a slot */
 	/*
 	 * The slots' llama_context, read at launch; once a step on it confirms it,
@@ -1093,8 +1097,16 @@ static void on_call(struct correlator *c, const struct llmtap_call_event *e)
 	case LLMTAP_CALL_CONTEXT_INIT:
 		ee.kind = EE_CONTEXT_INIT;
 		memcpy(ee.params, e->params, sizeof(ee.params));
-		if (e->ret)
+		if (e->ret) {
+			struct ctx_creation *cc = &c->created[c->n_created++ % CTX_KEEP];
+
 			c->n_ctx = e->params[0];
+			cc->ctx = (uint64_t)e->ret;
+			cc->model = e->handle;
+			memcpy(cc->params, e->params, sizeof(cc->params));
+			cc->cparams_len = e->cparams_len;
+			memcpy(cc->cparams, e->cparams, sizeof(cc->cparams));
+		}
 		break;
 	default:
 		return;
@@ -1243,6 +1255,21 @@ void correlator_gauges(const struct correlator *c, struct tm_gauges *g)
 	if (engine_first(c))
 		gen_tracker_each_open(c->gens, gauge_gen, &(struct gauge_scan){ c, g });
 	g->n_ctx = c->n_ctx;
+}
+
+bool correlator_context(const struct correlator *c, struct ctx_creation *out)
+{
+	unsigned int i, n = c->n_created < CTX_KEEP ? c->n_created : CTX_KEEP;
+
+	for (i = 0; i < n; i++) { /* newest first */
+		const struct ctx_creation *cc = &c->created[(c->n_created - 1 - i) % CTX_KEEP];
+
+		if (!c->target_seen || cc->ctx == c->target_ctx) {
+			*out = *cc;
+			return true;
+		}
+	}
+	return false;
 }
 
 void correlator_free(struct correlator *c)

@@ -52,8 +52,23 @@ void correlator_event(struct correlator *c, struct event *ev);
 void correlator_tick(struct correlator *c, uint64_t now_ns, uint64_t lost_total);
 /* Emit the requests still open (as incomplete), e.g. when tracing ends. */
 void correlator_flush(struct correlator *c, uint64_t now_ns);
-/* The gauges it tracks into g (all but rss_bytes, left 0). */
+/* The gauges it tracks into g (all but rss_bytes and kv_mem, left 0). */
 void correlator_gauges(const struct correlator *c, struct tm_gauges *g);
+
+/* A context's creation as the probes saw it: llama_init_from_model(model, params). */
+struct ctx_creation {
+	uint64_t ctx;       /* the llama_context it returned */
+	uint64_t model;     /* the llama_model it was given */
+	uint32_t params[4]; /* n_ctx, n_batch, n_ubatch, n_seq_max as passed */
+	uint32_t cparams_len;
+	uint8_t cparams[LLMTAP_CPARAMS_LEN]; /* the params' head, raw (user/model/kvmem.h) */
+};
+/*
+ * The creation of the context the requests run on: the slots' context once a
+ * step confirmed it, else the latest created. false: not seen (attached after it,
+ * or the slots' context is none of the latest created).
+ */
+bool correlator_context(const struct correlator *c, struct ctx_creation *out);
 void correlator_free(struct correlator *c);
 
 #endif

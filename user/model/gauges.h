@@ -28,6 +28,19 @@ struct tm_slot {
 	uint64_t kv_cells;
 };
 
+/*
+ * KV-cache memory of the context the requests run on (user/model/kvmem.h), from
+ * the model's header and the context's creation; 0 / NULL where unknown. Bytes
+ * used are kv_cells x bytes_per_cell.
+ */
+struct tm_kv_mem {
+	uint64_t bytes_per_cell;  /* K and V over all layers; 0 unknown */
+	uint64_t cells_capacity;  /* cells llama.cpp allocated; 0 unknown */
+	const char *type_k;       /* cache types ("f16", "q8_0"); NULL unknown */
+	const char *type_v;
+	const char *device;       /* where the cache is: "cpu"; NULL unknown */
+};
+
 struct tm_gauges {
 	uint32_t active_requests;  /* HTTP requests between first and last byte */
 	uint32_t active_inference; /* of which inference (chat, completion, embeddings...) */
@@ -37,6 +50,7 @@ struct tm_gauges {
 	uint64_t kv_cells;         /* positions held by the sequences llmtap saw */
 	uint32_t n_ctx;            /* context size from its creation, 0 when not seen */
 	uint64_t rss_bytes;        /* the target's resident memory, 0 when unknown */
+	struct tm_kv_mem kv_mem;   /* filled by the session */
 	int n_slots;               /* slots busy or holding KV cells, by slot id */
 	struct tm_slot slots[TM_MAX_SLOTS];
 };

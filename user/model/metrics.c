@@ -76,6 +76,11 @@ static const struct instrument instruments[M_INSTR_MAX] = {
 		"KV-cache positions held by the sequences llmtap followed", INSTR_GAUGE, NULL, 0 },
 	[M_KV_RATIO] = { "llmtap.kv_cache.usage_ratio", "1",
 		"KV-cache cells used over the context size", INSTR_GAUGE, NULL, 0 },
+	[M_KV_BYTES_USED] = { "llmtap.kv_cache.memory.usage", "By",
+		"KV-cache bytes held by the sequences llmtap followed: cells used times the bytes "
+		"of K and V per cell over all layers", INSTR_GAUGE, NULL, 0 },
+	[M_KV_BYTES_CAPACITY] = { "llmtap.kv_cache.memory.capacity", "By",
+		"KV-cache bytes llama.cpp allocated for the context", INSTR_GAUGE, NULL, 0 },
 	[M_QUEUED_TASKS] = { "llmtap.queue.tasks", "{task}",
 		"Tasks waiting for a slot", INSTR_GAUGE, NULL, 0 },
 	[M_SLOTS_BUSY] = { "llmtap.slots.busy", "{slot}", "Slots running a task", INSTR_GAUGE, NULL, 0 },

@@ -40,6 +40,8 @@ enum instr_id {
 	M_SAMPLE_DURATION,     /* llmtap.engine.sample.duration */
 	M_KV_CELLS,            /* llmtap.kv_cache.cells_used */
 	M_KV_RATIO,            /* llmtap.kv_cache.usage_ratio */
+	M_KV_BYTES_USED,       /* llmtap.kv_cache.memory.usage */
+	M_KV_BYTES_CAPACITY,   /* llmtap.kv_cache.memory.capacity */
 	M_QUEUED_TASKS,        /* llmtap.queue.tasks */
 	M_SLOTS_BUSY,          /* llmtap.slots.busy */
 	M_CONTEXT_SHIFTS,      /* llmtap.context.shifts */

@@ -504,6 +504,22 @@ void telemetry_engine_event(struct telemetry *tm, const struct engine_event *e)
 	FOR_EACH_SINK(tm, engine_event, e, tm->realtime_offset_ns);
 }
 
+/* KV bytes where known, with where they are and of which types (left out when unknown). */
+static void kv_memory_gauges(struct metrics *m, const struct tm_kv_mem *kv, uint64_t cells,
+			     uint64_t now)
+{
+	if (!kv->bytes_per_cell)
+		return;
+	metrics_set(m, M_KV_BYTES_USED, (double)(cells * kv->bytes_per_cell), now,
+		    "llmtap.kv_cache.device", kv->device, "llmtap.kv_cache.type_k", kv->type_k,
+		    "llmtap.kv_cache.type_v", kv->type_v, NULL);
+	if (kv->cells_capacity)
+		metrics_set(m, M_KV_BYTES_CAPACITY,
+			    (double)(kv->cells_capacity * kv->bytes_per_cell), now,
+			    "llmtap.kv_cache.device", kv->device, "llmtap.kv_cache.type_k",
+			    kv->type_k, "llmtap.kv_cache.type_v", kv->type_v, NULL);
+}
+
 void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g)
 {
 	uint64_t now = monotonic_ns();
@@ -520,6 +536,7 @@ void telemetry_set_gauges(struct telemetry *tm, const struct tm_gauges *g)
 	metrics_set(m, M_SLOTS_BUSY, g->busy_slots, now, NULL);
 	if (g->rss_bytes)
 		metrics_set(m, M_PROCESS_MEMORY, (double)g->rss_bytes, now, NULL);
+	kv_memory_gauges(m, &g->kv_mem, g->kv_cells, now);
 }
 
 static void account_lost(struct telemetry *tm, uint64_t now_ns, uint64_t lost_total)

@@ -171,6 +171,8 @@ int event_decode(const void *data, size_t size, struct event *out)
 		if (ret || out->call.op >= LLMTAP_CALL_OP_MAX)
 			return -EINVAL;
 		terminate(out->call.text, &out->call.text_len, sizeof(out->call.text));
+		if (out->call.cparams_len > sizeof(out->call.cparams))
+			out->call.cparams_len = 0;
 		return 0;
 	default:
 		return -EINVAL;

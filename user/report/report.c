@@ -108,7 +108,8 @@ struct phase {
 
 struct sample {
 	double ts;
-	double a, b; /* "kv cells": a = cells; "requests": a = active, b = queued */
+	double a, b; /* "kv cells": a = cells, b = bytes (-1 unknown); "requests": a = active,
+		      * b = queued */
 };
 
 struct marker {
@@ -132,6 +133,7 @@ struct trace {
 	struct array steps;   /* struct step */
 	struct array phases;  /* struct phase */
 	struct array kv;      /* struct sample */
+	double kv_capacity;   /* KV bytes allocated, the latest sample's; 0 unknown */
 	struct array active;  /* struct sample */
 	struct array markers; /* struct marker */
 	struct array tracks;  /* struct track */
@@ -405,7 +407,16 @@ static int parse_counter(struct trace *t, json_object *e)
 	if (!s)
 		return -ENOMEM;
 	s->ts = ts;
-	s->a = get_count(args, into == &t->kv ? TRACE_ARG_CELLS : TRACE_ARG_ACTIVE);
+	if (into == &t->kv) {
+		long long cap = get_opt_count(args, TRACE_ARG_CAPACITY);
+
+		s->a = get_count(args, TRACE_ARG_CELLS);
+		s->b = (double)get_opt_count(args, TRACE_ARG_BYTES);
+		if (cap >= 0)
+			t->kv_capacity = (double)cap; /* the latest */
+		return 0;
+	}
+	s->a = get_count(args, TRACE_ARG_ACTIVE);
 	s->b = get_count(args, TRACE_ARG_QUEUED);
 	return 0;
 }
@@ -1626,13 +1637,32 @@ static void chart_active(FILE *out, const struct trace *t, const struct stats *s
 	free(exact);
 }
 
+/* "; KV bytes: at most X MiB in use of Y MiB allocated", where the samples know them */
+static void kv_bytes_stats(FILE *out, const struct trace *t)
+{
+	const struct sample *v = t->kv.v;
+	double most = -1;
+
+	for (size_t i = 0; i < t->kv.n; i++)
+		most = fmax(most, v[i].b);
+	if (most < 0) {
+		fputs("; KV bytes unknown (model shape or context creation not seen)", out);
+		return;
+	}
+	fprintf(out, "; KV bytes: at most %.2f MiB in use", most / (1 << 20));
+	if (t->kv_capacity > 0)
+		fprintf(out, " of %.2f MiB allocated", t->kv_capacity / (1 << 20));
+}
+
 static void render_kv(FILE *out, const struct trace *t, const struct stats *s)
 {
 	fputs("<section id=\"kv\">\n<h2>KV cache and requests over time</h2>\n<div class=\"grid\">\n", out);
 	chart_kv(out, t, s);
 	chart_active(out, t, s);
 	fputs("</div>\n<p class=\"stats\">KV cache cells: sampled once per interval of the "
-	      "recording (1 s by default). Requests in flight (from entering the queue to the final "
+	      "recording (1 s by default)", out);
+	kv_bytes_stats(out, t);
+	fputs(". Requests in flight (from entering the queue to the final "
 	      "token) and queued: the most at once in each time bucket, from the requests' own "
 	      "times.</p>\n</section>\n", out);
 }

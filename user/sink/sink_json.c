@@ -94,6 +94,28 @@ static void json_window(FILE *out, const struct tm_window *w, int64_t off)
 	json_hist(out, "queue_duration_s", &w->queue_ns, 1e-9);
 }
 
+static void json_str_or_null(FILE *out, const char *key, const char *v)
+{
+	if (v)
+		fprintf(out, ",\"%s\":\"%s\"", key, v); /* llmtap's own names: no escaping */
+	else
+		fprintf(out, ",\"%s\":null", key);
+}
+
+/* KV-cache bytes (user/model/kvmem.h): null where unknown */
+static void json_kv_mem(FILE *out, const struct tm_kv_mem *kv, uint64_t cells)
+{
+	uint64_t bpc = kv->bytes_per_cell;
+
+	json_count(out, "kv_bytes_per_cell", bpc, bpc);
+	json_count(out, "kv_bytes_used", bpc, cells * bpc);
+	json_count(out, "kv_cells_capacity", kv->cells_capacity, kv->cells_capacity);
+	json_count(out, "kv_bytes_capacity", bpc && kv->cells_capacity, kv->cells_capacity * bpc);
+	json_str_or_null(out, "kv_type_k", kv->type_k);
+	json_str_or_null(out, "kv_type_v", kv->type_v);
+	json_str_or_null(out, "kv_device", kv->device);
+}
+
 static void json_gauges(FILE *out, const struct tm_gauges *g)
 {
 	if (!g)
@@ -107,6 +129,7 @@ static void json_gauges(FILE *out, const struct tm_gauges *g)
 			(double)g->kv_cells / g->n_ctx);
 	if (g->rss_bytes)
 		fprintf(out, ",\"process_rss_bytes\":%llu", (unsigned long long)g->rss_bytes);
+	json_kv_mem(out, &g->kv_mem, g->kv_cells);
 }
 
 static void json_attached(void *self, const struct tm_target *t)

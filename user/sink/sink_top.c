@@ -104,6 +104,23 @@ static int cmp_slot(const void *a, const void *b, void *arg)
 	return x->slot - y->slot;
 }
 
+/* ", 1.5 of 12.0 MiB (f16/f16, cpu)": KV bytes used and allocated where known */
+static void kv_bytes(char *buf, size_t len, const struct tm_kv_mem *kv, uint64_t cells)
+{
+	char cap[32] = "";
+
+	snprintf(buf, len, ", bytes ?"); /* context creation not seen, or not a cache llmtap sizes */
+	if (!kv->bytes_per_cell)
+		return;
+	if (kv->cells_capacity)
+		snprintf(cap, sizeof(cap), " of %.1f",
+			 (double)(kv->cells_capacity * kv->bytes_per_cell) / (1 << 20));
+	snprintf(buf, len, ", %.1f%s MiB (%s/%s, %s)",
+		 (double)(cells * kv->bytes_per_cell) / (1 << 20), cap,
+		 kv->type_k ? kv->type_k : "?", kv->type_v ? kv->type_v : "?",
+		 kv->device ? kv->device : "device ?");
+}
+
 static void draw_slots(struct top *t, const struct tm_gauges *g, uint64_t now_ns)
 {
 	static const char *const phases[] = { "idle", "prefill", "generating" };
@@ -144,6 +161,7 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	uint64_t cpu = self_cpu_ns(), secs_ns = w->end_ns - w->start_ns;
 	double cpu_pct = secs_ns ? (double)(cpu - t->cpu_ns_last) / (double)secs_ns * 100 : 0;
 	char clock[16], kv[64] = "", comm[64], model[256], in[24], out[24], more[64] = "", queued[16] = "?";
+	char mem[96];
 	char q[5][24];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -192,8 +210,9 @@ static void top_interval(void *self, const struct tm_snapshot *snap)
 	    (unsigned long long)w->batch_tokens.max);
 	if (g->n_ctx)
 		snprintf(kv, sizeof(kv), " (%.1f%% of %u)", (double)g->kv_cells * 100 / g->n_ctx, g->n_ctx);
-	put(t, "kv cache  %llu cells%s in %u busy slots   context shifts %llu   cache loads %llu saves %llu",
-	    (unsigned long long)g->kv_cells, kv, g->busy_slots,
+	kv_bytes(mem, sizeof(mem), &g->kv_mem, g->kv_cells);
+	put(t, "kv cache  %llu cells%s%s in %u busy slots   context shifts %llu   cache loads %llu saves %llu",
+	    (unsigned long long)g->kv_cells, kv, mem, g->busy_slots,
 	    (unsigned long long)snap->total->context_shifts, (unsigned long long)snap->total->cache_loads,
 	    (unsigned long long)snap->total->cache_saves);
 	if (g->rss_bytes)

@@ -392,11 +392,22 @@ static void trace_interval(void *self, const struct tm_snapshot *snap)
 {
 	struct trace_sink *t = self;
 
+	const struct tm_kv_mem *kv;
+	char bytes[96] = "";
+
 	if (!snap->gauges)
 		return;
+	kv = &snap->gauges->kv_mem;
+	if (kv->bytes_per_cell)
+		snprintf(bytes, sizeof(bytes), "," TRACE_KEY(TRACE_ARG_BYTES) "%llu",
+			 (unsigned long long)(snap->gauges->kv_cells * kv->bytes_per_cell));
+	if (kv->bytes_per_cell && kv->cells_capacity)
+		snprintf(bytes + strlen(bytes), sizeof(bytes) - strlen(bytes),
+			 "," TRACE_KEY(TRACE_ARG_CAPACITY) "%llu",
+			 (unsigned long long)(kv->cells_capacity * kv->bytes_per_cell));
 	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":" TRACE_STR(TRACE_KV_CELLS)
-			  ",\"ts\":%.3f,\"args\":{" TRACE_KEY(TRACE_ARG_CELLS) "%llu}}",
-		t->pid, us(t, snap->now_ns), (unsigned long long)snap->gauges->kv_cells);
+			  ",\"ts\":%.3f,\"args\":{" TRACE_KEY(TRACE_ARG_CELLS) "%llu%s}}",
+		t->pid, us(t, snap->now_ns), (unsigned long long)snap->gauges->kv_cells, bytes);
 	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":" TRACE_STR(TRACE_REQUESTS)
 			  ",\"ts\":%.3f,\"args\":{" TRACE_KEY(TRACE_ARG_ACTIVE) "%u,"
 			  TRACE_KEY(TRACE_ARG_QUEUED) "%u}}",

@@ -83,6 +83,8 @@
 #define TRACE_ARG_TOKENS "tokens"
 #define TRACE_KV_CELLS "kv cells"
 #define TRACE_ARG_CELLS "cells"
+#define TRACE_ARG_BYTES "bytes"            /* KV bytes used: absent when unknown */
+#define TRACE_ARG_CAPACITY "bytes_capacity" /* KV bytes allocated: absent when unknown */
 #define TRACE_REQUESTS "requests"
 #define TRACE_ARG_ACTIVE "active"
 #define TRACE_ARG_QUEUED "queued"

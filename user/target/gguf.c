@@ -2,8 +2,10 @@
 /*
  * GGUF v2/v3 header reader. Walks the metadata key/value pairs with bounded
  * reads and seeks (every length is checked against a fixed bound and against
- * what is left of the file before it is used), keeps the three values it wants
- * and stops; tensor infos and tensor data are never read.
+ * what is left of the file before it is used) and keeps the values it wants:
+ * the model's name, architecture and context length, its attention shape
+ * (<arch>.* keys) and, when asked, the vocabulary's end-of-generation facts;
+ * tensor infos and tensor data are never read.
  *
  * The model file belongs to the traced process, which may be hostile: a sparse
  * file can claim gigabytes of metadata at no cost to itself. So the whole walk is
@@ -38,6 +40,7 @@
 #define KEY_BUF			256		/* longer keys are none we want */
 #define CTX_SUFFIX		".context_length"
 #define CTX_SLOTS		16
+#define TOKEN_TEXT_MAX		40		/* longer tokens are none of eog_texts */
 
 enum gguf_type {
 	GGUF_UINT8 = 0, GGUF_INT8, GGUF_UINT16, GGUF_INT16, GGUF_UINT32, GGUF_INT32,
@@ -71,14 +74,101 @@ struct ctx_slot {
 	uint32_t value;
 };
 
+/* An <arch>.* number the attention shape needs. */
+enum shape_key { SH_LAYERS, SH_EMBD, SH_HEAD, SH_HEAD_KV, SH_KEY, SH_VALUE, SH_COUNT };
+
+static const char *const shape_suffix[SH_COUNT] = {
+	[SH_LAYERS] = ".block_count",
+	[SH_EMBD] = ".embedding_length",
+	[SH_HEAD] = ".attention.head_count",
+	[SH_HEAD_KV] = ".attention.head_count_kv",
+	[SH_KEY] = ".attention.key_length",
+	[SH_VALUE] = ".attention.value_length",
+};
+
+/*
+ * <arch>.* keys whose presence means the cache is not one plain K/V row pair per
+ * layer and cell (sliding-window layers, recurrent or convolution state, MLA's
+ * compressed KV, next-token-prediction layers, layers sharing a cache, per-layer
+ * head sizes): bytes per cell are then unknown, whatever the architecture.
+ */
+static const char *const not_plain_marks[] = {
+	"sliding_window", "swa", "ssm.", "wkv.", "rwkv", "shortconv.", "kv_lora_rank",
+	"_mla", "nextn", "shared_kv", "full_attention", "recurrent", "linear_attn",
+	"key_length_", "value_length_", "layer_types", "n_layer_kv",
+};
+
+/*
+ * Architectures whose KV cache llmtap sizes: llama.cpp gives them a plain
+ * llama_kv_cache (no iSWA, recurrent or MLA variant) with K and V rows of
+ * n_embd_head_{k,v} * n_head_kv(il) per layer (llama-hparams.cpp n_embd_k_gqa /
+ * n_embd_v_gqa; checked in b5640, b7698, b8390, b9842, b10361, de3ff815ea7d).
+ */
+static const char *const plain_archs[] = { "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe" };
+
+/* Token texts llama.cpp makes (or may make) end-of-generation: the union over the
+ * versions above of its EOG text list and of the EOT/EOM/FIM-pad/rep/sep texts
+ * it infers those ids from (src/llama-vocab.cpp, load). */
+#define BAR "\xef\xbd\x9c" /* U+FF5C FULLWIDTH VERTICAL LINE */
+#define LOW "\xe2\x96\x81" /* U+2581 LOWER ONE EIGHTH BLOCK (SentencePiece's space) */
+static const char *const eog_texts[] = {
+	"</s>", "<EOT>", "<MID>", "<PAD>", "<PRE>", "<REPO>", "<SUF>", "<end_of_turn>",
+	"<end_of_utterance>", "<eos>", "<fim-middle>", "<fim-pad>", "<fim-prefix>",
+	"<fim-repo>", "<fim-suffix>", "<fim_middle>", "<fim_pad>", "<fim_prefix>",
+	"<fim_suffix>", "<reponame>", "<turn|>", "<|calls|>", "<|call|>", "<|code_middle|>",
+	"<|code_prefix|>", "<|code_suffix|>", "<|end_of_text|>", "<|endoftext|>", "<|end|>",
+	"<|eom_id|>", "<|eot_id|>", "<|file_sep|>", "<|fim_middle|>", "<|fim_pad|>",
+	"<|fim_prefix|>", "<|fim_repo|>", "<|fim_suffix|>", "<|flush|>", "<|im_end|>",
+	"<|middle|>", "<|prefix|>", "<|repo_name|>", "<|return|>", "<|suffix|>",
+	"<|tool_response>",
+	"<" BAR "end" LOW "of" LOW "sentence" BAR ">",	/* U+FF5C, U+2581 */
+	"<" BAR "fim" LOW "begin" BAR ">", "<" BAR "fim" LOW "end" BAR ">",
+	"<" BAR "fim" LOW "hole" BAR ">", "[EOS]", "[EOT]", "[PAD]", "[e~[",
+	"_<EOT>", LOW "<MID>", LOW "<PRE>", LOW "<SUF>",
+};
+
+/* The ids llama.cpp defaults an absent or out-of-range EOS to (SPM 2, UGM 1, BPE 11). */
+static const uint32_t default_eos[] = { 1, 2, 11 };
+
+#define TOKEN_TYPE_CONTROL	3
+#define TOKEN_TYPE_USER_DEFINED	4
+
+/* tokenizer.ggml.*_token_id keys that make a token end-of-generation */
+enum vocab_id { VID_EOS, VID_EOT, VID_EOM, VID_FIM_PAD, VID_FIM_REP, VID_FIM_SEP, VID_COUNT };
+
+static const char *const vocab_id_key[VID_COUNT] = {
+	[VID_EOS] = "tokenizer.ggml.eos_token_id",
+	[VID_EOT] = "tokenizer.ggml.eot_token_id",
+	[VID_EOM] = "tokenizer.ggml.eom_token_id",
+	[VID_FIM_PAD] = "tokenizer.ggml.fim_pad_token_id",
+	[VID_FIM_REP] = "tokenizer.ggml.fim_rep_token_id",
+	[VID_FIM_SEP] = "tokenizer.ggml.fim_sep_token_id",
+};
+
+struct vocab_scan {
+	bool want;
+	bool have_tokens, have_types, have_id[VID_COUNT];
+	const char *bad;	/* the vocabulary is unknown, why */
+	uint64_t n;		/* tokens (the first of tokens / token_type seen) */
+	uint8_t *bits;		/* maybe end-of-generation, n bits */
+	int64_t id[VID_COUNT];	/* -1: none usable */
+};
+
 struct scan {
 	struct gguf_info info;
 	size_t arch_len;
 	bool have_arch, have_name, have_ctx;
-	bool rescan;		/* second pass: only <arch>.context_length */
+	bool rescan;		/* second pass, the pairs before general.architecture:
+				 * only <arch>.* keys */
 	bool overflow;		/* more context_length keys than slots */
 	size_t n_slots;
 	struct ctx_slot slots[CTX_SLOTS];
+	uint64_t index;		/* of the pair being read */
+	uint64_t arch_index;	/* of general.architecture */
+	bool have_shape[SH_COUNT];
+	uint32_t shape[SH_COUNT];
+	const char *not_plain;	/* why the attention shape is not plain */
+	struct vocab_scan v;
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -407,6 +497,293 @@ static int on_context_length(struct reader *r, struct scan *s, const char *key,
 	return 0;
 }
 
+/* An integer value of any integer type (the other types skipped): *ok when it is one, >= 0. */
+static int read_int(struct reader *r, uint32_t type, bool *ok, uint64_t *v)
+{
+	uint8_t b[8] = { 0 };
+	size_t n = type < GGUF_TYPE_COUNT ? type_size[type] : 0;
+	bool is_signed = type == GGUF_INT8 || type == GGUF_INT16 || type == GGUF_INT32 ||
+			 type == GGUF_INT64;
+	int ret, i;
+
+	*ok = false;
+	if (type == GGUF_FLOAT32 || type == GGUF_FLOAT64 || type == GGUF_BOOL || !n)
+		return skip_value(r, type, 0);
+	ret = read_bytes(r, b, n);
+	if (ret)
+		return ret;
+	*v = 0;
+	for (i = (int)n - 1; i >= 0; i--)
+		*v = *v << 8 | b[i];
+	*ok = !is_signed || !(b[n - 1] & 0x80);
+	return 0;
+}
+
+/* An array's element type and count, checked against what is left of the file. */
+static int read_array_head(struct reader *r, uint32_t *etype, uint64_t *count)
+{
+	uint64_t at = r->pos, min;
+	int ret = read_u32(r, etype);
+
+	if (!ret)
+		ret = read_u64(r, count);
+	if (ret)
+		return ret;
+	if (*etype >= GGUF_TYPE_COUNT)
+		return fail(r, "malformed GGUF header: unknown array element type %" PRIu32
+			    " at offset %" PRIu64, *etype, at);
+	min = type_size[*etype] ? type_size[*etype] : *etype == GGUF_STRING ? 8 : 12;
+	if (*count > remaining(r) / min)
+		return fail(r, "malformed GGUF header: array of %" PRIu64 " elements at offset %"
+			    PRIu64 " cannot fit in the remaining %" PRIu64 " bytes",
+			    *count, at, remaining(r));
+	return 0;
+}
+
+/*
+ * A number of the attention shape: an integer, or an array of them (per layer,
+ * as llama.cpp's get_key_or_arr takes it) that must hold one value throughout.
+ * *v is UINT32_MAX... when unusable: s->not_plain says why.
+ */
+static int read_shape_value(struct reader *r, struct scan *s, uint32_t type, uint32_t *out)
+{
+	uint64_t v = 0, first = 0, count, i;
+	uint32_t etype;
+	bool ok;
+	int ret;
+
+	if (type != GGUF_ARRAY) {
+		ret = read_int(r, type, &ok, &v);
+		if (!ret && (!ok || v > UINT32_MAX))
+			s->not_plain = "an attention size that is not a 32-bit count";
+		*out = (uint32_t)v;
+		return ret;
+	}
+	ret = read_array_head(r, &etype, &count);
+	if (ret)
+		return ret;
+	if (!type_size[etype] || etype == GGUF_FLOAT32 || etype == GGUF_FLOAT64 ||
+	    etype == GGUF_BOOL || !count) {
+		s->not_plain = "an attention size that is not a count";
+		for (i = 0; i < count && !ret; i++) {
+			ret = count_value(r);
+			if (!ret)
+				ret = skip_value(r, etype, 1);
+		}
+		return ret;
+	}
+	for (i = 0; i < count; i++) {
+		ret = read_int(r, etype, &ok, &v);
+		if (ret)
+			return ret;
+		if (!ok || v > UINT32_MAX)
+			s->not_plain = "an attention size that is not a 32-bit count";
+		if (!i)
+			first = v;
+		else if (v != first)
+			s->not_plain = "attention heads that differ by layer";
+	}
+	*out = (uint32_t)first;
+	return 0;
+}
+
+/* <arch>.<suffix>: a number of the attention shape, a mark that it is not plain, or neither. */
+static int on_arch_key(struct reader *r, struct scan *s, const char *key, size_t klen,
+		       uint32_t type)
+{
+	const char *sfx = key + s->arch_len;
+	size_t n = klen - s->arch_len, i;
+
+	for (i = 0; i < SH_COUNT; i++) {
+		if (n != strlen(shape_suffix[i]) || memcmp(sfx, shape_suffix[i], n))
+			continue;
+		if (s->have_shape[i])
+			return dup_key(r, key, klen);
+		s->have_shape[i] = true;
+		return read_shape_value(r, s, type, &s->shape[i]);
+	}
+	for (i = 0; i < sizeof(not_plain_marks) / sizeof(not_plain_marks[0]); i++) {
+		if (memmem(sfx, n, not_plain_marks[i], strlen(not_plain_marks[i]))) {
+			s->not_plain = "a sliding-window, recurrent, MLA or shared cache";
+			break;
+		}
+	}
+	return skip_value(r, type, 0);
+}
+
+/* tokenizer.ggml.*_token_id */
+static int on_vocab_id(struct reader *r, struct scan *s, enum vocab_id id, const char *key,
+		       size_t klen, uint32_t type)
+{
+	uint64_t v;
+	bool ok;
+	int ret;
+
+	if (s->v.have_id[id])
+		return dup_key(r, key, klen);
+	s->v.have_id[id] = true;
+	ret = read_int(r, type, &ok, &v);
+	if (!ret && ok && v <= INT32_MAX)
+		s->v.id[id] = (int64_t)v;
+	return ret;
+}
+
+/*
+ * The first of tokens / token_type gives the vocabulary's size; the other must
+ * agree. 0: the array's bits go to s->v.bits; 1: the vocabulary is unknown (skip
+ * the array); -ENOMEM.
+ */
+static int vocab_size(struct scan *s, uint64_t count)
+{
+	if (s->v.bits) {
+		if (count == s->v.n)
+			return 0;
+		s->v.bad = "tokens and token types disagree";
+		return 1;
+	}
+	if (!count || count > GGUF_VOCAB_MAX) {
+		s->v.bad = "a vocabulary of no or too many tokens";
+		return 1;
+	}
+	s->v.bits = calloc((size_t)((count + 7) / 8), 1);
+	if (!s->v.bits)
+		return -ENOMEM;
+	s->v.n = count;
+	return 0;
+}
+
+static void set_bit(uint8_t *bits, uint64_t i)
+{
+	bits[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+static bool eog_text(const char *t, size_t n)
+{
+	size_t i;
+
+	/* every one starts so: most tokens are not looked at further */
+	if (n < 4 || (t[0] != '<' && t[0] != '[' && t[0] != '_' && t[0] != LOW[0]))
+		return false;
+	for (i = 0; i < sizeof(eog_texts) / sizeof(eog_texts[0]); i++)
+		if (n == strlen(eog_texts[i]) && !memcmp(t, eog_texts[i], n))
+			return true;
+	return false;
+}
+
+/* tokenizer.ggml.tokens: an array of strings; the EOG-looking ones get their bit. */
+static int on_tokens(struct reader *r, struct scan *s, const char *key, size_t klen,
+		     uint32_t type)
+{
+	char text[TOKEN_TEXT_MAX];
+	uint64_t count, len, i;
+	uint32_t etype;
+	int ret, sized;
+
+	if (s->v.have_tokens)
+		return dup_key(r, key, klen);
+	s->v.have_tokens = true;
+	if (type != GGUF_ARRAY) {
+		s->v.bad = "tokens that are not an array";
+		return skip_value(r, type, 0);
+	}
+	ret = read_array_head(r, &etype, &count);
+	if (ret)
+		return ret;
+	if (etype == GGUF_STRING) {
+		sized = vocab_size(s, count);
+	} else {
+		s->v.bad = "tokens that are not strings";
+		sized = 1;
+	}
+	if (sized < 0)
+		return sized;
+	for (i = 0; i < count; i++) {
+		ret = count_value(r);
+		if (ret)
+			return ret;
+		if (sized) {
+			ret = skip_value(r, etype, 1);
+		} else {
+			ret = read_len(r, GGUF_STR_MAX, "token", &len);
+			if (!ret && len <= sizeof(text)) {
+				ret = read_bytes(r, text, (size_t)len);
+				if (!ret && eog_text(text, (size_t)len))
+					set_bit(s->v.bits, i);
+			} else if (!ret) {
+				ret = skip_bytes(r, len);
+			}
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* tokenizer.ggml.token_type: an array of integers; control and user-defined get their bit. */
+static int on_token_types(struct reader *r, struct scan *s, const char *key, size_t klen,
+			  uint32_t type)
+{
+	uint64_t count, i, v;
+	uint32_t etype;
+	int ret, sized;
+	bool ok;
+
+	if (s->v.have_types)
+		return dup_key(r, key, klen);
+	s->v.have_types = true;
+	if (type != GGUF_ARRAY) {
+		s->v.bad = "token types that are not an array";
+		return skip_value(r, type, 0);
+	}
+	ret = read_array_head(r, &etype, &count);
+	if (ret)
+		return ret;
+	if (!type_size[etype] || etype == GGUF_FLOAT32 || etype == GGUF_FLOAT64 ||
+	    etype == GGUF_BOOL) {
+		s->v.bad = "token types that are not integers";
+		for (i = 0; i < count && !ret; i++) {
+			ret = count_value(r);
+			if (!ret)
+				ret = skip_value(r, etype, 1);
+		}
+		return ret;
+	}
+	sized = vocab_size(s, count);
+	if (sized < 0)
+		return sized;
+	if (sized)
+		return skip_bytes(r, count * type_size[etype]);
+	for (i = 0; i < count; i++) {
+		ret = read_int(r, etype, &ok, &v);
+		if (ret)
+			return ret;
+		if (!ok || v == TOKEN_TYPE_CONTROL || v == TOKEN_TYPE_USER_DEFINED)
+			set_bit(s->v.bits, i);
+	}
+	return 0;
+}
+
+/* The pairs that are not the name, the architecture or its context length. */
+static int on_other_key(struct reader *r, struct scan *s, const char *key, size_t klen,
+			uint32_t type)
+{
+	size_t i;
+
+	if (s->have_arch && klen > s->arch_len && key[s->arch_len] == '.' &&
+	    !memcmp(key, s->info.architecture, s->arch_len))
+		return on_arch_key(r, s, key, klen, type);
+	if (s->rescan || !s->v.want || klen < 15 || memcmp(key, "tokenizer.ggml.", 15))
+		return skip_value(r, type, 0);
+	if (key_is(key, klen, "tokenizer.ggml.tokens"))
+		return on_tokens(r, s, key, klen, type);
+	if (key_is(key, klen, "tokenizer.ggml.token_type"))
+		return on_token_types(r, s, key, klen, type);
+	for (i = 0; i < VID_COUNT; i++)
+		if (key_is(key, klen, vocab_id_key[i]))
+			return on_vocab_id(r, s, (enum vocab_id)i, key, klen, type);
+	return skip_value(r, type, 0);
+}
+
 static int read_kv(struct reader *r, struct scan *s)
 {
 	char key[KEY_BUF], shown[65];
@@ -433,9 +810,10 @@ static int read_kv(struct reader *r, struct scan *s)
 			    show_key(key, (size_t)klen, shown, sizeof(shown)), at, type);
 
 	if (klen > sfx && !memcmp(key + klen - sfx, CTX_SUFFIX, sfx))
-		return on_context_length(r, s, key, (size_t)klen, type);
+		return s->rescan && s->have_ctx ? skip_value(r, type, 0) :
+		       on_context_length(r, s, key, (size_t)klen, type);
 	if (s->rescan)
-		return skip_value(r, type, 0);
+		return on_other_key(r, s, key, (size_t)klen, type);
 
 	if (key_is(key, (size_t)klen, "general.architecture")) {
 		if (s->have_arch)
@@ -452,6 +830,7 @@ static int read_kv(struct reader *r, struct scan *s)
 				    PRIu64 " bytes at offset %" PRIu64 " is too long", len, at);
 		s->arch_len = strlen(s->info.architecture);
 		s->have_arch = true;
+		s->arch_index = s->index;
 		s->have_ctx = slot_lookup(s, s->info.architecture, s->arch_len,
 					  &s->info.context_length);
 		return 0;
@@ -465,24 +844,92 @@ static int read_kv(struct reader *r, struct scan *s)
 		s->have_name = true;
 		return read_string(r, "general.name", s->info.name, sizeof(s->info.name), &len);
 	}
-	return skip_value(r, type, 0);
+	return on_other_key(r, s, key, (size_t)klen, type);
 }
 
 static int read_kvs(struct reader *r, struct scan *s, uint64_t n)
 {
-	uint64_t i;
 	int ret;
 
-	for (i = 0; i < n; i++) {
+	for (s->index = 0; s->index < n; s->index++) {
 		ret = count_value(r);
 		if (!ret)
 			ret = read_kv(r, s);
 		if (ret)
 			return ret;
-		if (s->have_arch && s->have_ctx && (s->have_name || s->rescan))
-			break;
 	}
 	return 0;
+}
+
+/* The name, architecture and context length are known: what the header's start gives. */
+static bool have_basics(const struct scan *s)
+{
+	return s->have_arch && s->have_ctx && s->have_name;
+}
+
+static bool plain_arch(const char *arch)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(plain_archs) / sizeof(plain_archs[0]); i++)
+		if (!strcmp(arch, plain_archs[i]))
+			return true;
+	return false;
+}
+
+/* The attention shape once every pair was read. */
+static void finish_attn(struct scan *s)
+{
+	struct gguf_attn *a = &s->info.attn;
+	const uint32_t *v = s->shape;
+	const char *why = s->not_plain;
+
+	if (!why && !plain_arch(s->info.architecture))
+		why = "an architecture llmtap does not size";
+	if (!why && (!s->have_shape[SH_LAYERS] || !s->have_shape[SH_EMBD] ||
+		     !s->have_shape[SH_HEAD]))
+		why = "no block_count, embedding_length or head_count";
+	if (!why && (!v[SH_LAYERS] || !v[SH_HEAD] || v[SH_LAYERS] > 4096))
+		why = "no layers or heads";
+	if (!why) {
+		a->n_layer = v[SH_LAYERS];
+		a->n_head_kv = s->have_shape[SH_HEAD_KV] ? v[SH_HEAD_KV] : v[SH_HEAD];
+		a->head_k = s->have_shape[SH_KEY] ? v[SH_KEY] : v[SH_EMBD] / v[SH_HEAD];
+		a->head_v = s->have_shape[SH_VALUE] ? v[SH_VALUE] : v[SH_EMBD] / v[SH_HEAD];
+		if (!a->n_head_kv || !a->head_k || !a->head_v)
+			why = "no KV heads or an empty head";
+	}
+	if (why) {
+		memset(a, 0, sizeof(*a));
+		snprintf(a->why, sizeof(a->why), "%s", why);
+		return;
+	}
+	a->plain = true;
+}
+
+/* The vocabulary once every pair was read: the ids llama.cpp takes get their bits. */
+static void finish_vocab(struct scan *s, struct gguf_vocab *out)
+{
+	struct vocab_scan *v = &s->v;
+	int32_t *sure[VID_COUNT] = { &out->eos, &out->eot, &out->eom };
+	size_t i;
+
+	if (v->bad || !v->have_tokens || !v->bits)
+		return;
+	for (i = 0; i < VID_COUNT; i++) {
+		if (v->id[i] < 0 || (uint64_t)v->id[i] >= v->n)
+			continue; /* llama.cpp keeps its default: see below */
+		set_bit(v->bits, (uint64_t)v->id[i]);
+		if (sure[i])
+			*sure[i] = (int32_t)v->id[i];
+	}
+	if (out->eos < 0)
+		for (i = 0; i < sizeof(default_eos) / sizeof(default_eos[0]); i++)
+			if (default_eos[i] < v->n)
+				set_bit(v->bits, default_eos[i]);
+	out->n_vocab = (uint32_t)v->n;
+	out->maybe_eog = v->bits;
+	v->bits = NULL;
 }
 
 static int read_header(struct reader *r, struct scan *s)
@@ -526,22 +973,39 @@ static int read_header(struct reader *r, struct scan *s)
 
 	kv_start = r->pos;
 	ret = read_kvs(r, s, n_kv);
-	if (ret || !s->have_arch || s->have_ctx || !s->overflow)
+	if (ret || !s->have_arch || !s->arch_index)
 		return ret;
-	/* too many *.context_length keys before general.architecture: look again
+	/* <arch>.* keys before general.architecture (too many *.context_length
+	 * keys for the slots, the attention shape): look again at those pairs
 	 * (within the same bounds: the values counted so far count) */
 	r->pos = kv_start;
 	s->rescan = true;
-	return read_kvs(r, s, n_kv);
+	return read_kvs(r, s, s->arch_index);
 }
 
-int gguf_read_info_fd(int fd, struct gguf_info *info, char *err, size_t errlen)
+void gguf_vocab_free(struct gguf_vocab *vocab)
+{
+	if (!vocab)
+		return;
+	free(vocab->maybe_eog);
+	vocab->maybe_eog = NULL;
+	vocab->n_vocab = 0;
+	vocab->eos = vocab->eot = vocab->eom = -1;
+}
+
+int gguf_read_model_fd(int fd, struct gguf_info *info, struct gguf_vocab *vocab, char *err,
+		       size_t errlen)
 {
 	struct reader r = { .fd = fd, .err = err, .errlen = errlen };
 	struct scan s;
 	struct stat st;
+	size_t i;
 	int ret;
 
+	if (vocab) {
+		vocab->maybe_eog = NULL;
+		gguf_vocab_free(vocab);
+	}
 	if (err && errlen)
 		err[0] = '\0';
 	if (fstat(fd, &st))
@@ -555,13 +1019,47 @@ int gguf_read_info_fd(int fd, struct gguf_info *info, char *err, size_t errlen)
 	if (!r.buf)
 		return -ENOMEM;
 	memset(&s, 0, sizeof(s));
+	s.v.want = vocab != NULL;
+	for (i = 0; i < VID_COUNT; i++)
+		s.v.id[i] = -1;
 	ret = read_header(&r, &s);
+	if (!ret) {
+		finish_attn(&s);
+		if (vocab)
+			finish_vocab(&s, vocab);
+	} else if (ret == -EINVAL && have_basics(&s)) {
+		/* the rest of the metadata is bad or too big: the start is still good */
+		memset(&s.info.attn, 0, sizeof(s.info.attn));
+		snprintf(s.info.attn.why, sizeof(s.info.attn.why), "metadata not read whole");
+		ret = 0;
+	}
 	if (!ret)
 		*info = s.info;
+	free(s.v.bits);
 	free(r.buf);
 	if (ret != -EINVAL && err && errlen)
 		err[0] = '\0';
 	return ret;
+}
+
+int gguf_read_info_fd(int fd, struct gguf_info *info, char *err, size_t errlen)
+{
+	return gguf_read_model_fd(fd, info, NULL, err, errlen);
+}
+
+bool gguf_token_is_eog_sure(const struct gguf_vocab *vocab, int32_t tok)
+{
+	return vocab && vocab->n_vocab && tok >= 0 &&
+	       (tok == vocab->eos || tok == vocab->eot || tok == vocab->eom);
+}
+
+bool gguf_token_maybe_eog(const struct gguf_vocab *vocab, int32_t tok)
+{
+	if (!vocab || !vocab->n_vocab || !vocab->maybe_eog)
+		return true;
+	if (tok < 0 || (uint32_t)tok >= vocab->n_vocab)
+		return true; /* not a token of this vocabulary: nothing is known */
+	return vocab->maybe_eog[(uint32_t)tok / 8] & (1u << ((uint32_t)tok % 8));
 }
 
 int gguf_read_info(const char *path, struct gguf_info *info, char *err, size_t errlen)

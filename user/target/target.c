@@ -354,12 +354,16 @@ static int find_model(const struct proc_map *m, void *arg)
 	return 1;
 }
 
-int target_model_info(pid_t pid, const char *model, struct gguf_info *info, char *err,
-		      size_t errlen)
+int target_model_read(pid_t pid, const char *model, struct gguf_info *info,
+		      struct gguf_vocab *vocab, char *err, size_t errlen)
 {
 	struct model_find *f = calloc(1, sizeof(*f));
 	int fd, ret;
 
+	if (vocab) {
+		vocab->maybe_eog = NULL;
+		gguf_vocab_free(vocab); /* empty until read */
+	}
 	if (err && errlen)
 		err[0] = '\0';
 	if (!f)
@@ -373,7 +377,7 @@ int target_model_info(pid_t pid, const char *model, struct gguf_info *info, char
 	free(f);
 	if (fd < 0)
 		return fd;
-	ret = gguf_read_info_fd(fd, info, err, errlen);
+	ret = gguf_read_model_fd(fd, info, vocab, err, errlen);
 	close(fd);
 	return ret;
 }

@@ -17,6 +17,7 @@
 #define TARGET_MAX_FILES 8
 
 struct gguf_info;
+struct gguf_vocab;
 
 struct target_file {
 	char path[PATH_MAX]; /* as the target sees it */
@@ -87,10 +88,12 @@ int target_find_files(pid_t pid, const char *comm, const char *const *paths, int
 
 /*
  * The GGUF header of the model pid maps (model: its path as in t->model), read
- * from the mapped file itself (proc_open_mapped). 0, or -errno with a reason in
+ * from the mapped file itself (proc_open_mapped), and the vocabulary's
+ * end-of-generation facts into vocab (may be NULL; see gguf_read_model_fd: always
+ * initialised, to be freed by gguf_vocab_free). 0, or -errno with a reason in
  * err (-EINVAL: not a GGUF file llmtap reads; see gguf_read_info).
  */
-int target_model_info(pid_t pid, const char *model, struct gguf_info *info, char *err,
-		      size_t errlen);
+int target_model_read(pid_t pid, const char *model, struct gguf_info *info,
+		      struct gguf_vocab *vocab, char *err, size_t errlen);
 
 #endif
