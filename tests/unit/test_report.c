@@ -596,7 +596,7 @@ static void test_unknown_and_kinds(void **state)
 		     K(TRACE_ARG_ATTRIBUTION) "\"engine\"," K(TRACE_ARG_OPERATION)
 		     "\"text_completion\"," K(TRACE_ARG_STATUS) "0," K(TRACE_ARG_PROMPT_TOKENS) "9,"
 		     K(TRACE_ARG_CACHED_TOKENS) "0," K(TRACE_ARG_OUTPUT_TOKENS) "4,"
-		     K(TRACE_ARG_TTFT_MS) "40," K(TRACE_ARG_HTTP_MS) "100");
+		     K(TRACE_ARG_TTFT_MS) "40," K(TRACE_ARG_FINISH) "\"stop\"," K(TRACE_ARG_HTTP_MS) "100");
 	/* a router's copies: counted apart, their counts in no sum, failed or not */
 	request_with(f, 2, "proxy POST /completion", 2.5, 300,
 		     K(TRACE_ARG_REQUEST) "6," K(TRACE_ARG_REQ_KIND) S(TRACE_REQ_PROXY) ","
@@ -620,6 +620,9 @@ static void test_unknown_and_kinds(void **state)
 	assert_contains(html, "id=\"sum-cached-tokens\">4<");
 	assert_contains(html, "id=\"sum-output-tokens\">15<");
 	assert_contains(html, "id=\"sum-tokens-unknown\" class=\"bad\">2<");
+	/* why they ended, where told: the generation's */
+	assert_contains(html, "stop <span id=\"sum-finish-stop\">1</span> · length "
+			      "<span id=\"sum-finish-length\">0</span>");
 	/* TTFT of the four with one (the proxies' is the child's); TPOT needs an output count;
 	 * the queue wait only where the request reached a slot and its wait was measured */
 	assert_contains(html, "id=\"ttft-n\">4<");
@@ -653,6 +656,7 @@ static void test_unknown_and_kinds(void **state)
 	assert_contains(html, "id=\"sum-output-tokens\">unknown<");
 	assert_contains(html, "id=\"sum-tokens-unknown\" class=\"bad\">1<");
 	assert_contains(html, "id=\"ttft-n\">0<");
+	assert_null(strstr(html, "sum-finish")); /* none told: no row */
 	assert_contains(html, "id=\"queue-n\">0<");
 	free(html);
 	free(text);

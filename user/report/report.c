@@ -78,6 +78,9 @@ struct array {
 	size_t n, cap;
 };
 
+static const char *const finish_names[] = TRACE_FINISH_REASONS;
+#define FINISH_NAMES (sizeof(finish_names) / sizeof(finish_names[0]))
+
 struct request {
 	char *name;	  /* "POST /completion" */
 	int tid;	  /* its track: a slot, "requests without a slot", or a sequence */
@@ -88,6 +91,7 @@ struct request {
 	unsigned long long id;
 	long long prompt, cached, output; /* -1: unknown (absent from the file) */
 	int status;
+	int finish;       /* why it ended: an index of finish_names, -1 not told */
 	bool stream, failed;
 	bool generation; /* an embedder's generation, else an HTTP request */
 	bool inference;	 /* it has an operation: its token counts mean something */
@@ -167,6 +171,7 @@ struct stats {
 	 * and generations with a count unknown (prompt_unknown, output_unknown: of which) */
 	long long prompt, cached, output, batch_tokens, batch_tokens_other;
 	size_t prompt_known, output_known, prompt_unknown, output_unknown, unknown;
+	size_t finish[FINISH_NAMES]; /* requests and generations by why they ended */
 	double busy_us;
 	size_t markers[MK_MAX];
 	struct dist ttft, tpot, queue, http;
@@ -346,6 +351,11 @@ static int add_request(struct trace *t, json_object *e, double ts, double dur)
 	r->http_ms = get_ms(args, TRACE_ARG_HTTP_MS);
 	r->prefill_ms = r->gen_ms = -1;
 	r->failed = r->status >= 400;
+	r->finish = -1;
+	for (size_t i = 0; i < FINISH_NAMES; i++)
+		if (get_str(args, TRACE_ARG_FINISH) && !strcmp(get_str(args, TRACE_ARG_FINISH),
+							       finish_names[i]))
+			r->finish = (int)i;
 	return 0;
 }
 
@@ -858,6 +868,8 @@ static void add_latencies(const struct trace *t, struct stats *s)
 			s->output = add_count(s->output, r[i].output);
 			s->output_known++;
 		}
+		if (r[i].finish >= 0)
+			s->finish[r[i].finish]++;
 		if (r[i].inference) {
 			s->prompt_unknown += !prompt;
 			s->output_unknown += !output;
@@ -1288,6 +1300,22 @@ static const char *fmt_sum(char *buf, size_t len, long long sum, size_t known, s
 	return buf;
 }
 
+/* "Finished: stop 3 · length 1 ..." when the recording told any reason */
+static void render_finish(FILE *out, const struct stats *s)
+{
+	size_t told = 0;
+
+	for (size_t i = 0; i < FINISH_NAMES; i++)
+		told += s->finish[i];
+	if (!told)
+		return;
+	fputs("<tr><th>Finished</th><td id=\"sum-finish\">", out);
+	for (size_t i = 0; i < FINISH_NAMES; i++)
+		fprintf(out, "%s%s <span id=\"sum-finish-%s\">%zu</span>", i ? " · " : "",
+			finish_names[i], finish_names[i], s->finish[i]);
+	fputs(" (requests whose reason llmtap told)</td></tr>\n", out);
+}
+
 static void render_overview(FILE *out, const struct trace *t, const struct stats *s)
 {
 	double len_s = t->end_us / 1e6, per_s = len_s > 0 ? 1 / len_s : 0;
@@ -1321,6 +1349,7 @@ static void render_overview(FILE *out, const struct trace *t, const struct stats
 		fprintf(out, " · counts unknown for <span id=\"sum-tokens-unknown\" class=\"bad\">%zu"
 			"</span> requests (not in the sums)", s->unknown);
 	fputs("</td></tr>\n", out);
+	render_finish(out, s);
 	kv_row(out, "Engine steps", "sum-steps-all",
 	       "<span id=\"sum-steps\">%zu</span> steps (<span class=\"%s\">%zu</span> failed), "
 	       "%lld batch tokens, busy %.1f%% of the time",

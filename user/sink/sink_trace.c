@@ -325,6 +325,8 @@ static void request_args(struct trace_sink *t, const struct req_span *r)
 		fprintf(t->out, TRACE_KEY(TRACE_ARG_TTFT_MS) "%.3f,", (double)req_ttft_ns(r) / 1e6);
 	if (req_has_queue(r))
 		fprintf(t->out, TRACE_KEY(TRACE_ARG_QUEUE_MS) "%.3f,", (double)req_queue_ns(r) / 1e6);
+	if (req_finish(r) != FINISH_UNKNOWN)
+		fprintf(t->out, TRACE_KEY(TRACE_ARG_FINISH) "\"%s\",", finish_reason_name(req_finish(r)));
 	fprintf(t->out, TRACE_KEY(TRACE_ARG_HTTP_MS) "%.3f}}",
 		(double)(r->end_ns > r->start_ns ? r->end_ns - r->start_ns : 0) / 1e6);
 }

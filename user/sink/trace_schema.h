@@ -65,6 +65,8 @@
 #define TRACE_ARG_TTFT_MS "ttft_ms"
 #define TRACE_ARG_QUEUE_MS "queue_ms"
 #define TRACE_ARG_HTTP_MS "http_ms"
+#define TRACE_ARG_FINISH "finish" /* why it ended, TRACE_FINISH_*; absent: not told */
+#define TRACE_FINISH_REASONS { "stop", "length", "cancelled", "error" }
 #define TRACE_ARG_COMPLETE "complete"
 
 /* async events (ph b / e): a queue wait, id the request's */
