@@ -36,7 +36,10 @@ enum llmtap_site {
 	SITE_MAX,
 };
 
-/* A probe's cookie is its site id; the upper bits are kept free. */
+/* A probe's cookie is its site id; the upper bits are kept free but for these flags. */
 _Static_assert(SITE_MAX < 256, "site ids fit the cookie's low byte");
+#define LLMTAP_COOKIE_SITE 0xffull
+/* a row serving two jobs: the loader chose this probe for its (sampling) layer */
+#define LLMTAP_COOKIE_SAMPLE (1ull << 8)
 
 #endif /* LLMTAP_SITES_H */

@@ -36,6 +36,13 @@ struct step {
 	uint32_t n_runs;
 	struct llmtap_run runs[STEP_MAX_RUNS];  /* all the step's runs, over its records */
 	uint64_t request_ids[STEP_MAX_RUNS]; /* the request each run served, 0 = none (correlator) */
+	/*
+	 * When the step's work was done (model/stepsync.h): end_ns (the submit's
+	 * return) when its first synchronizing call did not wait, that call's return
+	 * when it did; 0 = unknown (no sync before its context's next step or the
+	 * next tick, or the sync was preempted). Filled before telemetry sees the step.
+	 */
+	uint64_t compute_end_ns;
 };
 
 /*
@@ -67,6 +74,7 @@ struct event {
 		struct llmtap_srv_event srv;
 		struct llmtap_http_event http;
 		struct llmtap_call_event call;
+		struct llmtap_sync_event sync;
 	};
 };
 

@@ -105,6 +105,12 @@ static int uprobe_multi_link(int prog_fd, const char *path, const __u64 *offsets
 	return fd < 0 ? -errno : fd;
 }
 
+/* Whether a site is probed, and its probes' cookie (site id and flags). */
+struct site_want {
+	bool on;
+	__u64 cookie;
+};
+
 struct file_sites {
 	__u64 offsets[2][SITE_MAX * TARGET_MAX_LOCS]; /* [0] entries, [1] returns */
 	__u64 cookies[2][SITE_MAX * TARGET_MAX_LOCS];
@@ -124,8 +130,8 @@ static void add_site(struct file_sites *fs, int dir, __u64 offset, __u64 cookie,
 }
 
 /* Attach the wanted sites of file f. Returns 0 or -errno with err set. */
-static int attach_file_multi(struct probes *p, const struct target *t, int f, const bool *want,
-			     char *err, size_t errlen)
+static int attach_file_multi(struct probes *p, const struct target *t, int f,
+			     const struct site_want *want, char *err, size_t errlen)
 {
 	struct file_sites *fs = calloc(1, sizeof(*fs));
 	int prog[2] = { bpf_program__fd(p->skel->progs.probe_enter),
@@ -137,7 +143,7 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 	for (int site = 0; site < SITE_MAX; site++) {
 		const struct site_info *si = site_info(site);
 
-		if (!want[site])
+		if (!want[site].on)
 			continue;
 		for (int i = 0; i < t->sites[site].n_locs; i++) {
 			const struct target_loc *loc = &t->sites[site].locs[i];
@@ -145,9 +151,9 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 			if (loc->file != f)
 				continue;
 			if (si->entry)
-				add_site(fs, 0, loc->offset, site, site);
+				add_site(fs, 0, loc->offset, want[site].cookie, site);
 			if (si->ret)
-				add_site(fs, 1, loc->offset, site, site);
+				add_site(fs, 1, loc->offset, want[site].cookie, site);
 		}
 	}
 	/* returns first: an entry never lacks its return */
@@ -175,7 +181,7 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 
 /* Without uprobe_multi: a perf-event link per site, location and direction. */
 static int attach_site_perf(struct probes *p, const struct target *t, enum llmtap_site site,
-			    char *err, size_t errlen)
+			    const struct site_want *want, char *err, size_t errlen)
 {
 	const struct site_info *si = site_info(site);
 	int before = p->n_links, e = 0;
@@ -184,7 +190,8 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum llmta
 		const struct target_loc *loc = &t->sites[site].locs[i];
 
 		for (int dir = 1; dir >= 0 && !e; dir--) {
-			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = dir == 1, .bpf_cookie = site);
+			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = dir == 1,
+				    .bpf_cookie = want[site].cookie);
 			struct bpf_link *link;
 
 			if (dir ? !si->ret : !si->entry)
@@ -216,19 +223,25 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum llmta
 /*
  * The sites to probe: llama_decode, and every site found of a layer that has
  * what it needs (target_layer_found); of a layer's ANY sites only the first
- * found, in table order.
+ * found, in table order, which gets LLMTAP_COOKIE_SAMPLE in its cookie. One
+ * ANY site serves a second job and is probed even when not chosen:
+ * llama_get_logits_ith is also a synchronizing call (llmtap_sites.def).
  */
-static void want_sites(const struct target *t, bool want[SITE_MAX])
+static void want_sites(const struct target *t, struct site_want want[SITE_MAX])
 {
 	bool any_taken[LAYER_MAX] = { false };
 
 	for (int site = 0; site < SITE_MAX; site++) {
 		const struct site_info *si = site_info(site);
 
-		want[site] = t->sites[site].found &&
-			     (site == SITE_DECODE || target_layer_found(t, si->layer));
-		if (want[site] && si->need == NEED_ANY) {
-			want[site] = !any_taken[si->layer];
+		want[site].cookie = (__u64)site;
+		want[site].on = t->sites[site].found &&
+				(site == SITE_DECODE || target_layer_found(t, si->layer));
+		if (want[site].on && si->need == NEED_ANY) {
+			if (!any_taken[si->layer])
+				want[site].cookie |= LLMTAP_COOKIE_SAMPLE;
+			else
+				want[site].on = site == SITE_SAMPLE_LOGITS;
 			any_taken[si->layer] = true;
 		}
 	}
@@ -237,7 +250,7 @@ static void want_sites(const struct target *t, bool want[SITE_MAX])
 int probes_open(const struct target *t, const struct probes_opts *opts, probes_event_fn fn,
 		void *arg, struct probes **out, char *err, size_t errlen)
 {
-	bool want[SITE_MAX];
+	struct site_want want[SITE_MAX];
 	struct probes *p;
 	int ret;
 
@@ -283,16 +296,16 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 	want_sites(t, want);
 	/* the file with llama_decode first: it must attach, the others may fail */
 	ret = p->multi ? attach_file_multi(p, t, t->sites[SITE_DECODE].locs[0].file, want, err, errlen)
-		       : attach_site_perf(p, t, SITE_DECODE, err, errlen);
+		       : attach_site_perf(p, t, SITE_DECODE, want, err, errlen);
 	if (ret)
 		goto cleanup;
 	for (int i = 0; i < (p->multi ? t->n_files : SITE_MAX); i++) {
 		char why[512];
 
-		if (p->multi ? i == t->sites[SITE_DECODE].locs[0].file : (i == SITE_DECODE || !want[i]))
+		if (p->multi ? i == t->sites[SITE_DECODE].locs[0].file : (i == SITE_DECODE || !want[i].on))
 			continue;
 		if (p->multi ? attach_file_multi(p, t, i, want, why, sizeof(why))
-			     : attach_site_perf(p, t, i, why, sizeof(why)))
+			     : attach_site_perf(p, t, i, want, why, sizeof(why)))
 			fprintf(stderr, "llmtap: warning: %s; going on without it\n", why);
 	}
 	for (int l = 0; l < LAYER_MAX; l++) {
