@@ -61,6 +61,17 @@ struct step_assembler {
 	uint64_t dropped; /* partial steps abandoned (their thread's last record never came) */
 };
 
+/* Whether a step's compute time is known, and that time (model/stepsync.h). */
+static inline bool step_compute_known(const struct step *s)
+{
+	return s->compute_end_ns && s->compute_end_ns >= s->end_ns;
+}
+
+static inline uint64_t step_compute_ns(const struct step *s)
+{
+	return step_compute_known(s) ? s->compute_end_ns - s->start_ns : 0;
+}
+
 /* Feed one decoded record: 1 with *out the whole step, 0 when more records follow. */
 int step_assemble(struct step_assembler *a, const struct step *rec, struct step *out);
 
