@@ -99,3 +99,25 @@ def step_compute_equals_submit_on_cpu():
     """Today's llama-server on the CPU backend: every step whose outputs were read has one
     sync record, and its compute time is its submit time."""
     compute_matches_submit()
+
+
+@test
+def step_compute_in_embedder_own_sampler():
+    """An embedder that samples on its own (llama_get_logits_ith, the sampling layer's
+    probe): the one probe serves both jobs, so its tokens are counted as before and every
+    step but the first (before a sync record armed the pairing) and the last (its outputs
+    never read) has its compute time, its submit time on the CPU backend."""
+    from test_requests import run_embedder
+
+    tr, did = run_embedder(5, "own")
+    steps = tr.records("step")
+    check_eq(len(steps), did["decode_calls"], "decode calls")
+    check_eq(tr.records("summary")[0]["sampled_tokens"], did["sampled"], "sampled tokens")
+    check(all(s["n_outputs"] > 0 for s in steps), "a step without outputs")
+    check(steps[0]["compute_ns"] is None, "the first step's compute time known before any sync")
+    # the embedder never reads its last batch's outputs: no sync, unknown (not its submit)
+    check(steps[-1]["compute_ns"] is None, "the last step's compute time known without a sync")
+    rest = steps[1:-1]
+    check(len(rest) >= 3, f"only {len(rest)} steps between the first and the last")
+    check_eq([s["compute_ns"] for s in rest], [s["duration_ns"] for s in rest],
+             "compute vs submit time of the steps between the first and the last")
