@@ -24,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_COST = os.path.join(ROOT, ".output", "probe-cost")
 # the same target with a common_sampler_sample (probed on entry and return) as its sampler
 PROBE_COST_COMMON = os.path.join(ROOT, ".output", "probe-cost-common")
-# and with llama_get_logits_ith (entry only): an embedder that samples on its own
+# and with llama_get_logits_ith (entry and return: sampling and sync): an embedder that
+# samples on its own
 PROBE_COST_LOGITS = os.path.join(ROOT, ".output", "probe-cost-logits")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "16"))
@@ -84,11 +85,14 @@ def bench_probe_cost():
     print(f"   llama_sampler_sample+0 is `{first_instruction(PROBE_COST, 'llama_sampler_sample')}`")
     common = "_Z21common_sampler_sampleP14common_samplerP13llama_contextib"
     print(f"   common_sampler_sample+0 is `{first_instruction(PROBE_COST_COMMON, common)}`")
+    print(f"   llama_synchronize+0 is `{first_instruction(PROBE_COST, 'llama_synchronize')}` "
+          "(libllama's: a jmp to llama_context::synchronize@plt)")
     rows = []
     for what, n_tokens, n_seqs, calls in (("decode", 1, 1, 200000), ("decode", 4, 4, 200000),
                                           ("decode", 512, 1, 20000), ("sample", 1, 1, 200000),
                                           ("common-sample", 1, 1, 200000),
-                                          ("logits-sample", 1, 1, 200000)):
+                                          ("logits-sample", 1, 1, 200000),
+                                          ("sync", 1, 1, 200000), ("decode-sync", 1, 1, 200000)):
         base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False, what)[0]
                                  for _ in range(3))
         runs = [probe_cost_once(calls, n_tokens, n_seqs, True, what) for _ in range(3)]
@@ -98,15 +102,25 @@ def bench_probe_cost():
         if what == "decode":
             label = f"llama_decode, batch {n_tokens:4d} tokens / {n_seqs} seq"
             count = f"llmtap saw {seen['steps']} of {calls} calls"
+        elif what == "sync":
+            label = "llama_synchronize, not the first (e + r)"
+            count = f"{calls} calls after one step, the first claimed it"
+        elif what == "decode-sync":
+            label = "llama_decode + its first llama_synchronize"
+            count = (f"llmtap saw {seen['steps']} of {calls} steps, "
+                     f"{seen['step_compute_duration_s']['count']} with a compute time")
         else:
             label = {"sample": "llama_sampler_sample (entry only)",
                      "common-sample": "common_sampler_sample (entry + return)",
-                     "logits-sample": "llama_get_logits_ith (entry only)"}[what]
+                     "logits-sample": "llama_get_logits_ith (e + r: sample, sync)"}[what]
             count = f"llmtap saw {seen['sampled_tokens']} of {calls} samples"
             if what == "logits-sample":  # one batch read again and again: one token
                 count = f"{calls} reads of one batch's output, llmtap counted {seen['sampled_tokens']} token"
         print(f"   {label:42s}: untraced {base:8.1f} ns/call, traced {traced:8.1f} ns/call -> "
               f"{(traced - base) / 1000:6.2f} us per hit ({count}, lost {seen['lost_events']})")
+    claim_us = (rows[7][3] - rows[7][2] - (rows[0][3] - rows[0][2])) / 1000
+    print(f"   {'a first llama_synchronize (claims the step)':42s}: {claim_us:6.2f} us per hit "
+          "(decode + sync minus decode)")
     return rows
 
 
