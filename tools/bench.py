@@ -61,13 +61,13 @@ def first_instruction(binary, symbol):
     return "?"
 
 
-def probe_cost_once(calls, n_tokens, n_seqs, traced, what="decode"):
+def probe_cost_once(calls, n_tokens, n_seqs, traced, what="decode", args=()):
     exe = {"common-sample": PROBE_COST_COMMON, "logits-sample": PROBE_COST_LOGITS}.get(what, PROBE_COST)
     p = subprocess.Popen([exe, str(calls), str(n_tokens), str(n_seqs),
                           "sample" if what.endswith("-sample") else what],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     pid = int(p.stdout.readline())
-    tr = Tracer(pid, ["--no-steps"]).wait_attached() if traced else None
+    tr = Tracer(pid, ["--no-steps", *args]).wait_attached() if traced else None
     p.stdin.write("go\n")
     p.stdin.flush()
     ns = float(p.stdout.readline())
@@ -92,7 +92,7 @@ def bench_probe_cost():
                                           ("decode", 512, 1, 20000), ("sample", 1, 1, 200000),
                                           ("common-sample", 1, 1, 200000),
                                           ("logits-sample", 1, 1, 200000),
-                                          ("sync", 1, 1, 200000), ("decode-sync", 1, 1, 200000)):
+                                          ("sync", 1, 1, 200000)):
         base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False, what)[0]
                                  for _ in range(3))
         runs = [probe_cost_once(calls, n_tokens, n_seqs, True, what) for _ in range(3)]
@@ -105,10 +105,6 @@ def bench_probe_cost():
         elif what == "sync":
             label = "llama_synchronize, not the first (e + r)"
             count = f"{calls} calls after one step, the first claimed it"
-        elif what == "decode-sync":
-            label = "llama_decode + its first llama_synchronize"
-            count = (f"llmtap saw {seen['steps']} of {calls} steps, "
-                     f"{seen['step_compute_duration_s']['count']} with a compute time")
         else:
             label = {"sample": "llama_sampler_sample (entry only)",
                      "common-sample": "common_sampler_sample (entry + return)",
@@ -118,9 +114,20 @@ def bench_probe_cost():
                 count = f"{calls} reads of one batch's output, llmtap counted {seen['sampled_tokens']} token"
         print(f"   {label:42s}: untraced {base:8.1f} ns/call, traced {traced:8.1f} ns/call -> "
               f"{(traced - base) / 1000:6.2f} us per hit ({count}, lost {seen['lost_events']})")
-    claim_us = (rows[7][3] - rows[7][2] - (rows[0][3] - rows[0][2])) / 1000
+    # a sync that claims its step: a step and its sync minus a step alone, both with a
+    # ring buffer that holds every record (a full one makes the step cheaper, and the sync
+    # record of a lost step has nothing to end)
+    pair = {}
+    for what in ("decode", "decode-sync"):
+        base = statistics.median(probe_cost_once(20000, 1, 1, False, what)[0] for _ in range(3))
+        runs = [probe_cost_once(20000, 1, 1, True, what, ["--ringbuf-size=64M"]) for _ in range(3)]
+        pair[what] = (statistics.median(r[0] for r in runs) - base) / 1000
+        seen = runs[-1][1]
+    claim_us = pair["decode-sync"] - pair["decode"]
     print(f"   {'a first llama_synchronize (claims the step)':42s}: {claim_us:6.2f} us per hit "
-          "(decode + sync minus decode)")
+          f"(a step and its sync {pair['decode-sync']:.2f} us minus a step {pair['decode']:.2f} us; "
+          f"llmtap saw {seen['steps']} of 20000 steps, {seen['step_compute_duration_s']['count']} "
+          f"with a compute time, lost {seen['lost_events']})")
     return rows
 
 
