@@ -514,6 +514,8 @@ static __always_inline int sample_exit(struct pt_regs *ctx, __u32 op)
  * Entry: unless this call claims its context's unsynced step (the first since
  * that step returned), nothing but a map lookup; calls nested in a claiming
  * one are counted. Return: the claiming call's return emits one record.
+ * The entry returns 1 when the call's return has nothing to do: a uprobe
+ * session then skips it (the classic programs ignore the value).
  */
 static __always_inline int sync_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
 {
@@ -521,22 +523,22 @@ static __always_inline int sync_enter(struct pt_regs *ctx, __u32 op, bool entry_
 	struct entry *e = thread_entry(false);
 	__u64 *unsynced_end, step_end;
 
-	if (e && e->sync_depth) { /* nested in a claiming call */
+	if (e && e->sync_depth) { /* nested in a claiming call: its return counts down */
 		e->sync_depth++;
 		return 0;
 	}
 	key.ctx = PT_REGS_PARM1(ctx);
 	unsynced_end = bpf_map_lookup_elem(&unsynced, &key);
 	if (!unsynced_end || !(step_end = *unsynced_end))
-		return 0;
+		return 1;
 	/* another thread may read the same context's outputs: one claim wins */
 	if (__sync_val_compare_and_swap(unsynced_end, step_end, 0) != step_end)
-		return 0;
+		return 1;
 	if (!e)
 		e = thread_entry(true);
 	if (!e) {
 		stat_inc(LLMTAP_STAT_ENTRY_FULL);
-		return 0;
+		return 1;
 	}
 	e->sync_ctx = key.ctx;
 	e->sync_step_end = step_end;
@@ -977,7 +979,9 @@ int probe_enter(struct pt_regs *ctx)
 	switch (bpf_get_attach_cookie(ctx) & LLMTAP_COOKIE_SITE) {
 #define SITE(id, label, layer, need, probe, enter, exit, op, ...)                                  \
 	case SITE_##id:                                                                            \
-		return HAS_ENTRY(probe) ? enter##_enter(ctx, op, !HAS_RETURN(probe)) : 0;
+		if (HAS_ENTRY(probe))                                                              \
+			enter##_enter(ctx, op, !HAS_RETURN(probe));                                \
+		return 0;
 #include "llmtap_sites.def"
 #undef SITE
 	}
@@ -995,4 +999,31 @@ int probe_exit(struct pt_regs *ctx)
 #undef SITE
 	}
 	return 0;
+}
+
+/*
+ * The SESSION sites where the kernel has uprobe sessions (Linux 6.13): one
+ * program for entry and return; the entry handler's value decides whether the
+ * return runs (0) or not. Not loaded where the kernel has none (the loader
+ * turns its autoload off): its sites then get probe_enter and probe_exit.
+ */
+extern bool bpf_session_is_return(void) __ksym __weak;
+
+#define IS_SESSION(probe) ((PROBE_##probe) & PROBE_SESSION_BIT)
+
+SEC("uprobe")
+int probe_session(struct pt_regs *ctx)
+{
+	bool ret = bpf_session_is_return();
+
+	switch (bpf_get_attach_cookie(ctx) & LLMTAP_COOKIE_SITE) {
+#define SITE(id, label, layer, need, probe, enter, exit, op, ...)                                  \
+	case SITE_##id:                                                                            \
+		if (!IS_SESSION(probe))                                                            \
+			return 1;                                                                  \
+		return ret ? exit##_exit(ctx, op) : enter##_enter(ctx, op, false);
+#include "llmtap_sites.def"
+#undef SITE
+	}
+	return 1;
 }

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_COST = os.path.join(ROOT, ".output", "probe-cost")
 # the same target with a common_sampler_sample (probed on entry and return) as its sampler
 PROBE_COST_COMMON = os.path.join(ROOT, ".output", "probe-cost-common")
-# and with llama_get_logits_ith (entry and return: sampling and sync): an embedder that
+# and with llama_get_logits_ith (sampling at entry, and a sync site): an embedder that
 # samples on its own
 PROBE_COST_LOGITS = os.path.join(ROOT, ".output", "probe-cost-logits")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
@@ -103,12 +103,12 @@ def bench_probe_cost():
             label = f"llama_decode, batch {n_tokens:4d} tokens / {n_seqs} seq"
             count = f"llmtap saw {seen['steps']} of {calls} calls"
         elif what == "sync":
-            label = "llama_synchronize, not the first (e + r)"
+            label = "llama_synchronize, not its context's first"
             count = f"{calls} calls after one step, the first claimed it"
         else:
             label = {"sample": "llama_sampler_sample (entry only)",
                      "common-sample": "common_sampler_sample (entry + return)",
-                     "logits-sample": "llama_get_logits_ith (e + r: sample, sync)"}[what]
+                     "logits-sample": "llama_get_logits_ith (sampling + sync)"}[what]
             count = f"llmtap saw {seen['sampled_tokens']} of {calls} samples"
             if what == "logits-sample":  # one batch read again and again: one token
                 count = f"{calls} reads of one batch's output, llmtap counted {seen['sampled_tokens']} token"
