@@ -128,13 +128,14 @@ def bench_probe_cost():
           f"(a step and its sync {pair['decode-sync']:.2f} us minus a step {pair['decode']:.2f} us; "
           f"llmtap saw {seen['steps']} of 20000 steps, {seen['step_compute_duration_s']['count']} "
           f"with a compute time, lost {seen['lost_events']})")
-    return rows
+    return rows, claim_us
 
 
 def bpf_prog_stats():
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
     return {p["name"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0))
-            for p in json.loads(out or "[]") if p.get("name") in ("probe_enter", "probe_exit")}
+            for p in json.loads(out or "[]")
+            if p.get("name") in ("probe_enter", "probe_exit", "probe_session")}
 
 
 def count_hits(srv):
@@ -151,7 +152,10 @@ def count_hits(srv):
         with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
             f.write("0")
     hits = {}
-    for name in ("probe_enter", "probe_exit"):
+    for name in ("probe_enter", "probe_exit", "probe_session"):
+        if name not in after:  # no uprobe sessions on this kernel: the sync sites are in the others
+            hits[name] = (0.0, 0.0)
+            continue
         n = after[name][0] - before[name][0]
         hits[name] = (n / tokens, (after[name][1] - before[name][1]) / max(n, 1))
     return hits
@@ -231,7 +235,10 @@ def bench_server():
           f"{lt_samples / lt_tokens:.3f} sampler (llmtap's own counts)")
     print(f"   all probes, counted in one more traced run with kernel.bpf_stats_enabled: "
           f"{hits['probe_enter'][0]:.3f} entry and {hits['probe_exit'][0]:.3f} return hits per token, "
-          f"BPF time {hits['probe_enter'][1]:.0f} / {hits['probe_exit'][1]:.0f} ns per hit")
+          f"BPF time {hits['probe_enter'][1]:.0f} / {hits['probe_exit'][1]:.0f} ns per hit; "
+          f"{hits['probe_session'][0]:.3f} uprobe session runs per token (the sync sites: "
+          f"an entry each, and a return for the call that claims a step), "
+          f"BPF time {hits['probe_session'][1]:.0f} ns per run")
     return tps, cpt, lt_steps / lt_tokens, lt_samples / lt_tokens, hits
 
 
@@ -239,7 +246,7 @@ def main():
     for f in (LLMTAP, PROBE_COST, PROBE_COST_COMMON):
         if not os.access(f, os.X_OK):
             raise SystemExit(f"bench: {f} is missing; run `make bench`")
-    rows = bench_probe_cost()
+    rows, claim_us = bench_probe_cost()
     if ROUNDS <= 0:
         return
     tps, cpt, decode_hits, sample_hits, hits = bench_server()
@@ -251,12 +258,18 @@ def main():
     other_pairs = max(hits["probe_exit"][0] - decode_hits - sample_hits, 0)
     other_entries = max(hits["probe_enter"][0] - decode_hits - sample_hits - other_pairs, 0)
     per_token_us = 1e6 / tps["A"]
+    # the sync sites as uprobe sessions: a claiming call (one per step) runs the program at
+    # entry and return, every other call at entry only
+    sync_us = (rows[6][3] - rows[6][2]) / 1000  # a sync that is not its context's first
+    claims = min(decode_hits, hits["probe_session"][0] / 2)
+    others = max(hits["probe_session"][0] - 2 * claims, 0)
     cost = (decode_hits * decode_us + sample_hits * sample_us + other_entries * entry_us +
-            other_pairs * sample_us)
+            other_pairs * sample_us + claims * claim_us + others * sync_us)
     print("== cross-check: hits per token x cost per hit / wall time per token")
     print(f"   ({decode_hits:.3f} decode x {decode_us:.2f} + {sample_hits:.3f} sampler x {sample_us:.2f} + "
           f"{other_entries:.3f} other entries x {entry_us:.2f} + {other_pairs:.3f} other entry/return "
-          f"pairs x {sample_us:.2f}) us / {per_token_us:.0f} us = {cost / per_token_us * 100:.3f}% "
+          f"pairs x {sample_us:.2f} + {claims:.3f} claiming syncs x {claim_us:.2f} + {others:.3f} "
+          f"other syncs x {sync_us:.2f}) us / {per_token_us:.0f} us = {cost / per_token_us * 100:.3f}% "
           f"expected overhead (ratio {1 - cost / per_token_us:.4f})")
 
 
