@@ -132,7 +132,7 @@ llmtap: $(USER_OBJS) $(PB_OBJS)
 # Unit tests link only the modules they test: none of them needs the BPF toolchain.
 o = $(patsubst %,$(OUTPUT)/user/%.o,$(1))
 UNIT_PB := $(PB_OBJS)
-$(OUTPUT)/tests/test_correlate: $(call o,model/correlate model/generation model/telemetry model/metrics model/hist \
+$(OUTPUT)/tests/test_correlate: $(call o,model/correlate model/generation model/stepsync model/telemetry model/metrics model/hist \
 	model/route probe/event target/resource target/proc lib/clock lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_elfsym: $(call o,target/elfsym)
 $(OUTPUT)/tests/test_event: $(call o,probe/event lib/text)
@@ -156,6 +156,7 @@ $(OUTPUT)/tests/test_resource: $(call o,target/resource target/proc lib/text lib
 $(OUTPUT)/tests/test_route: $(call o,model/route)
 $(OUTPUT)/tests/test_router: $(call o,target/router target/target target/sites target/elfsym \
 	target/gguf target/proc lib/text lib/util)
+$(OUTPUT)/tests/test_stepsync: $(call o,model/stepsync)
 $(OUTPUT)/tests/test_select: $(call o,target/select target/ldd target/proc export/prom_text \
 	model/metrics model/hist lib/json lib/text lib/util)
 $(OUTPUT)/tests/test_telemetry: $(call o,model/telemetry model/metrics model/hist model/route \
@@ -203,7 +204,7 @@ $(FUZZ)/obj/proto/%.pb-c.o: $(OUTPUT)/proto/%.pb-c.c | $(PB_HDRS)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) $(INCLUDES) -c $< -o $@
 
 $(FUZZ)/fuzz_elf: $(call fo,target/elfsym)
-$(FUZZ)/fuzz_events: $(call fo,model/correlate model/generation model/layercheck model/telemetry model/metrics model/hist \
+$(FUZZ)/fuzz_events: $(call fo,model/correlate model/generation model/stepsync model/layercheck model/telemetry model/metrics model/hist \
 	model/route probe/event target/resource target/proc sink/sink_json sink/sink_trace \
 	export/otlp_encode lib/clock lib/json lib/text lib/util) $(FUZZ_PB)
 $(FUZZ)/fuzz_gguf: $(call fo,target/gguf)

@@ -73,6 +73,13 @@ struct entry {
 	__s32 sample_seq;
 	__u32 sample_flags;
 	__u32 sample_depth;
+	/* the synchronizing call in flight that ends its context's step */
+	__u64 sync_ctx;
+	__u64 sync_step_end;
+	__u64 sync_ns;
+	__u64 sync_nivcsw;
+	__u32 sync_op;
+	__u32 sync_depth;
 };
 
 struct scan_buf {
@@ -102,6 +109,24 @@ struct {
 	__type(key, int);
 	__type(value, struct entry);
 } entries SEC(".maps");
+
+/*
+ * Per context: the return time of its last step while no synchronizing call
+ * has claimed it yet (0 once claimed). Set at a step's return, after its
+ * record is out, so a sync record always follows the step it ends.
+ */
+struct unsynced_key {
+	__u32 pid;
+	__u32 _pad;
+	__u64 ctx;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct unsynced_key);
+	__type(value, __u64);
+} unsynced SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -420,6 +445,9 @@ static __always_inline int step_exit(struct pt_regs *regs, __u32 op)
 
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), wakeup_flags()))
 		stat_inc(LLMTAP_STAT_RB_LOST);
+	/* the step's outputs await their context's next synchronizing call */
+	bpf_map_update_elem(&unsynced, &(struct unsynced_key){ .pid = id >> 32, .ctx = e->ctx },
+			    &end_ns, BPF_ANY);
 out:
 	e->start_ns = 0; /* consumed */
 	return 0;
@@ -507,6 +535,80 @@ static __always_inline int sample_exit(struct pt_regs *ctx, __u32 op)
 		return 0;
 	return sample_emit(e->sample_ctx, e->sample_ns, end_ns, e->sample_idx, e->sample_seq,
 			   e->sample_flags, (__s32)PT_REGS_RC(ctx));
+}
+
+/*
+ * ---- sync: a context's first synchronizing call after a step ----
+ * Entry: unless this call claims its context's unsynced step (the first since
+ * that step returned), nothing but a map lookup; calls nested in a claiming
+ * one are counted. Return: the claiming call's return emits one record.
+ * The entry returns 1 when the call's return has nothing to do: a uprobe
+ * session then skips it (the classic programs ignore the value).
+ */
+static __always_inline int sync_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	struct unsynced_key key = { .pid = bpf_get_current_pid_tgid() >> 32 };
+	struct entry *e = thread_entry(false);
+	__u64 *unsynced_end, step_end;
+
+	if (e && e->sync_depth) { /* nested in a claiming call: its return counts down */
+		e->sync_depth++;
+		return 0;
+	}
+	key.ctx = PT_REGS_PARM1(ctx);
+	unsynced_end = bpf_map_lookup_elem(&unsynced, &key);
+	if (!unsynced_end || !(step_end = *unsynced_end))
+		return 1;
+	/* another thread may read the same context's outputs: one claim wins */
+	if (__sync_val_compare_and_swap(unsynced_end, step_end, 0) != step_end)
+		return 1;
+	if (!e)
+		e = thread_entry(true);
+	if (!e) {
+		stat_inc(LLMTAP_STAT_ENTRY_FULL);
+		return 1;
+	}
+	e->sync_ctx = key.ctx;
+	e->sync_step_end = step_end;
+	e->sync_op = op;
+	e->sync_depth = 1;
+	e->sync_nivcsw = bpf_get_current_task_btf()->nivcsw;
+	e->sync_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+static __always_inline int sync_exit(struct pt_regs *ctx, __u32 op)
+{
+	__u64 end_ns = bpf_ktime_get_ns();
+	struct entry *e = thread_entry(false);
+	struct llmtap_sync_event *ev;
+
+	if (!e || !e->sync_depth || --e->sync_depth)
+		return 0;
+	ev = small_reserve(sizeof(*ev), LLMTAP_EV_SYNC);
+	if (!ev)
+		return 0;
+	ev->ctx = e->sync_ctx;
+	ev->step_end_ns = e->sync_step_end;
+	ev->start_ns = e->sync_ns;
+	ev->end_ns = end_ns;
+	ev->op = e->sync_op;
+	/* an involuntary switch inside the call: its duration is not (only) a wait */
+	ev->flags = bpf_get_current_task_btf()->nivcsw != e->sync_nivcsw ? LLMTAP_SYNC_PREEMPTED : 0;
+	bpf_ringbuf_submit(ev, wakeup_flags());
+	return 0;
+}
+
+/*
+ * llama_get_logits_ith(ctx, i): a sampling site where the loader chose it for
+ * the sampling layer (cookie flag LLMTAP_COOKIE_SAMPLE: one record per read,
+ * at entry, as an entry-only row), and a synchronizing call everywhere.
+ */
+static __always_inline int logits_enter(struct pt_regs *ctx, __u32 op, bool entry_only)
+{
+	if (bpf_get_attach_cookie(ctx) & LLMTAP_COOKIE_SAMPLE)
+		sample_enter(ctx, op, true);
+	return sync_enter(ctx, LLMTAP_SYNC_LOGITS_ITH, false);
 }
 
 /* ---- small records: KV edits, llama-server lifecycle, HTTP ---- */
@@ -951,10 +1053,12 @@ static __always_inline int none_exit(struct pt_regs *ctx, __u32 op)
 SEC("uprobe")
 int probe_enter(struct pt_regs *ctx)
 {
-	switch (bpf_get_attach_cookie(ctx)) {
+	switch (bpf_get_attach_cookie(ctx) & LLMTAP_COOKIE_SITE) {
 #define SITE(id, label, layer, need, probe, enter, exit, op, ...)                                  \
 	case SITE_##id:                                                                            \
-		return HAS_ENTRY(probe) ? enter##_enter(ctx, op, !HAS_RETURN(probe)) : 0;
+		if (HAS_ENTRY(probe))                                                              \
+			enter##_enter(ctx, op, !HAS_RETURN(probe));                                \
+		return 0;
 #include "llmtap_sites.def"
 #undef SITE
 	}
@@ -964,7 +1068,7 @@ int probe_enter(struct pt_regs *ctx)
 SEC("uretprobe")
 int probe_exit(struct pt_regs *ctx)
 {
-	switch (bpf_get_attach_cookie(ctx)) {
+	switch (bpf_get_attach_cookie(ctx) & LLMTAP_COOKIE_SITE) {
 #define SITE(id, label, layer, need, probe, enter, exit, op, ...)                                  \
 	case SITE_##id:                                                                            \
 		return HAS_RETURN(probe) ? exit##_exit(ctx, op) : 0;
@@ -972,4 +1076,31 @@ int probe_exit(struct pt_regs *ctx)
 #undef SITE
 	}
 	return 0;
+}
+
+/*
+ * The SESSION sites where the kernel has uprobe sessions (Linux 6.13): one
+ * program for entry and return; the entry handler's value decides whether the
+ * return runs (0) or not. Not loaded where the kernel has none (the loader
+ * turns its autoload off): its sites then get probe_enter and probe_exit.
+ */
+extern bool bpf_session_is_return(void) __ksym __weak;
+
+#define IS_SESSION(probe) ((PROBE_##probe) & PROBE_SESSION_BIT)
+
+SEC("uprobe")
+int probe_session(struct pt_regs *ctx)
+{
+	bool ret = bpf_session_is_return();
+
+	switch (bpf_get_attach_cookie(ctx) & LLMTAP_COOKIE_SITE) {
+#define SITE(id, label, layer, need, probe, enter, exit, op, ...)                                  \
+	case SITE_##id:                                                                            \
+		if (!IS_SESSION(probe))                                                            \
+			return 1;                                                                  \
+		return ret ? exit##_exit(ctx, op) : enter##_enter(ctx, op, false);
+#include "llmtap_sites.def"
+#undef SITE
+	}
+	return 1;
 }

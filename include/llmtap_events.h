@@ -30,6 +30,7 @@ enum llmtap_event_kind {
 	LLMTAP_EV_SERVER = 4, /* llama-server task and slot lifecycle */
 	LLMTAP_EV_HTTP = 5,   /* llama-server HTTP request handling */
 	LLMTAP_EV_CALL = 6,   /* a timed library call: state save/load, model load, ... */
+	LLMTAP_EV_SYNC = 7,   /* a context's first synchronizing call after a step */
 };
 
 #define LLMTAP_ADDR_LEN 48
@@ -240,6 +241,37 @@ struct llmtap_call_event {
 	__u32 cparams_len; /* bytes of cparams read: 0 none */
 	__u32 _pad2;
 	__u8 cparams[LLMTAP_CPARAMS_LEN];
+};
+
+/* which synchronizing call (the op of a sync site's row) */
+enum llmtap_sync_op {
+	LLMTAP_SYNC_SYNCHRONIZE = 0, /* llama_synchronize(ctx) */
+	LLMTAP_SYNC_LOGITS,          /* llama_get_logits(ctx) */
+	LLMTAP_SYNC_LOGITS_ITH,      /* llama_get_logits_ith(ctx, i) */
+	LLMTAP_SYNC_EMBD,            /* llama_get_embeddings(ctx) */
+	LLMTAP_SYNC_EMBD_ITH,        /* llama_get_embeddings_ith(ctx, i) */
+	LLMTAP_SYNC_EMBD_SEQ,        /* llama_get_embeddings_seq(ctx, seq) */
+	LLMTAP_SYNC_OP_MAX,
+};
+
+enum llmtap_sync_flags {
+	LLMTAP_SYNC_PREEMPTED = 1 << 0, /* the thread was preempted inside the call */
+};
+
+/*
+ * The first synchronizing call on a context since its last llama_decode /
+ * llama_encode returned: the step's asynchronous work is over when it returns.
+ */
+struct llmtap_sync_event {
+	struct llmtap_hdr hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 ctx;
+	__u64 step_end_ns; /* the return of the step it ends (that step's end_ns) */
+	__u64 start_ns;    /* the call's entry */
+	__u64 end_ns;      /* its return */
+	__u32 op;          /* enum llmtap_sync_op */
+	__u32 flags;       /* enum llmtap_sync_flags */
 };
 
 /* bpf/exec.bpf.c: a process exec'd (the daemon's watcher; its own ring buffer) */

@@ -20,7 +20,12 @@ enum llmtap_probe_policy {
 	PROBE_ENTRY = 1,  /* entry only */
 	PROBE_RETURN = 2, /* return only */
 	PROBE_BOTH = 3,   /* entry and return */
+	/* entry and return, as one uprobe session where the kernel has them (Linux 6.13,
+	 * uprobe_multi links): the return probe runs only when the entry handler asks
+	 * (returns 0), so a call the entry ignores costs no return trampoline */
+	PROBE_SESSION = 7,
 };
+#define PROBE_SESSION_BIT 4
 
 /* Whether the site's layer needs it (see target_layer_found). */
 enum llmtap_site_need {
@@ -36,7 +41,10 @@ enum llmtap_site {
 	SITE_MAX,
 };
 
-/* A probe's cookie is its site id; the upper bits are kept free. */
+/* A probe's cookie is its site id; the upper bits are kept free but for these flags. */
 _Static_assert(SITE_MAX < 256, "site ids fit the cookie's low byte");
+#define LLMTAP_COOKIE_SITE 0xffull
+/* a row serving two jobs: the loader chose this probe for its (sampling) layer */
+#define LLMTAP_COOKIE_SAMPLE (1ull << 8)
 
 #endif /* LLMTAP_SITES_H */

@@ -24,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_COST = os.path.join(ROOT, ".output", "probe-cost")
 # the same target with a common_sampler_sample (probed on entry and return) as its sampler
 PROBE_COST_COMMON = os.path.join(ROOT, ".output", "probe-cost-common")
-# and with llama_get_logits_ith (entry only): an embedder that samples on its own
+# and with llama_get_logits_ith (sampling at entry, and a sync site): an embedder that
+# samples on its own
 PROBE_COST_LOGITS = os.path.join(ROOT, ".output", "probe-cost-logits")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "16"))
@@ -60,13 +61,13 @@ def first_instruction(binary, symbol):
     return "?"
 
 
-def probe_cost_once(calls, n_tokens, n_seqs, traced, what="decode"):
+def probe_cost_once(calls, n_tokens, n_seqs, traced, what="decode", args=()):
     exe = {"common-sample": PROBE_COST_COMMON, "logits-sample": PROBE_COST_LOGITS}.get(what, PROBE_COST)
     p = subprocess.Popen([exe, str(calls), str(n_tokens), str(n_seqs),
                           "sample" if what.endswith("-sample") else what],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     pid = int(p.stdout.readline())
-    tr = Tracer(pid, ["--no-steps"]).wait_attached() if traced else None
+    tr = Tracer(pid, ["--no-steps", *args]).wait_attached() if traced else None
     p.stdin.write("go\n")
     p.stdin.flush()
     ns = float(p.stdout.readline())
@@ -84,11 +85,14 @@ def bench_probe_cost():
     print(f"   llama_sampler_sample+0 is `{first_instruction(PROBE_COST, 'llama_sampler_sample')}`")
     common = "_Z21common_sampler_sampleP14common_samplerP13llama_contextib"
     print(f"   common_sampler_sample+0 is `{first_instruction(PROBE_COST_COMMON, common)}`")
+    print(f"   llama_synchronize+0 is `{first_instruction(PROBE_COST, 'llama_synchronize')}` "
+          "(libllama's: a jmp to llama_context::synchronize@plt)")
     rows = []
     for what, n_tokens, n_seqs, calls in (("decode", 1, 1, 200000), ("decode", 4, 4, 200000),
                                           ("decode", 512, 1, 20000), ("sample", 1, 1, 200000),
                                           ("common-sample", 1, 1, 200000),
-                                          ("logits-sample", 1, 1, 200000)):
+                                          ("logits-sample", 1, 1, 200000),
+                                          ("sync", 1, 1, 200000)):
         base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False, what)[0]
                                  for _ in range(3))
         runs = [probe_cost_once(calls, n_tokens, n_seqs, True, what) for _ in range(3)]
@@ -98,22 +102,40 @@ def bench_probe_cost():
         if what == "decode":
             label = f"llama_decode, batch {n_tokens:4d} tokens / {n_seqs} seq"
             count = f"llmtap saw {seen['steps']} of {calls} calls"
+        elif what == "sync":
+            label = "llama_synchronize, not its context's first"
+            count = f"{calls} calls after one step, the first claimed it"
         else:
             label = {"sample": "llama_sampler_sample (entry only)",
                      "common-sample": "common_sampler_sample (entry + return)",
-                     "logits-sample": "llama_get_logits_ith (entry only)"}[what]
+                     "logits-sample": "llama_get_logits_ith (sampling + sync)"}[what]
             count = f"llmtap saw {seen['sampled_tokens']} of {calls} samples"
             if what == "logits-sample":  # one batch read again and again: one token
                 count = f"{calls} reads of one batch's output, llmtap counted {seen['sampled_tokens']} token"
         print(f"   {label:42s}: untraced {base:8.1f} ns/call, traced {traced:8.1f} ns/call -> "
               f"{(traced - base) / 1000:6.2f} us per hit ({count}, lost {seen['lost_events']})")
-    return rows
+    # a sync that claims its step: a step and its sync minus a step alone, both with a
+    # ring buffer that holds every record (a full one makes the step cheaper, and the sync
+    # record of a lost step has nothing to end)
+    pair = {}
+    for what in ("decode", "decode-sync"):
+        base = statistics.median(probe_cost_once(20000, 1, 1, False, what)[0] for _ in range(3))
+        runs = [probe_cost_once(20000, 1, 1, True, what, ["--ringbuf-size=64M"]) for _ in range(3)]
+        pair[what] = (statistics.median(r[0] for r in runs) - base) / 1000
+        seen = runs[-1][1]
+    claim_us = pair["decode-sync"] - pair["decode"]
+    print(f"   {'a first llama_synchronize (claims the step)':42s}: {claim_us:6.2f} us per hit "
+          f"(a step and its sync {pair['decode-sync']:.2f} us minus a step {pair['decode']:.2f} us; "
+          f"llmtap saw {seen['steps']} of 20000 steps, {seen['step_compute_duration_s']['count']} "
+          f"with a compute time, lost {seen['lost_events']})")
+    return rows, claim_us
 
 
 def bpf_prog_stats():
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
     return {p["name"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0))
-            for p in json.loads(out or "[]") if p.get("name") in ("probe_enter", "probe_exit")}
+            for p in json.loads(out or "[]")
+            if p.get("name") in ("probe_enter", "probe_exit", "probe_session")}
 
 
 def count_hits(srv):
@@ -130,7 +152,10 @@ def count_hits(srv):
         with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
             f.write("0")
     hits = {}
-    for name in ("probe_enter", "probe_exit"):
+    for name in ("probe_enter", "probe_exit", "probe_session"):
+        if name not in after:  # no uprobe sessions on this kernel: the sync sites are in the others
+            hits[name] = (0.0, 0.0)
+            continue
         n = after[name][0] - before[name][0]
         hits[name] = (n / tokens, (after[name][1] - before[name][1]) / max(n, 1))
     return hits
@@ -210,7 +235,10 @@ def bench_server():
           f"{lt_samples / lt_tokens:.3f} sampler (llmtap's own counts)")
     print(f"   all probes, counted in one more traced run with kernel.bpf_stats_enabled: "
           f"{hits['probe_enter'][0]:.3f} entry and {hits['probe_exit'][0]:.3f} return hits per token, "
-          f"BPF time {hits['probe_enter'][1]:.0f} / {hits['probe_exit'][1]:.0f} ns per hit")
+          f"BPF time {hits['probe_enter'][1]:.0f} / {hits['probe_exit'][1]:.0f} ns per hit; "
+          f"{hits['probe_session'][0]:.3f} uprobe session runs per token (the sync sites: "
+          f"an entry each, and a return for the call that claims a step), "
+          f"BPF time {hits['probe_session'][1]:.0f} ns per run")
     return tps, cpt, lt_steps / lt_tokens, lt_samples / lt_tokens, hits
 
 
@@ -218,7 +246,7 @@ def main():
     for f in (LLMTAP, PROBE_COST, PROBE_COST_COMMON):
         if not os.access(f, os.X_OK):
             raise SystemExit(f"bench: {f} is missing; run `make bench`")
-    rows = bench_probe_cost()
+    rows, claim_us = bench_probe_cost()
     if ROUNDS <= 0:
         return
     tps, cpt, decode_hits, sample_hits, hits = bench_server()
@@ -230,12 +258,18 @@ def main():
     other_pairs = max(hits["probe_exit"][0] - decode_hits - sample_hits, 0)
     other_entries = max(hits["probe_enter"][0] - decode_hits - sample_hits - other_pairs, 0)
     per_token_us = 1e6 / tps["A"]
+    # the sync sites as uprobe sessions: a claiming call (one per step) runs the program at
+    # entry and return, every other call at entry only
+    sync_us = (rows[6][3] - rows[6][2]) / 1000  # a sync that is not its context's first
+    claims = min(decode_hits, hits["probe_session"][0] / 2)
+    others = max(hits["probe_session"][0] - 2 * claims, 0)
     cost = (decode_hits * decode_us + sample_hits * sample_us + other_entries * entry_us +
-            other_pairs * sample_us)
+            other_pairs * sample_us + claims * claim_us + others * sync_us)
     print("== cross-check: hits per token x cost per hit / wall time per token")
     print(f"   ({decode_hits:.3f} decode x {decode_us:.2f} + {sample_hits:.3f} sampler x {sample_us:.2f} + "
           f"{other_entries:.3f} other entries x {entry_us:.2f} + {other_pairs:.3f} other entry/return "
-          f"pairs x {sample_us:.2f}) us / {per_token_us:.0f} us = {cost / per_token_us * 100:.3f}% "
+          f"pairs x {sample_us:.2f} + {claims:.3f} claiming syncs x {claim_us:.2f} + {others:.3f} "
+          f"other syncs x {sync_us:.2f}) us / {per_token_us:.0f} us = {cost / per_token_us * 100:.3f}% "
           f"expected overhead (ratio {1 - cost / per_token_us:.4f})")
 
 

@@ -12,6 +12,11 @@
  * Built with -DPROBE_COMMON_SAMPLER, "sample" calls a common_sampler_sample
  * instead (llama.cpp's own tools' sampler, probed on entry and return); with
  * -DPROBE_LOGITS, llama_get_logits_ith (an embedder's own sampler, entry only).
+ *
+ *   probe-cost N_CALLS N_TOKENS N_SEQS sync|decode-sync
+ *       sync: one decode, then N_CALLS llama_synchronize (the first claims the
+ *       step, every other one is a call that is not its context's first);
+ *       decode-sync: N_CALLS times a decode and the llama_synchronize that ends it
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -85,6 +90,18 @@ float *llama_get_logits_ith(void *ctx, int32_t idx)
 #define SAMPLE(s, ctx, idx) llama_sampler_sample(s, ctx, idx)
 #endif
 
+/* llama_synchronize(ctx): in libllama a tail call (jmp) to llama_context::synchronize */
+__attribute__((noinline)) void context_synchronize(void *ctx)
+{
+	__asm__ volatile("" : : "r"(ctx) : "memory");
+}
+
+__attribute__((noinline, used, visibility("default")))
+void llama_synchronize(void *ctx)
+{
+	context_synchronize(ctx);
+}
+
 static double now_ns(void)
 {
 	struct timespec ts;
@@ -96,18 +113,22 @@ static double now_ns(void)
 int main(int argc, char **argv)
 {
 	long calls, n, seqs;
-	bool sample;
+	bool sample, sync, decode_sync;
 	struct llama_batch b;
 	char line[16];
 	double t0, t1;
 
 	if (argc < 4 || argc > 5 || (calls = atol(argv[1])) <= 0 || (n = atol(argv[2])) <= 0 ||
 	    (seqs = atol(argv[3])) <= 0 || seqs > n ||
-	    (argc == 5 && strcmp(argv[4], "decode") && strcmp(argv[4], "sample"))) {
-		fprintf(stderr, "usage: probe-cost N_CALLS N_TOKENS N_SEQS [decode|sample] (N_SEQS <= N_TOKENS)\n");
+	    (argc == 5 && strcmp(argv[4], "decode") && strcmp(argv[4], "sample") &&
+	     strcmp(argv[4], "sync") && strcmp(argv[4], "decode-sync"))) {
+		fprintf(stderr, "usage: probe-cost N_CALLS N_TOKENS N_SEQS [decode|sample|sync|decode-sync] "
+				"(N_SEQS <= N_TOKENS)\n");
 		return 2;
 	}
 	sample = argc == 5 && !strcmp(argv[4], "sample");
+	sync = argc == 5 && !strcmp(argv[4], "sync");
+	decode_sync = argc == 5 && !strcmp(argv[4], "decode-sync");
 	b.n_tokens = (int32_t)n;
 	b.token = calloc((size_t)n, sizeof(*b.token));
 	b.embd = NULL;
@@ -132,7 +153,20 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (!fgets(line, sizeof(line), stdin))
 		return 1;
-	if (sample) {
+	if (sync) {
+		llama_decode(&b, b); /* the step the first call claims */
+		t0 = now_ns();
+		for (long i = 0; i < calls; i++)
+			llama_synchronize(&b);
+		t1 = now_ns();
+	} else if (decode_sync) {
+		t0 = now_ns();
+		for (long i = 0; i < calls; i++) {
+			llama_decode(&b, b);
+			llama_synchronize(&b);
+		}
+		t1 = now_ns();
+	} else if (sample) {
 		llama_decode(&b, b); /* the batch the sampler's outputs come from */
 		t0 = now_ns();
 		for (long i = 0; i < calls; i++)

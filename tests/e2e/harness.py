@@ -160,7 +160,7 @@ def bpf_program_ids():
     """The ids of the BPF programs loaded on the host that are llmtap's by name (any llmtap's)."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
     return {p["id"] for p in json.loads(out.stdout or "[]")
-            if p.get("name", "") in ("probe_enter", "probe_exit", "on_exec")}
+            if p.get("name", "") in ("probe_enter", "probe_exit", "probe_session", "on_exec")}
 
 
 class Tracer:

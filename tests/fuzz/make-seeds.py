@@ -106,6 +106,14 @@ two = (http(0, 10 * MS, 40001, 8080, b"::1", tid=21) + http(1, 11 * MS, 0, 0, b"
        + call(1, 20 * MS, 4096, b"/tmp/slot.bin", seq=1) + http(2, 21 * MS, 500, tid=21)
        + http(3, 22 * MS, 0, tid=21))
 put("events", "error-and-cache", two)
+# a step's compute time: a sync that waited, a second step first, a sync for a step gone
+def sync(step_ts, start, end, flags=0, op=0):
+    body = struct.pack("<IIQQQQII", 7, 1, 0xc0, step_ts + 2000000, start, end, op, flags)
+    return rec(hdr(7, 8 + len(body)) + body)
+syncs = (step(14 * MS, [(0, 7, 0)]) + sync(14 * MS, 16 * MS, 19 * MS)
+         + step(20 * MS, [(0, 1, 7)]) + step(23 * MS, [(0, 1, 8)]) + sync(20 * MS, 26 * MS, 26 * MS)
+         + sync(23 * MS, 26 * MS, 30 * MS, 1, 2) + step(31 * MS, [(0, 1, 9)]))
+put("events", "step-sync", syncs)
 
 # ---- proc: maps lines, cgroup texts, a stat line
 put("proc", "maps", "55d0c0a00000-55d0c0a21000 r--p 00000000 08:01 1311031 /usr/bin/llama-server\n"

@@ -9,6 +9,7 @@
 #include "llmtap_sites.h"
 #include "lib/util.h"
 #include "model/generation.h"
+#include "model/stepsync.h"
 #include "model/telemetry.h"
 
 #define MAX_THREADS 256      /* HTTP worker threads followed at once */
@@ -85,6 +86,7 @@ struct http_thread {
 
 struct correlator {
 	struct telemetry *tm;
+	struct stepsync *sync; /* steps wait here for their compute time (stepsync.h) */
 	unsigned int layers; /* attached and believed: 1 << enum llmtap_layer */
 	bool stop_checks;    /* SITE_SRV_STOP_CHECK is probed */
 	bool n_predict_bad;  /* a task outran the n_predict read for it: the offset is wrong */
@@ -131,6 +133,12 @@ struct correlator {
 
 static void on_gen_closed(void *arg, const struct gen *g);
 
+/* A step whose compute time is known (or unknown for good) goes to the telemetry. */
+static void step_out(void *tm, const struct step *s)
+{
+	telemetry_step(tm, s);
+}
+
 struct correlator *correlator_new(struct telemetry *tm, unsigned int layers)
 {
 	struct correlator *c = calloc(1, sizeof(*c));
@@ -140,7 +148,10 @@ struct correlator *correlator_new(struct telemetry *tm, unsigned int layers)
 	c->tm = tm;
 	c->layers = layers;
 	c->gens = gen_tracker_new(on_gen_closed, c);
-	if (!c->gens) {
+	c->sync = stepsync_new(step_out, tm);
+	if (!c->gens || !c->sync) {
+		gen_tracker_free(c->gens);
+		stepsync_free(c->sync);
 		free(c);
 		return NULL;
 	}
@@ -1121,7 +1132,10 @@ void correlator_event(struct correlator *c, struct event *ev)
 	switch (ev->kind) {
 	case LLMTAP_EV_STEP:
 		on_step(c, &ev->step); /* fills the step's request_ids */
-		telemetry_step(c->tm, &ev->step);
+		stepsync_step(c->sync, &ev->step); /* to the telemetry with its compute time */
+		break;
+	case LLMTAP_EV_SYNC:
+		stepsync_sync(c->sync, &ev->sync);
 		break;
 	case LLMTAP_EV_SAMPLE:
 		if (has_layer(c, LAYER_SAMPLING))
@@ -1163,12 +1177,14 @@ void correlator_tick(struct correlator *c, uint64_t now_ns, uint64_t lost_total)
 	c->tick_ns = c->now_ns;
 	gen_tracker_expire(c->gens, c->now_ns, GEN_IDLE_NS, GEN_QUIET_NS);
 	settle(c, false);
+	stepsync_tick(c->sync, now_ns);
 }
 
 void correlator_flush(struct correlator *c, uint64_t now_ns)
 {
 	if (now_ns > c->now_ns)
 		c->now_ns = now_ns;
+	stepsync_flush(c->sync);
 	gen_tracker_flush(c->gens);
 	settle(c, true);
 	while (c->open) {
@@ -1292,5 +1308,6 @@ void correlator_free(struct correlator *c)
 		free(r);
 	}
 	gen_tracker_free(c->gens);
+	stepsync_free(c->sync);
 	free(c);
 }

@@ -65,7 +65,14 @@ static const struct instrument instruments[M_INSTR_MAX] = {
 		"Generation time per request, first token to last", INSTR_HISTOGRAM,
 		H(genai_duration_bounds) },
 	[M_STEP_DURATION] = { "llmtap.engine.step.duration", "s",
-		"Duration of one llama_decode / llama_encode call", INSTR_HISTOGRAM, H(step_bounds) },
+		"Duration of one llama_decode / llama_encode call, entry to return: the step's submit "
+		"time (on an asynchronous backend the work may go on after it)", INSTR_HISTOGRAM,
+		H(step_bounds) },
+	[M_STEP_COMPUTE] = { "llmtap.engine.step.compute.duration", "s",
+		"Compute time of one engine step: from its llama_decode / llama_encode entry to the "
+		"end of its context's first synchronizing call when that call waited, else to the "
+		"call's return (CPU: the same as llmtap.engine.step.duration); steps whose compute "
+		"time is unknown record no point", INSTR_HISTOGRAM, H(step_bounds) },
 	[M_STEP_TOKENS] = { "llmtap.engine.batch.size", "{token}",
 		"Tokens in one engine step's batch", INSTR_HISTOGRAM, H(batch_bounds) },
 	[M_STEPS] = { "llmtap.engine.steps", "{step}", "Engine steps", INSTR_COUNTER, NULL, 0 },

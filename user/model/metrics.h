@@ -35,6 +35,7 @@ enum instr_id {
 	M_PREFILL_DURATION,    /* llmtap.request.prefill.duration */
 	M_GENERATION_DURATION, /* llmtap.request.generation.duration */
 	M_STEP_DURATION,       /* llmtap.engine.step.duration */
+	M_STEP_COMPUTE,        /* llmtap.engine.step.compute.duration */
 	M_STEP_TOKENS,         /* llmtap.engine.batch.size */
 	M_STEPS,               /* llmtap.engine.steps */
 	M_SAMPLE_DURATION,     /* llmtap.engine.sample.duration */

@@ -287,6 +287,10 @@ static void window_add(struct tm_window *w, const struct step *s)
 		w->by_kind[s->kind]++;
 	w->batch_mix[batch_class(s->n_tokens)]++;
 	hist_add(&w->duration_ns, s->end_ns - s->start_ns);
+	if (step_compute_known(s))
+		hist_add(&w->compute_ns, step_compute_ns(s));
+	else
+		w->compute_unknown++;
 	hist_add(&w->batch_tokens, n);
 }
 
@@ -325,6 +329,9 @@ static void metrics_step(struct telemetry *tm, const struct step *s)
 	snprintf(err, sizeof(err), "llama_decode_%d", s->ret);
 	metrics_record(&tm->metrics, M_STEP_DURATION, (double)(s->end_ns - s->start_ns) / 1e9,
 		       s->end_ns, "llmtap.step.op", op, "llmtap.step.kind", kind, NULL);
+	if (step_compute_known(s))
+		metrics_record(&tm->metrics, M_STEP_COMPUTE, (double)step_compute_ns(s) / 1e9,
+			       s->end_ns, "llmtap.step.op", op, "llmtap.step.kind", kind, NULL);
 	metrics_record(&tm->metrics, M_STEP_TOKENS, s->n_tokens > 0 ? s->n_tokens : 0, s->end_ns,
 		       "llmtap.step.op", op, NULL);
 	metrics_add(&tm->metrics, M_STEPS, 1, s->end_ns, "llmtap.step.op", op, "llmtap.step.kind",

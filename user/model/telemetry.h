@@ -50,7 +50,9 @@ struct tm_window {
 	uint64_t by_kind[STEP_KIND_MAX];
 	uint64_t batch_mix[BATCH_CLASSES];
 	uint64_t lost;           /* events lost (ring buffer full, missed entries) */
-	struct hist duration_ns; /* llmtap.engine.step.duration */
+	struct hist duration_ns; /* llmtap.engine.step.duration: submit, decode entry to return */
+	struct hist compute_ns;  /* llmtap.engine.step.compute.duration: the steps whose is known */
+	uint64_t compute_unknown; /* steps whose compute time is unknown (model/stepsync.h) */
 	struct hist batch_tokens;/* llmtap.engine.batch.size */
 	/* requests (llama-server's HTTP layer); a router's proxy copies are not requests */
 	uint64_t requests;

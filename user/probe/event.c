@@ -174,6 +174,9 @@ int event_decode(const void *data, size_t size, struct event *out)
 		if (out->call.cparams_len > sizeof(out->call.cparams))
 			out->call.cparams_len = 0;
 		return 0;
+	case LLMTAP_EV_SYNC:
+		ret = COPY_RECORD(out, data, size, sync);
+		return ret ? ret : out->sync.op < LLMTAP_SYNC_OP_MAX ? 0 : -EINVAL;
 	default:
 		return -EINVAL;
 	}
@@ -229,6 +232,12 @@ void event_print(FILE *out, const struct event *ev)
 			(unsigned long long)(ev->call.end_ns - ev->call.start_ns), ev->call.seq,
 			(long long)ev->call.ret, ev->call.params[0], ev->call.params[1],
 			ev->call.params[2], ev->call.params[3], ev->call.text);
+		break;
+	case LLMTAP_EV_SYNC:
+		fprintf(out, "sync tid=%u ctx=%#llx step_end=%llu t=%llu..%llu op=%u flags=%u\n",
+			ev->sync.tid, (unsigned long long)ev->sync.ctx,
+			(unsigned long long)ev->sync.step_end_ns, (unsigned long long)ev->sync.start_ns,
+			(unsigned long long)ev->sync.end_ns, ev->sync.op, ev->sync.flags);
 		break;
 	case LLMTAP_EV_HTTP:
 		fprintf(out, "http tid=%u t=%llu op=%u value=%d,%d s0=%s s1=%s\n", ev->http.tid,

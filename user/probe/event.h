@@ -36,6 +36,13 @@ struct step {
 	uint32_t n_runs;
 	struct llmtap_run runs[STEP_MAX_RUNS];  /* all the step's runs, over its records */
 	uint64_t request_ids[STEP_MAX_RUNS]; /* the request each run served, 0 = none (correlator) */
+	/*
+	 * When the step's work was done (model/stepsync.h): end_ns (the submit's
+	 * return) when its first synchronizing call did not wait, that call's return
+	 * when it did; 0 = unknown (no sync before its context's next step or the
+	 * next tick, or the sync was preempted). Filled before telemetry sees the step.
+	 */
+	uint64_t compute_end_ns;
 };
 
 /*
@@ -54,6 +61,17 @@ struct step_assembler {
 	uint64_t dropped; /* partial steps abandoned (their thread's last record never came) */
 };
 
+/* Whether a step's compute time is known, and that time (model/stepsync.h). */
+static inline bool step_compute_known(const struct step *s)
+{
+	return s->compute_end_ns && s->compute_end_ns >= s->end_ns;
+}
+
+static inline uint64_t step_compute_ns(const struct step *s)
+{
+	return step_compute_known(s) ? s->compute_end_ns - s->start_ns : 0;
+}
+
 /* Feed one decoded record: 1 with *out the whole step, 0 when more records follow. */
 int step_assemble(struct step_assembler *a, const struct step *rec, struct step *out);
 
@@ -67,6 +85,7 @@ struct event {
 		struct llmtap_srv_event srv;
 		struct llmtap_http_event http;
 		struct llmtap_call_event call;
+		struct llmtap_sync_event sync;
 	};
 };
 

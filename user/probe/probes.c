@@ -19,7 +19,8 @@ struct probes {
 	struct llmtap_bpf *skel;
 	struct ring_buffer *rb;
 	bool multi;                 /* uprobe_multi links (Linux 6.6+) */
-	int link_fds[2 * TARGET_MAX_FILES];
+	bool session;               /* uprobe sessions (Linux 6.13+) for the SESSION sites */
+	int link_fds[3 * TARGET_MAX_FILES];
 	int n_link_fds;
 	struct bpf_link *links[2 * SITE_MAX * TARGET_MAX_LOCS];
 	int n_links;
@@ -68,6 +69,9 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 #define BPF_TRACE_UPROBE_MULTI 48
 #endif
 #define UPROBE_MULTI_RETURN 1
+#ifndef BPF_TRACE_UPROBE_SESSION
+#define BPF_TRACE_UPROBE_SESSION 57
+#endif
 
 static bool uprobe_multi_supported(void)
 {
@@ -81,8 +85,27 @@ static bool uprobe_multi_supported(void)
 	return major > 6 || (major == 6 && minor >= 6);
 }
 
+/*
+ * uprobe sessions (Linux 6.13+, over uprobe_multi): a SESSION site's return probe
+ * runs only when its entry handler asks, so the calls it ignores cost an entry alone.
+ */
+static bool uprobe_session_supported(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (getenv("LLMTAP_NO_UPROBE_SESSION") || !uprobe_multi_supported())
+		return false;
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 13);
+}
+
+/* the links of one file: entries, returns, sessions */
+enum { DIR_ENTRY = 0, DIR_RETURN, DIR_SESSION, DIRS };
+
 static int uprobe_multi_link(int prog_fd, const char *path, const __u64 *offsets,
-			     const __u64 *cookies, __u32 cnt, bool retprobe, int pid)
+			     const __u64 *cookies, __u32 cnt, int dir, int pid)
 {
 	/* union bpf_attr's link_create, as Linux 6.6 lays it out */
 	struct {
@@ -95,22 +118,28 @@ static int uprobe_multi_link(int prog_fd, const char *path, const __u64 *offsets
 
 	memset(&attr, 0, sizeof(attr));
 	attr.prog_fd = (__u32)prog_fd;
-	attr.attach_type = BPF_TRACE_UPROBE_MULTI;
+	attr.attach_type = dir == DIR_SESSION ? BPF_TRACE_UPROBE_SESSION : BPF_TRACE_UPROBE_MULTI;
 	attr.path = (__u64)(uintptr_t)path;
 	attr.offsets = (__u64)(uintptr_t)offsets;
 	attr.cookies = (__u64)(uintptr_t)cookies;
 	attr.cnt = cnt;
-	attr.um_flags = retprobe ? UPROBE_MULTI_RETURN : 0;
+	attr.um_flags = dir == DIR_RETURN ? UPROBE_MULTI_RETURN : 0;
 	attr.pid = (__u32)pid;
 	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
 	return fd < 0 ? -errno : fd;
 }
 
+/* Whether a site is probed, and its probes' cookie (site id and flags). */
+struct site_want {
+	bool on;
+	__u64 cookie;
+};
+
 struct file_sites {
-	__u64 offsets[2][SITE_MAX * TARGET_MAX_LOCS]; /* [0] entries, [1] returns */
-	__u64 cookies[2][SITE_MAX * TARGET_MAX_LOCS];
-	enum llmtap_site sites[2][SITE_MAX * TARGET_MAX_LOCS];
-	__u32 n[2];
+	__u64 offsets[DIRS][SITE_MAX * TARGET_MAX_LOCS];
+	__u64 cookies[DIRS][SITE_MAX * TARGET_MAX_LOCS];
+	enum llmtap_site sites[DIRS][SITE_MAX * TARGET_MAX_LOCS];
+	__u32 n[DIRS];
 };
 
 static void add_site(struct file_sites *fs, int dir, __u64 offset, __u64 cookie,
@@ -125,12 +154,16 @@ static void add_site(struct file_sites *fs, int dir, __u64 offset, __u64 cookie,
 }
 
 /* Attach the wanted sites of file f. Returns 0 or -errno with err set. */
-static int attach_file_multi(struct probes *p, const struct target *t, int f, const bool *want,
-			     char *err, size_t errlen)
+static int attach_file_multi(struct probes *p, const struct target *t, int f,
+			     const struct site_want *want, char *err, size_t errlen)
 {
 	struct file_sites *fs = calloc(1, sizeof(*fs));
-	int prog[2] = { bpf_program__fd(p->skel->progs.probe_enter),
-			bpf_program__fd(p->skel->progs.probe_exit) };
+	static const char *const what[DIRS] = { "uprobes", "uretprobes", "uprobe sessions" };
+	/* returns before entries: an entry never lacks its return */
+	static const int order[DIRS] = { DIR_RETURN, DIR_SESSION, DIR_ENTRY };
+	int prog[DIRS] = { bpf_program__fd(p->skel->progs.probe_enter),
+			   bpf_program__fd(p->skel->progs.probe_exit),
+			   bpf_program__fd(p->skel->progs.probe_session) };
 	int ret = 0;
 
 	if (!fs)
@@ -138,32 +171,34 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 	for (int site = 0; site < SITE_MAX; site++) {
 		const struct site_info *si = site_info(site);
 
-		if (!want[site])
+		if (!want[site].on)
 			continue;
 		for (int i = 0; i < t->sites[site].n_locs; i++) {
 			const struct target_loc *loc = &t->sites[site].locs[i];
 
 			if (loc->file != f)
 				continue;
+			if (si->session && p->session) {
+				add_site(fs, DIR_SESSION, loc->offset, want[site].cookie, site);
+				continue;
+			}
 			if (si->entry)
-				add_site(fs, 0, loc->offset, site, site);
+				add_site(fs, DIR_ENTRY, loc->offset, want[site].cookie, site);
 			if (si->ret)
-				add_site(fs, 1, loc->offset, site, site);
+				add_site(fs, DIR_RETURN, loc->offset, want[site].cookie, site);
 		}
 	}
-	/* returns first: an entry never lacks its return */
-	for (int dir = 1; dir >= 0 && !ret; dir--) {
-		int fd;
+	for (int k = 0; k < DIRS && !ret; k++) {
+		int dir = order[k], fd;
 
 		if (!fs->n[dir])
 			continue;
 		fd = uprobe_multi_link(prog[dir], t->files[f].host, fs->offsets[dir],
-				       fs->cookies[dir], fs->n[dir], dir == 1, t->pid);
+				       fs->cookies[dir], fs->n[dir], dir, t->pid);
 		if (fd < 0) {
 			ret = fd;
 			snprintf(err, errlen, "cannot attach %u %s to %s (PID %d): %s", fs->n[dir],
-				 dir ? "uretprobes" : "uprobes", t->files[f].path, (int)t->pid,
-				 strerror(-fd));
+				 what[dir], t->files[f].path, (int)t->pid, strerror(-fd));
 			break;
 		}
 		p->link_fds[p->n_link_fds++] = fd;
@@ -178,7 +213,7 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f, co
 
 /* Without uprobe_multi: a perf-event link per site, location and direction. */
 static int attach_site_perf(struct probes *p, const struct target *t, enum llmtap_site site,
-			    char *err, size_t errlen)
+			    const struct site_want *want, char *err, size_t errlen)
 {
 	const struct site_info *si = site_info(site);
 	int before = p->n_links, e = 0;
@@ -187,7 +222,8 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum llmta
 		const struct target_loc *loc = &t->sites[site].locs[i];
 
 		for (int dir = 1; dir >= 0 && !e; dir--) {
-			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = dir == 1, .bpf_cookie = site);
+			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = dir == 1,
+				    .bpf_cookie = want[site].cookie);
 			struct bpf_link *link;
 
 			if (dir ? !si->ret : !si->entry)
@@ -221,19 +257,25 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum llmta
 /*
  * The sites to probe: llama_decode, and every site found of a layer that has
  * what it needs (target_layer_found); of a layer's ANY sites only the first
- * found, in table order.
+ * found, in table order, which gets LLMTAP_COOKIE_SAMPLE in its cookie. One
+ * ANY site serves a second job and is probed even when not chosen:
+ * llama_get_logits_ith is also a synchronizing call (llmtap_sites.def).
  */
-static void want_sites(const struct target *t, bool want[SITE_MAX])
+static void want_sites(const struct target *t, struct site_want want[SITE_MAX])
 {
 	bool any_taken[LAYER_MAX] = { false };
 
 	for (int site = 0; site < SITE_MAX; site++) {
 		const struct site_info *si = site_info(site);
 
-		want[site] = t->sites[site].found &&
-			     (site == SITE_DECODE || target_layer_found(t, si->layer));
-		if (want[site] && si->need == NEED_ANY) {
-			want[site] = !any_taken[si->layer];
+		want[site].cookie = (__u64)site;
+		want[site].on = t->sites[site].found &&
+				(site == SITE_DECODE || target_layer_found(t, si->layer));
+		if (want[site].on && si->need == NEED_ANY) {
+			if (!any_taken[si->layer])
+				want[site].cookie |= LLMTAP_COOKIE_SAMPLE;
+			else
+				want[site].on = site == SITE_SAMPLE_LOGITS;
 			any_taken[si->layer] = true;
 		}
 	}
@@ -242,7 +284,7 @@ static void want_sites(const struct target *t, bool want[SITE_MAX])
 int probes_open(const struct target *t, const struct probes_opts *opts, probes_event_fn fn,
 		void *arg, struct probes **out, char *err, size_t errlen)
 {
-	bool want[SITE_MAX];
+	struct site_want want[SITE_MAX];
 	struct probes *p;
 	int ret;
 
@@ -279,6 +321,12 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 		bpf_program__set_expected_attach_type(p->skel->progs.probe_enter, BPF_TRACE_UPROBE_MULTI);
 		bpf_program__set_expected_attach_type(p->skel->progs.probe_exit, BPF_TRACE_UPROBE_MULTI);
 	}
+	p->session = uprobe_session_supported();
+	if (p->session)
+		bpf_program__set_expected_attach_type(p->skel->progs.probe_session,
+						      BPF_TRACE_UPROBE_SESSION);
+	else /* its kfunc needs the session attach type: not loaded at all */
+		bpf_program__set_autoload(p->skel->progs.probe_session, false);
 	ret = llmtap_bpf__load(p->skel);
 	if (ret) {
 		snprintf(err, errlen,
@@ -289,16 +337,16 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 	want_sites(t, want);
 	/* the file with llama_decode first: it must attach, the others may fail */
 	ret = p->multi ? attach_file_multi(p, t, t->sites[SITE_DECODE].locs[0].file, want, err, errlen)
-		       : attach_site_perf(p, t, SITE_DECODE, err, errlen);
+		       : attach_site_perf(p, t, SITE_DECODE, want, err, errlen);
 	if (ret)
 		goto cleanup;
 	for (int i = 0; i < (p->multi ? t->n_files : SITE_MAX); i++) {
 		char why[512];
 
-		if (p->multi ? i == t->sites[SITE_DECODE].locs[0].file : (i == SITE_DECODE || !want[i]))
+		if (p->multi ? i == t->sites[SITE_DECODE].locs[0].file : (i == SITE_DECODE || !want[i].on))
 			continue;
 		if (p->multi ? attach_file_multi(p, t, i, want, why, sizeof(why))
-			     : attach_site_perf(p, t, i, why, sizeof(why)))
+			     : attach_site_perf(p, t, i, want, why, sizeof(why)))
 			fprintf(stderr, "llmtap: warning: %s; going on without it\n", why);
 	}
 	for (int l = 0; l < LAYER_MAX; l++) {

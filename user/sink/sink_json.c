@@ -62,6 +62,8 @@ static void json_window(FILE *out, const struct tm_window *w, int64_t off)
 			(unsigned long long)w->batch_mix[c]);
 	fprintf(out, "},\"lost_events\":%llu", (unsigned long long)w->lost);
 	json_hist(out, "step_duration_s", &w->duration_ns, 1e-9);
+	json_hist(out, "step_compute_duration_s", &w->compute_ns, 1e-9);
+	fprintf(out, ",\"step_compute_unknown\":%llu", (unsigned long long)w->compute_unknown);
 	json_hist(out, "batch_tokens", &w->batch_tokens, 1);
 	fprintf(out, ",\"requests\":%llu,\"failed_requests\":%llu,\"requests_by_route\":{",
 		(unsigned long long)w->requests, (unsigned long long)w->requests_failed);
@@ -175,10 +177,16 @@ static void json_step(void *self, const struct step *s, int64_t off)
 	fprintf(j->out,
 		"{\"type\":\"step\",\"op\":\"%s\",\"pid\":%u,\"tid\":%u,\"ctx\":\"0x%llx\","
 		"\"start_unix_nano\":%lld,\"duration_ns\":%llu,\"ret\":%d,\"kind\":\"%s\","
-		"\"n_tokens\":%d,\"n_seqs\":%u,\"n_outputs\":%u,\"flags\":%u,\"seqs\":[",
+		"\"n_tokens\":%d,\"n_seqs\":%u,\"n_outputs\":%u,\"flags\":%u",
 		step_op_name(s->op), s->pid, s->tid, (unsigned long long)s->ctx,
 		mono_to_unix_ns(s->start_ns, off), (unsigned long long)(s->end_ns - s->start_ns), s->ret,
 		step_kind_name(s->kind), s->n_tokens, s->n_seqs, s->n_outputs, s->flags);
+	/* duration_ns is the submit time; compute_ns null when unknown */
+	if (step_compute_known(s))
+		fprintf(j->out, ",\"compute_ns\":%llu,\"seqs\":[",
+			(unsigned long long)step_compute_ns(s));
+	else
+		fputs(",\"compute_ns\":null,\"seqs\":[", j->out);
 	for (uint32_t i = 0; i < s->n_runs; i++) {
 		const struct llmtap_run *r = &s->runs[i];
 

@@ -286,8 +286,12 @@ static void trace_step(void *self, const struct step *s, int64_t off __attribute
 	complete(t, TRACK_ENGINE, step_op_name(s->op), TRACE_CAT_STEP, s->start_ns, s->end_ns);
 	fprintf(t->out, ",\"args\":{" TRACE_KEY(TRACE_ARG_KIND) "\"%s\"," TRACE_KEY(TRACE_ARG_N_TOKENS)
 			"%d," TRACE_KEY(TRACE_ARG_N_SEQS) "%u," TRACE_KEY(TRACE_ARG_N_OUTPUTS) "%u,"
-			TRACE_KEY(TRACE_ARG_RET) "%d}}",
+			TRACE_KEY(TRACE_ARG_RET) "%d",
 		kind_name(s->kind), s->n_tokens, s->n_seqs, s->n_outputs, s->ret);
+	if (step_compute_known(s))
+		fprintf(t->out, "," TRACE_KEY(TRACE_ARG_COMPUTE_MS) "%.6f",
+			(double)step_compute_ns(s) / 1e6);
+	fputs("}}", t->out);
 	fprintf(begin(t), "{\"ph\":\"C\",\"pid\":%d,\"name\":" TRACE_STR(TRACE_BATCH_TOKENS)
 			  ",\"ts\":%.3f,\"args\":{" TRACE_KEY(TRACE_ARG_TOKENS) "%d}}",
 		t->pid, us(t, s->start_ns), s->n_tokens);

@@ -37,6 +37,8 @@
 #define TRACE_ARG_N_SEQS "n_seqs"
 #define TRACE_ARG_N_OUTPUTS "n_outputs"
 #define TRACE_ARG_RET "ret"
+#define TRACE_ARG_COMPUTE_MS "compute_ms" /* the step's compute time; absent: unknown
+					  * (the slice itself is the submit time) */
 #define TRACE_KIND_PREFILL "prefill"
 #define TRACE_KIND_GENERATE "generate"
 #define TRACE_KIND_MIXED "mixed"

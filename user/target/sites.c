@@ -13,6 +13,7 @@ static const struct site_info table[SITE_MAX] = {
 			.need = NEED_##need_,                                                     \
 			.entry = (PROBE_##probe & PROBE_ENTRY) != 0,                               \
 			.ret = (PROBE_##probe & PROBE_RETURN) != 0,                                \
+			.session = (PROBE_##probe & PROBE_SESSION_BIT) != 0,                       \
 			.why = why_,                                                               \
 			.alts = { __VA_ARGS__ } },
 #include "llmtap_sites.def"

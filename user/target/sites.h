@@ -21,6 +21,7 @@ struct site_info {
 	enum llmtap_site_need need;
 	bool entry;     /* probed at entry */
 	bool ret;       /* probed at return */
+	bool session;   /* entry and return as one uprobe session, where the kernel has them */
 	const char *why; /* why that policy */
 	struct site_alt alts[SITE_MAX_ALTS]; /* newest first; unused ones NULL */
 };
