@@ -765,9 +765,14 @@ static __always_inline int srv_stop_enter(struct pt_regs *ctx, __u32 op, bool en
 	struct stop_check sc = {
 		.ts_ns = bpf_ktime_get_ns(),
 		.full = (__u8)PT_REGS_PARM4(ctx) != 0,
-	};
+	}, *old = bpf_map_lookup_elem(&stop_checks, &k);
 
-	bpf_map_update_elem(&stop_checks, &k, &sc, BPF_ANY);
+	if (old) { /* the slot's every later check: written in place, no element swapped */
+		old->ts_ns = sc.ts_ns;
+		old->full = sc.full;
+	} else {
+		bpf_map_update_elem(&stop_checks, &k, &sc, BPF_ANY);
+	}
 	return 0;
 }
 

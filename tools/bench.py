@@ -27,6 +27,8 @@ PROBE_COST_COMMON = os.path.join(ROOT, ".output", "probe-cost-common")
 # and with llama_get_logits_ith (sampling at entry, and a sync site): an embedder that
 # samples on its own
 PROBE_COST_LOGITS = os.path.join(ROOT, ".output", "probe-cost-logits")
+# and with llama-server's server-layer sites: server_slot::find_stopping_strings
+PROBE_COST_SERVER = os.path.join(ROOT, ".output", "probe-cost-server")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "16"))
 N_PREDICT = int(os.environ.get("BENCH_N_PREDICT", "128"))
@@ -62,7 +64,8 @@ def first_instruction(binary, symbol):
 
 
 def probe_cost_once(calls, n_tokens, n_seqs, traced, what="decode", args=()):
-    exe = {"common-sample": PROBE_COST_COMMON, "logits-sample": PROBE_COST_LOGITS}.get(what, PROBE_COST)
+    exe = {"common-sample": PROBE_COST_COMMON, "logits-sample": PROBE_COST_LOGITS,
+           "stop": PROBE_COST_SERVER}.get(what, PROBE_COST)
     p = subprocess.Popen([exe, str(calls), str(n_tokens), str(n_seqs),
                           "sample" if what.endswith("-sample") else what],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -85,6 +88,8 @@ def bench_probe_cost():
     print(f"   llama_sampler_sample+0 is `{first_instruction(PROBE_COST, 'llama_sampler_sample')}`")
     common = "_Z21common_sampler_sampleP14common_samplerP13llama_contextib"
     print(f"   common_sampler_sample+0 is `{first_instruction(PROBE_COST_COMMON, common)}`")
+    stop = "_ZN11server_slot21find_stopping_stringsERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEEmb"
+    print(f"   server_slot::find_stopping_strings+0 is `{first_instruction(PROBE_COST_SERVER, stop)}`")
     print(f"   llama_synchronize+0 is `{first_instruction(PROBE_COST, 'llama_synchronize')}` "
           "(libllama's: a jmp to llama_context::synchronize@plt)")
     rows = []
@@ -92,7 +97,7 @@ def bench_probe_cost():
                                           ("decode", 512, 1, 20000), ("sample", 1, 1, 200000),
                                           ("common-sample", 1, 1, 200000),
                                           ("logits-sample", 1, 1, 200000),
-                                          ("sync", 1, 1, 200000)):
+                                          ("sync", 1, 1, 200000), ("stop", 1, 1, 200000)):
         base = statistics.median(probe_cost_once(calls, n_tokens, n_seqs, False, what)[0]
                                  for _ in range(3))
         runs = [probe_cost_once(calls, n_tokens, n_seqs, True, what) for _ in range(3)]
@@ -105,6 +110,9 @@ def bench_probe_cost():
         elif what == "sync":
             label = "llama_synchronize, not its context's first"
             count = f"{calls} calls after one step, the first claimed it"
+        elif what == "stop":
+            label = "find_stopping_strings (entry, a map update)"
+            count = f"{calls} checks, layers {seen['layers']}"
         else:
             label = {"sample": "llama_sampler_sample (entry only)",
                      "common-sample": "common_sampler_sample (entry + return)",

@@ -9,6 +9,8 @@ cc -O2 -g -fno-omit-frame-pointer -rdynamic -Wall -Wextra -Werror -DPROBE_COMMON
 	-o .output/probe-cost-common tools/probe-cost.c
 cc -O2 -g -fno-omit-frame-pointer -rdynamic -Wall -Wextra -Werror -DPROBE_LOGITS \
 	-o .output/probe-cost-logits tools/probe-cost.c
+cc -O2 -g -fno-omit-frame-pointer -rdynamic -Wall -Wextra -Werror -DPROBE_SERVER \
+	-o .output/probe-cost-server tools/probe-cost.c
 export LLAMA_SERVER_SHARED=${LLAMA_SERVER_SHARED:-$(tools/build-llama.sh shared)}
 export LLMTAP_MODEL=${LLMTAP_MODEL:-$(tools/make-model.sh)}
 export LLMTAP=${LLMTAP:-$PWD/llmtap}

@@ -102,6 +102,48 @@ void llama_synchronize(void *ctx)
 	context_synchronize(ctx);
 }
 
+#ifdef PROBE_SERVER
+/* the server layer's required sites, by their C++ names (never called here) */
+__attribute__((noinline, used, visibility("default")))
+int server_get_new_id(void *queue) __asm__("_ZN12server_queue10get_new_idEv");
+int server_get_new_id(void *queue)
+{
+	__asm__ volatile("" : : "r"(queue) : "memory");
+	return 1;
+}
+
+__attribute__((noinline, used, visibility("default")))
+void server_launch(void *ctx, void *slot, void *task)
+	__asm__("_ZN19server_context_impl21launch_slot_with_taskER11server_slotO11server_task");
+void server_launch(void *ctx, void *slot, void *task)
+{
+	__asm__ volatile("" : : "r"(ctx), "r"(slot), "r"(task) : "memory");
+}
+
+__attribute__((noinline, used, visibility("default")))
+void server_final(void *ctx, void *slot)
+	__asm__("_ZN19server_context_impl19send_final_responseER11server_slot");
+void server_final(void *ctx, void *slot)
+{
+	__asm__ volatile("" : : "r"(ctx), "r"(slot) : "memory");
+}
+
+/* server_slot::find_stopping_strings(this, text, last_token_size, is_full_stop) */
+__attribute__((noinline, used, visibility("default")))
+size_t find_stop(void *slot, const void *text, size_t last, bool full)
+	__asm__("_ZN11server_slot21find_stopping_stringsERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEEmb");
+size_t find_stop(void *slot, const void *text, size_t last, bool full)
+{
+	/* like the real one: a push first (it saves callee-saved registers) */
+#if defined(__x86_64__)
+	__asm__ volatile("" : : "r"(slot), "r"(text), "r"(full) : "memory", "rbx", "r15");
+#else
+	__asm__ volatile("" : : "r"(slot), "r"(text), "r"(full) : "memory");
+#endif
+	return last ? (size_t)-1 : 0;
+}
+#endif
+
 static double now_ns(void)
 {
 	struct timespec ts;
@@ -121,9 +163,9 @@ int main(int argc, char **argv)
 	if (argc < 4 || argc > 5 || (calls = atol(argv[1])) <= 0 || (n = atol(argv[2])) <= 0 ||
 	    (seqs = atol(argv[3])) <= 0 || seqs > n ||
 	    (argc == 5 && strcmp(argv[4], "decode") && strcmp(argv[4], "sample") &&
-	     strcmp(argv[4], "sync") && strcmp(argv[4], "decode-sync"))) {
-		fprintf(stderr, "usage: probe-cost N_CALLS N_TOKENS N_SEQS [decode|sample|sync|decode-sync] "
-				"(N_SEQS <= N_TOKENS)\n");
+	     strcmp(argv[4], "sync") && strcmp(argv[4], "decode-sync") && strcmp(argv[4], "stop"))) {
+		fprintf(stderr, "usage: probe-cost N_CALLS N_TOKENS N_SEQS "
+				"[decode|sample|sync|decode-sync|stop] (N_SEQS <= N_TOKENS)\n");
 		return 2;
 	}
 	sample = argc == 5 && !strcmp(argv[4], "sample");
@@ -153,7 +195,17 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (!fgets(line, sizeof(line), stdin))
 		return 1;
-	if (sync) {
+	if (argc == 5 && !strcmp(argv[4], "stop")) {
+#ifdef PROBE_SERVER
+		t0 = now_ns();
+		for (long i = 0; i < calls; i++)
+			find_stop(&b, &b, 1, i & 1); /* a whole check, then a partial one: a token */
+		t1 = now_ns();
+#else
+		fprintf(stderr, "probe-cost: built without -DPROBE_SERVER\n");
+		return 2;
+#endif
+	} else if (sync) {
 		llama_decode(&b, b); /* the step the first call claims */
 		t0 = now_ns();
 		for (long i = 0; i < calls; i++)
