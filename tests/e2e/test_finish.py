@@ -178,3 +178,41 @@ def finish_reasons_match_the_server():
             check_eq(got, asked if asked and asked > 0 else None, f"{what}: max_tokens")
         else:
             check(got in (None, asked), f"{what}: max_tokens {got}, asked {asked}")
+
+
+@test
+def finish_stop_word_overridden_by_a_limit():
+    """Review (issue 12): a stop string found on the very token at which n_indent ends
+    the generation. process_token's full check finds the word (STOP_TYPE_WORD), then the
+    indentation check sets STOP_TYPE_LIMIT over it without looking at has_next_token: the
+    server answers stop_type "limit" ("length") with stopping_word set. The slot's last
+    check was a whole one, so finish_at_final says "stop". t_max_predict_ms and the
+    context limit override a word the same way."""
+    g = 'root ::= "Q\\n" [a-z] [a-z] [a-z] [a-z] [a-z] [a-z] [a-z] [a-z]'
+    body = completion(prompt(930), n_predict=32, temperature=0, grammar=g, n_indent=1,
+                      return_tokens=True)
+    with LlamaServer(np=2, ctx=512) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        try:
+            first = Req(srv, "/completion", body)
+            toks = first.last.get("tokens") or []
+            check(first.last.get("stop_type") == "limit" and len(toks) >= 3,
+                  f"n_indent ended the first one ({first.last})")
+            status, piece = srv.post("/detokenize", {"tokens": toks[-1:]})
+            word = piece.get("content", "")
+            check(status == 200 and word, f"the last token's text ({piece})")
+            second = Req(srv, "/completion", dict(body, stop=[word]))
+            # the server's own: the word was found, and a limit was reported
+            check_eq(second.last.get("stopping_word"), word, "the server found the stop word")
+            check_eq(second.last.get("stop_type"), "limit", "the server's stop_type")
+            want = {c.port: c.reason() for c in (first, second)}
+            wait_until(lambda: len(by_port(tr).keys() & want.keys()) == 2, 20,
+                       "llmtap's request records")
+        finally:
+            check_eq(tr.stop(), 0, f"llmtap exit code ({tr.stderr()})")
+    recs = by_port(tr)
+    for c, what in ((first, "n_indent alone"), (second, "a stop word on n_indent's token")):
+        got = recs[c.port]["attributes"].get("gen_ai.response.finish_reasons")
+        check(got in (None, [want[c.port]]),
+              f"{what}: llmtap says {got}, the server {want[c.port]!r} "
+              f"(stop_type {c.last.get('stop_type')}, stopping_word {c.last.get('stopping_word')!r})")
