@@ -216,3 +216,32 @@ def finish_stop_word_overridden_by_a_limit():
         check(got in (None, [want[c.port]]),
               f"{what}: llmtap says {got}, the server {want[c.port]!r} "
               f"(stop_type {c.last.get('stop_type')}, stopping_word {c.last.get('stopping_word')!r})")
+
+
+@test
+def finish_reasons_of_several_choices():
+    """Review (issue 12): chat completions with n choices (llama-server's child tasks, one
+    slot each): llmtap's array is the server's choices' reasons in index order, or none."""
+    with LlamaServer(np=3, ctx=1536) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        calls = []
+        try:
+            for i, extra in enumerate(({"ignore_eos": True}, {"logit_bias": {str(EOS): 100.0}},
+                                       {"logit_bias": {str(EOS): 7.0}, "temperature": 1.0})):
+                calls.append(Req(srv, "/v1/chat/completions",
+                                 chat(prompt(940 + i), max_tokens=6, n=3, seed=5 + i, **extra)))
+            ports = {c.port for c in calls}
+            wait_until(lambda: len(by_port(tr).keys() & ports) == len(calls), 20,
+                       "llmtap's request records")
+        finally:
+            check_eq(tr.stop(), 0, f"llmtap exit code ({tr.stderr()})")
+    recs = by_port(tr)
+    told = 0
+    for c in calls:
+        choices = sorted(c.last.get("choices") or [], key=lambda ch: ch.get("index", 0))
+        want = [ch.get("finish_reason") for ch in choices]
+        check_eq(len(want), 3, f"three choices ({c.last})")
+        got = recs[c.port]["attributes"].get("gen_ai.response.finish_reasons")
+        check(got in (None, want), f"port {c.port}: llmtap says {got}, the server {want}")
+        told += got is not None
+    print(f"  {told} of {len(calls)} requests told", flush=True)
