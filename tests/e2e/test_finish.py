@@ -245,3 +245,33 @@ def finish_reasons_of_several_choices():
         check(got in (None, want), f"port {c.port}: llmtap says {got}, the server {want}")
         told += got is not None
     print(f"  {told} of {len(calls)} requests told", flush=True)
+
+
+@test
+def finish_stop_word_on_the_context_limit():
+    """Review (issue 12): the README's known limit, shown: a stop string found on the token
+    that fills the slot's context. process_token's context check sets STOP_TYPE_LIMIT over
+    the word, the server answers "length" (truncated, stopping_word set); llmtap "stop"."""
+    body = completion(prompt(950), n_predict=-1, temperature=0, ignore_eos=True,
+                      return_tokens=True)
+    with LlamaServer(np=1, ctx=256) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        try:
+            first = Req(srv, "/completion", body)
+            toks = first.last.get("tokens") or []
+            check(first.last.get("truncated") and toks, f"the context ended it ({first.last})")
+            status, piece = srv.post("/detokenize", {"tokens": toks[-1:]})
+            word = piece.get("content", "")
+            check(status == 200 and word.strip() and first.content.find(word) ==
+                  len(first.content) - len(word), f"a last piece of its own ({word!r})")
+            second = Req(srv, "/completion", dict(body, stop=[word]))
+            check_eq(second.last.get("stopping_word"), word, "the server found the stop word")
+            check_eq(second.last.get("stop_type"), "limit", "the server's stop_type")
+            want = {c.port: c.reason() for c in (first, second)}
+            wait_until(lambda: len(by_port(tr).keys() & want.keys()) == 2, 20,
+                       "llmtap's request records")
+        finally:
+            check_eq(tr.stop(), 0, f"llmtap exit code ({tr.stderr()})")
+    got = by_port(tr)[second.port]["attributes"].get("gen_ai.response.finish_reasons")
+    check(got in (None, ["length"]), f"llmtap says {got}, the server 'length' "
+          f"(stop_type limit, stopping_word {word!r})")
