@@ -33,6 +33,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u64 wakeup_bytes = 64 * 1024;
 /* offsetof(server_task, params.n_predict) for the target's build, -1 unknown (user/target/layout.c) */
 const volatile __s32 task_n_predict_off = -1;
+/* offsetof(server_slot, stop) for the target's build, -1 unknown (the same table) */
+const volatile __s32 slot_stop_off = -1;
 
 struct batch_raw {
 	__s32 n_tokens;
@@ -678,6 +680,8 @@ static __always_inline struct llmtap_srv_event *srv_reserve(__u32 op)
 	ev->stop_ns = 0;
 	ev->stop_full = 0;
 	ev->n_predict = LLMTAP_N_PREDICT_UNKNOWN;
+	ev->stop_type = -1;
+	ev->_pad2 = 0;
 	return ev;
 }
 
@@ -729,6 +733,8 @@ static __always_inline int srv_launch_enter(struct pt_regs *ctx, __u32 op, bool 
 	    bpf_probe_read_user(&ev->n_predict, sizeof(ev->n_predict),
 				(const void *)(PT_REGS_PARM3(ctx) + task_n_predict_off)))
 		ev->n_predict = LLMTAP_N_PREDICT_UNKNOWN;
+	ev->stop_type = -1;
+	ev->_pad2 = 0;
 	/* the slot's llama_context: tells a draft model's steps apart */
 	bpf_probe_read_user(&ev->ctx, sizeof(ev->ctx), (const void *)(slot + SERVER_SLOT_CTX));
 	bpf_ringbuf_submit(ev, wakeup_flags());
@@ -753,6 +759,10 @@ static __always_inline int srv_slot_enter(struct pt_regs *ctx, __u32 op, bool en
 			ev->stop_full = sc->full;
 			bpf_map_delete_elem(&stop_checks, &k);
 		}
+		if (slot_stop_off >= 0 &&
+		    bpf_probe_read_user(&ev->stop_type, sizeof(ev->stop_type),
+					(const void *)(slot + slot_stop_off)))
+			ev->stop_type = -1;
 	}
 	bpf_ringbuf_submit(ev, wakeup_flags());
 	return 0;

@@ -178,6 +178,16 @@ struct llmtap_srv_event {
 	__u32 stop_full; /* that check looked for a whole stop string (is_full_stop) */
 	__s32 n_predict; /* launch: the task's n_predict where its offset is known for the
 			  * build (user/target/layout.c), LLMTAP_N_PREDICT_UNKNOWN otherwise */
+	__s32 stop_type; /* final: server_slot::stop where its offset is known, else -1 */
+	__u32 _pad2;
+};
+
+/* llama-server's enum stop_type (the same in every version checked) */
+enum llmtap_stop_type {
+	LLMTAP_STOP_NONE = 0,
+	LLMTAP_STOP_EOS,
+	LLMTAP_STOP_WORD,
+	LLMTAP_STOP_LIMIT,
 };
 
 #define LLMTAP_N_PREDICT_UNKNOWN (-2)

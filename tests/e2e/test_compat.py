@@ -288,6 +288,10 @@ def run(result):
                         f"{result['finish_failures'][:3]}")
     check({c.finish for c in calls} == {"stop", "length"},
           f"the server's finish reasons {sorted({str(c.finish) for c in calls})}: want stop and length")
+    if "server" in result["layers"] and result["finish"]["told"] != len(calls):
+        problems.append(f"the server layer attached, yet only {result['finish']['told']} of "
+                        f"{len(calls)} finish reasons told (the build's server_slot::stop is "
+                        "in user/target/layout.c)")
     if "server" in result["layers"] and result["exact"] != len(calls):
         problems.append(f"the server layer attached, yet only {result['exact']} of {len(calls)} "
                         "requests exact")

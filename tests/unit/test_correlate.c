@@ -32,6 +32,8 @@
 static uint64_t events_ctx = TARGET_CTX;
 /* the n_predict a launch record carries (LLMTAP_N_PREDICT_UNKNOWN: not read) */
 static int32_t launch_n_predict = LLMTAP_N_PREDICT_UNKNOWN;
+/* the server's stop_type a final record carries (-1: not read) */
+static int32_t final_stop_type = -1;
 
 /* A sink that keeps a copy of every request, engine event and step it is handed. */
 struct rec_sink {
@@ -119,6 +121,7 @@ static int setup(void **state)
 	assert_non_null(f->c);
 	events_ctx = TARGET_CTX;
 	launch_n_predict = LLMTAP_N_PREDICT_UNKNOWN;
+	final_stop_type = -1;
 	*state = f;
 	return 0;
 }
@@ -197,6 +200,7 @@ static void srv_msg(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op
 	ev.srv.err_type = err_type;
 	ev.srv.ctx = op == LLMTAP_SRV_LAUNCH ? TARGET_CTX : 0;
 	ev.srv.n_predict = launch_n_predict;
+	ev.srv.stop_type = -1;
 	snprintf(ev.srv.msg, sizeof(ev.srv.msg), "%s", msg);
 	ev.srv.msg_len = (uint32_t)strlen(ev.srv.msg);
 	correlator_event(c, &ev);
@@ -1826,6 +1830,7 @@ static void final_checked(struct correlator *c, uint64_t ts, int task, int slot,
 	ev.srv.err_type = -1;
 	ev.srv.stop_ns = stop_ns;
 	ev.srv.stop_full = full;
+	ev.srv.stop_type = final_stop_type;
 	(void)task;
 	correlator_event(c, &ev);
 }
@@ -1873,19 +1878,21 @@ static void test_finish_by_eog_and_stop_checks(void **state)
 	/* an end-of-generation token: "stop", whatever was checked */
 	assert_finish(one_finish(f, EOS_TOKEN, 0, false), FINISH_STOP);
 	/* the last check came after the token and looked for a whole stop string: it
-	 * found one (or the token ends generation): "stop" */
-	assert_finish(one_finish(f, 1001, 180, true), FINISH_STOP);
-	assert_finish(one_finish(f, 150, 180, true), FINISH_STOP);
+	 * found one (or the token ends generation), but a limit found on the same token
+	 * overrides a stop string in the server's answer: unknown */
+	assert_finish(one_finish(f, 1001, 180, true), FINISH_UNKNOWN);
+	assert_finish(one_finish(f, 150, 180, true), FINISH_UNKNOWN);
 	/* a partial check last: neither; a limit ended it */
 	assert_finish(one_finish(f, 1001, 180, false), FINISH_LENGTH);
 	/* no check after the token (its text is incomplete UTF-8): not a stop string;
 	 * an ordinary token is then a limit, a maybe-EOG one cannot be told */
 	assert_finish(one_finish(f, 1001, 160, false), FINISH_LENGTH);
-	assert_finish(one_finish(f, 1001, 0, false), FINISH_LENGTH);
 	assert_finish(one_finish(f, 150, 160, true), FINISH_UNKNOWN);
-	assert_int_equal(f->tm->total.finish[FINISH_STOP], 3);
-	assert_int_equal(f->tm->total.finish[FINISH_LENGTH], 3);
-	assert_int_equal(f->tm->total.finish[FINISH_UNKNOWN], 1);
+	/* no check at all since its launch: the build does not call what is probed */
+	assert_finish(one_finish(f, 1001, 0, false), FINISH_UNKNOWN);
+	assert_int_equal(f->tm->total.finish[FINISH_STOP], 1);
+	assert_int_equal(f->tm->total.finish[FINISH_LENGTH], 2);
+	assert_int_equal(f->tm->total.finish[FINISH_UNKNOWN], 4);
 }
 
 static void test_finish_without_stop_checks_or_vocab(void **state)
@@ -2056,6 +2063,35 @@ static void test_max_tokens(void **state)
 	assert_int_equal(one_finish(f, 1001, 0, false)->max_tokens, 0);
 }
 
+/* The server's own stop_type (server_slot::stop, read where the build's layout is known):
+ * exact, also where a limit overrides a stop string; disbelieved once it contradicts
+ * what llmtap saw three times, more often than it agreed. */
+static void test_finish_by_server_stop_type(void **state)
+{
+	struct fixture *f = *state;
+
+	correlator_set_eog(f->c, test_eog, NULL);
+	correlator_set_stop_checks(f->c, true);
+	final_stop_type = LLMTAP_STOP_WORD;
+	assert_finish(one_finish(f, 1001, 180, true), FINISH_STOP);
+	final_stop_type = LLMTAP_STOP_LIMIT; /* a word found, then a limit on the same token */
+	assert_finish(one_finish(f, 1001, 180, true), FINISH_LENGTH);
+	final_stop_type = LLMTAP_STOP_EOS;
+	assert_finish(one_finish(f, 150, 180, true), FINISH_STOP);
+	final_stop_type = LLMTAP_STOP_NONE; /* an empty prompt */
+	assert_finish(one_finish(f, 1001, 180, true), FINISH_UNKNOWN);
+	/* contradictions: told from what llmtap saw instead */
+	final_stop_type = LLMTAP_STOP_LIMIT;
+	assert_finish(one_finish(f, EOS_TOKEN, 180, true), FINISH_STOP); /* EOS wins */
+	final_stop_type = LLMTAP_STOP_WORD;
+	assert_finish(one_finish(f, 1001, 180, false), FINISH_LENGTH);   /* a partial check */
+	final_stop_type = 77;
+	assert_finish(one_finish(f, 1001, 180, false), FINISH_LENGTH);   /* no such value */
+	/* three contradictions and no agreement: no longer read */
+	final_stop_type = LLMTAP_STOP_WORD;
+	assert_finish(one_finish(f, 1001, 180, true), FINISH_UNKNOWN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2086,6 +2122,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_finish_per_choice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_finish_unknown_when_doubtful, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_finish_by_server_stop_type, setup, teardown),
 		T(test_full_request),
 		T(test_draft_model),
 		T(test_task_flood_is_bounded),

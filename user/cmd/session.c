@@ -428,6 +428,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	}
 	target_version(&s->t, &s->version);
 	po.task_n_predict_off = layout_task_n_predict(&s->version);
+	po.slot_stop_off = layout_slot_stop(&s->version);
 	if (probes_open(&s->t, &po, on_event, s, &s->p, err, errlen))
 		goto fail;
 	read_model(s);

@@ -90,6 +90,9 @@ struct correlator {
 	unsigned int layers; /* attached and believed: 1 << enum llmtap_layer */
 	bool stop_checks;    /* SITE_SRV_STOP_CHECK is probed */
 	bool n_predict_bad;  /* a task outran the n_predict read for it: the offset is wrong */
+	/* stop_type reads that contradicted what llmtap saw of a token, and that agreed:
+	 * three wrong and more wrong than right, the offset is not this build's */
+	unsigned int stop_type_wrong, stop_type_right;
 	eog_fn eog;          /* the model's end-of-generation tokens */
 	const void *eog_arg;
 	bool router;         /* a router llama-server: its requests are proxies */
@@ -768,29 +771,90 @@ static void charge_load(struct request *r, int64_t bytes)
 }
 
 /*
- * Why a task ended, at its final response. llama-server's process_token checks
- * each complete token for a whole stop string (is_full_stop), then, unless one
- * was found or the token is end-of-generation, for a partial one; a limit
- * (n_predict, the context, indentation, time) ends it after both checks. So the
- * slot's last check, if it came after the final token was sampled, tells: a whole
- * check last is a stop string or end-of-generation ("stop"), a partial one is a
- * limit ("length"). No check after it: the token left its text incomplete UTF-8,
- * which rules out a stop string; then only an end-of-generation token is "stop".
+ * Why a task ended, at its final response, from what llmtap saw itself. llama-server's
+ * process_token checks each complete token for a whole stop string (is_full_stop),
+ * then, unless one was found or the token is end-of-generation, for a partial one.
+ * So a partial check after the final token means neither: a limit ended it
+ * ("length"). No check after it: the token left its text incomplete UTF-8, which
+ * rules out a stop string, so an ordinary token was cut by a limit. A whole check
+ * last means a stop string or end-of-generation; but a limit found on that same
+ * token (the context, n_indent, t_max_predict_ms) overrides a stop string in the
+ * server's answer, so only end-of-generation is certain there. The slot must have
+ * been checked at all since its launch: a build whose process_token does not call
+ * the probed function tells nothing.
  */
-static enum finish_reason finish_at_final(const struct correlator *c, const struct task *t,
-					  const struct llmtap_srv_event *e)
+static enum finish_reason finish_seen(const struct correlator *c, const struct task *t,
+				      const struct llmtap_srv_event *e)
 {
 	enum eog_class eog = eog_of(c, t->last_token);
 
-	if (!t->req || t->req->spec_verified || t->last_token < 0)
+	if (t->req->spec_verified || t->last_token < 0)
 		return FINISH_UNKNOWN; /* no token seen, or several per sample (drafts) */
 	if (eog == EOG_YES)
-		return FINISH_STOP;
-	if (!c->stop_checks)
+		return FINISH_STOP; /* end-of-generation overrides every other reason */
+	if (!c->stop_checks || !e->stop_ns)
 		return FINISH_UNKNOWN;
 	if (e->stop_ns > t->last_token_ns)
-		return e->stop_full ? FINISH_STOP : FINISH_LENGTH;
+		return e->stop_full ? FINISH_UNKNOWN : FINISH_LENGTH;
 	return eog == EOG_NO ? FINISH_LENGTH : FINISH_UNKNOWN;
+}
+
+/* What llmtap saw of a task's last token says of the server's stop_type read at its
+ * final response: contradicts it (then the offset it was read at may not be this
+ * build's), confirms it, or says nothing. */
+enum stop_evidence { EVIDENCE_NONE = 0, EVIDENCE_AGREES, EVIDENCE_CONTRADICTS };
+
+static enum stop_evidence stop_type_evidence(const struct correlator *c, const struct task *t,
+					     const struct llmtap_srv_event *e)
+{
+	enum eog_class eog = eog_of(c, t->last_token);
+	int st = e->stop_type;
+	/* a partial check after the token: neither a stop string nor end-of-generation */
+	bool partial = c->stop_checks && e->stop_ns > t->last_token_ns && !e->stop_full;
+
+	if (st < LLMTAP_STOP_NONE || st > LLMTAP_STOP_LIMIT)
+		return EVIDENCE_CONTRADICTS;
+	if (t->req->spec_verified || t->last_token < 0)
+		return EVIDENCE_NONE; /* nothing to hold it against */
+	if (eog == EOG_YES) /* end-of-generation overrides every other reason */
+		return st == LLMTAP_STOP_EOS ? EVIDENCE_AGREES : EVIDENCE_CONTRADICTS;
+	if (eog == EOG_NO && st == LLMTAP_STOP_EOS)
+		return EVIDENCE_CONTRADICTS;
+	if (partial)
+		return st == LLMTAP_STOP_LIMIT ? EVIDENCE_AGREES : EVIDENCE_CONTRADICTS;
+	return EVIDENCE_NONE;
+}
+
+/*
+ * Why a task ended: the server's own stop_type (server_slot::stop, read where its
+ * offset is known for the build: user/target/layout.c) while it agrees with what
+ * llmtap saw; else what llmtap saw (finish_seen).
+ */
+static enum finish_reason finish_at_final(struct correlator *c, const struct task *t,
+					  const struct llmtap_srv_event *e)
+{
+	bool believed = c->stop_type_wrong < 3 || c->stop_type_wrong <= c->stop_type_right;
+	enum stop_evidence ev;
+
+	if (!t->req)
+		return FINISH_UNKNOWN;
+	if (e->stop_type != -1 && believed) {
+		ev = stop_type_evidence(c, t, e);
+		c->stop_type_right += ev == EVIDENCE_AGREES;
+		c->stop_type_wrong += ev == EVIDENCE_CONTRADICTS;
+		if (ev != EVIDENCE_CONTRADICTS) {
+			switch (e->stop_type) {
+			case LLMTAP_STOP_EOS:
+			case LLMTAP_STOP_WORD:
+				return FINISH_STOP;
+			case LLMTAP_STOP_LIMIT:
+				return FINISH_LENGTH;
+			default:
+				return FINISH_UNKNOWN; /* none: an empty prompt */
+			}
+		}
+	}
+	return finish_seen(c, t, e);
 }
 
 static void on_server(struct correlator *c, const struct llmtap_srv_event *e)

@@ -316,6 +316,7 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 	}
 	p->skel->rodata->wakeup_bytes = opts->ringbuf_bytes / 4;
 	p->skel->rodata->task_n_predict_off = opts->task_n_predict_off;
+	p->skel->rodata->slot_stop_off = opts->slot_stop_off;
 	p->multi = uprobe_multi_supported();
 	if (p->multi) {
 		bpf_program__set_expected_attach_type(p->skel->progs.probe_enter, BPF_TRACE_UPROBE_MULTI);

@@ -17,6 +17,7 @@ struct probes_opts {
 	size_t ringbuf_bytes;  /* power of two, >= 4096 */
 	bool verbose;          /* let libbpf print its diagnostics */
 	int task_n_predict_off; /* user/target/layout.c: -1 when unknown for the build */
+	int slot_stop_off;      /* the same */
 };
 
 /* Called for every record; a non-zero return stops the drain. */

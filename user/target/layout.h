@@ -13,5 +13,8 @@
 /* server_task::params.n_predict (int32, the request's max_tokens or the server's
  * default) for v's build, or -1 when not known for it. */
 int layout_task_n_predict(const struct llama_version *v);
+/* server_slot::stop (enum stop_type: why the slot's task ended, as the server tells
+ * it: its stop_type) for v's build, or -1 when not known for it. */
+int layout_slot_stop(const struct llama_version *v);
 
 #endif
