@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -14,6 +15,7 @@
 #include "model/kvmem.h"
 #include "target/backend.h"
 #include "target/gguf.h"
+#include "target/layout.h"
 
 enum { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, IQ4_NL = 20, BF16 = 30, Q2_K = 10 };
 
@@ -31,26 +33,33 @@ static void put32(uint8_t *raw, size_t at, uint32_t v)
 	raw[at + 3] = v >> 24;
 }
 
+static enum kv_layout layout_of(int build, const char *commit)
+{
+	struct llama_version v = { .build = build };
+
+	snprintf(v.commit, sizeof(v.commit), "%s", commit);
+	return layout_kv(&v);
+}
+
 static void test_layout(void **state)
 {
 	(void)state;
 	/* node-llama-cpp's bundles say build 1: known by their commits */
-	assert_int_equal(kvmem_layout(1, "de3ff81"), KV_LAYOUT_B9842);
-	assert_int_equal(kvmem_layout(1, "c2fd87ef4253"), KV_LAYOUT_B9842);
-	assert_int_equal(kvmem_layout(1, "d654a8e"), KV_LAYOUT_B9842);
-	assert_int_equal(kvmem_layout(1, "b10e98a"), KV_LAYOUT_B7698);
-	assert_int_equal(kvmem_layout(-1, "79efbb1"), KV_LAYOUT_B7698);
-	assert_int_equal(kvmem_layout(-1, "aa3f5d0"), KV_LAYOUT_B5640);
-	/* builds numbered between two checked builds of one layout */
-	assert_int_equal(kvmem_layout(5640, ""), KV_LAYOUT_B5640);
-	assert_int_equal(kvmem_layout(8000, NULL), KV_LAYOUT_B7698);
-	assert_int_equal(kvmem_layout(10000, "0123abc"), KV_LAYOUT_B9842);
-	/* anything else: unknown, never the nearest */
-	assert_int_equal(kvmem_layout(5641, ""), KV_LAYOUT_UNKNOWN);
-	assert_int_equal(kvmem_layout(9000, ""), KV_LAYOUT_UNKNOWN);
-	assert_int_equal(kvmem_layout(10362, ""), KV_LAYOUT_UNKNOWN);
-	assert_int_equal(kvmem_layout(1, "de3f"), KV_LAYOUT_UNKNOWN); /* too short to tell */
-	assert_int_equal(kvmem_layout(-1, NULL), KV_LAYOUT_UNKNOWN);
+	assert_int_equal(layout_of(1, "de3ff81"), KV_LAYOUT_B9842);
+	assert_int_equal(layout_of(1, "c2fd87ef4253"), KV_LAYOUT_B9842);
+	assert_int_equal(layout_of(1, "d654a8e"), KV_LAYOUT_B9842);
+	assert_int_equal(layout_of(1, "b10e98a"), KV_LAYOUT_B7698);
+	assert_int_equal(layout_of(-1, "79efbb1"), KV_LAYOUT_B7698);
+	assert_int_equal(layout_of(-1, "aa3f5d0"), KV_LAYOUT_B5640);
+	assert_int_equal(layout_of(8390, "b10e98aadb3e"), KV_LAYOUT_B7698);
+	/* by commit only: a build number (a fork counts its own) picks nothing, not even
+	 * a checked build's own number or one between two checked builds of one layout */
+	assert_int_equal(layout_of(5640, ""), KV_LAYOUT_UNKNOWN);
+	assert_int_equal(layout_of(8000, ""), KV_LAYOUT_UNKNOWN);
+	assert_int_equal(layout_of(10000, "0123abc"), KV_LAYOUT_UNKNOWN);
+	assert_int_equal(layout_of(10361, "c2fd87e0"), KV_LAYOUT_UNKNOWN); /* not its commit */
+	assert_int_equal(layout_of(1, "de3f"), KV_LAYOUT_UNKNOWN); /* too short to tell */
+	assert_int_equal(layout_of(-1, ""), KV_LAYOUT_UNKNOWN);
 }
 
 static void test_decode(void **state)

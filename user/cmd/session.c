@@ -284,7 +284,7 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 /* The KV cache's bytes: the model's shape and the serving context's creation. */
 static void kv_memory(struct session *s, struct tm_kv_mem *out)
 {
-	enum kv_layout layout = kvmem_layout(s->version.build, s->version.commit);
+	enum kv_layout layout = layout_kv(&s->version);
 	struct ctx_creation cc;
 	struct kv_context kc;
 	char lib[64];
@@ -305,7 +305,7 @@ static void kv_memory(struct session *s, struct tm_kv_mem *out)
 			target_version(&s->t, &s->version);
 			set_version_attrs(s);
 			publish_info(s);
-			layout = kvmem_layout(s->version.build, s->version.commit);
+			layout = layout_kv(&s->version);
 		}
 	}
 	kvmem_decode_context(layout, cc.cparams, cc.cparams_len, cc.params, &kc);

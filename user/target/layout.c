@@ -10,16 +10,18 @@ static const struct {
 	const char *commit;
 	const char *era;
 	int task_n_predict; /* offsetof(server_task, params.n_predict) */
+	enum kv_layout kv;  /* llama_context_params (include/llmtap_offsets.h) */
 } layouts[] = {
-	{ "aa3f5d08eeb5", "b5640, node-llama-cpp 3.10.0", 28 },
-	{ "79efbb133964", "b7698, node-llama-cpp 3.15.0", 48 },
-	{ "b10e98aadb3e", "b8390, node-llama-cpp 3.18.1", 72 },
-	{ "d654a8ee8ad7", "b9842, node-llama-cpp 3.19.0", 72 },
-	{ "c2fd87ef4253", "b10361, node-llama-cpp 3.20.0", 76 },
-	{ "de3ff815ea7d", "v0.5.0, node-llama-cpp 3.22.1", 76 },
+	{ "aa3f5d08eeb5", "b5640, node-llama-cpp 3.10.0", 28, KV_LAYOUT_B5640 },
+	{ "79efbb133964", "b7698, node-llama-cpp 3.15.0", 48, KV_LAYOUT_B7698 },
+	{ "b10e98aadb3e", "b8390, node-llama-cpp 3.18.1", 72, KV_LAYOUT_B7698 },
+	{ "d654a8ee8ad7", "b9842, node-llama-cpp 3.19.0", 72, KV_LAYOUT_B9842 },
+	{ "c2fd87ef4253", "b10361, node-llama-cpp 3.20.0", 76, KV_LAYOUT_B9842 },
+	{ "de3ff815ea7d", "v0.5.0, node-llama-cpp 3.22.1", 76, KV_LAYOUT_B9842 },
 };
 
-int layout_task_n_predict(const struct llama_version *v)
+/* v's row in layouts[], -1 when its build was not checked */
+static int layout_row(const struct llama_version *v)
 {
 	size_t n = strlen(v->commit);
 
@@ -27,6 +29,20 @@ int layout_task_n_predict(const struct llama_version *v)
 		return -1;
 	for (size_t i = 0; i < ARRAY_SIZE(layouts); i++)
 		if (!strncmp(layouts[i].commit, v->commit, n))
-			return layouts[i].task_n_predict;
+			return (int)i;
 	return -1;
+}
+
+int layout_task_n_predict(const struct llama_version *v)
+{
+	int i = layout_row(v);
+
+	return i < 0 ? -1 : layouts[i].task_n_predict;
+}
+
+enum kv_layout layout_kv(const struct llama_version *v)
+{
+	int i = layout_row(v);
+
+	return i < 0 ? KV_LAYOUT_UNKNOWN : layouts[i].kv;
 }
