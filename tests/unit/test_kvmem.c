@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -257,6 +258,49 @@ static void test_device_libs_all_of_ggml(void **state)
 	assert_true(backend_is_device_lib("/opt/llama/lib/libggml-et.so"));
 }
 
+/* Host-only ggml libraries by their exact names (a versioned .so too); anything else
+ * named libggml* is a device, or a backend llmtap does not know: not host memory. */
+static void test_device_libs_host_only(void **state)
+{
+	(void)state;
+	assert_false(backend_is_device_lib("/opt/llama/lib/libggml.so.0.25.1"));
+	assert_false(backend_is_device_lib("/opt/llama/lib/libggml-base.so.0"));
+	assert_false(backend_is_device_lib("/opt/llama/lib/libggml-cpu.so"));
+	assert_false(backend_is_device_lib("/opt/llama/lib/libggml-zendnn.so"));
+	assert_true(backend_is_device_lib("/opt/llama/lib/libggml-zdnn.so"));
+	assert_true(backend_is_device_lib("/opt/llama/lib/libggml-cpu-.so"));
+	assert_true(backend_is_device_lib("/opt/llama/lib/libggml-basement.so"));
+	assert_true(backend_is_device_lib("/opt/llama/lib/libggml-next"));
+	assert_true(backend_is_device_lib("/usr/lib/libdrm.so.2"));
+}
+
+/*
+ * ggml linked into the file with llama.cpp (a static build): the backends compiled in
+ * are their ggml_backend_<name>_reg functions. This test binary defines the CPU and
+ * BLAS backends' (below), maps no libggml and no GPU runtime: host memory, 0. Without
+ * the file to look at, and with ggml nowhere, unknown: 1.
+ */
+void ggml_backend_cpu_reg(void);
+void ggml_backend_blas_reg(void);
+void ggml_backend_cpu_reg(void)
+{
+}
+void ggml_backend_blas_reg(void)
+{
+}
+
+static void test_device_static(void **state)
+{
+	char name[64];
+
+	(void)state;
+	ggml_backend_cpu_reg();
+	ggml_backend_blas_reg();
+	assert_int_equal(target_device_backend(getpid(), "/proc/self/exe", name, sizeof(name)), 0);
+	assert_int_equal(target_device_backend(getpid(), NULL, name, sizeof(name)), 1);
+	assert_int_equal(target_device_backend(getpid(), "/nonexistent", name, sizeof(name)), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +312,8 @@ int main(void)
 		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_device_libs),
 		cmocka_unit_test(test_device_libs_all_of_ggml),
+		cmocka_unit_test(test_device_libs_host_only),
+		cmocka_unit_test(test_device_static),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

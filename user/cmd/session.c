@@ -296,7 +296,7 @@ static void kv_memory(struct session *s, struct tm_kv_mem *out)
 	}
 	/* the backends are loaded before any context: look once per context */
 	if (cc.ctx != s->kv_ctx) {
-		ret = target_device_backend(s->t.pid, lib, sizeof(lib));
+		ret = target_device_backend(s->t.pid, target_core(&s->t)->host, lib, sizeof(lib));
 		s->device_lib = ret < 0 ? -1 : ret;
 		s->kv_ctx = cc.ctx;
 		/* started by llmtap run, the target had not relocated LLAMA_COMMIT
