@@ -281,7 +281,18 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 	return ret;
 }
 
-/* The KV cache's bytes: the model's shape and the serving context's creation. */
+/*
+ * Whether cc's context was created from the model whose GGUF header llmtap read: its
+ * llama_model is the one llama_model_load_from_file returned for that file's path. A
+ * draft model's or a projector's file may be the one read (the first .gguf mapped); a
+ * relative path or one loaded otherwise (splits, a FILE *) is not told apart: no.
+ */
+static bool kv_model_read(const struct session *s, const struct ctx_creation *cc)
+{
+	return cc->model_path[0] && !strcmp(cc->model_path, s->t.model);
+}
+
+/* The KV cache's bytes: the serving context's creation and its own model's shape. */
 static void kv_memory(struct session *s, struct tm_kv_mem *out)
 {
 	enum kv_layout layout = layout_kv(&s->version);
@@ -291,7 +302,7 @@ static void kv_memory(struct session *s, struct tm_kv_mem *out)
 	int ret;
 
 	if (!correlator_context(s->corr, &cc)) {
-		kvmem_describe(layout, NULL, &s->gguf.attn, s->gguf.context_length, -1, out);
+		kvmem_describe(layout, NULL, NULL, 0, -1, out);
 		return;
 	}
 	/* the backends are loaded before any context: look once per context */
@@ -309,7 +320,13 @@ static void kv_memory(struct session *s, struct tm_kv_mem *out)
 		}
 	}
 	kvmem_decode_context(layout, cc.cparams, cc.cparams_len, cc.params, &kc);
-	kvmem_describe(layout, &kc, &s->gguf.attn, s->gguf.context_length, s->device_lib, out);
+	/* the shape (and the context length n_ctx 0 stands for) of the context's own
+	 * model only: another model's would make bytes that are no cache's */
+	if (kv_model_read(s, &cc))
+		kvmem_describe(layout, &kc, &s->gguf.attn, s->gguf.context_length, s->device_lib,
+			       out);
+	else
+		kvmem_describe(layout, &kc, NULL, 0, s->device_lib, out);
 }
 
 static void update_gauges(struct session *s)
