@@ -139,7 +139,8 @@ $(OUTPUT)/tests/test_event: $(call o,probe/event lib/text)
 $(OUTPUT)/tests/test_generation: $(call o,model/generation)
 $(OUTPUT)/tests/test_gguf: $(call o,target/gguf)
 $(OUTPUT)/tests/test_hist: $(call o,model/hist)
-$(OUTPUT)/tests/test_kvmem: $(call o,model/kvmem target/backend target/proc)
+$(OUTPUT)/tests/test_kvmem: $(call o,model/kvmem target/backend target/layout target/elfsym \
+	target/proc)
 $(OUTPUT)/tests/test_layercheck: $(call o,model/layercheck)
 # loop and signals with the test's own session (a pipe): no probes, no BPF
 $(OUTPUT)/tests/test_loop: $(call o,cmd/loop cmd/signals model/telemetry model/metrics model/hist \

@@ -31,10 +31,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Wake the consumer only once this much data is waiting; it also drains on a timer. */
 const volatile __u64 wakeup_bytes = 64 * 1024;
-/* offsetof(server_task, params.n_predict) for the target's build, -1 unknown (user/target/layout.c) */
-const volatile __s32 task_n_predict_off = -1;
-/* offsetof(server_slot, stop) for the target's build, -1 unknown (the same table) */
-const volatile __s32 slot_stop_off = -1;
+/*
+ * offsetof(server_task, params.n_predict) and offsetof(server_slot, stop) for the
+ * target's build, -1 unknown (user/target/layout.c). Writable data, not rodata: a
+ * target started by llmtap run tells its build only once it has relocated itself.
+ */
+volatile __s32 task_n_predict_off = -1;
+volatile __s32 slot_stop_off = -1;
 
 struct batch_raw {
 	__s32 n_tokens;

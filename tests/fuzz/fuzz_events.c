@@ -160,10 +160,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(rec);
 		if (++n % 8 == 0) {
 			struct tm_gauges g;
+			struct ctx_creation cc;
 
 			now += SEC;
 			correlator_tick(c, now, (uint64_t)n / 64);
 			correlator_gauges(c, &g);
+			if (correlator_context(c, &cc) &&
+			    strnlen(cc.model_path, sizeof(cc.model_path)) >= sizeof(cc.model_path))
+				abort(); /* a model's path always ends in the struct */
 			telemetry_set_gauges(tm, &g);
 			telemetry_tick(tm, now, (uint64_t)n / 8);
 		}

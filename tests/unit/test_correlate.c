@@ -1018,6 +1018,128 @@ static void test_cache_save_and_calls(void **state)
 	assert_int_equal(f->tm->total.cache_bytes_saved, 8192 + 1024);
 }
 
+/* llama_model_load_from_file(path) -> model, then llama_init_from_model(model) -> ctx */
+static void load_model(struct correlator *c, uint64_t ts, uint64_t model, const char *path)
+{
+	call(c, ts, 10, MAIN_TID, LLMTAP_CALL_MODEL_LOAD, -1, (int64_t)model, 0, path);
+}
+
+static void create_ctx(struct correlator *c, uint64_t ts, uint64_t model, uint64_t ctx,
+		       uint32_t n_ctx)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = LLMTAP_EV_CALL;
+	ev.call.hdr.version = LLMTAP_EVENT_VERSION;
+	ev.call.hdr.kind = LLMTAP_EV_CALL;
+	ev.call.tid = MAIN_TID;
+	ev.call.start_ns = ts;
+	ev.call.end_ns = ts + 10;
+	ev.call.op = LLMTAP_CALL_CONTEXT_INIT;
+	ev.call.seq = -1;
+	ev.call.ret = (int64_t)ctx;
+	ev.call.handle = model;
+	ev.call.params[0] = n_ctx;
+	ev.call.params[3] = 2;
+	correlator_event(c, &ev);
+}
+
+#define TGT_MODEL 0x1000
+#define DFT_MODEL 0x2000
+#define FIT_CTX 0xf0
+
+/*
+ * llama-server with a draft model: a fit pass (a model loaded and a context created, then
+ * freed; both addresses reused), the target's model and context, the draft's. The context
+ * the requests run on is the first that decoded (the target's warmup; the draft's check
+ * comes after it) until a step on the slots' context confirms it; its model is the
+ * target's path.
+ */
+static void test_context_of_requests(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c = f->c;
+	struct ctx_creation cc;
+
+	load_model(c, 10, TGT_MODEL, "/m/target.gguf");         /* the fit pass */
+	create_ctx(c, 20, TGT_MODEL, FIT_CTX, 100);
+	load_model(c, 30, TGT_MODEL, "/m/target.gguf");         /* the same address again */
+	create_ctx(c, 40, TGT_MODEL, TARGET_CTX, 16000);
+	load_model(c, 50, DFT_MODEL, "/m/draft.gguf");
+	create_ctx(c, 60, DFT_MODEL, DRAFT_CTX, 16000);
+	/* nothing decoded yet: which context serves is not known (the latest is the draft's) */
+	assert_false(correlator_context(c, &cc));
+
+	step1(c, 100, 0, 2, 0, 1, 1); /* the warmup, on TARGET_CTX */
+	assert_true(correlator_context(c, &cc));
+	assert_int_equal(cc.ctx, TARGET_CTX);
+	assert_int_equal(cc.model, TGT_MODEL);
+	assert_string_equal(cc.model_path, "/m/target.gguf");
+	assert_int_equal(cc.params[0], 16000);
+
+	/* the draft decodes too (common_context_can_seq_rm), before any launch */
+	events_ctx = DRAFT_CTX;
+	step1(c, 200, 0, 3, 0, 2, 1);
+	assert_true(correlator_context(c, &cc));
+	assert_int_equal(cc.ctx, TARGET_CTX);
+
+	/* a task launched on a slot of TARGET_CTX, and a step there: confirmed */
+	srv(c, 300, MAIN_TID, LLMTAP_SRV_NEW_ID, 7, -1);
+	srv(c, 301, MAIN_TID, LLMTAP_SRV_LAUNCH, 7, 0);
+	events_ctx = TARGET_CTX;
+	step1(c, 310, 0, 4, 0, 3, 1);
+	assert_true(correlator_context(c, &cc));
+	assert_int_equal(cc.ctx, TARGET_CTX);
+	assert_string_equal(cc.model_path, "/m/target.gguf");
+	events_ctx = DRAFT_CTX;
+	step1(c, 320, 0, 4, 0, 3, 1);
+	assert_true(correlator_context(c, &cc));
+	assert_int_equal(cc.ctx, TARGET_CTX);
+	events_ctx = TARGET_CTX;
+}
+
+/* The model's file is known only from a load seen whole: a path that may have been cut
+ * short, a model loaded before the attach (or otherwise), a handle reused by a load of
+ * another file -- each leaves the context's model_path "". */
+static void test_context_model_path(void **state)
+{
+	struct fixture *f = *state;
+	struct correlator *c;
+	struct ctx_creation cc;
+	char long_path[LLMTAP_PATH_LEN];
+
+	correlator_free(f->c);
+	f->c = c = correlator_new(f->tm, (1u << LAYER_ENGINE) | (1u << LAYER_SAMPLING));
+
+	create_ctx(c, 10, TGT_MODEL, TARGET_CTX, 4096); /* its model's load not seen */
+	step1(c, 20, 0, 2, 0, 1, 1);
+	assert_true(correlator_context(c, &cc));
+	assert_int_equal(cc.ctx, TARGET_CTX);
+	assert_string_equal(cc.model_path, "");
+
+	memset(long_path, 'a', sizeof(long_path) - 1); /* 127 bytes: maybe cut short */
+	long_path[0] = '/';
+	long_path[sizeof(long_path) - 1] = '\0';
+	load_model(c, 30, TGT_MODEL, long_path);
+	create_ctx(c, 40, TGT_MODEL, TARGET_CTX, 4096);
+	assert_true(correlator_context(c, &cc));
+	assert_string_equal(cc.model_path, "");
+
+	load_model(c, 50, TGT_MODEL, "/m/a.gguf");
+	load_model(c, 60, TGT_MODEL, "/m/b.gguf"); /* freed and reused: the newest load's */
+	create_ctx(c, 70, TGT_MODEL, TARGET_CTX, 4096);
+	assert_true(correlator_context(c, &cc));
+	assert_string_equal(cc.model_path, "/m/b.gguf");
+
+	/* an embedder (no server layer) with two contexts decoding: neither is the one */
+	create_ctx(c, 80, TGT_MODEL, DRAFT_CTX, 4096);
+	events_ctx = DRAFT_CTX;
+	step1(c, 90, 1, 2, 0, 1, 1);
+	events_ctx = TARGET_CTX;
+	assert_false(correlator_context(c, &cc));
+}
+
 /* ---- i. flush ---- */
 
 static void test_flush(void **state)
@@ -2098,6 +2220,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_speculative_outputs_by_sampling_site, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_review_uaf_after_server_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_review_disconnect_takes_other, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_context_of_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_context_model_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_review_mrope_image, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_review_loss_backlog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_review_server_lost, setup, teardown),

@@ -526,9 +526,47 @@ static void test_too_big(void **state)
 	unlink(path);
 }
 
+struct seen {
+	int main_fn, other, objects, stop_at, calls;
+};
+
+static int count_sym(void *arg, const char *name, bool object, bool dynamic)
+{
+	struct seen *s = arg;
+
+	(void)dynamic;
+	s->calls++;
+	if (!strcmp(name, "main") && !object)
+		s->main_fn++;
+	else if (strncmp(name, "ma", 2))
+		s->other++; /* the prefix was not applied */
+	if (object)
+		s->objects++;
+	return s->stop_at && s->calls == s->stop_at ? 7 : 0;
+}
+
+/* Every defined symbol with the prefix goes to the callback, until it returns nonzero. */
+static void test_each_symbol(void **state)
+{
+	struct elf_file_info info;
+	struct seen s = { 0 };
+
+	(void)state;
+	assert_int_equal(elf_each_symbol("/proc/self/exe", "ma", count_sym, &s, &info), 0);
+	assert_true(info.has_symtab);
+	assert_true(s.main_fn >= 1); /* main: in .symtab (and .dynsym when exported) */
+	assert_int_equal(s.other, 0);
+	memset(&s, 0, sizeof(s));
+	s.stop_at = 1;
+	assert_int_equal(elf_each_symbol("/proc/self/exe", "", count_sym, &s, &info), 7);
+	assert_int_equal(s.calls, 1);
+	assert_true(elf_each_symbol("/nonexistent/x", "", count_sym, &s, &info) < 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_each_symbol),
 		cmocka_unit_test(test_resolve_self),
 		cmocka_unit_test(test_resolve_main),
 		cmocka_unit_test(test_resolve_libc),

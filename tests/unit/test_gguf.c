@@ -838,6 +838,42 @@ static void test_vocab_eog(void **state)
 	gguf_vocab_free(&v);
 }
 
+/*
+ * Review (issue 12): llama.cpp (src/llama-vocab.cpp, load) takes two ids back out of its
+ * end-of-generation set after adding the header's EOS/EOT/EOM: "</s>" when the vocabulary
+ * has "<|tool_response>" (gemma4/paddleocr, b9842 and later), and "<|end|>" when it has
+ * "<|return|>" and "<|call|>" (o200k_harmony, b7698 and later). A header that names such
+ * a token as its EOS or EOT is then not "sure": llama-server keeps generating past it,
+ * and llmtap would report "stop" for a request it ended on that token for a limit.
+ */
+static void test_vocab_eog_taken_back(void **state)
+{
+	static const char *const gemma[] = { "<unk>", "<s>", "</s>", "<|tool_response>", "a" };
+	static const char *const harmony[] = { "<|return|>", "<|call|>", "<|end|>", "a", "b" };
+	struct gguf_buf b = { 0 };
+	struct gguf_vocab v;
+	struct gguf_info info;
+
+	(void)state;
+	kv_general(&b, "llama", "g", 4096);
+	kv_tokens(&b, gemma, 5);
+	kv_u32(&b, "tokenizer.ggml.eos_token_id", 2);
+	assert_int_equal(read_vocab(write_gguf(&b, "takeback1.gguf", 0), &info, &v), 0);
+	assert_false(gguf_token_is_eog_sure(&v, 2));
+	assert_true(gguf_token_maybe_eog(&v, 2));
+	gguf_vocab_free(&v);
+
+	kv_general(&b, "llama", "h", 4096);
+	kv_tokens(&b, harmony, 5);
+	kv_u32(&b, "tokenizer.ggml.eos_token_id", 0);
+	kv_u32(&b, "tokenizer.ggml.eot_token_id", 2);
+	assert_int_equal(read_vocab(write_gguf(&b, "takeback2.gguf", 0), &info, &v), 0);
+	assert_true(gguf_token_is_eog_sure(&v, 0));
+	assert_false(gguf_token_is_eog_sure(&v, 2));
+	assert_true(gguf_token_maybe_eog(&v, 2));
+	gguf_vocab_free(&v);
+}
+
 /* ---- errors ---- */
 
 static void test_missing_file(void **state)
@@ -1249,6 +1285,7 @@ int main(void)
 		cmocka_unit_test(test_attn_shapes),
 		cmocka_unit_test(test_attn_unknown),
 		cmocka_unit_test(test_vocab_eog),
+		cmocka_unit_test(test_vocab_eog_taken_back),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_not_gguf),
 		cmocka_unit_test(test_versions),

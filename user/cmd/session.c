@@ -50,6 +50,8 @@ struct session {
 	struct gguf_info gguf;     /* the mapped model's header */
 	struct gguf_vocab vocab;   /* its end-of-generation tokens (the correlator's eog_of) */
 	uint64_t kv_ctx;           /* the context device_lib was looked up for */
+	char kv_path[LLMTAP_PATH_LEN]; /* the model file kv_gguf was read from, "" none */
+	struct gguf_info kv_gguf;  /* its header: the serving context's own model */
 	int device_lib;            /* it maps a device backend: 1, none 0, not looked -1 */
 	char model[256];           /* what the sinks call the model: filled in place when a
 				    * model is mapped after the attach */
@@ -281,22 +283,44 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
 	return ret;
 }
 
-/* The KV cache's bytes: the model's shape and the serving context's creation. */
+/*
+ * The header of the file cc's model was loaded from (llama_model_load_from_file
+ * returned that llama_model for that path): read from the mapped file of that path,
+ * whichever .gguf the session's model is (a draft's or a projector's may be). NULL:
+ * unknown (the load not seen, a relative path, not mapped: --no-mmap).
+ */
+static const struct gguf_info *kv_model(struct session *s, const struct ctx_creation *cc)
+{
+	if (!cc->model_path[0])
+		return NULL;
+	if (strcmp(cc->model_path, s->kv_path)) {
+		s->kv_path[0] = '\0';
+		if (!strcmp(cc->model_path, s->t.model) && s->gguf.version)
+			s->kv_gguf = s->gguf;
+		else if (target_model_read(s->t.pid, cc->model_path, &s->kv_gguf, NULL, NULL, 0))
+			return NULL; /* looked for again next time: it may be mapped by then */
+		snprintf(s->kv_path, sizeof(s->kv_path), "%s", cc->model_path);
+	}
+	return &s->kv_gguf;
+}
+
+/* The KV cache's bytes: the serving context's creation and its own model's shape. */
 static void kv_memory(struct session *s, struct tm_kv_mem *out)
 {
-	enum kv_layout layout = kvmem_layout(s->version.build, s->version.commit);
+	enum kv_layout layout = layout_kv(&s->version);
+	const struct gguf_info *model;
 	struct ctx_creation cc;
 	struct kv_context kc;
 	char lib[64];
 	int ret;
 
 	if (!correlator_context(s->corr, &cc)) {
-		kvmem_describe(layout, NULL, &s->gguf.attn, s->gguf.context_length, -1, out);
+		kvmem_describe(layout, NULL, NULL, 0, -1, out);
 		return;
 	}
 	/* the backends are loaded before any context: look once per context */
 	if (cc.ctx != s->kv_ctx) {
-		ret = target_device_backend(s->t.pid, lib, sizeof(lib));
+		ret = target_device_backend(s->t.pid, target_core(&s->t)->host, lib, sizeof(lib));
 		s->device_lib = ret < 0 ? -1 : ret;
 		s->kv_ctx = cc.ctx;
 		/* started by llmtap run, the target had not relocated LLAMA_COMMIT
@@ -305,11 +329,17 @@ static void kv_memory(struct session *s, struct tm_kv_mem *out)
 			target_version(&s->t, &s->version);
 			set_version_attrs(s);
 			publish_info(s);
-			layout = kvmem_layout(s->version.build, s->version.commit);
+			layout = layout_kv(&s->version);
+			probes_set_layout(s->p, layout_task_n_predict(&s->version),
+					  layout_slot_stop(&s->version));
 		}
 	}
 	kvmem_decode_context(layout, cc.cparams, cc.cparams_len, cc.params, &kc);
-	kvmem_describe(layout, &kc, &s->gguf.attn, s->gguf.context_length, s->device_lib, out);
+	/* the shape (and the context length n_ctx 0 stands for) of the context's own
+	 * model only: another model's would make bytes that are no cache's */
+	model = kv_model(s, &cc);
+	kvmem_describe(layout, &kc, model ? &model->attn : NULL, model ? model->context_length : 0,
+		       s->device_lib, out);
 }
 
 static void update_gauges(struct session *s)

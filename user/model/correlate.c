@@ -69,7 +69,15 @@ struct loss {
 };
 #define LOSSES 16
 
-#define CTX_KEEP 4 /* context creations kept (llama-server: a fit pass, the target, a draft) */
+#define CTX_KEEP 16 /* context creations kept (llama-server: fit passes, the target, a draft;
+		     * b5640 and b7698: a draft context per slot besides) */
+#define LOADS_KEEP 8 /* model loads kept (a fit pass and the real load, per model) */
+
+/* llama_model_load_from_file(path) returned model: which file a handle is. */
+struct model_load {
+	uint64_t model;
+	char path[LLMTAP_PATH_LEN]; /* "" unknown (cut short) */
+};
 
 /* An ended generation kept for joining. */
 struct gen_rec {
@@ -110,6 +118,8 @@ struct correlator {
 	uint32_t n_ctx; /* from context creation, when seen */
 	struct ctx_creation created[CTX_KEEP]; /* ring: the latest contexts created */
 	unsigned int n_created;
+	struct model_load loads[LOADS_KEEP]; /* ring: the latest models loaded */
+	unsigned int n_loads;
 	struct task *launching; /* the task most recently launched on a slot */
 	/*
 	 * The slots' llama_context, read at launch; once a step on it confirms it,
@@ -1108,6 +1118,35 @@ static void on_kv(struct correlator *c, const struct llmtap_kv_event *k)
 	}
 }
 
+/* A model was loaded: its handle is that file from now on (a handle freed and
+ * reused is the newest load's). */
+static void model_loaded(struct correlator *c, const struct llmtap_call_event *e)
+{
+	struct model_load *ml = &c->loads[c->n_loads++ % LOADS_KEEP];
+
+	ml->model = (uint64_t)e->ret;
+	ml->path[0] = '\0';
+	/* text_len LLMTAP_PATH_LEN - 1 may be a longer path cut short: not that file */
+	if (e->text_len && e->text_len < sizeof(ml->path) - 1 && e->text_len < sizeof(e->text)) {
+		memcpy(ml->path, e->text, e->text_len);
+		ml->path[e->text_len] = '\0';
+	}
+}
+
+/* The file model was loaded from (its latest load), "" when not seen. */
+static const char *model_path(const struct correlator *c, uint64_t model)
+{
+	unsigned int i, n = c->n_loads < LOADS_KEEP ? c->n_loads : LOADS_KEEP;
+
+	for (i = 0; i < n; i++) { /* newest first */
+		const struct model_load *ml = &c->loads[(c->n_loads - 1 - i) % LOADS_KEEP];
+
+		if (ml->model == model)
+			return ml->path;
+	}
+	return "";
+}
+
 static void on_call(struct correlator *c, const struct llmtap_call_event *e)
 {
 	struct engine_event ee = {
@@ -1155,6 +1194,8 @@ static void on_call(struct correlator *c, const struct llmtap_call_event *e)
 		break;
 	case LLMTAP_CALL_MODEL_LOAD:
 		ee.kind = EE_MODEL_LOAD;
+		if (e->ret)
+			model_loaded(c, e);
 		break;
 	case LLMTAP_CALL_SAMPLER_INIT:
 		/* llama-server builds a task's sampler inside launch_slot_with_task */
@@ -1174,10 +1215,13 @@ static void on_call(struct correlator *c, const struct llmtap_call_event *e)
 		memcpy(ee.params, e->params, sizeof(ee.params));
 		if (e->ret) {
 			struct ctx_creation *cc = &c->created[c->n_created++ % CTX_KEEP];
+			const char *path;
 
 			c->n_ctx = e->params[0];
 			cc->ctx = (uint64_t)e->ret;
 			cc->model = e->handle;
+			path = model_path(c, e->handle); /* shorter than model_path by construction */
+			memcpy(cc->model_path, path, strlen(path) + 1);
 			memcpy(cc->params, e->params, sizeof(cc->params));
 			cc->cparams_len = e->cparams_len;
 			memcpy(cc->cparams, e->cparams, sizeof(cc->cparams));
@@ -1337,14 +1381,40 @@ void correlator_gauges(const struct correlator *c, struct tm_gauges *g)
 	g->n_ctx = c->n_ctx;
 }
 
+/*
+ * The context the requests run on. The server layer reads the slots' context at launch,
+ * and a step on it confirms it. Before that, llama-server's target context is the
+ * first to decode (every version in tests/compat/versions): common_init_from_params
+ * creates it and runs its warmup before a draft model is loaded, and b9842 and later
+ * check it (common_context_can_seq_rm, a decode) before the draft's. Without the
+ * server layer, an embedder's context is the only one that decodes; two: unknown.
+ */
+static uint64_t requests_context(const struct correlator *c)
+{
+	uint64_t first;
+
+	if (engine_first(c))
+		return gen_tracker_only_context(c->gens);
+	if (c->target_seen)
+		return c->target_ctx;
+	first = gen_tracker_first_context(c->gens);
+	/* a launch read another context, not confirmed yet: neither is believed */
+	if (c->target_ctx && c->target_ctx != first)
+		return 0;
+	return first;
+}
+
 bool correlator_context(const struct correlator *c, struct ctx_creation *out)
 {
 	unsigned int i, n = c->n_created < CTX_KEEP ? c->n_created : CTX_KEEP;
+	uint64_t ctx = requests_context(c);
 
-	for (i = 0; i < n; i++) { /* newest first */
+	if (!ctx)
+		return false;
+	for (i = 0; i < n; i++) { /* newest first: an address reused is the newest creation's */
 		const struct ctx_creation *cc = &c->created[(c->n_created - 1 - i) % CTX_KEEP];
 
-		if (!c->target_seen || cc->ctx == c->target_ctx) {
+		if (cc->ctx == ctx) {
 			*out = *cc;
 			return true;
 		}

@@ -59,14 +59,21 @@ void correlator_gauges(const struct correlator *c, struct tm_gauges *g);
 struct ctx_creation {
 	uint64_t ctx;       /* the llama_context it returned */
 	uint64_t model;     /* the llama_model it was given */
+	/* the path that llama_model_load_from_file(path, ...) returned model for, the
+	 * latest load of that handle before this creation; "" when not seen (attached
+	 * after it, another loader, a path cut short): the model's file is then unknown */
+	char model_path[LLMTAP_PATH_LEN];
 	uint32_t params[4]; /* n_ctx, n_batch, n_ubatch, n_seq_max as passed */
 	uint32_t cparams_len;
 	uint8_t cparams[LLMTAP_CPARAMS_LEN]; /* the params' head, raw (user/model/kvmem.h) */
 };
 /*
- * The creation of the context the requests run on: the slots' context once a
- * step confirmed it, else the latest created. false: not seen (attached after it,
- * or the slots' context is none of the latest created).
+ * The creation of the context the requests run on: with the server layer, the slots'
+ * context once a step confirmed it, before that the first context that decoded
+ * (llama-server's target: its warmup and checks come before a draft's); without it,
+ * the one context that ever decoded. false: not known (none decoded yet; two and no
+ * server layer; a launch read a context not confirmed yet; its creation not seen:
+ * attached after it, or no longer among the latest created).
  */
 bool correlator_context(const struct correlator *c, struct ctx_creation *out);
 void correlator_free(struct correlator *c);

@@ -46,6 +46,7 @@ struct gen_tracker {
 	uint64_t next_id;
 	struct ctx_state ctxs[MAX_CTX];
 	int n_contexts; /* contexts seen decoding, ever */
+	uint64_t first_ctx; /* the first of them */
 };
 
 struct gen_tracker *gen_tracker_new(gen_closed_fn fn, void *arg)
@@ -106,6 +107,8 @@ static struct ctx_state *ctx_get(struct gen_tracker *gt, uint64_t ctx)
 	lru->seqs = calloc(LLMTAP_MAX_SEQ, sizeof(*lru->seqs));
 	if (!lru->seqs)
 		return NULL;
+	if (!gt->n_contexts)
+		gt->first_ctx = ctx;
 	if (gt->n_contexts < MAX_CTX + 1)
 		gt->n_contexts++;
 	lru->ctx = ctx;
@@ -445,6 +448,21 @@ void gen_tracker_taint(struct gen_tracker *gt)
 int gen_tracker_contexts(const struct gen_tracker *gt)
 {
 	return gt->n_contexts;
+}
+
+uint64_t gen_tracker_only_context(const struct gen_tracker *gt)
+{
+	if (gt->n_contexts != 1)
+		return 0;
+	for (int i = 0; i < MAX_CTX; i++)
+		if (gt->ctxs[i].seqs)
+			return gt->ctxs[i].ctx;
+	return 0;
+}
+
+uint64_t gen_tracker_first_context(const struct gen_tracker *gt)
+{
+	return gt->first_ctx;
 }
 
 void gen_tracker_free(struct gen_tracker *gt)

@@ -82,6 +82,10 @@ bool gen_tracker_skipped_after(const struct gen_tracker *gt, const struct gen *g
 void gen_tracker_taint(struct gen_tracker *gt);
 /* How many contexts decoded (a draft model's is a second one). */
 int gen_tracker_contexts(const struct gen_tracker *gt);
+/* The context when exactly one ever decoded (and is still followed), else 0. */
+uint64_t gen_tracker_only_context(const struct gen_tracker *gt);
+/* The first context seen decoding (0: none yet). */
+uint64_t gen_tracker_first_context(const struct gen_tracker *gt);
 void gen_tracker_free(struct gen_tracker *gt);
 
 #endif

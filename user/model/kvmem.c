@@ -28,39 +28,6 @@ static const struct {
 
 #define N_TYPES (sizeof(types) / sizeof(types[0]))
 
-/* the builds whose llama_context_params were checked (gdb), by commit */
-static const struct {
-	const char *commit;
-	enum kv_layout layout;
-} checked[] = {
-	{ "aa3f5d08eeb5", KV_LAYOUT_B5640 },	/* b5640 */
-	{ "79efbb133964", KV_LAYOUT_B7698 },	/* b7698 */
-	{ "b10e98aadb3e", KV_LAYOUT_B7698 },	/* b8390 */
-	{ "d654a8ee8ad7", KV_LAYOUT_B9842 },	/* b9842 */
-	{ "c2fd87ef4253", KV_LAYOUT_B9842 },	/* b10361 */
-	{ "de3ff815ea7d", KV_LAYOUT_B9842 },	/* v0.5.0 (node-llama-cpp 3.22.1) */
-};
-
-enum kv_layout kvmem_layout(int build, const char *commit)
-{
-	size_t i, n = commit ? strlen(commit) : 0;
-
-	if (n >= 7) {
-		for (i = 0; i < sizeof(checked) / sizeof(checked[0]); i++)
-			if (!strncmp(checked[i].commit, commit, n))
-				return checked[i].layout;
-	}
-	/* build numbers between two checked builds of one layout (builds from a git
-	 * clone count commits; node-llama-cpp's bundles say 1, and are known by commit) */
-	if (build == 5640)
-		return KV_LAYOUT_B5640;
-	if (build >= 7698 && build <= 8390)
-		return KV_LAYOUT_B7698;
-	if (build >= 9842 && build <= 10361)
-		return KV_LAYOUT_B9842;
-	return KV_LAYOUT_UNKNOWN;
-}
-
 static int32_t le32(const uint8_t *p)
 {
 	return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |

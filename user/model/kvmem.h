@@ -14,19 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "target/layout.h" /* enum kv_layout: a build's llama_context_params */
+
 struct gguf_attn;
 struct tm_kv_mem;
-
-/* Which llama_context_params layout a llama.cpp version has (include/llmtap_offsets.h). */
-enum kv_layout {
-	KV_LAYOUT_UNKNOWN = 0,
-	KV_LAYOUT_B5640,  /* b5640: bool flash_attn; cells padded to 32, or 256 with FA */
-	KV_LAYOUT_B7698,  /* b7698 .. b8390: kv_unified; cells padded to 256, per sequence */
-	KV_LAYOUT_B9842,  /* b9842 .. de3ff815ea7d: the same fields 16 bytes further */
-};
-
-/* The layout of a version: by its commit (the builds checked), else its build number. */
-enum kv_layout kvmem_layout(int build, const char *commit);
 
 /* What a context's creation says of its KV cache. */
 struct kv_context {

@@ -315,8 +315,8 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 		goto cleanup;
 	}
 	p->skel->rodata->wakeup_bytes = opts->ringbuf_bytes / 4;
-	p->skel->rodata->task_n_predict_off = opts->task_n_predict_off;
-	p->skel->rodata->slot_stop_off = opts->slot_stop_off;
+	p->skel->data->task_n_predict_off = opts->task_n_predict_off;
+	p->skel->data->slot_stop_off = opts->slot_stop_off;
 	p->multi = uprobe_multi_supported();
 	if (p->multi) {
 		bpf_program__set_expected_attach_type(p->skel->progs.probe_enter, BPF_TRACE_UPROBE_MULTI);
@@ -431,6 +431,13 @@ int probes_fd(const struct probes *p)
 const char *probes_attached(const struct probes *p)
 {
 	return p->attached;
+}
+
+void probes_set_layout(struct probes *p, int task_n_predict_off, int slot_stop_off)
+{
+	/* the loaded programs read these (the skeleton's mapping of their .data) */
+	p->skel->data->task_n_predict_off = task_n_predict_off;
+	p->skel->data->slot_stop_off = slot_stop_off;
 }
 
 bool probes_site_attached(const struct probes *p, enum llmtap_site site)

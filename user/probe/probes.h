@@ -46,6 +46,8 @@ int probes_stats(struct probes *p, uint64_t out[LLMTAP_STAT_MAX]);
 const char *probes_attached(const struct probes *p);
 /* The same as a mask of 1 << enum llmtap_layer. */
 unsigned int probes_layer_mask(const struct probes *p);
+/* The build's private offsets, learnt after attaching (see struct probes_opts). */
+void probes_set_layout(struct probes *p, int task_n_predict_off, int slot_stop_off);
 /* Whether a site has a probe in the target. */
 bool probes_site_attached(const struct probes *p, enum llmtap_site site);
 void probes_close(struct probes *p);

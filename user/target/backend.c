@@ -4,57 +4,147 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/util.h"
+#include "target/elfsym.h"
 #include "target/proc.h"
 
 /*
- * File name prefixes: ggml's device backends (ggml/src/ggml-*: a shared build
- * maps libggml-<name>.so) and the runtimes a static build with one links
- * dynamically. libggml-cpu*, -blas and -base hold nothing off the host.
+ * ggml's libraries that hold nothing off the host (ggml/src of every build in
+ * tests/compat/versions): libggml (the backend registry), libggml-base, the CPU
+ * backend (libggml-cpu, and its per-ISA variants libggml-cpu-haswell, ...), and the
+ * two ACCEL backends whose buffers are the CPU backend's (ggml-blas, ggml-zendnn:
+ * get_buffer_type returns ggml_backend_cpu_buffer_type()). Any other libggml* is a
+ * device backend, or one llmtap does not know (ggml-virtgpu, ggml-et, the next one).
  */
-static const char *const device_libs[] = {
-	"libggml-cuda", "libggml-hip", "libggml-vulkan", "libggml-metal", "libggml-sycl",
-	"libggml-opencl", "libggml-cann", "libggml-musa", "libggml-rpc", "libggml-webgpu",
-	"libggml-zdnn", "libggml-hexagon", "libggml-kompute", "libggml-openvino",
+static const char *const host_stems[] = {
+	"libggml", "libggml-base", "libggml-cpu", "libggml-blas", "libggml-zendnn",
+};
+
+/* The same backends by their registration functions (ggml_backend_<name>_reg), for a
+ * ggml linked into another file; ggml_backend_dev_backend_reg is ggml's own API. */
+static const char *const host_regs[] = {
+	"ggml_backend_cpu_reg", "ggml_backend_blas_reg", "ggml_backend_zendnn_reg",
+	"ggml_backend_dev_backend_reg",
+};
+
+/* GPU runtimes a backend linked into another file loads (file name prefixes). */
+static const char *const runtimes[] = {
 	"libcuda.", "libcudart", "libcublas", "libamdhip64", "libhipblas", "librocblas",
 	"libvulkan", "libOpenCL", "libsycl", "libze_loader", "libmusa", "libascendcl",
+	"libopenvino", "libzdnn", "libcdsprpc", "libdrm",
 };
+
+static bool starts(const char *s, const char *prefix)
+{
+	return !strncmp(s, prefix, strlen(prefix));
+}
+
+static bool ends(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* A ggml library llmtap knows holds nothing off the host: its name up to ".so". */
+static bool host_ggml(const char *base)
+{
+	const char *so = strstr(base, ".so");
+	size_t n;
+
+	if (!so || (so[3] && so[3] != '.'))
+		return false;
+	n = (size_t)(so - base);
+	for (size_t i = 0; i < ARRAY_SIZE(host_stems); i++)
+		if (strlen(host_stems[i]) == n && !strncmp(base, host_stems[i], n))
+			return true;
+	return n > strlen("libggml-cpu-") && starts(base, "libggml-cpu-");
+}
 
 bool backend_is_device_lib(const char *path)
 {
 	const char *base = strrchr(path, '/');
-	size_t i;
 
 	base = base ? base + 1 : path;
-	for (i = 0; i < sizeof(device_libs) / sizeof(device_libs[0]); i++)
-		if (!strncmp(base, device_libs[i], strlen(device_libs[i])))
+	for (size_t i = 0; i < ARRAY_SIZE(runtimes); i++)
+		if (starts(base, runtimes[i]))
 			return true;
-	return false;
+	return starts(base, "libggml") && !host_ggml(base);
 }
 
 struct scan {
 	char *name;
 	size_t len;
+	bool ggml; /* libggml or libggml-base is mapped: ggml is a shared build */
 };
+
+static void set_name(struct scan *s, const char *what)
+{
+	if (s->len)
+		snprintf(s->name, s->len, "%s", what);
+}
 
 static int on_map(const struct proc_map *m, void *arg)
 {
 	struct scan *s = arg;
 	const char *base;
 
-	if (!m->path[0] || !backend_is_device_lib(m->path))
+	if (!m->path[0])
 		return 0;
 	base = strrchr(m->path, '/');
-	snprintf(s->name, s->len, "%s", base ? base + 1 : m->path);
+	base = base ? base + 1 : m->path;
+	if (backend_is_device_lib(m->path)) {
+		set_name(s, base);
+		return 1;
+	}
+	if (starts(base, "libggml.so") || starts(base, "libggml-base.so"))
+		s->ggml = true;
+	return 0;
+}
+
+struct regs {
+	struct scan *s;
+	bool cpu; /* ggml_backend_cpu_reg: ggml's backends are in the file */
+};
+
+static int on_symbol(void *arg, const char *name, bool object, bool dynamic)
+{
+	struct regs *r = arg;
+
+	(void)dynamic;
+	if (object || !ends(name, "_reg"))
+		return 0;
+	if (!strcmp(name, "ggml_backend_cpu_reg"))
+		r->cpu = true;
+	for (size_t i = 0; i < ARRAY_SIZE(host_regs); i++)
+		if (!strcmp(name, host_regs[i]))
+			return 0;
+	set_name(r->s, name); /* a device backend's, or one llmtap does not know */
 	return 1;
 }
 
-int target_device_backend(pid_t pid, char *name, size_t len)
+int target_device_backend(pid_t pid, const char *core, char *name, size_t len)
 {
-	struct scan s = { name, len };
+	struct scan s = { name, len, false };
+	struct regs r = { &s, false };
+	struct elf_file_info info;
 	int ret;
 
 	if (len)
 		name[0] = '\0';
 	ret = proc_for_each_map(pid, on_map, &s);
-	return ret < 0 ? ret : ret > 0;
+	if (ret)
+		return ret < 0 ? ret : 1;
+	/*
+	 * ggml linked into the core file (a static build; a libllama with ggml inside):
+	 * the backends compiled in register with ggml_backend_<name>_reg, a function
+	 * each; host memory only when every one defined is a host backend's, and the
+	 * CPU backend's is there (else ggml is elsewhere, or the file is stripped).
+	 */
+	if (!core)
+		return s.ggml ? 0 : 1;
+	ret = elf_each_symbol(core, "ggml_backend_", on_symbol, &r, &info);
+	if (ret)
+		return 1;
+	return s.ggml || r.cpu ? 0 : 1;
 }

@@ -103,9 +103,18 @@ static bool leads_match(const struct leads *l, const char *name)
 	return false;
 }
 
+/* Every defined symbol whose name starts with prefix goes to fn (elf_each_symbol). */
+struct visit {
+	const char *prefix;
+	elf_sym_fn fn;
+	void *arg;
+	int ret; /* fn's first nonzero return: stop */
+};
+
 /* 0, or -EIO when the table or its strings could not be read */
 static int scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynamic,
-			struct elf_sym_req *reqs, size_t n, const struct leads *leads)
+			struct elf_sym_req *reqs, size_t n, const struct leads *leads,
+			struct visit *v)
 {
 	Elf_Data *data = elf_getdata(scn, NULL);
 	Elf_Scn *strs = elf_getscn(elf, sh->sh_link);
@@ -132,6 +141,9 @@ static int scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dynami
 		if (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_OBJECT)
 			continue;
 		name = elf_strptr(elf, sh->sh_link, sym.st_name);
+		if (v && name && !strncmp(name, v->prefix, strlen(v->prefix)) &&
+		    (v->ret = v->fn(v->arg, name, type == STT_OBJECT, dynamic)))
+			return 0;
 		if (!name || !leads_match(leads, name))
 			continue;
 		for (k = 0; k < n; k++) {
@@ -306,7 +318,9 @@ static void reset(struct elf_sym_req *reqs, size_t n, struct elf_file_info *info
 	}
 }
 
-int elf_resolve_fd(int fd, struct elf_sym_req *reqs, size_t n, struct elf_file_info *info)
+/* elf_resolve_fd, and each symbol to v (NULL: none) */
+static int resolve_fd(int fd, struct elf_sym_req *reqs, size_t n, struct elf_file_info *info,
+		      struct visit *v)
 {
 	Elf_Scn *scn = NULL;
 	GElf_Ehdr eh;
@@ -358,10 +372,12 @@ int elf_resolve_fd(int fd, struct elf_sym_req *reqs, size_t n, struct elf_file_i
 			info->has_dynsym = true;
 		else
 			continue;
-		if (scan_symbols(elf, scn, &sh, sh.sh_type == SHT_DYNSYM, reqs, n, &leads)) {
+		if (scan_symbols(elf, scn, &sh, sh.sh_type == SHT_DYNSYM, reqs, n, &leads, v)) {
 			ret = -EIO; /* the file shrank since elf_begin */
 			break;
 		}
+		if (v && v->ret)
+			break;
 	}
 cleanup:
 	if (elf)
@@ -369,6 +385,26 @@ cleanup:
 	if (ret)
 		reset(reqs, n, info);
 	return ret;
+}
+
+int elf_resolve_fd(int fd, struct elf_sym_req *reqs, size_t n, struct elf_file_info *info)
+{
+	return resolve_fd(fd, reqs, n, info, NULL);
+}
+
+int elf_each_symbol(const char *path, const char *prefix, elf_sym_fn fn, void *arg,
+		    struct elf_file_info *info)
+{
+	struct visit v = { prefix, fn, arg, 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), ret;
+
+	if (fd < 0) {
+		memset(info, 0, sizeof(*info));
+		return -errno;
+	}
+	ret = resolve_fd(fd, NULL, 0, info, &v);
+	close(fd);
+	return ret ? ret : v.ret;
 }
 
 int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,

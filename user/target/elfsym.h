@@ -39,6 +39,16 @@ int elf_resolve(const char *path, struct elf_sym_req *reqs, size_t n,
 		struct elf_file_info *info);
 /* The same from an open file (read with pread: its offset is left alone). */
 int elf_resolve_fd(int fd, struct elf_sym_req *reqs, size_t n, struct elf_file_info *info);
+/* A defined symbol (object: STT_OBJECT, else a function); dynamic: from .dynsym. */
+typedef int (*elf_sym_fn)(void *arg, const char *name, bool object, bool dynamic);
+/*
+ * Call fn for every defined function or object symbol of path's .dynsym and .symtab
+ * whose name starts with prefix ("" all), until it returns nonzero. Returns that value,
+ * 0 when it never did, or -errno as elf_resolve (fn may have been called before an
+ * error: a caller deciding on all of them must look at the result first).
+ */
+int elf_each_symbol(const char *path, const char *prefix, elf_sym_fn fn, void *arg,
+		    struct elf_file_info *info);
 /* What an error of elf_resolve means, in a few words. */
 const char *elf_strerror(int err);
 

@@ -145,6 +145,33 @@ static const char *const vocab_id_key[VID_COUNT] = {
 	[VID_FIM_SEP] = "tokenizer.ggml.fim_sep_token_id",
 };
 
+/*
+ * Tokens llama.cpp may take back out of its end-of-generation set after adding the
+ * header's EOS/EOT/EOM (src/llama-vocab.cpp, load): "<|end|>" when the set also has
+ * "<|return|>" or "<|flush|>" and "<|call|>" or "<|calls|>" (o200k_harmony,
+ * solar-open; b7698 and later), "</s>" when it has "<|tool_response>" (gemma4,
+ * paddleocr; b9842 and later). Such an id is never sure: the companions are looked
+ * for in the whole vocabulary (a superset of that set, in every version).
+ */
+enum takeback {
+	TB_END = 0,	/* "<|end|>" */
+	TB_S,		/* "</s>" */
+	TB_COUNT,
+};
+#define TB_IDS 4	/* ids of one text kept; more: every header id of it is unsure */
+
+enum companion {
+	CO_RETURN = 1 << 0,
+	CO_CALL = 1 << 1,	/* "<|call|>" or "<|calls|>" */
+	CO_FLUSH = 1 << 2,
+	CO_TOOL_RESPONSE = 1 << 3,
+};
+
+struct takeback_ids {
+	int64_t id[TB_IDS];
+	unsigned int n;		/* ids seen (may exceed TB_IDS) */
+};
+
 struct vocab_scan {
 	bool want;
 	bool have_tokens, have_types, have_id[VID_COUNT];
@@ -152,6 +179,8 @@ struct vocab_scan {
 	uint64_t n;		/* tokens (the first of tokens / token_type seen) */
 	uint8_t *bits;		/* maybe end-of-generation, n bits */
 	int64_t id[VID_COUNT];	/* -1: none usable */
+	struct takeback_ids tb[TB_COUNT];
+	unsigned int companions; /* enum companion */
 };
 
 struct scan {
@@ -670,6 +699,51 @@ static bool eog_text(const char *t, size_t n)
 	return false;
 }
 
+static bool text_is(const char *t, size_t n, const char *want)
+{
+	return n == strlen(want) && !memcmp(t, want, n);
+}
+
+/* Token i's text, for what llama.cpp may take back out of its EOG set (enum takeback). */
+static void note_takeback(struct vocab_scan *v, const char *t, size_t n, uint64_t i)
+{
+	int tb = text_is(t, n, "<|end|>") ? TB_END : text_is(t, n, "</s>") ? TB_S : -1;
+
+	if (tb >= 0) {
+		if (v->tb[tb].n < TB_IDS)
+			v->tb[tb].id[v->tb[tb].n] = (int64_t)i;
+		if (v->tb[tb].n < UINT32_MAX)
+			v->tb[tb].n++;
+	} else if (text_is(t, n, "<|return|>")) {
+		v->companions |= CO_RETURN;
+	} else if (text_is(t, n, "<|call|>") || text_is(t, n, "<|calls|>")) {
+		v->companions |= CO_CALL;
+	} else if (text_is(t, n, "<|flush|>")) {
+		v->companions |= CO_FLUSH;
+	} else if (text_is(t, n, "<|tool_response>")) {
+		v->companions |= CO_TOOL_RESPONSE;
+	}
+}
+
+/* Whether llama.cpp may erase id from its EOG set (some version, see enum takeback). */
+static bool taken_back(const struct vocab_scan *v, int64_t id)
+{
+	bool end = (v->companions & CO_CALL) && (v->companions & (CO_RETURN | CO_FLUSH));
+	bool s = v->companions & CO_TOOL_RESPONSE;
+	const bool may[TB_COUNT] = { [TB_END] = end, [TB_S] = s };
+
+	for (int tb = 0; tb < TB_COUNT; tb++) {
+		if (!may[tb])
+			continue;
+		if (v->tb[tb].n > TB_IDS)
+			return true; /* not all its ids were kept */
+		for (unsigned int k = 0; k < v->tb[tb].n; k++)
+			if (v->tb[tb].id[k] == id)
+				return true;
+	}
+	return false;
+}
+
 /* tokenizer.ggml.tokens: an array of strings; the EOG-looking ones get their bit. */
 static int on_tokens(struct reader *r, struct scan *s, const char *key, size_t klen,
 		     uint32_t type)
@@ -707,8 +781,10 @@ static int on_tokens(struct reader *r, struct scan *s, const char *key, size_t k
 			ret = read_len(r, GGUF_STR_MAX, "token", &len);
 			if (!ret && len <= sizeof(text)) {
 				ret = read_bytes(r, text, (size_t)len);
-				if (!ret && eog_text(text, (size_t)len))
+				if (!ret && eog_text(text, (size_t)len)) {
 					set_bit(s->v.bits, i);
+					note_takeback(&s->v, text, (size_t)len, i);
+				}
 			} else if (!ret) {
 				ret = skip_bytes(r, len);
 			}
@@ -912,6 +988,7 @@ static void finish_vocab(struct scan *s, struct gguf_vocab *out)
 {
 	struct vocab_scan *v = &s->v;
 	int32_t *sure[VID_COUNT] = { &out->eos, &out->eot, &out->eom };
+	bool have_eos = false;
 	size_t i;
 
 	if (v->bad || !v->have_tokens || !v->bits)
@@ -920,10 +997,12 @@ static void finish_vocab(struct scan *s, struct gguf_vocab *out)
 		if (v->id[i] < 0 || (uint64_t)v->id[i] >= v->n)
 			continue; /* llama.cpp keeps its default: see below */
 		set_bit(v->bits, (uint64_t)v->id[i]);
-		if (sure[i])
+		have_eos |= i == VID_EOS;
+		/* an id llama.cpp may take back out stays a maybe */
+		if (sure[i] && !taken_back(v, v->id[i]))
 			*sure[i] = (int32_t)v->id[i];
 	}
-	if (out->eos < 0)
+	if (!have_eos)
 		for (i = 0; i < sizeof(default_eos) / sizeof(default_eos[0]); i++)
 			if (default_eos[i] < v->n)
 				set_bit(v->bits, default_eos[i]);

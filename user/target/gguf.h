@@ -26,7 +26,9 @@ struct gguf_attn {
 /*
  * What the vocabulary says of end-of-generation tokens, for finish reasons.
  * eos/eot/eom are the ids the header sets (in range of the vocabulary): llama.cpp
- * always ends a generation on them. maybe_eog is a bitmap over the n_vocab
+ * always ends a generation on them; -1 also for one some version checked may take
+ * back out of its end-of-generation set ("<|end|>", "</s>" beside their companion
+ * tokens, see gguf.c): its bit stays set in maybe_eog. maybe_eog is a bitmap over the n_vocab
  * tokens of those llama.cpp MAY treat as end-of-generation (the ids above, the
  * FIM pad/rep/sep ids, control and user-defined tokens, the texts llama.cpp
  * matches in any version checked, its default ids when the header sets none):

@@ -12,17 +12,18 @@ static const struct {
 	int task_n_predict; /* offsetof(server_task, params.n_predict) */
 	int slot_stop;      /* offsetof(server_slot, stop): enum stop_type, the same four
 			     * values in all (NONE, EOS, WORD, LIMIT) */
+	enum kv_layout kv;  /* llama_context_params (include/llmtap_offsets.h) */
 } layouts[] = {
-	{ "aa3f5d08eeb5", "b5640, node-llama-cpp 3.10.0", 28, 2396 },
-	{ "79efbb133964", "b7698, node-llama-cpp 3.15.0", 48, 268 },
-	{ "b10e98aadb3e", "b8390, node-llama-cpp 3.18.1", 72, 236 },
-	{ "d654a8ee8ad7", "b9842, node-llama-cpp 3.19.0", 72, 388 },
-	{ "c2fd87ef4253", "b10361, node-llama-cpp 3.20.0", 76, 420 },
-	{ "de3ff815ea7d", "v0.5.0, node-llama-cpp 3.22.1", 76, 5412 },
+	{ "aa3f5d08eeb5", "b5640, node-llama-cpp 3.10.0", 28, 2396, KV_LAYOUT_B5640 },
+	{ "79efbb133964", "b7698, node-llama-cpp 3.15.0", 48, 268, KV_LAYOUT_B7698 },
+	{ "b10e98aadb3e", "b8390, node-llama-cpp 3.18.1", 72, 236, KV_LAYOUT_B7698 },
+	{ "d654a8ee8ad7", "b9842, node-llama-cpp 3.19.0", 72, 388, KV_LAYOUT_B9842 },
+	{ "c2fd87ef4253", "b10361, node-llama-cpp 3.20.0", 76, 420, KV_LAYOUT_B9842 },
+	{ "de3ff815ea7d", "v0.5.0, node-llama-cpp 3.22.1", 76, 5412, KV_LAYOUT_B9842 },
 };
 
-/* v's row, or -1 */
-static int row_of(const struct llama_version *v)
+/* v's row in layouts[], -1 when its build was not checked */
+static int layout_row(const struct llama_version *v)
 {
 	size_t n = strlen(v->commit);
 
@@ -36,14 +37,21 @@ static int row_of(const struct llama_version *v)
 
 int layout_task_n_predict(const struct llama_version *v)
 {
-	int i = row_of(v);
+	int i = layout_row(v);
 
 	return i < 0 ? -1 : layouts[i].task_n_predict;
 }
 
 int layout_slot_stop(const struct llama_version *v)
 {
-	int i = row_of(v);
+	int i = layout_row(v);
 
 	return i < 0 ? -1 : layouts[i].slot_stop;
+}
+
+enum kv_layout layout_kv(const struct llama_version *v)
+{
+	int i = layout_row(v);
+
+	return i < 0 ? KV_LAYOUT_UNKNOWN : layouts[i].kv;
 }
