@@ -49,6 +49,8 @@ struct session {
 	struct sink otlp;          /* OTLP export, ops NULL otherwise */
 	struct gguf_info gguf;     /* the mapped model's header */
 	struct gguf_vocab vocab;   /* its end-of-generation tokens (the correlator's eog_of) */
+	bool vocab_of_context;     /* several .gguf mapped: the vocabulary is the serving
+				    * context's model's, read with its KV shape (kv_model) */
 	uint64_t kv_ctx;           /* the context device_lib was looked up for */
 	char kv_path[LLMTAP_PATH_LEN]; /* the model file kv_gguf was read from, "" none */
 	struct gguf_info kv_gguf;  /* its header: the serving context's own model */
@@ -167,6 +169,21 @@ static int on_event(void *arg, const void *data, size_t size)
 	return 0;
 }
 
+static bool is_gguf(const char *path)
+{
+	size_t len = strlen(path);
+
+	return len > 5 && !strcmp(path + len - 5, ".gguf");
+}
+
+/* a mapped .gguf other than the session's model file */
+static int other_gguf(const struct proc_map *m, void *arg)
+{
+	const struct session *s = arg;
+
+	return is_gguf(m->path) && strcmp(m->path, s->t.model);
+}
+
 /* The model's name from its GGUF header, else its file name, into s->model ("" when none). */
 static void read_model(struct session *s)
 {
@@ -184,6 +201,11 @@ static void read_model(struct session *s)
 		snprintf(s->model, sizeof(s->model), "%s", s->gguf.name);
 	else
 		snprintf(s->model, sizeof(s->model), "%.255s", slash ? slash + 1 : t->model);
+	/* a draft model's or a projector's file beside it: which one's tokens the requests
+	 * are is known only from the serving context's model (kv_model) */
+	s->vocab_of_context = proc_for_each_map(t->pid, other_gguf, s) > 0;
+	if (s->vocab_of_context)
+		gguf_vocab_free(&s->vocab);
 }
 
 /* The correlator's view of the vocabulary: sure, maybe, or never end-of-generation. */
@@ -199,9 +221,8 @@ static enum eog_class vocab_eog(const void *arg, int32_t token)
 static int find_gguf(const struct proc_map *m, void *arg)
 {
 	struct session *s = arg;
-	size_t len = strlen(m->path);
 
-	if (len > 5 && !strcmp(m->path + len - 5, ".gguf")) {
+	if (is_gguf(m->path)) {
 		snprintf(s->t.model, sizeof(s->t.model), "%s", m->path);
 		return 1;
 	}
@@ -295,9 +316,10 @@ static const struct gguf_info *kv_model(struct session *s, const struct ctx_crea
 		return NULL;
 	if (strcmp(cc->model_path, s->kv_path)) {
 		s->kv_path[0] = '\0';
-		if (!strcmp(cc->model_path, s->t.model) && s->gguf.version)
+		if (!strcmp(cc->model_path, s->t.model) && s->gguf.version && !s->vocab_of_context)
 			s->kv_gguf = s->gguf;
-		else if (target_model_read(s->t.pid, cc->model_path, &s->kv_gguf, NULL, NULL, 0))
+		else if (target_model_read(s->t.pid, cc->model_path, &s->kv_gguf,
+					   s->vocab_of_context ? &s->vocab : NULL, NULL, 0))
 			return NULL; /* looked for again next time: it may be mapped by then */
 		snprintf(s->kv_path, sizeof(s->kv_path), "%s", cc->model_path);
 	}

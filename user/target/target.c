@@ -360,10 +360,7 @@ int target_model_read(pid_t pid, const char *model, struct gguf_info *info,
 	struct model_find *f = calloc(1, sizeof(*f));
 	int fd, ret;
 
-	if (vocab) {
-		vocab->maybe_eog = NULL;
-		gguf_vocab_free(vocab); /* empty until read */
-	}
+	gguf_vocab_free(vocab); /* empty until read (an earlier read's freed) */
 	if (err && errlen)
 		err[0] = '\0';
 	if (!f)

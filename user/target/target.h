@@ -89,8 +89,8 @@ int target_find_files(pid_t pid, const char *comm, const char *const *paths, int
 /*
  * The GGUF header of the model pid maps (model: its path as in t->model), read
  * from the mapped file itself (proc_open_mapped), and the vocabulary's
- * end-of-generation facts into vocab (may be NULL; see gguf_read_model_fd: always
- * initialised, to be freed by gguf_vocab_free). 0, or -errno with a reason in
+ * end-of-generation facts into vocab (may be NULL; zeroed or from an earlier read,
+ * which is freed; see gguf_read_model_fd: to be freed by gguf_vocab_free). 0, or -errno with a reason in
  * err (-EINVAL: not a GGUF file llmtap reads; see gguf_read_info).
  */
 int target_model_read(pid_t pid, const char *model, struct gguf_info *info,
