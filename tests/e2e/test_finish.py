@@ -180,29 +180,23 @@ def finish_reasons_match_the_server():
             check(got in (None, asked), f"{what}: max_tokens {got}, asked {asked}")
 
 
-@test
-def finish_stop_word_overridden_by_a_limit():
-    """Review (issue 12): a stop string found on the very token at which n_indent ends
-    the generation. process_token's full check finds the word (STOP_TYPE_WORD), then the
-    indentation check sets STOP_TYPE_LIMIT over it without looking at has_next_token: the
-    server answers stop_type "limit" ("length") with stopping_word set. The slot's last
-    check was a whole one, so finish_at_final says "stop". t_max_predict_ms and the
-    context limit override a word the same way: llmtap reads the server's own stop_type."""
-    g = 'root ::= "Q\\n" [a-z] [a-z] [a-z] [a-z] [a-z] [a-z] [a-z] [a-z]'
-    body = completion(prompt(930), n_predict=32, temperature=0, grammar=g, n_indent=1,
-                      return_tokens=True)
-    with LlamaServer(np=2, ctx=512) as srv:
+def stop_word_on_a_limit(srv_args, body, limited, what):
+    """Two greedy completions: one a limit ends (limited(answer)), then the same with its
+    last token's text as a stop string. The server finds the word, then the limit found on
+    the same token sets its stop_type over it: it answers "limit" ("length") with
+    stopping_word set. llmtap reads the server's own stop_type (what it sees itself, a
+    whole stop-string check last, would not tell). Both must be the server's reason."""
+    with LlamaServer(**srv_args) as srv:
         tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
         try:
             first = Req(srv, "/completion", body)
             toks = first.last.get("tokens") or []
-            check(first.last.get("stop_type") == "limit" and len(toks) >= 3,
-                  f"n_indent ended the first one ({first.last})")
+            check(limited(first.last) and toks, f"{what} ended the first one ({first.last})")
             status, piece = srv.post("/detokenize", {"tokens": toks[-1:]})
             word = piece.get("content", "")
-            check(status == 200 and word, f"the last token's text ({piece})")
+            check(status == 200 and word.strip() and word not in first.content[:-len(word)],
+                  f"the last token's text, found nowhere before it ({word!r}, {first.content!r})")
             second = Req(srv, "/completion", dict(body, stop=[word]))
-            # the server's own: the word was found, and a limit was reported
             check_eq(second.last.get("stopping_word"), word, "the server found the stop word")
             check_eq(second.last.get("stop_type"), "limit", "the server's stop_type")
             want = {c.port: c.reason() for c in (first, second)}
@@ -211,11 +205,21 @@ def finish_stop_word_overridden_by_a_limit():
         finally:
             check_eq(tr.stop(), 0, f"llmtap exit code ({tr.stderr()})")
     recs = by_port(tr)
-    for c, what in ((first, "n_indent alone"), (second, "a stop word on n_indent's token")):
+    for c, case in ((first, what), (second, f"a stop word on the token {what} ended on")):
         got = recs[c.port]["attributes"].get("gen_ai.response.finish_reasons")
-        check(got == [want[c.port]],  # the server's own stop_type, read on today's build
-              f"{what}: llmtap says {got}, the server {want[c.port]!r} "
+        check(got == [want[c.port]], f"{case}: llmtap says {got}, the server {want[c.port]!r} "
               f"(stop_type {c.last.get('stop_type')}, stopping_word {c.last.get('stopping_word')!r})")
+
+
+@test
+def finish_stop_word_overridden_by_a_limit():
+    """Review (issue 12): a stop string found on the very token at which n_indent ends the
+    generation (t_max_predict_ms overrides a word the same way)."""
+    g = 'root ::= "Q\\n" [a-z] [a-z] [a-z] [a-z] [a-z] [a-z] [a-z] [a-z]'
+    body = completion(prompt(930), n_predict=32, temperature=0, grammar=g, n_indent=1,
+                      return_tokens=True)
+    stop_word_on_a_limit({"np": 2, "ctx": 512}, body,
+                         lambda a: a.get("stop_type") == "limit", "n_indent")
 
 
 @test
@@ -246,29 +250,9 @@ def finish_reasons_of_several_choices():
 
 @test
 def finish_stop_word_on_the_context_limit():
-    """Review (issue 12): the README's known limit, shown: a stop string found on the token
-    that fills the slot's context. process_token's context check sets STOP_TYPE_LIMIT over
-    the word, the server answers "length" (truncated, stopping_word set); llmtap "stop"."""
+    """Review (issue 12): a stop string found on the token that fills the slot's context."""
     body = completion(prompt(950), n_predict=-1, temperature=0, ignore_eos=True,
                       return_tokens=True)
-    with LlamaServer(np=1, ctx=256) as srv:
-        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
-        try:
-            first = Req(srv, "/completion", body)
-            toks = first.last.get("tokens") or []
-            check(first.last.get("truncated") and toks, f"the context ended it ({first.last})")
-            status, piece = srv.post("/detokenize", {"tokens": toks[-1:]})
-            word = piece.get("content", "")
-            check(status == 200 and word.strip() and first.content.find(word) ==
-                  len(first.content) - len(word), f"a last piece of its own ({word!r})")
-            second = Req(srv, "/completion", dict(body, stop=[word]))
-            check_eq(second.last.get("stopping_word"), word, "the server found the stop word")
-            check_eq(second.last.get("stop_type"), "limit", "the server's stop_type")
-            want = {c.port: c.reason() for c in (first, second)}
-            wait_until(lambda: len(by_port(tr).keys() & want.keys()) == 2, 20,
-                       "llmtap's request records")
-        finally:
-            check_eq(tr.stop(), 0, f"llmtap exit code ({tr.stderr()})")
-    got = by_port(tr)[second.port]["attributes"].get("gen_ai.response.finish_reasons")
-    check(got == ["length"], f"llmtap says {got}, the server 'length' "
-          f"(stop_type limit, stopping_word {word!r})")
+    stop_word_on_a_limit({"np": 1, "ctx": 256}, body,
+                         lambda a: a.get("truncated") and a.get("stop_type") == "limit",
+                         "the context")

@@ -182,8 +182,9 @@ static void end(struct correlator *c, uint64_t ts, uint32_t tid)
 	http(c, ts, tid, LLMTAP_HTTP_END, 1, 0, "", "");
 }
 
-static void srv_msg(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op, int task,
-		    int slot, int err_type, const char *msg)
+/* A llama-server record; a final one with the slot's last stop check (stop_ns 0: none). */
+static void srv_record(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op, int task,
+		       int slot, int err_type, const char *msg, uint64_t stop_ns, bool full)
 {
 	struct event ev;
 
@@ -200,10 +201,18 @@ static void srv_msg(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op
 	ev.srv.err_type = err_type;
 	ev.srv.ctx = op == LLMTAP_SRV_LAUNCH ? TARGET_CTX : 0;
 	ev.srv.n_predict = launch_n_predict;
-	ev.srv.stop_type = -1;
+	ev.srv.stop_type = op == LLMTAP_SRV_FINAL ? final_stop_type : -1;
+	ev.srv.stop_ns = stop_ns;
+	ev.srv.stop_full = full;
 	snprintf(ev.srv.msg, sizeof(ev.srv.msg), "%s", msg);
 	ev.srv.msg_len = (uint32_t)strlen(ev.srv.msg);
 	correlator_event(c, &ev);
+}
+
+static void srv_msg(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op, int task,
+		    int slot, int err_type, const char *msg)
+{
+	srv_record(c, ts, tid, op, task, slot, err_type, msg, 0, false);
 }
 
 static void srv(struct correlator *c, uint64_t ts, uint32_t tid, uint32_t op, int task, int slot)
@@ -256,7 +265,8 @@ static void step1(struct correlator *c, uint64_t ts, int seq, uint32_t n_tokens,
 
 #define SAMPLE_NS 4 /* how long each sampler call takes: the token exists at its end */
 
-static void sample(struct correlator *c, uint64_t ts, int seq)
+/* one token sampled for seq (its sampler's return: the token is known) */
+static void sample_tok(struct correlator *c, uint64_t ts, int seq, int32_t token)
 {
 	struct event ev;
 
@@ -270,8 +280,13 @@ static void sample(struct correlator *c, uint64_t ts, int seq)
 	ev.sample.start_ns = ts;
 	ev.sample.end_ns = ts + SAMPLE_NS;
 	ev.sample.seq_id = seq;
-	ev.sample.token = 42;
+	ev.sample.token = token;
 	correlator_event(c, &ev);
+}
+
+static void sample(struct correlator *c, uint64_t ts, int seq)
+{
+	sample_tok(c, ts, seq, 42);
 }
 
 /* llama_get_logits_ith(ctx, idx) read on a thread that did not decode */
@@ -1915,46 +1930,10 @@ static enum eog_class test_eog(const void *arg, int32_t token)
 	return token >= 100 && token < 200 ? EOG_MAYBE : EOG_NO;
 }
 
-static void sample_tok(struct correlator *c, uint64_t ts, int seq, int32_t token)
-{
-	struct event ev;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.kind = LLMTAP_EV_SAMPLE;
-	ev.sample.hdr.version = LLMTAP_EVENT_VERSION;
-	ev.sample.hdr.kind = LLMTAP_EV_SAMPLE;
-	ev.sample.pid = 4242;
-	ev.sample.tid = MAIN_TID;
-	ev.sample.ctx = events_ctx;
-	ev.sample.start_ns = ts;
-	ev.sample.end_ns = ts + SAMPLE_NS;
-	ev.sample.seq_id = seq;
-	ev.sample.token = token;
-	correlator_event(c, &ev);
-}
-
 /* send_final_response with the slot's last stop-string check (stop_ns 0: none) */
-static void final_checked(struct correlator *c, uint64_t ts, int task, int slot, uint64_t stop_ns,
-			  bool full)
+static void final_checked(struct correlator *c, uint64_t ts, int slot, uint64_t stop_ns, bool full)
 {
-	struct event ev;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.kind = LLMTAP_EV_SERVER;
-	ev.srv.hdr.version = LLMTAP_EVENT_VERSION;
-	ev.srv.hdr.kind = LLMTAP_EV_SERVER;
-	ev.srv.pid = 4242;
-	ev.srv.tid = MAIN_TID;
-	ev.srv.ts_ns = ts;
-	ev.srv.op = LLMTAP_SRV_FINAL;
-	ev.srv.task_id = -1;
-	ev.srv.slot_id = slot;
-	ev.srv.err_type = -1;
-	ev.srv.stop_ns = stop_ns;
-	ev.srv.stop_full = full;
-	ev.srv.stop_type = final_stop_type;
-	(void)task;
-	correlator_event(c, &ev);
+	srv_record(c, ts, MAIN_TID, LLMTAP_SRV_FINAL, -1, slot, -1, "", stop_ns, full);
 }
 
 /* One /completion request (task 7 on slot 0) whose last token is last_token, and
@@ -1973,7 +1952,7 @@ static const struct req_span *one_finish(struct fixture *f, int32_t last_token, 
 	sample_tok(c, 150, 0, 1000);
 	step1(c, 160, 0, 1, 5, 5, 1);
 	sample_tok(c, 170, 0, last_token); /* the token exists at 174 */
-	final_checked(c, 190, 7, 0, stop_ns, full);
+	final_checked(c, 190, 0, stop_ns, full);
 	status(c, 200, 10, 200);
 	end(c, 210, 10);
 	assert_int_equal(f->rec->n_reqs, before + 1);
@@ -2114,8 +2093,8 @@ static void test_finish_per_choice(void **state)
 		step1(c, t0 + 145, 1, 5, 0, 4, 1);
 		sample_tok(c, t0 + 150, 0, 1001);
 		sample_tok(c, t0 + 155, 1, round ? 150 : EOS_TOKEN);
-		final_checked(c, t0 + 170, 20, 0, t0 + 160, false); /* task 20: a limit */
-		final_checked(c, t0 + 171, 21, 1, 0, false);         /* task 21: EOS (or unknown) */
+		final_checked(c, t0 + 170, 0, t0 + 160, false); /* task 20: a limit */
+		final_checked(c, t0 + 171, 1, 0, false);         /* task 21: EOS (or unknown) */
 		status(c, t0 + 180, 10, 200);
 		end(c, t0 + 190, 10);
 	}
@@ -2142,7 +2121,7 @@ static void test_finish_unknown_when_doubtful(void **state)
 	step1(c, 140, 0, 5, 0, 4, 1);
 	correlator_tick(c, 145, 2); /* lost */
 	sample_tok(c, 150, 0, EOS_TOKEN);
-	final_checked(c, 190, 7, 0, 0, false);
+	final_checked(c, 190, 0, 0, false);
 	status(c, 200, 10, 200);
 	end(c, 210, 10);
 	assert_finish(&f->rec->reqs[0], FINISH_UNKNOWN);
