@@ -82,25 +82,44 @@ def check_report(r, tail_dir, used, capacity):
           f"{re.findall(r'KV bytes[^.<]*', html)}")
 
 
+def run_server(llmtap_args, server_args, port=None):
+    """llmtap run on a llama-server (the server's own log on llmtap's stderr, -lv 4), up
+    and answering: (the tracer, a client of the server)."""
+    port = port or harness.free_port()
+    r = Tracer(None, llmtap_args + ["--"] + server_args +
+               ["--host", "127.0.0.1", "--port", str(port), "-t", "1", "--no-webui", "-lv", "4"],
+               command=["run"])
+    srv = Client(port)
+
+    def healthy():
+        check(r.proc.poll() is None, f"llmtap run exited: {r.stderr_so_far()[-3000:]}")
+        try:
+            return srv.get("/health")[0] == 200
+        except OSError:
+            return False
+    try:
+        wait_until(healthy, 90, f"llama-server on port {port} under llmtap run")
+    except BaseException:
+        r.proc.send_signal(signal.SIGTERM)
+        r.wait(30)
+        raise
+    return r, srv
+
+
 def kv_case(server, model, ctx, np, args=(), want_type="f16", prometheus=False):
-    port = harness.free_port()
     prom = harness.free_port() if prometheus else None
     tail_dir = tempfile.mkdtemp(prefix="llmtap-kv-") if prometheus else None
     llmtap_args = ["--no-steps", "--interval", "200ms"] + \
         (["--prometheus", f"127.0.0.1:{prom}", "--tail", "60s", "--tail-dir", tail_dir]
          if prom else [])
-    r = Tracer(None, llmtap_args + ["--", server, "-m", model, "--host", "127.0.0.1",
-                                    "--port", str(port), "-np", str(np), "-c", str(ctx), "-t", "1",
-                                    "--no-webui", "-lv", "4"] + list(args), command=["run"])
-    srv = Client(port)
     try:
-        def healthy():
-            check(r.proc.poll() is None, f"llmtap run exited: {r.stderr_so_far()[-3000:]}")
-            try:
-                return srv.get("/health")[0] == 200
-            except OSError:
-                return False
-        wait_until(healthy, 90, f"llama-server on port {port} under llmtap run")
+        r, srv = run_server(llmtap_args, [server, "-m", model, "-np", str(np), "-c", str(ctx)] +
+                            list(args))
+    except BaseException:
+        if tail_dir:
+            shutil.rmtree(tail_dir)
+        raise
+    try:
         log = kv_log(r.stderr_so_far())
         check_eq(log["type_k"], want_type, "the server's K cache type (the test's setup)")
 
@@ -194,21 +213,11 @@ def kv_bytes_with_a_draft_model():
     says before the first request must be the target's cache, or nothing."""
     check(harness.MODEL_GQA and os.path.exists(harness.MODEL_GQA),
           "LLMTAP_MODEL_GQA is not set (tests/e2e/run.sh: tools/make-model.sh --gqa)")
-    port = harness.free_port()
-    r = Tracer(None, ["--no-steps", "--interval", "200ms", "--", harness.SERVER_SHARED,
-                      "-m", harness.MODEL, "-md", harness.MODEL_GQA, "--spec-type", "draft-simple",
-                      "-ctkd", "q8_0", "-ctvd", "q8_0", "-fa", "on",
-                      "--host", "127.0.0.1", "--port", str(port), "-np", "2", "-c", "16000",
-                      "-t", "1", "--no-webui", "-lv", "4"], command=["run"])
-    srv = Client(port)
+    r, _ = run_server(["--no-steps", "--interval", "200ms"],
+                      [harness.SERVER_SHARED, "-m", harness.MODEL, "-md", harness.MODEL_GQA,
+                       "--spec-type", "draft-simple", "-ctkd", "q8_0", "-ctvd", "q8_0", "-fa", "on",
+                       "-np", "2", "-c", "16000"])
     try:
-        def healthy():
-            check(r.proc.poll() is None, f"llmtap run exited: {r.stderr_so_far()[-3000:]}")
-            try:
-                return srv.get("/health")[0] == 200
-            except OSError:
-                return False
-        wait_until(healthy, 90, f"llama-server on port {port} under llmtap run")
         found = SIZE_RE.findall(r.stderr_so_far())
         check(len(found) >= 2, f"two llama_kv_cache lines (target, draft): {found}")
         tgt, dft = found[-2], found[-1]
