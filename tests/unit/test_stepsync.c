@@ -257,6 +257,28 @@ static void test_many_contexts(void **state)
 	assert_int_equal(f->out.steps[1].compute_end_ns, (STEPSYNC_MAX_HELD + 2) * US);
 }
 
+/*
+ * Review (r2): a sync that did not wait says only that the work was over by its
+ * entry; compute_end = the step's return is exact only when that entry came right
+ * after the return (or the backend is known to be the CPU). Here the first
+ * synchronizing call came 50 ms after the step returned (an embedder that reads
+ * its logits later, or a synchronizing call llmtap does not probe came first:
+ * llama_get_sampled_*, llama_get_embeddings_nextn[_ith], _layer_inp, a state save):
+ * on a GPU the work ended anywhere in those 50 ms, and stepsync reports the
+ * step's 1 ms submit time as its known compute time.
+ */
+static void test_review_r2_late_sync_is_not_exact(void **state)
+{
+	struct fixture *f = *state;
+
+	arm(f);
+	step(f, CTX_A, 100 * US, 1100 * US, 0, 0);
+	sync_rec(f, CTX_A, 1100 * US, 51100 * US, 51102 * US, 0);
+	assert_int_equal(f->out.n, 1);
+	/* either unknown, or an end no earlier than could be told: not the submit end */
+	assert_true(f->out.steps[0].compute_end_ns == 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -269,6 +291,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_sync_tick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_and_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_contexts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_review_r2_late_sync_is_not_exact, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
