@@ -20,6 +20,7 @@ import test_compat  # noqa: F401
 import test_finish  # noqa: F401
 import test_kvmem  # noqa: F401
 import test_stepsync  # noqa: F401
+import test_review_r2  # noqa: F401
 
 if __name__ == "__main__":
     for name, v in (("LLAMA_SERVER_SHARED", harness.SERVER_SHARED), ("LLMTAP_MODEL", harness.MODEL)):

@@ -1,0 +1,54 @@
+"""Review (r2) proofs. A header EOS llama.cpp does not use: llama-server's --override-kv
+sets tokenizer.ggml.eos_token_id for its vocabulary (llama_model_loader::get_key honours
+overrides), so the GGUF header's EOS id llmtap calls 'sure' end-of-generation may be an
+ordinary token to the server. On b7698 "</s>" (the tiny model's header EOS, id 2) is not
+among the texts llama.cpp makes EOG by name, so with the EOS overridden to another id a
+limit that ends a generation on token 2 is "length" to the server (its own stop_type,
+which llmtap reads on b7698), and llmtap must not say "stop"."""
+import os
+
+import harness
+from harness import LlamaServer, Tracer, check, check_eq, test, wait_until
+from test_finish import Req, completion
+from test_kvmem import compat_server
+from test_requests import by_port
+
+B7698 = "79efbb133964"
+FORCED = 2  # "</s>": the header's EOS id
+OTHER_EOS = 1000  # what the server is told its EOS is
+
+
+@test
+def review_r2_finish_header_eos_overridden():
+    """A generation a limit ends on the header's EOS token, which the server was told is
+    not its EOS: the server says "length"; llmtap's finish reason must be that or unknown."""
+    model = harness.MODEL_NO_HIGH_BYTES
+    check(model and os.path.exists(model), "LLMTAP_MODEL_NO_HIGH_BYTES is not set")
+    # --no-direct-io: b7698 reads the model with direct I/O by default (no mapping: no vocabulary)
+    args = ["--no-direct-io", "--override-kv", f"tokenizer.ggml.eos_token_id=int:{OTHER_EOS}"]
+    with LlamaServer(binary=compat_server(B7698), model=model, np=1, args=args) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        try:
+            calls = [Req(srv, "/completion", completion("Hello there", n_predict=n,
+                                                        logit_bias=[[FORCED, 100.0]],
+                                                        n_probs=0, return_tokens=True))
+                     for n in (1, 3)]
+            wait_until(lambda: len(by_port(tr).keys() & {c.port for c in calls}) == len(calls),
+                       20, "llmtap's request records")
+        finally:
+            rc = tr.stop()
+        log = srv.log_text()
+    check_eq(rc, 0, f"llmtap exit code ({tr.stderr()[-2000:]})")
+    # the server's EOG set lacks token 2: the test proves something only then
+    check(f"- {OTHER_EOS} " in log and f"- {FORCED} (" not in log,
+          f"the server's EOG tokens (log):\n{[l for l in log.splitlines() if 'EOG' in l or ' - ' in l][:20]}")
+    # llmtap read the model's vocabulary (the file is mapped), or the test proves nothing
+    check(tr.records("attach") and tr.records("attach")[0].get("model"),
+          f"llmtap saw no model file ({tr.records('attach')})")
+    recs = by_port(tr)
+    for c in calls:
+        check_eq(c.last.get("tokens", [])[-1:], [FORCED], f"the forced last token ({c.last})")
+        check_eq(c.reason(), "length", f"the server's reason ({c.last.get('stop_type')})")
+        got = recs[c.port]["attributes"].get("gen_ai.response.finish_reasons")
+        check(got in (None, ["length"]),
+              f"llmtap says {got} for a request the server ended with 'length'")
