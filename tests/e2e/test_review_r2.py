@@ -52,3 +52,28 @@ def review_r2_finish_header_eos_overridden():
         got = recs[c.port]["attributes"].get("gen_ai.response.finish_reasons")
         check(got in (None, ["length"]),
               f"llmtap says {got} for a request the server ended with 'length'")
+
+
+@test
+def review_r2_attach_without_uprobe_sessions():
+    """The sync rows are OPT sites; uprobe sessions only make them cheaper. A kernel that
+    refuses a session link (EINVAL: here an LD_PRELOAD shim on llmtap's bpf(2) calls says
+    so for BPF_TRACE_UPROBE_SESSION only) must leave llmtap attached with its classic
+    probes (or at least without the sync sites), not fail the attach."""
+    import subprocess
+    import tempfile
+    src = os.path.join(os.path.dirname(__file__), "review", "no_uprobe_session.c")
+    so = os.path.join(tempfile.mkdtemp(prefix="llmtap-r2-"), "no_uprobe_session.so")
+    out = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", so, src, "-ldl"],
+                         capture_output=True, text=True)
+    check_eq(out.returncode, 0, f"building the shim: {out.stderr}")
+    with LlamaServer(np=1) as srv:
+        tr = Tracer(srv.pid, ["--no-steps"], env=dict(os.environ, LD_PRELOAD=so))
+        try:
+            wait_until(lambda: tr.records("attach") or tr.proc.poll() is not None, 20,
+                       "llmtap to attach or exit")
+            check(tr.proc.poll() is None and tr.records("attach"),
+                  f"llmtap did not attach without uprobe sessions: {tr.stderr()[-600:]}")
+            srv.complete("Hello", 4)
+        finally:
+            tr.stop()
