@@ -77,3 +77,63 @@ def review_r2_attach_without_uprobe_sessions():
             srv.complete("Hello", 4)
         finally:
             tr.stop()
+
+
+def throwing_server():
+    """A llama-server whose next ggml_backend_sched_synchronize throws once a flag file
+    exists: (the server, the flag's path)."""
+    import subprocess
+    import tempfile
+    src = os.path.join(os.path.dirname(__file__), "review", "throw_in_synchronize.cpp")
+    d = tempfile.mkdtemp(prefix="llmtap-r2-")
+    so = os.path.join(d, "throw_in_synchronize.so")
+    out = subprocess.run(["c++", "-shared", "-fPIC", "-O1", "-o", so, src, "-ldl"],
+                         capture_output=True, text=True)
+    check_eq(out.returncode, 0, f"building the shim: {out.stderr}")
+    flag = os.path.join(d, "throw")
+    env = dict(os.environ, LD_PRELOAD=so, R2_THROW_FLAG=flag)
+    return LlamaServer(np=1, env=env), flag
+
+
+def throw_once(srv, flag):
+    """One request during which synchronize throws: llama-server's update_slots catches it
+    (decode() failed, abort_all_slots) and goes on serving."""
+    import http.client
+    open(flag, "w").close()
+    try:
+        srv.post("/completion", {"prompt": "Hello there", "n_predict": 4, "cache_prompt": False})
+    except (OSError, http.client.HTTPException):
+        pass  # the server closed the connection: told below
+    wait_until(lambda: srv.proc.poll() is not None or "decode() failed" in srv.log_text(), 10,
+               "the server to handle the exception or die")
+    check(not os.path.exists(flag), "the shim did not throw (no synchronize during the request)")
+    check(srv.proc.poll() is None,
+          f"llama-server died ({srv.proc.returncode}): {srv.log_text()[-600:]}")
+    check_eq(srv.get("/health")[0], 200, "llama-server health after the exception")
+    check("decode() failed" in srv.log_text(), "the server's own handler caught it")
+
+
+@test
+def review_r2_synchronize_exception_control():
+    """Control: without llmtap, an exception out of llama_synchronize reaches llama-server's
+    handler and the server survives (what the next test holds llmtap to)."""
+    srv, flag = throwing_server()
+    with srv:
+        throw_once(srv, flag)
+
+
+@test
+def review_r2_synchronize_exception_with_llmtap():
+    """The SYNC row's why says "synchronize() throws nothing (ggml aborts)": ggml-vulkan's
+    synchronize throws (VK_CHECK), and any backend's may throw std::bad_alloc; llama-server
+    catches it (yield_to_queue rethrows it to update_slots' catch). With llmtap attached the
+    claiming llama_synchronize has a return probe (the session's return): the exception
+    must still reach the server's handler, not kill the server."""
+    srv, flag = throwing_server()
+    with srv:
+        tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
+        try:
+            srv.complete("warm up", 2)  # a claim made and returned: the probes work
+            throw_once(srv, flag)
+        finally:
+            tr.stop()
