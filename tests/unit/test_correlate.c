@@ -2193,6 +2193,26 @@ static void test_finish_by_server_stop_type(void **state)
 	assert_finish(one_finish(f, 1001, 180, true), FINISH_UNKNOWN);
 }
 
+/*
+ * Review (r2): the server's own stop_type contradicting llmtap's vocabulary means the
+ * vocabulary is not the server's (--override-kv tokenizer.ggml.eos_token_id, or the
+ * wrong .gguf's) or the offset is wrong; either way the reason cannot be told from that
+ * vocabulary. Here the server ended the task on a token it treats as EOS (stop_type
+ * EOS: "stop"), a byte token whose text was incomplete UTF-8 (no stop check after it),
+ * which llmtap's vocabulary calls never end-of-generation: llmtap must not say "length".
+ */
+static void test_review_r2_contradicted_vocabulary_is_not_used(void **state)
+{
+	struct fixture *f = *state;
+
+	correlator_set_eog(f->c, test_eog, NULL);
+	correlator_set_stop_checks(f->c, true);
+	final_stop_type = LLMTAP_STOP_EOS;
+	/* the last check (160) was the token before's: none after the final token (174) */
+	const struct req_span *r = one_finish(f, 1001, 160, false);
+	assert_true(r->n_finish == 0 || r->finish[0] == FINISH_STOP);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2226,6 +2246,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_finish_unknown_when_doubtful, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_finish_by_server_stop_type, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_review_r2_contradicted_vocabulary_is_not_used, setup,
+						teardown),
 		T(test_full_request),
 		T(test_draft_model),
 		T(test_task_flood_is_bounded),
