@@ -38,6 +38,8 @@ const volatile __u64 wakeup_bytes = 64 * 1024;
  */
 volatile __s32 task_n_predict_off = -1;
 volatile __s32 slot_stop_off = -1;
+/* 0: the target's synchronizing calls may throw and have no return probe (the loader) */
+volatile __u32 sync_on = 1;
 
 struct batch_raw {
 	__s32 n_tokens;
@@ -556,6 +558,8 @@ static __always_inline int sync_enter(struct pt_regs *ctx, __u32 op, bool entry_
 	struct entry *e = thread_entry(false);
 	__u64 *unsynced_end, step_end;
 
+	if (!sync_on)
+		return 1;
 	if (e && e->sync_depth) { /* nested in a claiming call: its return counts down */
 		e->sync_depth++;
 		return 0;
@@ -1071,11 +1075,14 @@ static __always_inline int none_exit(struct pt_regs *ctx, __u32 op)
 SEC("uprobe")
 int probe_enter(struct pt_regs *ctx)
 {
-	switch (bpf_get_attach_cookie(ctx) & LLMTAP_COOKIE_SITE) {
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+
+	switch (cookie & LLMTAP_COOKIE_SITE) {
 #define SITE(id, label, layer, need, probe, enter, exit, op, ...)                                  \
 	case SITE_##id:                                                                            \
 		if (HAS_ENTRY(probe))                                                              \
-			enter##_enter(ctx, op, !HAS_RETURN(probe));                                \
+			enter##_enter(ctx, op, !HAS_RETURN(probe) ||                               \
+					       (cookie & LLMTAP_COOKIE_ENTRY_ONLY));               \
 		return 0;
 #include "llmtap_sites.def"
 #undef SITE

@@ -46,5 +46,8 @@ _Static_assert(SITE_MAX < 256, "site ids fit the cookie's low byte");
 #define LLMTAP_COOKIE_SITE 0xffull
 /* a row serving two jobs: the loader chose this probe for its (sampling) layer */
 #define LLMTAP_COOKIE_SAMPLE (1ull << 8)
+/* a row with a return probe attached at entry alone (the loader: a backend whose
+ * calls may throw through it): its entry handler records what it can there */
+#define LLMTAP_COOKIE_ENTRY_ONLY (1ull << 9)
 
 #endif /* LLMTAP_SITES_H */

@@ -81,12 +81,14 @@ def review_r2_attach_without_uprobe_sessions():
 
 def throwing_server():
     """A llama-server whose next ggml_backend_sched_synchronize throws once a flag file
-    exists: (the server, the flag's path)."""
+    exists: (the server, the flag's path). The shim is named like ggml's Vulkan backend,
+    whose synchronize does throw (VK_CHECK): to llmtap the process has a backend that
+    may throw through a synchronize."""
     import subprocess
     import tempfile
     src = os.path.join(os.path.dirname(__file__), "review", "throw_in_synchronize.cpp")
     d = tempfile.mkdtemp(prefix="llmtap-r2-")
-    so = os.path.join(d, "throw_in_synchronize.so")
+    so = os.path.join(d, "libggml-vulkan.so")
     out = subprocess.run(["c++", "-shared", "-fPIC", "-O1", "-o", so, src, "-ldl"],
                          capture_output=True, text=True)
     check_eq(out.returncode, 0, f"building the shim: {out.stderr}")
@@ -124,16 +126,23 @@ def review_r2_synchronize_exception_control():
 
 @test
 def review_r2_synchronize_exception_with_llmtap():
-    """The SYNC row's why says "synchronize() throws nothing (ggml aborts)": ggml-vulkan's
-    synchronize throws (VK_CHECK), and any backend's may throw std::bad_alloc; llama-server
-    catches it (yield_to_queue rethrows it to update_slots' catch). With llmtap attached the
-    claiming llama_synchronize has a return probe (the session's return): the exception
-    must still reach the server's handler, not kill the server."""
+    """ggml-vulkan's synchronize throws (VK_CHECK); llama-server catches it (yield_to_queue
+    rethrows it to update_slots' catch). A return probe on the call would turn it into
+    std::terminate: with a backend whose synchronize may throw (not the host's, not
+    ggml-cuda's, which abort), llmtap leaves the sync sites off, says so, and the
+    exception reaches the server's handler; every step's compute time is unknown."""
     srv, flag = throwing_server()
     with srv:
         tr = Tracer(srv.pid, ["--no-steps"]).wait_attached()
-        try:
-            srv.complete("warm up", 2)  # a claim made and returned: the probes work
+        try:  # as the control: the first synchronize is a sampler's (a warm-up request
+            # would make it the prompt cache's save, which llama-server does not catch)
             throw_once(srv, flag)
+            srv.complete("after", 2)
         finally:
             tr.stop()
+    check("no step compute time: a call that synchronizes may throw in libggml-vulkan.so"
+          in tr.stderr(), f"llmtap says why it left the sync sites off ({tr.stderr()[-400:]})")
+    summary = tr.records("summary")[0]
+    check(summary["steps"] > 0 and summary["step_compute_unknown"] == summary["steps"],
+          f"every step's compute time unknown ({summary['steps']} steps, "
+          f"{summary['step_compute_unknown']} unknown)")

@@ -204,7 +204,13 @@ static void test_sync_other_context(void **state)
 	sync_rec(f, CTX_A, 200 * US, 5010 * US, 5011 * US, 0);
 	assert_int_equal(f->out.n, 2);
 	assert_int_equal(f->out.steps[1].ctx, CTX_A);
-	assert_int_equal(f->out.steps[1].compute_end_ns, 200 * US);
+	/* its sync came 4.8 ms after it and did not wait: the work ended somewhere in
+	 * those 4.8 ms on a GPU; on the host backend, at the step's return */
+	assert_int_equal(f->out.steps[1].compute_end_ns, 0);
+	stepsync_set_host_only(f->ss, true);
+	step(f, CTX_A, 6000 * US, 6100 * US, 0, 1);
+	sync_rec(f, CTX_A, 6100 * US, 9000 * US, 9001 * US, 0);
+	assert_int_equal(f->out.steps[2].compute_end_ns, 6100 * US);
 	assert_int_equal(f->out.steps[1].request_id, 1);
 }
 

@@ -20,6 +20,7 @@
 #include "probe/event.h"
 #include "probe/probes.h"
 #include "sink/sinks.h"
+#include "lib/util.h"
 #include "target/backend.h"
 #include "target/gguf.h"
 #include "target/proc.h"
@@ -49,6 +50,9 @@ struct session {
 	struct sink otlp;          /* OTLP export, ops NULL otherwise */
 	struct gguf_info gguf;     /* the mapped model's header */
 	struct gguf_vocab vocab;   /* its end-of-generation tokens (the correlator's eog_of) */
+	char sync_lib[64];         /* what may throw through a synchronize (no compute time) */
+	bool overrides;            /* its command line overrides model metadata (--override-kv):
+				    * the header's EOS ids and shape may not be what it uses */
 	bool vocab_of_context;     /* several .gguf mapped: the vocabulary is the serving
 				    * context's model's, read with its KV shape (kv_model) */
 	uint64_t kv_ctx;           /* the context device_lib was looked up for */
@@ -169,6 +173,30 @@ static int on_event(void *arg, const void *data, size_t size)
 	return 0;
 }
 
+/*
+ * Whether pid's command line or environment overrides model metadata (llama.cpp's
+ * --override-kv, LLAMA_ARG_OVERRIDE_KV). Unreadable: assumed so. The target's word:
+ * it can only make its own figures unknown.
+ */
+static bool overrides_metadata(pid_t pid)
+{
+	static const char *const marks[][2] = {
+		{ "cmdline", "override-kv" }, { "environ", "LLAMA_ARG_OVERRIDE_KV=" },
+	};
+	const size_t cap = 256 * 1024; /* ARG_MAX's usual size: more is cut, and assumed so */
+	char *buf = malloc(cap);
+	bool found = !buf;
+
+	for (size_t i = 0; i < ARRAY_SIZE(marks) && !found; i++) {
+		ssize_t n = proc_read_small(pid, marks[i][0], buf, cap);
+
+		found = n < 0 || (size_t)n >= cap - 1 ||
+			memmem(buf, (size_t)n, marks[i][1], strlen(marks[i][1]));
+	}
+	free(buf);
+	return found;
+}
+
 static bool is_gguf(const char *path)
 {
 	size_t len = strlen(path);
@@ -203,20 +231,23 @@ static void read_model(struct session *s)
 		snprintf(s->model, sizeof(s->model), "%.255s", slash ? slash + 1 : t->model);
 	/* a draft model's or a projector's file beside it: which one's tokens the requests
 	 * are is known only from the serving context's model (kv_model) */
+	s->overrides = overrides_metadata(t->pid);
 	s->vocab_of_context = proc_for_each_map(t->pid, other_gguf, s) > 0;
 	if (s->vocab_of_context)
 		gguf_vocab_free(&s->vocab);
 }
 
-/* The correlator's view of the vocabulary: sure, maybe, or never end-of-generation. */
+/* The correlator's view of the vocabulary: sure, maybe, or never end-of-generation;
+ * with metadata overridden, the header's EOS ids are only maybe. */
 static enum eog_class vocab_eog(const void *arg, int32_t token)
 {
-	const struct gguf_vocab *v = arg;
+	const struct session *s = arg;
 
-	if (gguf_token_is_eog_sure(v, token))
-		return EOG_YES;
-	return gguf_token_maybe_eog(v, token) ? EOG_MAYBE : EOG_NO;
+	if (gguf_token_is_eog_sure(&s->vocab, token))
+		return s->overrides ? EOG_MAYBE : EOG_YES;
+	return gguf_token_maybe_eog(&s->vocab, token) ? EOG_MAYBE : EOG_NO;
 }
+
 
 static int find_gguf(const struct proc_map *m, void *arg)
 {
@@ -312,8 +343,8 @@ static int detect_resource(struct session *s, const struct session_opts *o, stru
  */
 static const struct gguf_info *kv_model(struct session *s, const struct ctx_creation *cc)
 {
-	if (!cc->model_path[0])
-		return NULL;
+	if (!cc->model_path[0] || s->overrides)
+		return NULL; /* not seen; or its shape may be overridden */
 	if (strcmp(cc->model_path, s->kv_path)) {
 		s->kv_path[0] = '\0';
 		if (!strcmp(cc->model_path, s->t.model) && s->gguf.version && !s->vocab_of_context)
@@ -481,8 +512,14 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	target_version(&s->t, &s->version);
 	po.task_n_predict_off = layout_task_n_predict(&s->version);
 	po.slot_stop_off = layout_slot_stop(&s->version);
+	po.no_sync = target_sync_may_throw(t->pid, target_core(t)->host, s->sync_lib,
+					   sizeof(s->sync_lib)) != 0;
 	if (probes_open(&s->t, &po, on_event, s, &s->p, err, errlen))
 		goto fail;
+	if (po.no_sync)
+		fprintf(stderr, "llmtap: PID %d: no step compute time: a call that synchronizes may "
+			"throw in %s, where a return probe would end the process\n", (int)t->pid,
+			s->sync_lib[0] ? s->sync_lib : "a ggml backend llmtap cannot tell");
 	read_model(s);
 	snprintf(s->layers, sizeof(s->layers), "%s", probes_attached(s->p));
 	tt = (struct tm_target){
@@ -505,7 +542,10 @@ struct session *session_open(const struct target *t, const struct session_opts *
 		goto fail;
 	}
 	correlator_set_stop_checks(s->corr, probes_site_attached(s->p, SITE_SRV_STOP_CHECK));
-	correlator_set_eog(s->corr, vocab_eog, &s->vocab);
+	correlator_set_eog(s->corr, vocab_eog, s);
+	/* a step's work is over at its return when every backend is the host's */
+	correlator_set_host_only(s->corr,
+				 !target_device_backend(t->pid, target_core(t)->host, NULL, 0));
 	if (router_detect(&s->t, &s->router))
 		correlator_set_router(s->corr, true);
 	if (add_sinks(s, o, err, errlen))

@@ -177,6 +177,11 @@ void correlator_set_eog(struct correlator *c, eog_fn fn, const void *arg)
 	c->eog_arg = arg;
 }
 
+void correlator_set_host_only(struct correlator *c, bool host_only)
+{
+	stepsync_set_host_only(c->sync, host_only);
+}
+
 void correlator_set_stop_checks(struct correlator *c, bool on)
 {
 	c->stop_checks = on;
@@ -837,8 +842,9 @@ static enum stop_evidence stop_type_evidence(const struct correlator *c, const s
 
 /*
  * Why a task ended: the server's own stop_type (server_slot::stop, read where its
- * offset is known for the build: user/target/layout.c) while it agrees with what
- * llmtap saw; else what llmtap saw (finish_seen).
+ * offset is known for the build: user/target/layout.c) unless it contradicts what
+ * llmtap saw (then unknown); once it has contradicted it three times, more often
+ * than agreed, it is not read and what llmtap saw decides (finish_seen).
  */
 static enum finish_reason finish_at_final(struct correlator *c, const struct task *t,
 					  const struct llmtap_srv_event *e)
@@ -852,16 +858,17 @@ static enum finish_reason finish_at_final(struct correlator *c, const struct tas
 		ev = stop_type_evidence(c, t, e);
 		c->stop_type_right += ev == EVIDENCE_AGREES;
 		c->stop_type_wrong += ev == EVIDENCE_CONTRADICTS;
-		if (ev != EVIDENCE_CONTRADICTS) {
-			switch (e->stop_type) {
-			case LLMTAP_STOP_EOS:
-			case LLMTAP_STOP_WORD:
-				return FINISH_STOP;
-			case LLMTAP_STOP_LIMIT:
-				return FINISH_LENGTH;
-			default:
-				return FINISH_UNKNOWN; /* none: an empty prompt */
-			}
+		switch (ev == EVIDENCE_CONTRADICTS ? -1 : e->stop_type) {
+		case LLMTAP_STOP_EOS:
+		case LLMTAP_STOP_WORD:
+			return FINISH_STOP;
+		case LLMTAP_STOP_LIMIT:
+			return FINISH_LENGTH;
+		default:
+			/* none (an empty prompt); or the server's word against what llmtap saw,
+			 * where one of the two is wrong: the vocabulary llmtap read may not be
+			 * the server's (--override-kv), so neither decides */
+			return FINISH_UNKNOWN;
 		}
 	}
 	return finish_seen(c, t, e);

@@ -45,6 +45,8 @@ void correlator_set_eog(struct correlator *c, eog_fn fn, const void *arg);
 /* llama-server's stop-string checks are probed (SITE_SRV_STOP_CHECK): a final
  * response's records tell a stop string from a limit. */
 void correlator_set_stop_checks(struct correlator *c, bool on);
+/* Every ggml backend of the target is the host's: a step's compute ends at its return. */
+void correlator_set_host_only(struct correlator *c, bool host_only);
 /* Consumes one event; a step's request_ids are filled in on the way. */
 void correlator_event(struct correlator *c, struct event *ev);
 /* Time passes: ends generations that are over, joins requests that can be;

@@ -15,6 +15,7 @@ struct stepsync {
 	stepsync_emit_fn emit;
 	void *arg;
 	bool armed; /* a sync record came: the target's sync probes work */
+	bool host_only; /* every backend is the host's: a step's work is over at its return */
 	struct held held[STEPSYNC_MAX_HELD];
 	struct stepsync_stats stats;
 };
@@ -82,6 +83,11 @@ static struct held *held_free(struct stepsync *ss)
 	return oldest;
 }
 
+void stepsync_set_host_only(struct stepsync *ss, bool host_only)
+{
+	ss->host_only = host_only;
+}
+
 void stepsync_step(struct stepsync *ss, const struct step *s)
 {
 	struct held *h = held_of(ss, s->pid, s->ctx);
@@ -114,7 +120,13 @@ void stepsync_sync(struct stepsync *ss, const struct llmtap_sync_event *e)
 	}
 	ss->stats.paired++;
 	if (took <= STEPSYNC_WAIT_NS) {
-		hand_on(ss, h, h->s->end_ns);
+		/* no wait: the work was over by the call's entry. That is the step's own
+		 * return only when the call came right after it (the host backend's work is
+		 * over at the return, whenever the call comes) */
+		if (ss->host_only || e->start_ns <= h->s->end_ns + STEPSYNC_WAIT_NS)
+			hand_on(ss, h, h->s->end_ns);
+		else
+			hand_on(ss, h, 0);
 		return;
 	}
 	ss->stats.waited++;

@@ -7,10 +7,11 @@
  * sends at most one per step) and sets the step's compute_end_ns:
  *
  *   the sync waited (it took more than STEPSYNC_WAIT_NS):  the sync's return
- *   it did not:       the step's own return (end_ns): the work was done by
- *                     then on the CPU backend; on a GPU it ended somewhere
- *                     between the step's return and the sync, so this is a
- *                     lower bound
+ *   it did not:       the step's own return (end_ns), where the call began within
+ *                     STEPSYNC_WAIT_NS of it (on a GPU the work ended in that
+ *                     window: a lower bound off by less than it) or every backend
+ *                     is the host's (the work is over at the return); a later
+ *                     call that did not wait tells nothing: unknown
  *   unknown (0):      the sync waited but its thread was preempted inside it;
  *                     another step on the context came first; no sync came
  *                     within STEPSYNC_GRACE_NS before a tick; the step failed
@@ -22,6 +23,7 @@
 #ifndef LLMTAP_STEPSYNC_H
 #define LLMTAP_STEPSYNC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "probe/event.h"
@@ -54,6 +56,9 @@ struct stepsync;
 typedef void (*stepsync_emit_fn)(void *arg, const struct step *s);
 
 struct stepsync *stepsync_new(stepsync_emit_fn emit, void *arg);
+/* Every backend of the target is the host's (target_device_backend): a step's work
+ * is over when llama_decode returns, whenever its sync comes. */
+void stepsync_set_host_only(struct stepsync *ss, bool host_only);
 /* A step (its request_ids filled in): held for its sync, or handed on now. */
 void stepsync_step(struct stepsync *ss, const struct step *s);
 /* A sync record: hands its step on with the compute end it tells. */

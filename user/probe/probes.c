@@ -132,6 +132,7 @@ static int uprobe_multi_link(int prog_fd, const char *path, const __u64 *offsets
 /* Whether a site is probed, and its probes' cookie (site id and flags). */
 struct site_want {
 	bool on;
+	bool entry_only; /* a SESSION site probed at entry alone (no_sync) */
 	__u64 cookie;
 };
 
@@ -178,6 +179,10 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f,
 
 			if (loc->file != f)
 				continue;
+			if (want[site].entry_only) {
+				add_site(fs, DIR_ENTRY, loc->offset, want[site].cookie, site);
+				continue;
+			}
 			if (si->session && p->session) {
 				add_site(fs, DIR_SESSION, loc->offset, want[site].cookie, site);
 				continue;
@@ -195,6 +200,17 @@ static int attach_file_multi(struct probes *p, const struct target *t, int f,
 			continue;
 		fd = uprobe_multi_link(prog[dir], t->files[f].host, fs->offsets[dir],
 				       fs->cookies[dir], fs->n[dir], dir, t->pid);
+		if (fd < 0 && dir == DIR_SESSION) {
+			/* the kernel refused sessions after all: these sites get a classic
+			 * return (now, before any entry) and entry (with the others') */
+			p->session = false;
+			fd = uprobe_multi_link(prog[DIR_RETURN], t->files[f].host,
+					       fs->offsets[dir], fs->cookies[dir], fs->n[dir],
+					       DIR_RETURN, t->pid);
+			for (__u32 i = 0; fd >= 0 && i < fs->n[dir]; i++)
+				add_site(fs, DIR_ENTRY, fs->offsets[dir][i], fs->cookies[dir][i],
+					 fs->sites[dir][i]);
+		}
 		if (fd < 0) {
 			ret = fd;
 			snprintf(err, errlen, "cannot attach %u %s to %s (PID %d): %s", fs->n[dir],
@@ -226,7 +242,7 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum llmta
 				    .bpf_cookie = want[site].cookie);
 			struct bpf_link *link;
 
-			if (dir ? !si->ret : !si->entry)
+			if (dir ? !si->ret || want[site].entry_only : !si->entry)
 				continue;
 			link = bpf_program__attach_uprobe_opts(dir ? p->skel->progs.probe_exit :
 								     p->skel->progs.probe_enter,
@@ -261,7 +277,26 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum llmta
  * ANY site serves a second job and is probed even when not chosen:
  * llama_get_logits_ith is also a synchronizing call (llmtap_sites.def).
  */
-static void want_sites(const struct target *t, struct site_want want[SITE_MAX])
+/*
+ * The state calls: they synchronize before their try (llama-context.cpp), so what a
+ * backend throws there passes their return. Checked in de3ff815ea7d and b5640.
+ */
+static bool synchronizes_first(enum llmtap_site site)
+{
+	switch (site) {
+	case SITE_CALL_SEQ_SAVE_FILE:
+	case SITE_CALL_SEQ_LOAD_FILE:
+	case SITE_CALL_SEQ_GET_DATA:
+	case SITE_CALL_SEQ_SET_DATA:
+	case SITE_CALL_SAVE_FILE:
+	case SITE_CALL_LOAD_FILE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void want_sites(const struct target *t, bool no_sync, struct site_want want[SITE_MAX])
 {
 	bool any_taken[LAYER_MAX] = { false };
 
@@ -269,6 +304,7 @@ static void want_sites(const struct target *t, struct site_want want[SITE_MAX])
 		const struct site_info *si = site_info(site);
 
 		want[site].cookie = (__u64)site;
+		want[site].entry_only = false;
 		want[site].on = t->sites[site].found &&
 				(site == SITE_DECODE || target_layer_found(t, si->layer));
 		if (want[site].on && si->need == NEED_ANY) {
@@ -278,6 +314,20 @@ static void want_sites(const struct target *t, struct site_want want[SITE_MAX])
 				want[site].on = site == SITE_SAMPLE_LOGITS;
 			any_taken[si->layer] = true;
 		}
+		/* where a call that synchronizes may throw, no return probe on one that
+		 * synchronizes: the sync sites are left off, llama_get_logits_ith keeps its
+		 * sampling entry, common_sampler_sample (it reads the logits) is recorded at
+		 * entry, as llama_sampler_sample always is */
+		if (want[site].on && si->session && no_sync) {
+			want[site].on = want[site].cookie & LLMTAP_COOKIE_SAMPLE;
+			want[site].entry_only = true;
+		}
+		if (want[site].on && site == SITE_SAMPLE_COMMON && no_sync) {
+			want[site].entry_only = true;
+			want[site].cookie |= LLMTAP_COOKIE_ENTRY_ONLY;
+		}
+		if (want[site].on && no_sync && synchronizes_first(site))
+			want[site].on = false; /* their result is their return's: none without */
 	}
 }
 
@@ -317,6 +367,7 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 	p->skel->rodata->wakeup_bytes = opts->ringbuf_bytes / 4;
 	p->skel->data->task_n_predict_off = opts->task_n_predict_off;
 	p->skel->data->slot_stop_off = opts->slot_stop_off;
+	p->skel->data->sync_on = !opts->no_sync;
 	p->multi = uprobe_multi_supported();
 	if (p->multi) {
 		bpf_program__set_expected_attach_type(p->skel->progs.probe_enter, BPF_TRACE_UPROBE_MULTI);
@@ -335,7 +386,7 @@ int probes_open(const struct target *t, const struct probes_opts *opts, probes_e
 			 strerror(-ret));
 		goto cleanup;
 	}
-	want_sites(t, want);
+	want_sites(t, opts->no_sync, want);
 	/* the file with llama_decode first: it must attach, the others may fail */
 	ret = p->multi ? attach_file_multi(p, t, t->sites[SITE_DECODE].locs[0].file, want, err, errlen)
 		       : attach_site_perf(p, t, SITE_DECODE, want, err, errlen);

@@ -18,6 +18,9 @@ struct probes_opts {
 	bool verbose;          /* let libbpf print its diagnostics */
 	int task_n_predict_off; /* user/target/layout.c: -1 when unknown for the build */
 	int slot_stop_off;      /* the same */
+	/* a call that synchronizes may throw (a backend but the host's and ggml-cuda's:
+	 * target_sync_may_throw): the sync sites get no probe, compute time is unknown */
+	bool no_sync;
 };
 
 /* Called for every record; a non-zero return stops the drain. */

@@ -27,6 +27,21 @@ static const char *const host_regs[] = {
 	"ggml_backend_dev_backend_reg",
 };
 
+/*
+ * Device backends whose synchronize() never throws: ggml-cuda (and ggml-hip, ggml-musa,
+ * the same code built for ROCm and MUSA) checks every call with CUDA_CHECK, which
+ * aborts (ggml_cuda_error -> GGML_ABORT). Others throw through it (ggml-vulkan's
+ * VK_CHECK rethrows vk::DeviceLostError) or were not checked: a return probe on a
+ * call that synchronizes (the [uprobes] trampoline has no unwind information) would
+ * turn what llama-server catches into std::terminate.
+ */
+static const char *const no_throw_stems[] = { "libggml-cuda", "libggml-hip", "libggml-musa" };
+static const char *const no_throw_regs[] = { "ggml_backend_cuda_reg", "ggml_backend_hip_reg",
+					     "ggml_backend_musa_reg" };
+static const char *const no_throw_runtimes[] = {
+	"libcuda.", "libcudart", "libcublas", "libamdhip64", "libhipblas", "librocblas", "libmusa",
+};
+
 /* GPU runtimes a backend linked into another file loads (file name prefixes). */
 static const char *const runtimes[] = {
 	"libcuda.", "libcudart", "libcublas", "libamdhip64", "libhipblas", "librocblas",
@@ -46,8 +61,8 @@ static bool ends(const char *s, const char *suffix)
 	return n >= m && !strcmp(s + n - m, suffix);
 }
 
-/* A ggml library llmtap knows holds nothing off the host: its name up to ".so". */
-static bool host_ggml(const char *base)
+/* base's name up to ".so" is one of stems */
+static bool stem_in(const char *base, const char *const *stems, size_t n_stems)
 {
 	const char *so = strstr(base, ".so");
 	size_t n;
@@ -55,10 +70,28 @@ static bool host_ggml(const char *base)
 	if (!so || (so[3] && so[3] != '.'))
 		return false;
 	n = (size_t)(so - base);
-	for (size_t i = 0; i < ARRAY_SIZE(host_stems); i++)
-		if (strlen(host_stems[i]) == n && !strncmp(base, host_stems[i], n))
+	for (size_t i = 0; i < n_stems; i++)
+		if (strlen(stems[i]) == n && !strncmp(base, stems[i], n))
 			return true;
-	return n > strlen("libggml-cpu-") && starts(base, "libggml-cpu-");
+	return false;
+}
+
+/* A ggml library llmtap knows holds nothing off the host: its name up to ".so". */
+static bool host_ggml(const char *base)
+{
+	const char *so = strstr(base, ".so");
+
+	if (stem_in(base, host_stems, ARRAY_SIZE(host_stems)))
+		return true;
+	return so && so - base > (long)strlen("libggml-cpu-") && starts(base, "libggml-cpu-");
+}
+
+static bool in(const char *s, const char *const *list, size_t n, bool prefix)
+{
+	for (size_t i = 0; i < n; i++)
+		if (prefix ? starts(s, list[i]) : !strcmp(s, list[i]))
+			return true;
+	return false;
 }
 
 bool backend_is_device_lib(const char *path)
@@ -75,7 +108,8 @@ bool backend_is_device_lib(const char *path)
 struct scan {
 	char *name;
 	size_t len;
-	bool ggml; /* libggml or libggml-base is mapped: ggml is a shared build */
+	bool ggml;     /* libggml or libggml-base is mapped: ggml is a shared build */
+	bool no_throw; /* also allow the device backends whose synchronize never throws */
 };
 
 static void set_name(struct scan *s, const char *what)
@@ -93,7 +127,9 @@ static int on_map(const struct proc_map *m, void *arg)
 		return 0;
 	base = strrchr(m->path, '/');
 	base = base ? base + 1 : m->path;
-	if (backend_is_device_lib(m->path)) {
+	if (backend_is_device_lib(m->path) &&
+	    !(s->no_throw && (stem_in(base, no_throw_stems, ARRAY_SIZE(no_throw_stems)) ||
+			      in(base, no_throw_runtimes, ARRAY_SIZE(no_throw_runtimes), true)))) {
 		set_name(s, base);
 		return 1;
 	}
@@ -116,16 +152,16 @@ static int on_symbol(void *arg, const char *name, bool object, bool dynamic)
 		return 0;
 	if (!strcmp(name, "ggml_backend_cpu_reg"))
 		r->cpu = true;
-	for (size_t i = 0; i < ARRAY_SIZE(host_regs); i++)
-		if (!strcmp(name, host_regs[i]))
-			return 0;
+	if (in(name, host_regs, ARRAY_SIZE(host_regs), false) ||
+	    (r->s->no_throw && in(name, no_throw_regs, ARRAY_SIZE(no_throw_regs), false)))
+		return 0;
 	set_name(r->s, name); /* a device backend's, or one llmtap does not know */
 	return 1;
 }
 
-int target_device_backend(pid_t pid, const char *core, char *name, size_t len)
+static int classify(pid_t pid, const char *core, char *name, size_t len, bool no_throw)
 {
-	struct scan s = { name, len, false };
+	struct scan s = { name, len, false, no_throw };
 	struct regs r = { &s, false };
 	struct elf_file_info info;
 	int ret;
@@ -147,4 +183,14 @@ int target_device_backend(pid_t pid, const char *core, char *name, size_t len)
 	if (ret)
 		return 1;
 	return s.ggml || r.cpu ? 0 : 1;
+}
+
+int target_device_backend(pid_t pid, const char *core, char *name, size_t len)
+{
+	return classify(pid, core, name, len, false);
+}
+
+int target_sync_may_throw(pid_t pid, const char *core, char *name, size_t len)
+{
+	return classify(pid, core, name, len, true);
 }

@@ -26,5 +26,11 @@ bool backend_is_device_lib(const char *path);
  * pid's maps cannot be read.
  */
 int target_device_backend(pid_t pid, const char *core, char *name, size_t len);
+/*
+ * The same, but also 0 with the device backends whose synchronize() never throws
+ * (ggml-cuda, -hip, -musa: they abort): 1 when a call that synchronizes may throw
+ * (ggml-vulkan's does) or a backend llmtap does not know is there, with its name.
+ */
+int target_sync_may_throw(pid_t pid, const char *core, char *name, size_t len);
 
 #endif
