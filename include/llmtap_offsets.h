@@ -77,8 +77,22 @@
 			    * (+64 in b7698, +72 in b5640: an offset not confirmed by
 			    * the steps' contexts is ignored, see the correlator) */
 
-/* server_task::params.n_predict moved in every release: its offset is per build, in
- * user/target/layout.c, handed to the BPF programs as task_n_predict_off. */
+/*
+ * llama-server's task and slot fields that moved in every release: per build (gdb
+ * ptype /o on each build of tests/compat/versions), chosen by user/target/layout.c
+ * from the target's LLAMA_COMMIT and handed to the BPF programs as task_n_predict_off
+ * and slot_stop_off (-1 on any other build: not read).
+ */
+#define SERVER_TASK_N_PREDICT_B5640 28    /* server_task::params.n_predict, int32 */
+#define SERVER_TASK_N_PREDICT_B7698 48
+#define SERVER_TASK_N_PREDICT_B8390 72    /* and b9842 */
+#define SERVER_TASK_N_PREDICT_B10361 76   /* and de3ff815ea7d */
+#define SERVER_SLOT_STOP_B5640 2396       /* server_slot::stop, enum stop_type */
+#define SERVER_SLOT_STOP_B7698 268
+#define SERVER_SLOT_STOP_B8390 236
+#define SERVER_SLOT_STOP_B9842 388
+#define SERVER_SLOT_STOP_B10361 420
+#define SERVER_SLOT_STOP_DE3FF815 5412
 
 /* ---- common_params_sampling (common/common.h; de3ff815ea7d) ---- */
 #define SAMPLING_SEED 0  /* uint32_t */

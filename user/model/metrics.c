@@ -70,9 +70,9 @@ static const struct instrument instruments[M_INSTR_MAX] = {
 		H(step_bounds) },
 	[M_STEP_COMPUTE] = { "llmtap.engine.step.compute.duration", "s",
 		"Compute time of one engine step: from its llama_decode / llama_encode entry to the "
-		"end of its context's first synchronizing call when that call waited, else to the "
-		"call's return (CPU: the same as llmtap.engine.step.duration); steps whose compute "
-		"time is unknown record no point", INSTR_HISTOGRAM, H(step_bounds) },
+		"return of its context's first synchronizing call when that call waited, else to the "
+		"step's own return (CPU: the same as llmtap.engine.step.duration); steps whose "
+		"compute time is unknown record no point", INSTR_HISTOGRAM, H(step_bounds) },
 	[M_STEP_TOKENS] = { "llmtap.engine.batch.size", "{token}",
 		"Tokens in one engine step's batch", INSTR_HISTOGRAM, H(batch_bounds) },
 	[M_STEPS] = { "llmtap.engine.steps", "{step}", "Engine steps", INSTR_COUNTER, NULL, 0 },

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "llmtap_offsets.h"
 #include "lib/util.h"
 
 /* One row per build checked: its commit (LLAMA_COMMIT, full) and the offsets. */
@@ -14,12 +15,18 @@ static const struct {
 			     * values in all (NONE, EOS, WORD, LIMIT) */
 	enum kv_layout kv;  /* llama_context_params (include/llmtap_offsets.h) */
 } layouts[] = {
-	{ "aa3f5d08eeb5", "b5640, node-llama-cpp 3.10.0", 28, 2396, KV_LAYOUT_B5640 },
-	{ "79efbb133964", "b7698, node-llama-cpp 3.15.0", 48, 268, KV_LAYOUT_B7698 },
-	{ "b10e98aadb3e", "b8390, node-llama-cpp 3.18.1", 72, 236, KV_LAYOUT_B7698 },
-	{ "d654a8ee8ad7", "b9842, node-llama-cpp 3.19.0", 72, 388, KV_LAYOUT_B9842 },
-	{ "c2fd87ef4253", "b10361, node-llama-cpp 3.20.0", 76, 420, KV_LAYOUT_B9842 },
-	{ "de3ff815ea7d", "v0.5.0, node-llama-cpp 3.22.1", 76, 5412, KV_LAYOUT_B9842 },
+	{ "aa3f5d08eeb5", "b5640, node-llama-cpp 3.10.0", SERVER_TASK_N_PREDICT_B5640,
+	  SERVER_SLOT_STOP_B5640, KV_LAYOUT_B5640 },
+	{ "79efbb133964", "b7698, node-llama-cpp 3.15.0", SERVER_TASK_N_PREDICT_B7698,
+	  SERVER_SLOT_STOP_B7698, KV_LAYOUT_B7698 },
+	{ "b10e98aadb3e", "b8390, node-llama-cpp 3.18.1", SERVER_TASK_N_PREDICT_B8390,
+	  SERVER_SLOT_STOP_B8390, KV_LAYOUT_B7698 },
+	{ "d654a8ee8ad7", "b9842, node-llama-cpp 3.19.0", SERVER_TASK_N_PREDICT_B8390,
+	  SERVER_SLOT_STOP_B9842, KV_LAYOUT_B9842 },
+	{ "c2fd87ef4253", "b10361, node-llama-cpp 3.20.0", SERVER_TASK_N_PREDICT_B10361,
+	  SERVER_SLOT_STOP_B10361, KV_LAYOUT_B9842 },
+	{ "de3ff815ea7d", "v0.5.0, node-llama-cpp 3.22.1", SERVER_TASK_N_PREDICT_B10361,
+	  SERVER_SLOT_STOP_DE3FF815, KV_LAYOUT_B9842 },
 };
 
 /* v's row in layouts[], -1 when its build was not checked */
