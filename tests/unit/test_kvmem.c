@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Unit tests for user/model/kvmem.c: KV-cache bytes from the model's shape and the context. */
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -301,6 +303,53 @@ static void test_device_static(void **state)
 	assert_int_equal(target_device_backend(getpid(), "/nonexistent", name, sizeof(name)), 1);
 }
 
+/* Map a copy of a harmless library (zlib) under name in dir, as a process loads a
+ * ggml library: what llmtap reads is the mapping's file name. */
+static void *map_as(const char *dir, const char *name)
+{
+	char path[256], cmd[700];
+	void *h;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(cmd, sizeof(cmd), "cp /lib/x86_64-linux-gnu/libz.so.1 '%s' 2>/dev/null || "
+		 "cp /usr/lib/x86_64-linux-gnu/libz.so.1 '%s'", path, path);
+	assert_int_equal(system(cmd), 0);
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	assert_non_null(h);
+	return h;
+}
+
+/* A shared ggml whose backends are not loaded yet (GGML_BACKEND_DL before
+ * ggml_backend_load_all: a daemon attaches at the exec) is no host-only process; once
+ * its CPU backend is there it is, until a device backend comes (ggml-cuda's
+ * synchronize aborts, ggml-vulkan's throws). Read from this process's own maps. */
+static void test_backends_of_a_process(void **state)
+{
+	char dir[] = "/tmp/llmtap-test-backends-XXXXXX", name[64], cmd[128];
+	void *h[4];
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	h[0] = map_as(dir, "libggml-base.so");
+	assert_int_equal(target_device_backend(getpid(), NULL, name, sizeof(name)), 1);
+	assert_string_equal(name, "ggml's backends (not loaded yet)");
+	assert_int_equal(target_sync_may_throw(getpid(), NULL, name, sizeof(name)), 1);
+	h[1] = map_as(dir, "libggml-cpu-haswell.so");
+	assert_int_equal(target_device_backend(getpid(), NULL, name, sizeof(name)), 0);
+	assert_int_equal(target_sync_may_throw(getpid(), NULL, name, sizeof(name)), 0);
+	h[2] = map_as(dir, "libggml-cuda.so");
+	assert_int_equal(target_device_backend(getpid(), NULL, name, sizeof(name)), 1);
+	assert_string_equal(name, "libggml-cuda.so");
+	assert_int_equal(target_sync_may_throw(getpid(), NULL, name, sizeof(name)), 0);
+	h[3] = map_as(dir, "libggml-vulkan.so");
+	assert_int_equal(target_sync_may_throw(getpid(), NULL, name, sizeof(name)), 1);
+	assert_string_equal(name, "libggml-vulkan.so");
+	for (int i = 3; i >= 0; i--)
+		dlclose(h[i]);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +363,7 @@ int main(void)
 		cmocka_unit_test(test_device_libs_all_of_ggml),
 		cmocka_unit_test(test_device_libs_host_only),
 		cmocka_unit_test(test_device_static),
+		cmocka_unit_test(test_backends_of_a_process), /* last: it maps libraries */
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,7 @@
 #include "export/prom_http.h"
 #include "lib/clock.h"
 #include "lib/text.h"
+#include "lib/util.h"
 #include "model/correlate.h"
 #include "model/kvmem.h"
 #include "model/layercheck.h"
@@ -20,14 +21,13 @@
 #include "probe/event.h"
 #include "probe/probes.h"
 #include "sink/sinks.h"
-#include "lib/util.h"
 #include "target/backend.h"
 #include "target/gguf.h"
+#include "target/layout.h"
 #include "target/proc.h"
 #include "target/resource.h"
-#include "target/sites.h"
 #include "target/router.h"
-#include "target/layout.h"
+#include "target/sites.h"
 #include "target/version.h"
 
 #define TAIL_MAX_BYTES (64u << 20) /* a tail capture's events never take more memory */
@@ -248,7 +248,6 @@ static enum eog_class vocab_eog(const void *arg, int32_t token)
 	return gguf_token_maybe_eog(&s->vocab, token) ? EOG_MAYBE : EOG_NO;
 }
 
-
 static int find_gguf(const struct proc_map *m, void *arg)
 {
 	struct session *s = arg;
@@ -376,6 +375,8 @@ static void kv_memory(struct session *s, struct tm_kv_mem *out)
 		ret = target_device_backend(s->t.pid, target_core(&s->t)->host, lib, sizeof(lib));
 		s->device_lib = ret < 0 ? -1 : ret;
 		s->kv_ctx = cc.ctx;
+		/* loaded by now (llmtap run, a daemon at the exec: perhaps not at the attach) */
+		correlator_set_host_only(s->corr, s->device_lib == 0);
 		/* started by llmtap run, the target had not relocated LLAMA_COMMIT
 		 * yet when llmtap attached: it has now (the sinks see it in place) */
 		if (!s->version.commit[0]) {
@@ -492,6 +493,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	};
 	struct session *s = calloc(1, sizeof(*s));
 	struct tm_target tt;
+	bool host_only;
 
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -512,8 +514,11 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	target_version(&s->t, &s->version);
 	po.task_n_predict_off = layout_task_n_predict(&s->version);
 	po.slot_stop_off = layout_slot_stop(&s->version);
-	po.no_sync = target_sync_may_throw(t->pid, target_core(t)->host, s->sync_lib,
-					   sizeof(s->sync_lib)) != 0;
+	/* only the host's backends: its work is over at llama_decode's return, and no
+	 * synchronize throws; else ask whether one may (a second look, device ones only) */
+	host_only = !target_device_backend(t->pid, target_core(t)->host, NULL, 0);
+	po.no_sync = !host_only && target_sync_may_throw(t->pid, target_core(t)->host, s->sync_lib,
+							 sizeof(s->sync_lib)) != 0;
 	if (probes_open(&s->t, &po, on_event, s, &s->p, err, errlen))
 		goto fail;
 	if (po.no_sync)
@@ -543,9 +548,7 @@ struct session *session_open(const struct target *t, const struct session_opts *
 	}
 	correlator_set_stop_checks(s->corr, probes_site_attached(s->p, SITE_SRV_STOP_CHECK));
 	correlator_set_eog(s->corr, vocab_eog, s);
-	/* a step's work is over at its return when every backend is the host's */
-	correlator_set_host_only(s->corr,
-				 !target_device_backend(t->pid, target_core(t)->host, NULL, 0));
+	correlator_set_host_only(s->corr, host_only);
 	if (router_detect(&s->t, &s->router))
 		correlator_set_router(s->corr, true);
 	if (add_sinks(s, o, err, errlen))

@@ -109,6 +109,7 @@ struct scan {
 	char *name;
 	size_t len;
 	bool ggml;     /* libggml or libggml-base is mapped: ggml is a shared build */
+	bool cpu;      /* its CPU backend's library (libggml-cpu*) is mapped */
 	bool no_throw; /* also allow the device backends whose synchronize never throws */
 };
 
@@ -135,6 +136,8 @@ static int on_map(const struct proc_map *m, void *arg)
 	}
 	if (starts(base, "libggml.so") || starts(base, "libggml-base.so"))
 		s->ggml = true;
+	if (starts(base, "libggml-cpu"))
+		s->cpu = true;
 	return 0;
 }
 
@@ -161,7 +164,7 @@ static int on_symbol(void *arg, const char *name, bool object, bool dynamic)
 
 static int classify(pid_t pid, const char *core, char *name, size_t len, bool no_throw)
 {
-	struct scan s = { name, len, false, no_throw };
+	struct scan s = { name, len, false, false, no_throw };
 	struct regs r = { &s, false };
 	struct elf_file_info info;
 	int ret;
@@ -177,6 +180,16 @@ static int classify(pid_t pid, const char *core, char *name, size_t len, bool no
 	 * each; host memory only when every one defined is a host backend's, and the
 	 * CPU backend's is there (else ggml is elsewhere, or the file is stripped).
 	 */
+	/*
+	 * A shared ggml always has its CPU backend in a library of its own: linked
+	 * (libggml needs libggml-cpu) or loaded with the others (GGML_BACKEND_DL, as
+	 * Ollama builds it: ggml_backend_load_all, after the exec a daemon attaches at).
+	 * Without it the backends are not loaded yet, and which will be is unknown.
+	 */
+	if (s.ggml && !s.cpu) {
+		set_name(&s, "ggml's backends (not loaded yet)");
+		return 1;
+	}
 	if (!core)
 		return s.ggml ? 0 : 1;
 	ret = elf_each_symbol(core, "ggml_backend_", on_symbol, &r, &info);

@@ -21,7 +21,8 @@ bool backend_is_device_lib(const char *path);
  * library (backend_is_device_lib), and core (the file that defines llama_decode, as
  * llmtap reads it; NULL: not looked at) defines no ggml_backend_<name>_reg but the
  * host backends' -- and, when ggml is not a mapped libggml, the CPU backend's (ggml
- * is in core: a static build). 1 otherwise, with what decided it into name (a file
+ * is in core: a static build); a mapped libggml without its CPU backend's library has
+ * not loaded its backends yet (GGML_BACKEND_DL): 1. 1 otherwise, with what decided it into name (a file
  * or symbol name; "" when core could not be read or holds no ggml). -errno when
  * pid's maps cannot be read.
  */
