@@ -271,13 +271,6 @@ static int attach_site_perf(struct probes *p, const struct target *t, enum llmta
 }
 
 /*
- * The sites to probe: llama_decode, and every site found of a layer that has
- * what it needs (target_layer_found); of a layer's ANY sites only the first
- * found, in table order, which gets LLMTAP_COOKIE_SAMPLE in its cookie. One
- * ANY site serves a second job and is probed even when not chosen:
- * llama_get_logits_ith is also a synchronizing call (llmtap_sites.def).
- */
-/*
  * The state calls: they synchronize before their try (llama-context.cpp), so what a
  * backend throws there passes their return. Checked in de3ff815ea7d and b5640.
  */
@@ -296,6 +289,13 @@ static bool synchronizes_first(enum llmtap_site site)
 	}
 }
 
+/*
+ * The sites to probe: llama_decode, and every site found of a layer that has
+ * what it needs (target_layer_found); of a layer's ANY sites only the first
+ * found, in table order, which gets LLMTAP_COOKIE_SAMPLE in its cookie. One
+ * ANY site serves a second job and is probed even when not chosen:
+ * llama_get_logits_ith is also a synchronizing call (llmtap_sites.def).
+ */
 static void want_sites(const struct target *t, bool no_sync, struct site_want want[SITE_MAX])
 {
 	bool any_taken[LAYER_MAX] = { false };
