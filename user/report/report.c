@@ -321,7 +321,7 @@ static int add_step(struct trace *t, json_object *e, double ts, double dur)
 static int add_request(struct trace *t, json_object *e, double ts, double dur)
 {
 	json_object *args = get(e, "args"), *stream = get(args, TRACE_ARG_STREAM);
-	const char *kind = get_str(args, TRACE_ARG_REQ_KIND);
+	const char *kind = get_str(args, TRACE_ARG_REQ_KIND), *finish;
 	struct request *r;
 
 	if (kind && !strcmp(kind, TRACE_REQ_PROXY)) { /* the server it was passed to counts it */
@@ -351,10 +351,10 @@ static int add_request(struct trace *t, json_object *e, double ts, double dur)
 	r->http_ms = get_ms(args, TRACE_ARG_HTTP_MS);
 	r->prefill_ms = r->gen_ms = -1;
 	r->failed = r->status >= 400;
+	finish = get_str(args, TRACE_ARG_FINISH);
 	r->finish = -1;
-	for (size_t i = 0; i < FINISH_NAMES; i++)
-		if (get_str(args, TRACE_ARG_FINISH) && !strcmp(get_str(args, TRACE_ARG_FINISH),
-							       finish_names[i]))
+	for (size_t i = 0; finish && i < FINISH_NAMES; i++)
+		if (!strcmp(finish, finish_names[i]))
 			r->finish = (int)i;
 	return 0;
 }
